@@ -1,0 +1,99 @@
+/* common/sha256.c - SHA-256 as specified in FIPS 180-4, section 6.2. */
+#include "common/sha256.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const uint32_t K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+#define ROTR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+static void sha256_block(uint32_t s[8], const uint8_t *p) {
+    uint32_t w[64];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+               (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ROTR(w[i - 15], 7) ^ ROTR(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ROTR(w[i - 2], 17) ^ ROTR(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = s[0], b = s[1], c = s[2], d = s[3], e = s[4], f = s[5], g = s[6], h = s[7];
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = h + (ROTR(e, 6) ^ ROTR(e, 11) ^ ROTR(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i];
+        uint32_t t2 = (ROTR(a, 2) ^ ROTR(a, 13) ^ ROTR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        h = g;
+        g = f;
+        f = e;
+        e = d + t1;
+        d = c;
+        c = b;
+        b = a;
+        a = t1 + t2;
+    }
+    s[0] += a;
+    s[1] += b;
+    s[2] += c;
+    s[3] += d;
+    s[4] += e;
+    s[5] += f;
+    s[6] += g;
+    s[7] += h;
+}
+
+void melbo_sha256_init(struct melbo_sha256 *h) {
+    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(h->state, iv, sizeof iv);
+    h->n_bytes = 0;
+    h->n_block = 0;
+}
+
+void melbo_sha256_update(struct melbo_sha256 *h, const void *data, size_t len) {
+    const uint8_t *p = data;
+    h->n_bytes += len;
+    while (len > 0) {
+        size_t take = 64 - h->n_block;
+        if (take > len)
+            take = len;
+        memcpy(h->block + h->n_block, p, take);
+        h->n_block += take;
+        p += take;
+        len -= take;
+        if (h->n_block == 64) {
+            sha256_block(h->state, h->block);
+            h->n_block = 0;
+        }
+    }
+}
+
+void melbo_sha256_final(struct melbo_sha256 *h, uint8_t digest[32]) {
+    uint64_t bits = h->n_bytes * 8;
+    uint8_t pad = 0x80, zero = 0;
+    melbo_sha256_update(h, &pad, 1);
+    while (h->n_block != 56)
+        melbo_sha256_update(h, &zero, 1);
+    uint8_t len_be[8];
+    for (int i = 0; i < 8; i++)
+        len_be[i] = (uint8_t)(bits >> (56 - 8 * i));
+    melbo_sha256_update(h, len_be, 8);
+    for (int i = 0; i < 8; i++) {
+        digest[4 * i] = (uint8_t)(h->state[i] >> 24);
+        digest[4 * i + 1] = (uint8_t)(h->state[i] >> 16);
+        digest[4 * i + 2] = (uint8_t)(h->state[i] >> 8);
+        digest[4 * i + 3] = (uint8_t)h->state[i];
+    }
+}
+
+void melbo_sha256_hex(const uint8_t digest[32], char hex[65]) {
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+}

@@ -1,0 +1,383 @@
+/* rank/model/config.c - config.json parsing (rank/model/config.h). */
+#include "rank/model/config.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/file.h"
+
+const char *melbo_arch_name(enum melbo_arch a) {
+    static const char *names[] = {"llama", "mistral", "qwen2", "qwen3", "qwen"};
+    return names[a];
+}
+
+const char *melbo_rope_type_name(enum melbo_rope_type t) {
+    static const char *names[] = {"default", "linear", "llama3"};
+    return names[t];
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Small typed getters. Each returns 0 when the key is absent (leaving *out unchanged), 1 when
+ * read, and a negative code (with err set) when present but of the wrong type or range.
+ */
+
+static int get_int(const cJSON *o, const char *key, int *out, const char *src,
+                   struct melbo_err *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (v == NULL || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsNumber(v) || floor(v->valuedouble) != v->valuedouble || fabs(v->valuedouble) > 2e9)
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: \"%s\" must be an integer", src, key);
+    *out = (int)v->valuedouble;
+    return 1;
+}
+
+static int get_float(const cJSON *o, const char *key, float *out, const char *src,
+                     struct melbo_err *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (v == NULL || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsNumber(v))
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: \"%s\" must be a number", src, key);
+    *out = (float)v->valuedouble;
+    return 1;
+}
+
+static int get_bool(const cJSON *o, const char *key, int *out, const char *src,
+                    struct melbo_err *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (v == NULL || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsBool(v))
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: \"%s\" must be true or false", src, key);
+    *out = cJSON_IsTrue(v);
+    return 1;
+}
+
+static void get_str(const cJSON *o, const char *key, char *out, size_t n) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsString(v))
+        snprintf(out, n, "%s", v->valuestring);
+}
+
+#define TRY(expr)              \
+    do {                       \
+        int r_ = (expr);       \
+        if (r_ < 0)            \
+            return r_;         \
+    } while (0)
+
+/* A required positive integer. */
+static int need_pos_int(const cJSON *o, const char *key, int *out, const char *src,
+                        struct melbo_err *err) {
+    int r = get_int(o, key, out, src, err);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        return melbo_err_set(err, MELBO_EMISSING, "%s: missing \"%s\"", src, key);
+    if (*out <= 0)
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: \"%s\" must be positive (got %d)", src, key,
+                             *out);
+    return 0;
+}
+
+/* rope_scaling (legacy) or rope_parameters (transformers v5): both are objects with a type. */
+static int parse_rope_object(struct melbo_model_config *cfg, const cJSON *rs, const char *key,
+                             const char *src, struct melbo_err *err) {
+    if (rs == NULL || cJSON_IsNull(rs))
+        return 0;
+    if (!cJSON_IsObject(rs))
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: \"%s\" must be an object or null", src, key);
+    TRY(get_float(rs, "rope_theta", &cfg->rope_theta, src, err));
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+    if (!cJSON_IsString(ty))
+        ty = cJSON_GetObjectItemCaseSensitive(rs, "type"); /* legacy alias */
+    const char *t = cJSON_IsString(ty) ? ty->valuestring : "default";
+    if (strcmp(t, "default") == 0) {
+        cfg->rope_type = MELBO_ROPE_DEFAULT;
+        return 0;
+    }
+    if (strcmp(t, "linear") == 0) {
+        cfg->rope_type = MELBO_ROPE_LINEAR;
+        if (get_float(rs, "factor", &cfg->rope_factor, src, err) <= 0 || !(cfg->rope_factor > 0))
+            return melbo_err_set(err, MELBO_EFORMAT, "%s: %s linear needs a positive \"factor\"",
+                                 src, key);
+        return 0;
+    }
+    if (strcmp(t, "llama3") == 0) {
+        cfg->rope_type = MELBO_ROPE_LLAMA3;
+        if (get_float(rs, "factor", &cfg->rope_factor, src, err) <= 0 ||
+            get_float(rs, "low_freq_factor", &cfg->rope_low_freq_factor, src, err) <= 0 ||
+            get_float(rs, "high_freq_factor", &cfg->rope_high_freq_factor, src, err) <= 0 ||
+            get_int(rs, "original_max_position_embeddings", &cfg->rope_original_max_pos, src,
+                    err) <= 0)
+            return melbo_err_set(err, MELBO_EFORMAT,
+                                 "%s: %s llama3 needs factor, low_freq_factor, high_freq_factor "
+                                 "and original_max_position_embeddings",
+                                 src, key);
+        if (!(cfg->rope_high_freq_factor > cfg->rope_low_freq_factor) || !(cfg->rope_factor > 0))
+            return melbo_err_set(err, MELBO_EFORMAT,
+                                 "%s: %s llama3 needs high_freq_factor > low_freq_factor and "
+                                 "factor > 0",
+                                 src, key);
+        return 0;
+    }
+    return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                         "%s: unsupported RoPE type \"%s\" in \"%s\" (melbo supports default, "
+                         "linear and llama3)",
+                         src, t, key);
+}
+
+static int parse_eos(struct melbo_model_config *cfg, const cJSON *root) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
+    if (cJSON_IsNumber(v)) {
+        cfg->eos_ids[cfg->n_eos++] = (int)v->valuedouble;
+    } else if (cJSON_IsArray(v)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v) if (cJSON_IsNumber(e) && cfg->n_eos < 8)
+            cfg->eos_ids[cfg->n_eos++] = (int)e->valuedouble;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "bos_token_id");
+    if (cJSON_IsNumber(v))
+        cfg->bos_token_id = (int)v->valuedouble;
+    return 0;
+}
+
+/* Qwen-1 ("qwen"): its own key names, fused layout, intermediate_size = 2 x MLP width. */
+static int parse_qwen1(struct melbo_model_config *cfg, const cJSON *root, const char *src,
+                       struct melbo_err *err) {
+    int inter = 0, no_bias = 1;
+    float rotary_pct = 1.0f;
+    TRY(need_pos_int(root, "hidden_size", &cfg->d_model, src, err));
+    TRY(need_pos_int(root, "num_attention_heads", &cfg->n_heads, src, err));
+    TRY(need_pos_int(root, "num_hidden_layers", &cfg->n_layers, src, err));
+    TRY(need_pos_int(root, "intermediate_size", &inter, src, err));
+    TRY(need_pos_int(root, "vocab_size", &cfg->vocab, src, err));
+    cfg->head_dim = cfg->d_model / cfg->n_heads;
+    TRY(get_int(root, "kv_channels", &cfg->head_dim, src, err));
+    TRY(get_float(root, "rotary_emb_base", &cfg->rope_theta, src, err));
+    TRY(get_float(root, "rotary_pct", &rotary_pct, src, err));
+    TRY(get_float(root, "layer_norm_epsilon", &cfg->norm_eps, src, err));
+    TRY(get_int(root, "seq_length", &cfg->max_positions, src, err));
+    TRY(get_bool(root, "no_bias", &no_bias, src, err));
+    if (inter % 2 != 0)
+        return melbo_err_set(err, MELBO_EFORMAT,
+                             "%s: Qwen-1 intermediate_size %d must be even (w1 and w2 each have "
+                             "intermediate_size/2 rows)",
+                             src, inter);
+    if (!no_bias)
+        return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                             "%s: Qwen-1 with \"no_bias\": false (biases on c_proj and the MLP) "
+                             "is not supported",
+                             src);
+    if (!(rotary_pct > 0 && rotary_pct <= 1))
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: rotary_pct %g must be in (0, 1]", src,
+                             rotary_pct);
+    cfg->d_ff = inter / 2;
+    cfg->n_kv_heads = cfg->n_heads;
+    cfg->qkv_bias = 1;
+    cfg->rope_dim = (int)(cfg->head_dim * rotary_pct);
+    cfg->rope_dim -= cfg->rope_dim % 2;
+    return 0;
+}
+
+/* Llama, Mistral, Qwen2, Qwen3: the transformers key names. */
+static int parse_hf(struct melbo_model_config *cfg, const cJSON *root, const char *src,
+                    struct melbo_err *err) {
+    TRY(need_pos_int(root, "hidden_size", &cfg->d_model, src, err));
+    TRY(need_pos_int(root, "num_attention_heads", &cfg->n_heads, src, err));
+    TRY(need_pos_int(root, "num_hidden_layers", &cfg->n_layers, src, err));
+    TRY(need_pos_int(root, "intermediate_size", &cfg->d_ff, src, err));
+    TRY(need_pos_int(root, "vocab_size", &cfg->vocab, src, err));
+    cfg->n_kv_heads = cfg->n_heads;
+    TRY(get_int(root, "num_key_value_heads", &cfg->n_kv_heads, src, err));
+    cfg->head_dim = 0;
+    TRY(get_int(root, "head_dim", &cfg->head_dim, src, err));
+    if (cfg->head_dim <= 0) {
+        if (cfg->d_model % cfg->n_heads != 0)
+            return melbo_err_set(err, MELBO_EFORMAT,
+                                 "%s: hidden_size %d is not a multiple of num_attention_heads %d "
+                                 "and no head_dim is given",
+                                 src, cfg->d_model, cfg->n_heads);
+        cfg->head_dim = cfg->d_model / cfg->n_heads;
+    }
+    cfg->rope_dim = cfg->head_dim;
+    TRY(get_float(root, "rms_norm_eps", &cfg->norm_eps, src, err));
+    TRY(get_float(root, "rope_theta", &cfg->rope_theta, src, err));
+    TRY(get_int(root, "max_position_embeddings", &cfg->max_positions, src, err));
+    TRY(get_bool(root, "tie_word_embeddings", &cfg->tied_embeddings, src, err));
+    TRY(parse_rope_object(cfg, cJSON_GetObjectItemCaseSensitive(root, "rope_parameters"),
+                          "rope_parameters", src, err));
+    TRY(parse_rope_object(cfg, cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"),
+                          "rope_scaling", src, err));
+    float prf = 1.0f;
+    TRY(get_float(root, "partial_rotary_factor", &prf, src, err));
+    if (prf != 1.0f)
+        return melbo_err_set(err, MELBO_EUNSUPPORTED, "%s: partial_rotary_factor %g is not supported",
+                             src, prf);
+
+    char act[32] = "silu";
+    get_str(root, "hidden_act", act, sizeof act);
+    if (strcmp(act, "silu") != 0)
+        return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                             "%s: hidden_act \"%s\" is not supported (melbo runs SwiGLU with silu)",
+                             src, act);
+    int mlp_bias = 0, attn_bias = 0;
+    TRY(get_bool(root, "mlp_bias", &mlp_bias, src, err));
+    if (mlp_bias)
+        return melbo_err_set(err, MELBO_EUNSUPPORTED, "%s: \"mlp_bias\": true is not supported", src);
+    TRY(get_bool(root, "attention_bias", &attn_bias, src, err));
+    if (cfg->arch == MELBO_ARCH_QWEN2) {
+        cfg->qkv_bias = 1; /* hard-coded in transformers' Qwen2Attention; o_proj has none */
+    } else if (attn_bias) {
+        cfg->qkv_bias = 1;
+        cfg->o_bias = 1;
+    }
+    cfg->qk_norm = cfg->arch == MELBO_ARCH_QWEN3;
+
+    int experts = 0;
+    TRY(get_int(root, "num_experts", &experts, src, err));
+    TRY(get_int(root, "num_local_experts", &experts, src, err));
+    if (experts > 0)
+        return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                             "%s: mixture-of-experts models (%d experts) are not supported", src,
+                             experts);
+
+    /* Sliding windows: Mistral's is on when set; Qwen2/3 only with use_sliding_window. */
+    int window = 0, use_window = cfg->arch == MELBO_ARCH_MISTRAL;
+    TRY(get_bool(root, "use_sliding_window", &use_window, src, err));
+    TRY(get_int(root, "sliding_window", &window, src, err));
+    if (use_window && window > 0)
+        cfg->sliding_window = window;
+    return 0;
+}
+
+int melbo_config_parse(struct melbo_model_config *cfg, const char *json, size_t len,
+                       const char *src, struct melbo_err *err) {
+    int ret = 0;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->rope_theta = 10000.0f;
+    cfg->rope_factor = 1.0f;
+    cfg->norm_eps = 1e-6f;
+    cfg->bos_token_id = -1;
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (root == NULL || !cJSON_IsObject(root)) {
+        ret = melbo_err_set(err, MELBO_EFORMAT, "%s: invalid JSON", src);
+        goto out;
+    }
+    get_str(root, "model_type", cfg->model_type, sizeof cfg->model_type);
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+    if (cJSON_IsArray(archs) && cJSON_IsString(cJSON_GetArrayItem(archs, 0)))
+        snprintf(cfg->architecture, sizeof cfg->architecture, "%s",
+                 cJSON_GetArrayItem(archs, 0)->valuestring);
+    get_str(root, "torch_dtype", cfg->dtype, sizeof cfg->dtype);
+    get_str(root, "dtype", cfg->dtype, sizeof cfg->dtype);
+
+    static const struct {
+        const char *type;
+        enum melbo_arch arch;
+    } known[] = {{"llama", MELBO_ARCH_LLAMA},
+                 {"mistral", MELBO_ARCH_MISTRAL},
+                 {"qwen2", MELBO_ARCH_QWEN2},
+                 {"qwen3", MELBO_ARCH_QWEN3},
+                 {"qwen", MELBO_ARCH_QWEN}};
+    size_t k;
+    for (k = 0; k < sizeof known / sizeof known[0]; k++)
+        if (strcmp(cfg->model_type, known[k].type) == 0)
+            break;
+    if (k == sizeof known / sizeof known[0]) {
+        ret = melbo_err_set(err, MELBO_EUNSUPPORTED,
+                            "%s: unsupported model_type \"%s\" (melbo supports llama, mistral, "
+                            "qwen2, qwen3 and qwen)",
+                            src, cfg->model_type[0] ? cfg->model_type : "(missing)");
+        goto out;
+    }
+    cfg->arch = known[k].arch;
+    ret = cfg->arch == MELBO_ARCH_QWEN ? parse_qwen1(cfg, root, src, err)
+                                       : parse_hf(cfg, root, src, err);
+    if (ret)
+        goto out;
+    parse_eos(cfg, root);
+    if (cfg->n_kv_heads <= 0 || cfg->n_heads % cfg->n_kv_heads != 0) {
+        ret = melbo_err_set(err, MELBO_EFORMAT,
+                            "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                            src, cfg->n_heads, cfg->n_kv_heads);
+        goto out;
+    }
+    if (cfg->head_dim <= 0 || cfg->head_dim % 2 != 0 || cfg->head_dim > 1024) {
+        ret = melbo_err_set(err, MELBO_EFORMAT, "%s: head_dim %d must be even and in [2, 1024]", src,
+                            cfg->head_dim);
+        goto out;
+    }
+    if (!(cfg->norm_eps > 0) || !(cfg->rope_theta > 0)) {
+        ret = melbo_err_set(err, MELBO_EFORMAT, "%s: norm epsilon and rope theta must be positive",
+                            src);
+        goto out;
+    }
+out:
+    cJSON_Delete(root);
+    return ret;
+}
+
+int melbo_config_load(struct melbo_model_config *cfg, const char *dir, struct melbo_err *err) {
+    char path[4096];
+    char *text = NULL;
+    size_t len = 0;
+    if (!melbo_file_is_dir(dir))
+        return melbo_err_set(err, MELBO_ENOENT, "model directory %s does not exist", dir);
+    if (melbo_path_join(path, sizeof path, dir, "config.json") != 0)
+        return melbo_err_set(err, MELBO_ERANGE, "model path too long: %s", dir);
+    int ret = melbo_file_read(path, &text, &len, err);
+    if (ret == MELBO_ENOENT)
+        return melbo_err_set(err, MELBO_ENOENT,
+                             "%s has no config.json (not a Hugging Face checkpoint directory)", dir);
+    if (ret)
+        return ret;
+    ret = melbo_config_parse(cfg, text, len, path, err);
+    free(text);
+    return ret;
+}
+
+int melbo_config_check_seq_len(const struct melbo_model_config *cfg, int n_tokens,
+                               struct melbo_err *err) {
+    if (cfg->arch == MELBO_ARCH_QWEN && cfg->max_positions > 0 && n_tokens > cfg->max_positions)
+        return melbo_err_set(err, MELBO_ERANGE,
+                             "a sequence of %d tokens is longer than Qwen-1's seq_length %d "
+                             "(beyond it the model switches to dynamic NTK and log-n attention, "
+                             "which melbo does not implement)",
+                             n_tokens, cfg->max_positions);
+    if (cfg->sliding_window > 0 && n_tokens > cfg->sliding_window)
+        return melbo_err_set(err, MELBO_ERANGE,
+                             "a sequence of %d tokens is longer than the model's sliding window "
+                             "of %d (sliding-window attention is not supported)",
+                             n_tokens, cfg->sliding_window);
+    return 0;
+}
+
+void melbo_config_rope_inv_freq(const struct melbo_model_config *cfg, float *inv_freq) {
+    int dim = cfg->rope_dim;
+    for (int i = 0; i < dim / 2; i++) {
+        /* transformers: 1 / base ** (arange(0, dim, 2).float() / dim), in fp32 */
+        float expo = (float)(2 * i) / (float)dim;
+        float f = (float)(1.0 / pow((double)cfg->rope_theta, (double)expo));
+        if (cfg->rope_type == MELBO_ROPE_LINEAR) {
+            f = f / cfg->rope_factor;
+        } else if (cfg->rope_type == MELBO_ROPE_LLAMA3) {
+            double old_ctx = cfg->rope_original_max_pos;
+            double low_wavelen = old_ctx / cfg->rope_low_freq_factor;
+            double high_wavelen = old_ctx / cfg->rope_high_freq_factor;
+            double wavelen = 2.0 * M_PI / (double)f;
+            float g = wavelen > low_wavelen ? f / cfg->rope_factor : f;
+            if (!(wavelen < high_wavelen) && !(wavelen > low_wavelen)) {
+                float smooth = (float)((old_ctx / wavelen - cfg->rope_low_freq_factor) /
+                                       (cfg->rope_high_freq_factor - cfg->rope_low_freq_factor));
+                g = (1.0f - smooth) * g / cfg->rope_factor + smooth * g;
+            }
+            f = g;
+        }
+        inv_freq[i] = f;
+    }
+}

@@ -1,0 +1,356 @@
+/* rank/model/model.c - loading weights into melbo's fused fp32 layout (rank/model/model.h). */
+#include "rank/model/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/mem.h"
+#include "common/rng.h"
+#include "rank/model/checkpoint.h"
+
+struct melbo_load_opts melbo_load_opts_all(void) {
+    struct melbo_load_opts o = {0, -1, 1, 1};
+    return o;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Arena layout: one pass computes the size, a second hands out pointers.
+ */
+
+struct arena {
+    float *base;
+    size_t used;
+};
+
+static float *take(struct arena *a, size_t n) {
+    float *p = a->base ? a->base + a->used : NULL;
+    a->used += (n + 15) & ~(size_t)15; /* keep every tensor 64-byte aligned */
+    return p;
+}
+
+/* Assigns every pointer of m for opts; with a->base == NULL it only counts. */
+static void layout(struct melbo_model *m, const struct melbo_load_opts *o, struct arena *a) {
+    const struct melbo_model_config *c = &m->cfg;
+    size_t d = (size_t)c->d_model, hd = (size_t)c->head_dim, ff = (size_t)c->d_ff;
+    size_t rows = (size_t)melbo_model_qkv_rows(c), qdim = (size_t)c->n_heads * hd;
+    for (int l = m->layer_begin; l < m->layer_end; l++) {
+        struct melbo_layer_weights *w = &m->layers[l];
+        w->attn_norm = take(a, d);
+        w->w_qkv = take(a, rows * d);
+        w->b_qkv = c->qkv_bias ? take(a, rows) : NULL;
+        w->q_norm = c->qk_norm ? take(a, hd) : NULL;
+        w->k_norm = c->qk_norm ? take(a, hd) : NULL;
+        w->w_o = take(a, d * qdim);
+        w->b_o = c->o_bias ? take(a, d) : NULL;
+        w->mlp_norm = take(a, d);
+        w->w_gu = take(a, 2 * ff * d);
+        w->w_down = take(a, d * ff);
+    }
+    size_t vd = (size_t)c->vocab * d;
+    m->embed = o->embed || (o->head && c->tied_embeddings) ? take(a, vd) : NULL;
+    m->final_norm = o->head ? take(a, d) : NULL;
+    m->lm_head = o->head ? (c->tied_embeddings ? m->embed : take(a, vd)) : NULL;
+    m->rope_inv_freq = take(a, (size_t)(c->rope_dim / 2));
+}
+
+static int resolve_opts(struct melbo_model *m, const struct melbo_load_opts *o,
+                        struct melbo_err *err) {
+    int L = m->cfg.n_layers;
+    m->layer_begin = o->layer_begin;
+    m->layer_end = o->layer_end < 0 ? L : o->layer_end;
+    if (m->layer_begin < 0 || m->layer_begin > m->layer_end || m->layer_end > L)
+        return melbo_err_set(err, MELBO_ERANGE, "layer range [%d, %d) is outside the model's %d layers",
+                             o->layer_begin, o->layer_end, L);
+    m->layers = melbo_xcalloc((size_t)L, sizeof *m->layers);
+    struct arena count = {NULL, 0};
+    layout(m, o, &count);
+    m->arena_floats = count.used;
+    m->arena = melbo_xalloc_f32(count.used);
+    struct arena real = {m->arena, 0};
+    layout(m, o, &real);
+    melbo_config_rope_inv_freq(&m->cfg, m->rope_inv_freq);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Tensor names per architecture.
+ */
+
+enum wkind { W_Q, W_K, W_V, W_QB, W_KB, W_VB, W_O, W_OB, W_QN, W_KN, W_ATTN_NORM, W_MLP_NORM,
+             W_GATE, W_UP, W_DOWN };
+
+/* Writes the checkpoint name of (kind, layer) into buf; *row0 receives the first row of the
+ * piece inside that tensor (Qwen-1 stacks Q, K, V in one c_attn). */
+static void layer_tensor_name(const struct melbo_model_config *c, enum wkind k, int l, char *buf,
+                              size_t n, int64_t *row0) {
+    static const char *hf[] = {
+        [W_Q] = "self_attn.q_proj.weight",   [W_K] = "self_attn.k_proj.weight",
+        [W_V] = "self_attn.v_proj.weight",   [W_QB] = "self_attn.q_proj.bias",
+        [W_KB] = "self_attn.k_proj.bias",    [W_VB] = "self_attn.v_proj.bias",
+        [W_O] = "self_attn.o_proj.weight",   [W_OB] = "self_attn.o_proj.bias",
+        [W_QN] = "self_attn.q_norm.weight",  [W_KN] = "self_attn.k_norm.weight",
+        [W_ATTN_NORM] = "input_layernorm.weight", [W_MLP_NORM] = "post_attention_layernorm.weight",
+        [W_GATE] = "mlp.gate_proj.weight",   [W_UP] = "mlp.up_proj.weight",
+        [W_DOWN] = "mlp.down_proj.weight"};
+    static const char *qwen1[] = {
+        [W_Q] = "attn.c_attn.weight",  [W_K] = "attn.c_attn.weight", [W_V] = "attn.c_attn.weight",
+        [W_QB] = "attn.c_attn.bias",   [W_KB] = "attn.c_attn.bias",  [W_VB] = "attn.c_attn.bias",
+        [W_O] = "attn.c_proj.weight",  [W_OB] = "attn.c_proj.bias",  [W_QN] = "", [W_KN] = "",
+        [W_ATTN_NORM] = "ln_1.weight", [W_MLP_NORM] = "ln_2.weight",
+        [W_GATE] = "mlp.w2.weight",    [W_UP] = "mlp.w1.weight",     [W_DOWN] = "mlp.c_proj.weight"};
+    *row0 = 0;
+    if (c->arch == MELBO_ARCH_QWEN) {
+        snprintf(buf, n, "transformer.h.%d.%s", l, qwen1[k]);
+        int64_t qd = (int64_t)c->n_heads * c->head_dim, kd = (int64_t)c->n_kv_heads * c->head_dim;
+        if (k == W_K || k == W_KB)
+            *row0 = qd;
+        if (k == W_V || k == W_VB)
+            *row0 = qd + kd;
+    } else {
+        snprintf(buf, n, "model.layers.%d.%s", l, hf[k]);
+    }
+}
+
+/* The full shape the checkpoint tensor of (kind) must have, from config.json. */
+static int layer_tensor_shape(const struct melbo_model_config *c, enum wkind k, int64_t shape[2]) {
+    int64_t d = c->d_model, hd = c->head_dim, qd = c->n_heads * hd, kd = c->n_kv_heads * hd;
+    int64_t ff = c->d_ff;
+    int fused = c->arch == MELBO_ARCH_QWEN;
+    switch (k) {
+    case W_Q: shape[0] = fused ? qd + 2 * kd : qd; shape[1] = d; return 2;
+    case W_K:
+    case W_V: shape[0] = fused ? qd + 2 * kd : kd; shape[1] = d; return 2;
+    case W_QB: shape[0] = fused ? qd + 2 * kd : qd; return 1;
+    case W_KB:
+    case W_VB: shape[0] = fused ? qd + 2 * kd : kd; return 1;
+    case W_O: shape[0] = d; shape[1] = qd; return 2;
+    case W_OB: shape[0] = d; return 1;
+    case W_QN:
+    case W_KN: shape[0] = hd; return 1;
+    case W_ATTN_NORM:
+    case W_MLP_NORM: shape[0] = d; return 1;
+    case W_GATE:
+    case W_UP: shape[0] = ff; shape[1] = d; return 2;
+    case W_DOWN: shape[0] = d; shape[1] = ff; return 2;
+    }
+    return 0;
+}
+
+static void format_shape(char *buf, size_t n, const int64_t *shape, int ndim) {
+    int w = snprintf(buf, n, "[");
+    for (int i = 0; i < ndim; i++)
+        w += snprintf(buf + w, n - (size_t)w, i ? ", %lld" : "%lld", (long long)shape[i]);
+    snprintf(buf + w, n - (size_t)w, "]");
+}
+
+/*
+ * Copies rows [row0, row0 + nrows) of the checkpoint tensor name (which must have exactly the
+ * shape want[ndim]) into dst as fp32. nrows = -1 means all rows.
+ */
+static int copy_rows(const struct melbo_checkpoint *ck, const char *name, const int64_t *want,
+                     int ndim, int64_t row0, int64_t nrows, float *dst, struct melbo_err *err) {
+    const struct melbo_st_tensor *t = melbo_checkpoint_find(ck, name);
+    if (t == NULL)
+        return melbo_err_set(err, MELBO_EMISSING, "checkpoint %s has no tensor '%s'", ck->dir, name);
+    int same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++)
+        same = t->shape[i] == want[i];
+    if (!same) {
+        char got[128], exp[128];
+        format_shape(got, sizeof got, t->shape, t->ndim);
+        format_shape(exp, sizeof exp, want, ndim);
+        return melbo_err_set(err, MELBO_ESHAPE,
+                             "tensor '%s' has shape %s but config.json implies %s", name, got, exp);
+    }
+    if (!melbo_dtype_is_weight(t->dtype))
+        return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                             "tensor '%s' is stored as %s (weights must be F32, F16 or BF16)", name,
+                             melbo_dtype_name(t->dtype));
+    int64_t row_len = ndim == 2 ? want[1] : 1;
+    if (nrows < 0)
+        nrows = want[0];
+    if (dst == NULL) /* validation only */
+        return 0;
+    size_t es = melbo_dtype_size(t->dtype);
+    const char *src = (const char *)t->data + (size_t)(row0 * row_len) * es;
+    melbo_convert_to_f32(dst, src, t->dtype, (size_t)(nrows * row_len));
+    return 0;
+}
+
+static int load_layer_piece(const struct melbo_checkpoint *ck, const struct melbo_model_config *c,
+                            int l, enum wkind k, int64_t nrows, float *dst, struct melbo_err *err) {
+    char name[256];
+    int64_t row0, shape[2];
+    layer_tensor_name(c, k, l, name, sizeof name, &row0);
+    int ndim = layer_tensor_shape(c, k, shape);
+    return copy_rows(ck, name, shape, ndim, row0, nrows, dst, err);
+}
+
+/* Offset pointer that stays NULL in a validation pass. */
+static float *at(float *base, size_t off) { return base ? base + off : NULL; }
+
+/* Loads block l into w; with w all NULL it only checks names, shapes and dtypes. */
+static int load_layer(const struct melbo_checkpoint *ck, const struct melbo_model_config *c, int l,
+                      const struct melbo_layer_weights *w, struct melbo_err *err) {
+    size_t d = (size_t)c->d_model, qd = (size_t)c->n_heads * c->head_dim;
+    size_t kd = (size_t)c->n_kv_heads * c->head_dim, ff = (size_t)c->d_ff;
+    int ret = 0;
+#define PIECE(kind, n, dst)                                             \
+    do {                                                                \
+        ret = load_layer_piece(ck, c, l, kind, n, dst, err);            \
+        if (ret)                                                        \
+            return ret;                                                 \
+    } while (0)
+    PIECE(W_ATTN_NORM, -1, w->attn_norm);
+    PIECE(W_Q, (int64_t)qd, w->w_qkv);
+    PIECE(W_K, (int64_t)kd, at(w->w_qkv, qd * d));
+    PIECE(W_V, (int64_t)kd, at(w->w_qkv, (qd + kd) * d));
+    if (c->qkv_bias) {
+        PIECE(W_QB, (int64_t)qd, w->b_qkv);
+        PIECE(W_KB, (int64_t)kd, at(w->b_qkv, qd));
+        PIECE(W_VB, (int64_t)kd, at(w->b_qkv, qd + kd));
+    }
+    if (c->qk_norm) {
+        PIECE(W_QN, -1, w->q_norm);
+        PIECE(W_KN, -1, w->k_norm);
+    }
+    PIECE(W_O, -1, w->w_o);
+    if (c->o_bias)
+        PIECE(W_OB, -1, w->b_o);
+    PIECE(W_MLP_NORM, -1, w->mlp_norm);
+    PIECE(W_GATE, -1, w->w_gu);
+    PIECE(W_UP, -1, at(w->w_gu, ff * d));
+    PIECE(W_DOWN, -1, w->w_down);
+#undef PIECE
+    return 0;
+}
+
+/* Loads the embedding, final norm and head that m has room for (all NULL: checks all three). */
+static int load_outer(const struct melbo_checkpoint *ck, const struct melbo_model *m,
+                      struct melbo_err *err) {
+    const struct melbo_model_config *c = &m->cfg;
+    int dry = m->arena == NULL;
+    int qwen1 = c->arch == MELBO_ARCH_QWEN, ret;
+    int64_t vd[2] = {c->vocab, c->d_model}, dn[1] = {c->d_model};
+    if (m->embed || dry) {
+        ret = copy_rows(ck, qwen1 ? "transformer.wte.weight" : "model.embed_tokens.weight", vd, 2, 0,
+                        -1, m->embed, err);
+        if (ret)
+            return ret;
+    }
+    if (m->final_norm || dry) {
+        ret = copy_rows(ck, qwen1 ? "transformer.ln_f.weight" : "model.norm.weight", dn, 1, 0, -1,
+                        m->final_norm, err);
+        if (ret)
+            return ret;
+    }
+    if ((m->lm_head && m->lm_head != m->embed) || (dry && !c->tied_embeddings)) {
+        ret = copy_rows(ck, "lm_head.weight", vd, 2, 0, -1, m->lm_head, err);
+        if (ret)
+            return ret;
+    }
+    return 0;
+}
+
+int melbo_model_load(struct melbo_model *m, const char *dir, const struct melbo_load_opts *opts,
+                     struct melbo_err *err) {
+    struct melbo_checkpoint ck;
+    memset(m, 0, sizeof *m);
+    int ret = melbo_config_load(&m->cfg, dir, err);
+    if (ret)
+        return ret;
+    ret = melbo_checkpoint_open(&ck, dir, err);
+    if (ret)
+        return ret;
+    ret = resolve_opts(m, opts, err);
+    if (ret)
+        goto out;
+    for (int l = m->layer_begin; l < m->layer_end && ret == 0; l++)
+        ret = load_layer(&ck, &m->cfg, l, &m->layers[l], err);
+    if (ret == 0)
+        ret = load_outer(&ck, m, err);
+out:
+    if (ret)
+        melbo_model_free(m);
+    melbo_checkpoint_close(&ck);
+    return ret;
+}
+
+int melbo_model_check(const char *dir, struct melbo_model_config *cfg, struct melbo_err *err) {
+    struct melbo_checkpoint ck;
+    int ret = melbo_config_load(cfg, dir, err);
+    if (ret)
+        return ret;
+    ret = melbo_checkpoint_open(&ck, dir, err);
+    if (ret)
+        return ret;
+    struct melbo_layer_weights none;
+    memset(&none, 0, sizeof none);
+    for (int l = 0; l < cfg->n_layers && ret == 0; l++)
+        ret = load_layer(&ck, cfg, l, &none, err);
+    if (ret == 0) {
+        struct melbo_model dry;
+        memset(&dry, 0, sizeof dry);
+        dry.cfg = *cfg;
+        ret = load_outer(&ck, &dry, err);
+    }
+    melbo_checkpoint_close(&ck);
+    return ret;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Random weights.
+ */
+
+static void fill_normal(float *p, size_t n, float mean, float std, uint64_t seed, uint64_t *stream) {
+    melbo_rng_normal_f32(seed, (*stream)++, p, n);
+    for (size_t i = 0; i < n; i++)
+        p[i] = mean + std * p[i];
+}
+
+void melbo_model_init_random(struct melbo_model *m, const struct melbo_model_config *cfg,
+                             const struct melbo_load_opts *opts, uint64_t seed) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    if (resolve_opts(m, opts, NULL) != 0) {
+        fprintf(stderr, "melbo: invalid layer range for a random model\n");
+        abort();
+    }
+    const struct melbo_model_config *c = &m->cfg;
+    size_t d = (size_t)c->d_model, hd = (size_t)c->head_dim, ff = (size_t)c->d_ff;
+    size_t rows = (size_t)melbo_model_qkv_rows(c), qd = (size_t)c->n_heads * hd;
+    uint64_t s = 0;
+    for (int l = m->layer_begin; l < m->layer_end; l++) {
+        struct melbo_layer_weights *w = &m->layers[l];
+        s = (uint64_t)l << 8;
+        fill_normal(w->attn_norm, d, 1.0f, 0.1f, seed, &s);
+        fill_normal(w->w_qkv, rows * d, 0.0f, 1.0f / sqrtf((float)d), seed, &s);
+        if (w->b_qkv)
+            fill_normal(w->b_qkv, rows, 0.0f, 0.1f, seed, &s);
+        if (w->q_norm) {
+            fill_normal(w->q_norm, hd, 1.0f, 0.1f, seed, &s);
+            fill_normal(w->k_norm, hd, 1.0f, 0.1f, seed, &s);
+        }
+        fill_normal(w->w_o, d * qd, 0.0f, 1.0f / sqrtf((float)qd), seed, &s);
+        if (w->b_o)
+            fill_normal(w->b_o, d, 0.0f, 0.1f, seed, &s);
+        fill_normal(w->mlp_norm, d, 1.0f, 0.1f, seed, &s);
+        fill_normal(w->w_gu, 2 * ff * d, 0.0f, 1.0f / sqrtf((float)d), seed, &s);
+        fill_normal(w->w_down, d * ff, 0.0f, 1.0f / sqrtf((float)ff), seed, &s);
+    }
+    s = (uint64_t)1 << 40;
+    if (m->embed)
+        fill_normal(m->embed, (size_t)c->vocab * d, 0.0f, 1.0f, seed, &s);
+    if (m->final_norm)
+        fill_normal(m->final_norm, d, 1.0f, 0.1f, seed, &s);
+    if (m->lm_head && m->lm_head != m->embed)
+        fill_normal(m->lm_head, (size_t)c->vocab * d, 0.0f, 1.0f / sqrtf((float)d), seed, &s);
+}
+
+void melbo_model_free(struct melbo_model *m) {
+    free(m->arena);
+    free(m->layers);
+    memset(m, 0, sizeof *m);
+}

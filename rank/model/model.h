@@ -1,0 +1,97 @@
+/*
+ * rank/model/model.h - a decoder's weights in fp32, in melbo's own fused layout.
+ *
+ * Whatever the checkpoint's names (HF Llama family or Qwen-1), a block is held as:
+ *   x1 = rmsnorm(x) * attn_norm;  [q | k | v] = x1 W_qkv^T (+ b_qkv);  q, k: per-head q/k norm
+ *   (Qwen3), then RoPE;  a = attention(q, k, v);  h = x + a W_o^T (+ b_o)
+ *   x2 = rmsnorm(h) * mlp_norm;   [g | u] = x2 W_gu^T;  out = h + (silu(g) * u) W_down^T
+ * Loading converts F32/F16/BF16 to fp32 and checks every tensor's shape against config.json.
+ * Only the blocks [layer_begin, layer_end) and, on request, the embedding and the head are
+ * loaded, so a process that needs part of the model reads only that part of the files.
+ *
+ * Ownership: struct melbo_model owns one arena holding every weight; the pointers below point
+ * into it (lm_head may equal embed when the embeddings are tied). melbo_model_free releases it.
+ */
+#ifndef MELBO_RANK_MODEL_MODEL_H
+#define MELBO_RANK_MODEL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "rank/model/config.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* d = d_model, hd = head_dim, nq/nkv = query/KV heads, ff = MLP width, V = vocab. */
+struct melbo_layer_weights {
+    float *attn_norm;  // (d)
+    float *w_qkv;      // (nq*hd + 2*nkv*hd, d): rows Q heads, then K heads, then V heads
+    float *b_qkv;      // (nq*hd + 2*nkv*hd) or NULL
+    float *q_norm;     // (hd) or NULL (Qwen3)
+    float *k_norm;     // (hd) or NULL (Qwen3)
+    float *w_o;        // (d, nq*hd)
+    float *b_o;        // (d) or NULL
+    float *mlp_norm;   // (d)
+    float *w_gu;       // (2*ff, d): rows gate, then up
+    float *w_down;     // (d, ff)
+};
+
+struct melbo_model {
+    struct melbo_model_config cfg;
+    int layer_begin, layer_end;          // blocks held: [layer_begin, layer_end)
+    struct melbo_layer_weights *layers;  // (L); entries outside the range are all NULL
+    float *embed;                        // (V, d) or NULL
+    float *final_norm;                   // (d) or NULL
+    float *lm_head;                      // (V, d) or NULL; == embed when tied
+    float *rope_inv_freq;                // (rope_dim/2), scaled as config.json says
+    float *arena;                        // owns every weight above
+    size_t arena_floats;
+};
+
+/* What to load. layer_end = -1 means the last block. */
+struct melbo_load_opts {
+    int layer_begin;
+    int layer_end;
+    int embed;   // load the token embedding
+    int head;    // load the final norm and the LM head
+};
+
+/* Every block, the embedding and the head. */
+struct melbo_load_opts melbo_load_opts_all(void);
+
+/*
+ * Loads the model in dir (config.json + safetensors). Errors name the file and tensor: a
+ * missing tensor, a shape that disagrees with config.json, an unsupported dtype or config.
+ */
+int melbo_model_load(struct melbo_model *m, const char *dir, const struct melbo_load_opts *opts,
+                     struct melbo_err *err);
+
+/*
+ * Checks, without loading any weight, that dir's checkpoint holds every tensor config.json
+ * implies, with the right shape and a weight dtype. Fills cfg. What `inspect` and the
+ * coordinator's job validation run.
+ */
+int melbo_model_check(const char *dir, struct melbo_model_config *cfg, struct melbo_err *err);
+
+/*
+ * Builds a model of shape cfg with random weights (no checkpoint): linear weights normal with
+ * std 1/sqrt(fan_in) scaled by wscale, norms 1 + 0.1 normal, biases 0.1 normal; deterministic
+ * in seed. For benchmarks and tests of shapes no checkpoint is shipped for.
+ */
+void melbo_model_init_random(struct melbo_model *m, const struct melbo_model_config *cfg,
+                             const struct melbo_load_opts *opts, uint64_t seed);
+
+void melbo_model_free(struct melbo_model *m);
+
+/* Rows of W_qkv and the width of the attention output, for the loaded model. */
+static inline int melbo_model_qkv_rows(const struct melbo_model_config *c) {
+    return (c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif
