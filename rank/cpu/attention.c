@@ -2,11 +2,15 @@
  * rank/cpu/attention.c - causal grouped-query attention, forward and input-gradient backward
  * (declared in rank/cpu/ops.h).
  *
- * Each (sequence, head) is independent. The forward keeps only the log-sum-exp of every softmax
- * row; the backward recomputes the probabilities from q, k and it, so memory stays O(n) however
- * long the prompts are. The backward runs one thread per (sequence, KV head) so that the query
- * heads sharing a KV head accumulate dk and dv without races.
+ * Each (sequence, head) is independent. Queries are processed in tiles of ATTN_TILE rows; a
+ * tile's scores against every key up to its last row are one small sgemm, so the work runs at
+ * matrix-product speed and scratch memory is ATTN_TILE x max_len per thread however long the
+ * prompt. The forward keeps only the log-sum-exp of every softmax row; the backward recomputes
+ * the probabilities from q, k and it. The backward runs one thread per (sequence, KV head) so the
+ * query heads sharing a KV head accumulate dk and dv without races. OpenBLAS (OpenMP build) runs
+ * single-threaded inside these parallel loops.
  */
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,16 +18,27 @@
 #include "common/mem.h"
 #include "rank/cpu/ops.h"
 
-static inline float dot(const float *a, const float *b, int n) {
-    float s = 0.0f;
-    for (int i = 0; i < n; i++)
-        s += a[i] * b[i];
-    return s;
+#define ATTN_TILE 64
+
+/* s(rows, n) = alpha * a(rows, k) b(n, k)^T with row strides lda, ldb. */
+static void mm_nt(const float *a, int lda, const float *b, int ldb, float *s, int lds, int rows,
+                  int n, int k, float alpha, float beta) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, k, alpha, a, lda, b, ldb, beta, s,
+                lds);
 }
 
-static inline void axpy(float a, const float *x, float *y, int n) {
-    for (int i = 0; i < n; i++)
-        y[i] += a * x[i];
+/* c(rows, n) = a(rows, k) b(k, n) + beta c. */
+static void mm_nn(const float *a, int lda, const float *b, int ldb, float *c, int ldc, int rows,
+                  int n, int k, float beta) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n, k, 1.0f, a, lda, b, ldb, beta,
+                c, ldc);
+}
+
+/* c(k, n) = a(rows, k)^T b(rows, n) + beta c. */
+static void mm_tn(const float *a, int lda, const float *b, int ldb, float *c, int ldc, int rows,
+                  int n, int k, float beta) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, rows, 1.0f, a, lda, b, ldb, beta, c,
+                ldc);
 }
 
 void melbo_cpu_attention(const float *qkv, int ld, float *out, float *lse, int nq, int nkv, int hd,
@@ -33,36 +48,40 @@ void melbo_cpu_attention(const float *qkv, int ld, float *out, float *lse, int n
     float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel
     {
-        float *p = melbo_xalloc_f32((size_t)seqs->max_len);
+        float *S = melbo_xalloc_f32((size_t)ATTN_TILE * seqs->max_len);
 #pragma omp for collapse(2) schedule(dynamic)
         for (int s = 0; s < seqs->n_seq; s++) {
             for (int h = 0; h < nq; h++) {
                 int t0 = seqs->start[s], T = seqs->start[s + 1] - t0, g = h / group;
-                const float *k0 = qkv + (size_t)t0 * ld + kcol + (size_t)g * hd;
-                const float *v0 = qkv + (size_t)t0 * ld + vcol + (size_t)g * hd;
-                for (int i = 0; i < T; i++) {
-                    const float *q = qkv + (size_t)(t0 + i) * ld + (size_t)h * hd;
-                    float m = -INFINITY;
-                    for (int j = 0; j <= i; j++) {
-                        p[j] = scale * dot(q, k0 + (size_t)j * ld, hd);
-                        if (p[j] > m)
-                            m = p[j];
+                const float *Q = qkv + (size_t)t0 * ld + (size_t)h * hd;
+                const float *K = qkv + (size_t)t0 * ld + kcol + (size_t)g * hd;
+                const float *V = qkv + (size_t)t0 * ld + vcol + (size_t)g * hd;
+                for (int i0 = 0; i0 < T; i0 += ATTN_TILE) {
+                    int rows = T - i0 < ATTN_TILE ? T - i0 : ATTN_TILE, n = i0 + rows;
+                    mm_nt(Q + (size_t)i0 * ld, ld, K, ld, S, n, rows, n, hd, scale, 0.0f);
+                    for (int r = 0; r < rows; r++) {
+                        float *p = S + (size_t)r * n;
+                        int last = i0 + r; /* causal: keys 0..last */
+                        float m = -INFINITY, l = 0.0f;
+                        for (int j = 0; j <= last; j++)
+                            m = p[j] > m ? p[j] : m;
+                        for (int j = 0; j <= last; j++) {
+                            p[j] = expf(p[j] - m);
+                            l += p[j];
+                        }
+                        float inv = 1.0f / l;
+                        for (int j = 0; j <= last; j++)
+                            p[j] *= inv;
+                        for (int j = last + 1; j < n; j++)
+                            p[j] = 0.0f;
+                        lse[(size_t)(t0 + last) * nq + h] = m + logf(l);
                     }
-                    float l = 0.0f;
-                    for (int j = 0; j <= i; j++) {
-                        p[j] = expf(p[j] - m);
-                        l += p[j];
-                    }
-                    float *o = out + (size_t)(t0 + i) * od + (size_t)h * hd;
-                    memset(o, 0, (size_t)hd * sizeof *o);
-                    float inv = 1.0f / l;
-                    for (int j = 0; j <= i; j++)
-                        axpy(p[j] * inv, v0 + (size_t)j * ld, o, hd);
-                    lse[(size_t)(t0 + i) * nq + h] = m + logf(l);
+                    mm_nn(S, n, V, ld, out + (size_t)(t0 + i0) * od + (size_t)h * hd, od, rows, hd,
+                          n, 0.0f);
                 }
             }
         }
-        free(p);
+        free(S);
     }
 }
 
@@ -74,41 +93,52 @@ void melbo_cpu_attention_dx(const float *qkv, int ld, const float *out, const fl
     float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel
     {
-        float *p = melbo_xalloc_f32((size_t)seqs->max_len);
+        float *P = melbo_xalloc_f32((size_t)ATTN_TILE * seqs->max_len);
+        float *dP = melbo_xalloc_f32((size_t)ATTN_TILE * seqs->max_len);
 #pragma omp for collapse(2) schedule(dynamic)
         for (int s = 0; s < seqs->n_seq; s++) {
             for (int g = 0; g < nkv; g++) {
                 int t0 = seqs->start[s], T = seqs->start[s + 1] - t0;
-                const float *k0 = qkv + (size_t)t0 * ld + kcol + (size_t)g * hd;
-                const float *v0 = qkv + (size_t)t0 * ld + vcol + (size_t)g * hd;
-                float *dk0 = dqkv + (size_t)t0 * ld + kcol + (size_t)g * hd;
-                float *dv0 = dqkv + (size_t)t0 * ld + vcol + (size_t)g * hd;
+                const float *K = qkv + (size_t)t0 * ld + kcol + (size_t)g * hd;
+                const float *V = qkv + (size_t)t0 * ld + vcol + (size_t)g * hd;
+                float *dK = dqkv + (size_t)t0 * ld + kcol + (size_t)g * hd;
+                float *dV = dqkv + (size_t)t0 * ld + vcol + (size_t)g * hd;
                 for (int j = 0; j < T; j++) {
-                    memset(dk0 + (size_t)j * ld, 0, (size_t)hd * sizeof(float));
-                    memset(dv0 + (size_t)j * ld, 0, (size_t)hd * sizeof(float));
+                    memset(dK + (size_t)j * ld, 0, (size_t)hd * sizeof(float));
+                    memset(dV + (size_t)j * ld, 0, (size_t)hd * sizeof(float));
                 }
                 for (int h = g * group; h < (g + 1) * group; h++) {
-                    for (int i = 0; i < T; i++) {
-                        size_t ti = (size_t)(t0 + i);
-                        const float *q = qkv + ti * ld + (size_t)h * hd;
-                        const float *o = out + ti * od + (size_t)h * hd;
-                        const float *dout_i = dout + ti * od + (size_t)h * hd;
-                        float *dq = dqkv + ti * ld + (size_t)h * hd;
-                        float L = lse[ti * nq + h], D = dot(dout_i, o, hd);
-                        memset(dq, 0, (size_t)hd * sizeof *dq);
-                        for (int j = 0; j <= i; j++)
-                            p[j] = expf(scale * dot(q, k0 + (size_t)j * ld, hd) - L);
-                        for (int j = 0; j <= i; j++) {
-                            float dp = dot(dout_i, v0 + (size_t)j * ld, hd);
-                            float ds = p[j] * (dp - D) * scale;
-                            axpy(ds, k0 + (size_t)j * ld, dq, hd);
-                            axpy(ds, q, dk0 + (size_t)j * ld, hd);
-                            axpy(p[j], dout_i, dv0 + (size_t)j * ld, hd);
+                    const float *Q = qkv + (size_t)t0 * ld + (size_t)h * hd;
+                    const float *O = out + (size_t)t0 * od + (size_t)h * hd;
+                    const float *dO = dout + (size_t)t0 * od + (size_t)h * hd;
+                    float *dQ = dqkv + (size_t)t0 * ld + (size_t)h * hd;
+                    for (int i0 = 0; i0 < T; i0 += ATTN_TILE) {
+                        int rows = T - i0 < ATTN_TILE ? T - i0 : ATTN_TILE, n = i0 + rows;
+                        const float *Qi = Q + (size_t)i0 * ld, *dOi = dO + (size_t)i0 * od;
+                        mm_nt(Qi, ld, K, ld, P, n, rows, n, hd, scale, 0.0f);
+                        mm_nt(dOi, od, V, ld, dP, n, rows, n, hd, 1.0f, 0.0f);
+                        for (int r = 0; r < rows; r++) {
+                            int last = i0 + r;
+                            float L = lse[(size_t)(t0 + last) * nq + h], D = 0.0f;
+                            const float *o = O + (size_t)last * od, *dor = dO + (size_t)last * od;
+                            for (int k = 0; k < hd; k++)
+                                D += dor[k] * o[k];
+                            float *p = P + (size_t)r * n, *dp = dP + (size_t)r * n;
+                            for (int j = 0; j <= last; j++) {
+                                p[j] = expf(p[j] - L);
+                                dp[j] = p[j] * (dp[j] - D) * scale; /* dS */
+                            }
+                            for (int j = last + 1; j < n; j++)
+                                p[j] = dp[j] = 0.0f;
                         }
+                        mm_nn(dP, n, K, ld, dQ + (size_t)i0 * ld, ld, rows, hd, n, 0.0f);
+                        mm_tn(dP, n, Qi, ld, dK, ld, rows, hd, n, 1.0f);
+                        mm_tn(P, n, dOi, od, dV, ld, rows, hd, n, 1.0f);
                     }
                 }
             }
         }
-        free(p);
+        free(P);
+        free(dP);
     }
 }
