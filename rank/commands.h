@@ -7,5 +7,7 @@
 #define MELBO_RANK_COMMANDS_H
 
 int melbo_cmd_inspect(int argc, char **argv);
+int melbo_cmd_train(int argc, char **argv);
+int melbo_cmd_bank(int argc, char **argv);
 
 #endif

@@ -8,9 +8,7 @@
 #include <string.h>
 
 #include "rank/commands.h"
-#ifdef MELBO_HAVE_TOKENIZER
 #include "rank/tokenizer/cmd_tokenize.h"
-#endif
 
 struct command {
     const char *name;
@@ -20,10 +18,10 @@ struct command {
 
 static const struct command commands[] = {
     {"inspect", melbo_cmd_inspect, "show what a checkpoint holds (--model DIR [--json])"},
-#ifdef MELBO_HAVE_TOKENIZER
     {"tokenize", melbo_cmd_tokenize, "render and tokenize prompts (--model DIR --prompt TEXT)"},
     {"detokenize", melbo_cmd_detokenize, "turn token ids back into text"},
-#endif
+    {"train", melbo_cmd_train, "train steering vectors into a bank (--help for options)"},
+    {"bank", melbo_cmd_bank, "show a bank's settings and vectors (FILE [--json])"},
 };
 
 static void usage(FILE *f) {

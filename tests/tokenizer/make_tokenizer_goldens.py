@@ -114,7 +114,7 @@ def base_strings():
         "\u0915\u094d\u0937", "\uac00", "\u1100\u1161", "\u1100\u1161\u11a8",
         "😀", "👍🏽", "👍🏿 👍🏻", "👨‍👩‍👧‍👦", "🏳️‍🌈", "👩🏽‍💻", "🇺🇸🇯🇵", "❤️", "1️⃣", "🤖🧠🚀",
         "emoji 😀 in text", "zwj\u200dhere", "zw\u200bsp", "nb\u00a0sp", "em\u2003sp", "\u3000ideo",
-        "\u180emongol", "line\u2028sep", "para\u2029sep", "nel\u0085x", "\u000b\u000c", "\x00null",
+        "\u180emongol", "line\u2028sep", "para\u2029sep", "nel\u0085x", "\u000b\u000c", "\x01ctrl\x7f",
         "\x1b[31mred\x1b[0m", "\ufeffbom", "\ufffd", "\U0010ffff", "\ue000private",
         "<|im_start|>user\nhi<|im_end|>", "<|endoftext|>", "a<|im_end|>b", "<|im_start|><|im_end|>",
         "<|begin_of_text|>Hello", "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>",
@@ -297,6 +297,14 @@ def main():
                         ids = ids["input_ids"]
                     rec["text"] = text
                     rec["ids"] = list(ids)
+                    # transformers 5 rebuilds LlamaTokenizer's pipeline (Metaspace "always", no
+                    # normalizer) instead of tokenizer.json's Prepend+Replace normalizer; the two
+                    # differ only for a space right after a special token. Record the
+                    # tokenizer.json answer too, so the divergence is visible and explained.
+                    raw = Tokenizer.from_file(os.path.join(fix, name, "tokenizer.json"))
+                    tj = raw.encode(text, add_special_tokens=False).ids
+                    if tj != rec["ids"]:
+                        rec["ids_tokenizer_json"] = tj
                 except Exception as e:  # the template raised: melbo must refuse too
                     rec["error"] = str(e)
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")

@@ -1,0 +1,32 @@
+/*
+ * rank/train/state.h - what a training run writes: the bank (DESIGN §4) and the checkpoint.
+ *
+ * Both are safetensors files written atomically. The checkpoint holds the finished vectors, the
+ * current wave's theta and AMSGrad state (m, v, v-hat), the objective history, the position
+ * (finished vectors, steps done in the wave) and every setting that determines the result; the
+ * raw draws are counter-based, so the generator's counter is the index of the next vector.
+ * Resuming from it gives a bit-identical bank.
+ */
+#ifndef MELBO_RANK_TRAIN_STATE_H
+#define MELBO_RANK_TRAIN_STATE_H
+
+#include "common/err.h"
+#include "rank/model/safetensors_write.h"
+#include "rank/train/trainer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MELBO_BANK_FORMAT_VERSION "1"
+
+/* Writes the bank of a finished run to path. */
+int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct melbo_err *err);
+
+/* Adds "setting.<name>" metadata for every setting that determines the result. */
+void melbo_trainer_settings(const struct melbo_trainer *tr, struct melbo_st_writer *w);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,378 @@
+/* rank/train/trainer.c - waves of steering vectors on the CPU backend (rank/train/trainer.h). */
+#include "rank/train/trainer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/mem.h"
+#include "common/rng.h"
+#include "rank/model/checkpoint.h"
+#include "rank/model/safetensors.h"
+#include "rank/tokenizer/tokenizer.h"
+#include "rank/train/optim.h"
+#include "rank/train/progress.h"
+
+volatile sig_atomic_t melbo_train_checkpoint_requested = 0;
+
+/* Fails early (before an hour of training) when path cannot be created. */
+static int check_writable(const char *what, const char *path, struct melbo_err *err) {
+    char probe[4096];
+    snprintf(probe, sizeof probe, "%s.probe.%ld", path, (long)getpid());
+    int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return melbo_err_set(err, MELBO_EIO, "cannot write %s %s: %s", what, path, strerror(errno));
+    close(fd);
+    unlink(probe);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Prompts: text through the tokenizer, then ids; target positions from the slice.
+ */
+
+static void add_prompt(struct melbo_trainer *tr, const int32_t *ids, int n, const char *text) {
+    tr->ids = melbo_xrealloc(tr->ids, sizeof *tr->ids * (size_t)(tr->P + 1));
+    tr->lens = melbo_xrealloc(tr->lens, sizeof *tr->lens * (size_t)(tr->P + 1));
+    tr->texts = melbo_xrealloc(tr->texts, sizeof *tr->texts * (size_t)(tr->P + 1));
+    tr->ids[tr->P] = melbo_xmalloc(sizeof(int32_t) * (size_t)n);
+    memcpy(tr->ids[tr->P], ids, sizeof(int32_t) * (size_t)n);
+    tr->lens[tr->P] = n;
+    tr->texts[tr->P] = melbo_xstrdup(text);
+    tr->P++;
+}
+
+static int load_prompts(struct melbo_trainer *tr, struct melbo_err *err) {
+    struct melbo_train_params *p = tr->p;
+    snprintf(tr->chat_format, sizeof tr->chat_format, "none");
+    if (p->text.n > 0) {
+        struct melbo_tokenizer *tok = NULL;
+        struct melbo_prompt_list list = {0};
+        int ret = melbo_tokenizer_load(p->model, &tok, err);
+        if (ret)
+            return ret;
+        ret = melbo_prompt_opts_render(&p->text, tok, &list, err);
+        if (ret == 0) {
+            for (size_t i = 0; i < list.n; i++)
+                add_prompt(tr, list.p[i].ids.ids, (int)list.p[i].ids.n, list.p[i].text);
+            snprintf(tr->chat_format, sizeof tr->chat_format, "%s",
+                     list.format_used ? melbo_chat_format_name(list.format) : "raw");
+        }
+        melbo_prompt_list_free(&list);
+        melbo_tokenizer_free(tok);
+        if (ret)
+            return ret;
+    }
+    for (int i = 0; i < p->n_id_prompts; i++)
+        add_prompt(tr, p->id_prompts[i], p->id_lens[i], "");
+    tr->idx = melbo_xcalloc((size_t)tr->P, sizeof *tr->idx);
+    tr->n_idx = melbo_xcalloc((size_t)tr->P, sizeof *tr->n_idx);
+    for (int i = 0; i < tr->P; i++) {
+        if (tr->lens[i] == 0)
+            return melbo_err_set(err, MELBO_EINVAL, "prompt %d has no tokens", i);
+        for (int j = 0; j < tr->lens[i]; j++)
+            if (tr->ids[i][j] < 0 || tr->ids[i][j] >= tr->model.cfg.vocab)
+                return melbo_err_set(err, MELBO_ERANGE,
+                                     "prompt %d: token id %d at position %d is outside the "
+                                     "model's vocabulary of %d",
+                                     i, tr->ids[i][j], j, tr->model.cfg.vocab);
+        tr->idx[i] = melbo_xmalloc(sizeof(int) * (size_t)tr->lens[i]);
+        tr->n_idx[i] = melbo_slice_indices(&p->target_tokens, tr->lens[i], tr->idx[i]);
+        if (tr->n_idx[i] == 0)
+            return melbo_err_set(err, MELBO_EINVAL,
+                                 "--target-tokens %s selects no token of prompt %d (%d tokens)",
+                                 p->target_tokens.text, i, tr->lens[i]);
+    }
+    melbo_seqs_init(&tr->pseqs, tr->lens, tr->P);
+    return melbo_seqs_check(&tr->pseqs, &tr->model.cfg, err);
+}
+
+static int load_init(struct melbo_trainer *tr, struct melbo_err *err) {
+    struct melbo_st_file f;
+    int ret = melbo_st_open(&f, tr->p->init, err);
+    if (ret)
+        return melbo_err_prefix(err, "--init");
+    const struct melbo_st_tensor *t = melbo_st_find(&f, "vectors");
+    if (t == NULL || t->ndim != 2 || t->shape[0] != tr->N || t->shape[1] != tr->d ||
+        !melbo_dtype_is_weight(t->dtype)) {
+        ret = melbo_err_set(err, MELBO_EFORMAT,
+                            "--init %s needs a tensor 'vectors' of shape [%d, %d] (F32/F16/BF16) "
+                            "holding the raw draws",
+                            tr->p->init, tr->N, tr->d);
+        goto out;
+    }
+    tr->init_draws = melbo_xalloc_f32((size_t)tr->N * tr->d);
+    melbo_convert_to_f32(tr->init_draws, t->data, t->dtype, (size_t)tr->N * tr->d);
+out:
+    melbo_st_close(&f);
+    return ret;
+}
+
+void melbo_trainer_raw_draw(const struct melbo_trainer *tr, int k, double *g) {
+    if (tr->init_draws) {
+        for (int j = 0; j < tr->d; j++)
+            g[j] = tr->init_draws[(size_t)k * tr->d + j];
+    } else {
+        melbo_rng_normal_f64(tr->p->seed, (uint64_t)k, g, (size_t)tr->d);
+    }
+}
+
+/* Prefix: X = hidden_states[s+1] and Y = hidden_states[t] of every prompt, unsteered. */
+static void compute_prefix(struct melbo_trainer *tr) {
+    int n = tr->pseqs.n_tok, d = tr->d;
+    int32_t *packed = melbo_xmalloc(sizeof(int32_t) * (size_t)n);
+    for (int i = 0; i < tr->P; i++)
+        memcpy(packed + tr->pseqs.start[i], tr->ids[i], sizeof(int32_t) * (size_t)tr->lens[i]);
+    tr->X = melbo_xalloc_f32((size_t)n * d);
+    tr->Y = melbo_xalloc_f32((size_t)n * d);
+    melbo_cpu_embed(&tr->model, packed, n, tr->X);
+    struct melbo_cpu_span sp;
+    melbo_cpu_span_init(&sp, &tr->model, 0, tr->s + 1, n, 0);
+    melbo_cpu_span_forward(&sp, &tr->pseqs, tr->X);
+    melbo_cpu_span_free(&sp);
+    memcpy(tr->Y, tr->X, sizeof(float) * (size_t)n * d);
+    melbo_cpu_span_init(&sp, &tr->model, tr->s + 1, tr->t, n, 0);
+    melbo_cpu_span_forward(&sp, &tr->pseqs, tr->Y);
+    melbo_cpu_span_free(&sp);
+    free(packed);
+}
+
+int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p, struct melbo_err *err) {
+    memset(tr, 0, sizeof *tr);
+    tr->p = p;
+    double t0 = melbo_now();
+    struct melbo_model_config cfg;
+    struct melbo_checkpoint ck;
+    int ret = melbo_config_load(&cfg, p->model, err);
+    if (ret)
+        return ret;
+    ret = melbo_train_params_resolve(p, cfg.n_layers, cfg.d_model, err);
+    if (ret)
+        return ret;
+    ret = check_writable("the output", p->out, err);
+    if (ret == 0 && p->checkpoint)
+        ret = check_writable("the checkpoint", p->checkpoint, err);
+    if (ret)
+        return ret;
+    ret = melbo_checkpoint_open(&ck, p->model, err);
+    if (ret)
+        return ret;
+    ret = melbo_checkpoint_fingerprint(&ck, tr->fingerprint, err);
+    melbo_checkpoint_close(&ck);
+    if (ret)
+        return ret;
+    char *dcopy = melbo_xstrdup(p->model);
+    size_t l = strlen(dcopy);
+    while (l > 1 && dcopy[l - 1] == '/')
+        dcopy[--l] = '\0';
+    snprintf(tr->model_name, sizeof tr->model_name, "%s", basename(dcopy));
+    free(dcopy);
+
+    tr->s = p->source_layer;
+    tr->t = p->target_layer;
+    tr->L = cfg.n_layers;
+    tr->d = cfg.d_model;
+    tr->N = p->vectors;
+    tr->B = p->wave;
+    tr->steps = p->steps;
+    struct melbo_load_opts lo = {0, tr->t, 1, 0};
+    ret = melbo_model_load(&tr->model, p->model, &lo, err);
+    if (ret)
+        return ret;
+    ret = load_prompts(tr, err);
+    if (ret == 0 && p->init)
+        ret = load_init(tr, err);
+    if (ret)
+        return ret;
+    compute_prefix(tr);
+
+    size_t d = (size_t)tr->d, Bd = (size_t)tr->B * d;
+    tr->vectors = melbo_xalloc_f32((size_t)tr->N * d);
+    tr->objective = melbo_xalloc_f32((size_t)tr->N * (tr->steps ? tr->steps : 1));
+    tr->theta = melbo_xalloc_f32(Bd);
+    tr->m = melbo_xalloc_f32(Bd);
+    tr->v = melbo_xalloc_f32(Bd);
+    tr->vhat = melbo_xalloc_f32(Bd);
+    size_t wave_tok = (size_t)tr->B * tr->pseqs.n_tok;
+    tr->buf = melbo_xalloc_f32(wave_tok * d);
+    tr->dbuf = melbo_xalloc_f32(wave_tok * d);
+    tr->scratch = melbo_xmalloc(sizeof(double) * d);
+    melbo_cpu_span_init(&tr->span, &tr->model, tr->s + 1, tr->t, (int)wave_tok, 1);
+    tr->t_load = melbo_now() - t0;
+    return 0;
+}
+
+void melbo_trainer_free(struct melbo_trainer *tr) {
+    for (int i = 0; i < tr->P; i++) {
+        free(tr->ids[i]);
+        free(tr->texts[i]);
+        if (tr->idx)
+            free(tr->idx[i]);
+    }
+    free(tr->ids);
+    free(tr->texts);
+    free(tr->lens);
+    free(tr->idx);
+    free(tr->n_idx);
+    melbo_seqs_free(&tr->pseqs);
+    melbo_seqs_free(&tr->wseqs);
+    melbo_cpu_span_free(&tr->span);
+    melbo_model_free(&tr->model);
+    free(tr->X);
+    free(tr->Y);
+    free(tr->init_draws);
+    free(tr->vectors);
+    free(tr->objective);
+    free(tr->theta);
+    free(tr->m);
+    free(tr->v);
+    free(tr->vhat);
+    free(tr->buf);
+    free(tr->dbuf);
+    free(tr->scratch);
+    memset(tr, 0, sizeof *tr);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * One wave.
+ */
+
+static void wave_init(struct melbo_trainer *tr, int Bw) {
+    size_t d = (size_t)tr->d;
+    double *g = melbo_xmalloc(sizeof(double) * d);
+    tr->wave_B = Bw;
+    tr->wave_step = 0;
+    for (int b = 0; b < Bw; b++) {
+        melbo_trainer_raw_draw(tr, tr->n_done + b, g);
+        melbo_vector_init(tr->theta + b * d, g, tr->d, tr->p->radius, tr->vectors, tr->n_done,
+                          tr->theta, b, tr->p->orthogonal);
+    }
+    memset(tr->m, 0, sizeof(float) * Bw * d);
+    memset(tr->v, 0, sizeof(float) * Bw * d);
+    memset(tr->vhat, 0, sizeof(float) * Bw * d);
+    free(g);
+}
+
+/* (Re)builds the packed batch of Bw x P sequences, vector-major. */
+static void wave_batch(struct melbo_trainer *tr, int Bw) {
+    if (tr->wseqs.n_seq == Bw * tr->P)
+        return;
+    melbo_seqs_free(&tr->wseqs);
+    int *lens = melbo_xmalloc(sizeof(int) * (size_t)Bw * tr->P);
+    for (int b = 0; b < Bw; b++)
+        for (int i = 0; i < tr->P; i++)
+            lens[b * tr->P + i] = tr->lens[i];
+    melbo_seqs_init(&tr->wseqs, lens, Bw * tr->P);
+    free(lens);
+}
+
+/* One optimiser step of the current wave: F into F_out[Bw]. */
+static void wave_step(struct melbo_trainer *tr, float *F_out) {
+    int Bw = tr->wave_B, P = tr->P, d = tr->d, n_ptok = tr->pseqs.n_tok;
+    size_t pd = (size_t)n_ptok * d;
+    /* inputs: X + theta_b at every position of every prompt */
+    for (int b = 0; b < Bw; b++) {
+        float *dst = tr->buf + (size_t)b * pd;
+        const float *th = tr->theta + (size_t)b * d;
+        for (int r = 0; r < n_ptok; r++)
+            for (int j = 0; j < d; j++)
+                dst[(size_t)r * d + j] = tr->X[(size_t)r * d + j] + th[j];
+    }
+    melbo_cpu_span_forward(&tr->span, &tr->wseqs, tr->buf);
+    for (int b = 0; b < Bw; b++) {
+        double F = 0.0;
+        for (int i = 0; i < P; i++) {
+            size_t off = (size_t)b * pd + (size_t)tr->pseqs.start[i] * d;
+            F += melbo_objective(tr->buf + off, tr->Y + (size_t)tr->pseqs.start[i] * d, tr->lens[i],
+                                 d, tr->idx[i], tr->n_idx[i], tr->p->p, tr->p->q, tr->p->loss_axis,
+                                 tr->dbuf + off, tr->scratch);
+        }
+        F_out[b] = (float)F;
+    }
+    melbo_cpu_span_backward(&tr->span, &tr->wseqs, tr->dbuf);
+
+    int t = tr->wave_step + 1;
+    struct melbo_adam opt = {tr->p->lr, tr->p->beta1, tr->p->beta2, tr->p->eps};
+    float *g = melbo_xalloc_f32((size_t)d);
+    double *acc = tr->scratch;
+    for (int b = 0; b < Bw; b++) {
+        /* dLoss/dtheta_b = sum over every position of every prompt of dLoss/dX */
+        memset(acc, 0, sizeof(double) * (size_t)d);
+        const float *dx = tr->dbuf + (size_t)b * pd;
+        for (int r = 0; r < n_ptok; r++)
+            for (int j = 0; j < d; j++)
+                acc[j] += dx[(size_t)r * d + j];
+        for (int j = 0; j < d; j++)
+            g[j] = (float)acc[j];
+        size_t o = (size_t)b * d;
+        melbo_vector_update(tr->theta + o, g, tr->m + o, tr->v + o, tr->vhat + o, d, t,
+                            tr->p->radius, &opt, tr->vectors, tr->n_done, tr->p->orthogonal);
+    }
+    free(g);
+    if (tr->p->orthogonal && Bw > 1)
+        melbo_wave_orthogonalize(tr->theta, Bw, d, tr->p->radius, tr->vectors, tr->n_done);
+    tr->wave_step = t;
+}
+
+static void on_sigusr1(int sig) {
+    (void)sig;
+    melbo_train_checkpoint_requested = 1;
+}
+
+int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigusr1;
+    sigaction(SIGUSR1, &sa, NULL);
+    int n_waves = (tr->N + tr->B - 1) / tr->B, ret = 0;
+    struct melbo_progress prog;
+    melbo_progress_init(&prog, (long)tr->N * tr->steps, tr->n_done * (long)tr->steps);
+    float *F = melbo_xalloc_f32((size_t)tr->B);
+    double t0 = melbo_now();
+    long done_before = (long)tr->n_done * tr->steps + tr->wave_step * (long)tr->wave_B;
+    while (tr->n_done < tr->N) {
+        int Bw = tr->N - tr->n_done < tr->B ? tr->N - tr->n_done : tr->B;
+        if (tr->wave_step == 0)
+            wave_init(tr, Bw);
+        wave_batch(tr, Bw);
+        int wave_i = tr->n_done / tr->B;
+        while (tr->wave_step < tr->steps) {
+            int step = tr->wave_step;
+            wave_step(tr, F);
+            for (int b = 0; b < Bw; b++)
+                tr->objective[(size_t)(tr->n_done + b) * tr->steps + step] = F[b];
+            melbo_progress_step(&prog, wave_i, n_waves, tr->wave_step, tr->steps, F, Bw);
+            int every = tr->p->checkpoint_every > 0 && tr->wave_step % tr->p->checkpoint_every == 0;
+            if (tr->p->checkpoint && (every || melbo_train_checkpoint_requested) &&
+                tr->wave_step < tr->steps) {
+                melbo_train_checkpoint_requested = 0;
+                ret = melbo_trainer_checkpoint(tr, tr->p->checkpoint, err);
+                if (ret)
+                    goto out;
+            }
+        }
+        memcpy(tr->vectors + (size_t)tr->n_done * tr->d, tr->theta, sizeof(float) * (size_t)Bw * tr->d);
+        tr->n_done += Bw;
+        tr->wave_step = 0;
+        tr->wave_B = 0;
+        melbo_progress_wave_done(&prog, wave_i, n_waves);
+        if (tr->p->checkpoint) {
+            ret = melbo_trainer_checkpoint(tr, tr->p->checkpoint, err);
+            if (ret)
+                goto out;
+        }
+    }
+    double dt = melbo_now() - t0;
+    long vs = (long)tr->N * tr->steps - done_before;
+    melbo_progress_finish(&prog);
+    fprintf(stderr, "train: %ld vector-steps in %.3f s (%.6f s per vector-step); setup %.3f s\n", vs,
+            dt, vs > 0 ? dt / (double)vs : 0.0, tr->t_load);
+out:
+    free(F);
+    return ret;
+}
