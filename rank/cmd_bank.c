@@ -11,6 +11,7 @@
 #include "common/mem.h"
 #include "rank/commands.h"
 #include "rank/model/safetensors.h"
+#include "rank/train/state.h"
 
 static const char *shown_keys[] = {"model_name", "architecture", "model_fingerprint", "d_model",
                                    "n_layers", "source_layer", "target_layer", "radius", "p", "q",
@@ -19,13 +20,19 @@ static const char *shown_keys[] = {"model_name", "architecture", "model_fingerpr
                                    "created", "job_id", "melbo_version"};
 
 int melbo_cmd_bank(int argc, char **argv) {
-    const char *path = NULL;
+    const char *path = NULL, *other = NULL;
     int json = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
             json = 1;
+        else if (!strcmp(argv[i], "--same-as") && i + 1 < argc)
+            other = argv[++i];
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: melbo-rank bank FILE [--json]\nShows a bank's settings and its vectors.\n");
+            printf("usage: melbo-rank bank FILE [--json]\n"
+                   "       melbo-rank bank FILE --same-as OTHER\n"
+                   "Shows a bank's settings and its vectors, or checks that two banks are the same\n"
+                   "(every tensor bitwise, metadata except created, job_id, melbo_version): exit 0 if\n"
+                   "so, 1 if not.\n");
             return 0;
         } else if (path == NULL && argv[i][0] != '-')
             path = argv[i];
@@ -39,6 +46,16 @@ int melbo_cmd_bank(int argc, char **argv) {
         return 2;
     }
     struct melbo_err err = {0};
+    if (other) {
+        char why[512];
+        int r = melbo_bank_equal(path, other, why, sizeof why, &err);
+        if (r < 0) {
+            fprintf(stderr, "melbo-rank bank: %s\n", err.msg);
+            return 2;
+        }
+        printf("%s\n", r ? "same bank" : why);
+        return r ? 0 : 1;
+    }
     struct melbo_st_file f;
     if (melbo_st_open(&f, path, &err) != 0) {
         fprintf(stderr, "melbo-rank bank: %s\n", err.msg);

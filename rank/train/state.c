@@ -257,3 +257,62 @@ out:
     melbo_st_close(&f);
     return ret;
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * Bank equality.
+ */
+
+static int meta_ignored(const char *k) {
+    return !strcmp(k, "created") || !strcmp(k, "job_id") || !strcmp(k, "melbo_version");
+}
+
+/* 1 if every (non-ignored) key of x has the same value in y; else 0 with why. */
+static int meta_subset(const struct melbo_st_file *x, const struct melbo_st_file *y, char *why,
+                       size_t n) {
+    for (int i = 0; i < x->n_meta; i++) {
+        if (meta_ignored(x->meta_keys[i]))
+            continue;
+        const char *v = melbo_st_meta(y, x->meta_keys[i]);
+        if (v == NULL || strcmp(v, x->meta_values[i]) != 0) {
+            snprintf(why, n, "metadata '%s' differs: %.200s vs %.200s", x->meta_keys[i],
+                     x->meta_values[i], v ? v : "(missing)");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int melbo_bank_equal(const char *a, const char *b, char *why, size_t why_len, struct melbo_err *err) {
+    struct melbo_st_file fa, fb;
+    int ret = melbo_st_open(&fa, a, err);
+    if (ret)
+        return ret;
+    ret = melbo_st_open(&fb, b, err);
+    if (ret) {
+        melbo_st_close(&fa);
+        return ret;
+    }
+    ret = 1;
+    if (fa.n_tensors != fb.n_tensors) {
+        snprintf(why, why_len, "%d tensors vs %d", fa.n_tensors, fb.n_tensors);
+        ret = 0;
+    }
+    for (int i = 0; ret == 1 && i < fa.n_tensors; i++) {
+        const struct melbo_st_tensor *x = &fa.tensors[i], *y = melbo_st_find(&fb, x->name);
+        if (y == NULL || y->dtype != x->dtype || y->ndim != x->ndim || y->nbytes != x->nbytes ||
+            memcmp(y->shape, x->shape, sizeof(int64_t) * (size_t)x->ndim) != 0) {
+            snprintf(why, why_len, "tensor '%s' differs in name, dtype or shape", x->name);
+            ret = 0;
+        } else if (x->nbytes && memcmp(x->data, y->data, x->nbytes) != 0) {
+            snprintf(why, why_len, "tensor '%s' differs in value", x->name);
+            ret = 0;
+        }
+    }
+    if (ret == 1)
+        ret = meta_subset(&fa, &fb, why, why_len) && meta_subset(&fb, &fa, why, why_len);
+    if (ret == 1)
+        snprintf(why, why_len, "equal");
+    melbo_st_close(&fa);
+    melbo_st_close(&fb);
+    return ret;
+}

@@ -23,6 +23,13 @@ extern "C" {
 /* Writes the bank of a finished run to path. */
 int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct melbo_err *err);
 
+/*
+ * DESIGN §4 "Two banks are equal": every tensor bitwise equal (names, dtypes, shapes, bytes) and
+ * the metadata equal except created, job_id and melbo_version. Returns 1 if equal, 0 if not
+ * (why names the first difference), or a negative code if a file cannot be read.
+ */
+int melbo_bank_equal(const char *a, const char *b, char *why, size_t why_len, struct melbo_err *err);
+
 /* Adds "setting.<name>" metadata for every setting that determines the result. */
 void melbo_trainer_settings(const struct melbo_trainer *tr, struct melbo_st_writer *w);
 

@@ -198,6 +198,7 @@ int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p, s
     tr->m = melbo_xalloc_f32(Bd);
     tr->v = melbo_xalloc_f32(Bd);
     tr->vhat = melbo_xalloc_f32(Bd);
+    tr->grad = melbo_xalloc_f32(Bd);
     size_t wave_tok = (size_t)tr->B * tr->pseqs.n_tok;
     tr->buf = melbo_xalloc_f32(wave_tok * d);
     tr->dbuf = melbo_xalloc_f32(wave_tok * d);
@@ -232,6 +233,7 @@ void melbo_trainer_free(struct melbo_trainer *tr) {
     free(tr->m);
     free(tr->v);
     free(tr->vhat);
+    free(tr->grad);
     free(tr->buf);
     free(tr->dbuf);
     free(tr->scratch);
@@ -271,14 +273,15 @@ static void wave_batch(struct melbo_trainer *tr, int Bw) {
     free(lens);
 }
 
-/* One optimiser step of the current wave: F into F_out[Bw]. */
-static void wave_step(struct melbo_trainer *tr, float *F_out) {
-    int Bw = tr->wave_B, P = tr->P, d = tr->d, n_ptok = tr->pseqs.n_tok;
+void melbo_trainer_objective(struct melbo_trainer *tr, const float *theta, int Bw, float *F_out,
+                             float *grad) {
+    int P = tr->P, d = tr->d, n_ptok = tr->pseqs.n_tok;
     size_t pd = (size_t)n_ptok * d;
+    wave_batch(tr, Bw);
     /* inputs: X + theta_b at every position of every prompt */
     for (int b = 0; b < Bw; b++) {
         float *dst = tr->buf + (size_t)b * pd;
-        const float *th = tr->theta + (size_t)b * d;
+        const float *th = theta + (size_t)b * d;
         for (int r = 0; r < n_ptok; r++)
             for (int j = 0; j < d; j++)
                 dst[(size_t)r * d + j] = tr->X[(size_t)r * d + j] + th[j];
@@ -295,25 +298,29 @@ static void wave_step(struct melbo_trainer *tr, float *F_out) {
         F_out[b] = (float)F;
     }
     melbo_cpu_span_backward(&tr->span, &tr->wseqs, tr->dbuf);
-
-    int t = tr->wave_step + 1;
-    struct melbo_adam opt = {tr->p->lr, tr->p->beta1, tr->p->beta2, tr->p->eps};
-    float *g = melbo_xalloc_f32((size_t)d);
+    /* dLoss/dtheta_b = sum over every position of every prompt of dLoss/dX */
     double *acc = tr->scratch;
     for (int b = 0; b < Bw; b++) {
-        /* dLoss/dtheta_b = sum over every position of every prompt of dLoss/dX */
         memset(acc, 0, sizeof(double) * (size_t)d);
         const float *dx = tr->dbuf + (size_t)b * pd;
         for (int r = 0; r < n_ptok; r++)
             for (int j = 0; j < d; j++)
                 acc[j] += dx[(size_t)r * d + j];
         for (int j = 0; j < d; j++)
-            g[j] = (float)acc[j];
+            grad[(size_t)b * d + j] = (float)acc[j];
+    }
+}
+
+/* One optimiser step of the current wave: F into F_out[Bw]. */
+static void wave_step(struct melbo_trainer *tr, float *F_out) {
+    int Bw = tr->wave_B, d = tr->d, t = tr->wave_step + 1;
+    melbo_trainer_objective(tr, tr->theta, Bw, F_out, tr->grad);
+    struct melbo_adam opt = {tr->p->lr, tr->p->beta1, tr->p->beta2, tr->p->eps};
+    for (int b = 0; b < Bw; b++) {
         size_t o = (size_t)b * d;
-        melbo_vector_update(tr->theta + o, g, tr->m + o, tr->v + o, tr->vhat + o, d, t,
+        melbo_vector_update(tr->theta + o, tr->grad + o, tr->m + o, tr->v + o, tr->vhat + o, d, t,
                             tr->p->radius, &opt, tr->vectors, tr->n_done, tr->p->orthogonal);
     }
-    free(g);
     if (tr->p->orthogonal && Bw > 1)
         melbo_wave_orthogonalize(tr->theta, Bw, d, tr->p->radius, tr->vectors, tr->n_done);
     tr->wave_step = t;
@@ -339,7 +346,6 @@ int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err) {
         int Bw = tr->N - tr->n_done < tr->B ? tr->N - tr->n_done : tr->B;
         if (tr->wave_step == 0)
             wave_init(tr, Bw);
-        wave_batch(tr, Bw);
         int wave_i = tr->n_done / tr->B;
         while (tr->wave_step < tr->steps) {
             int step = tr->wave_step;

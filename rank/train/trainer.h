@@ -53,6 +53,7 @@ struct melbo_trainer {
     int wave_step;                  // steps done in the current wave
     int wave_B;                     // size of the current wave
     float *theta, *m, *v, *vhat;    // (B, d) the current wave
+    float *grad;                    // (B, d) dLoss/dtheta of the last step
 
     /* step buffers, sized for B * sum(lens) tokens */
     struct melbo_seqs wseqs;
@@ -79,6 +80,13 @@ int melbo_trainer_checkpoint(const struct melbo_trainer *tr, const char *path, s
 
 /* Set by SIGUSR1 (installed by melbo_trainer_run): checkpoint at the next step boundary. */
 extern volatile sig_atomic_t melbo_train_checkpoint_requested;
+
+/*
+ * F_out[Bw] = F(theta_b) summed over prompts and grad (Bw, d) = d(-F)/dtheta_b for the vectors
+ * theta (Bw, d), Bw <= B: one forward and backward of the span, no update.
+ */
+void melbo_trainer_objective(struct melbo_trainer *tr, const float *theta, int Bw, float *F_out,
+                             float *grad);
 
 /* Raw draw g_k (d doubles): Philox(seed, k) normals, or row k of --init. */
 void melbo_trainer_raw_draw(const struct melbo_trainer *tr, int k, double *g);
