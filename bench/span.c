@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "common/mem.h"
+#include "common/threads.h"
 #include "common/rng.h"
 #include "rank/cpu/span.h"
 #include "rank/model/model.h"
@@ -66,6 +67,7 @@ static double time_sgemm(const struct gemm_shape *g, int n_shapes, int blocks, i
 }
 
 int main(int argc, char **argv) {
+    melbo_threads_init(argv);
     int a = 8, b = 22, n_seq = 64, T = 32, iters = 3, threads = 2;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--blocks")) sscanf(argv[i + 1], "%d:%d", &a, &b), b++;

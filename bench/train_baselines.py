@@ -19,6 +19,8 @@ R = 4, torch.set_num_threads(2) and set_num_interop_threads(1).
              the tangent projection and renormalisation, no orthogonality.
   melbo      `melbo-rank train ... --vectors B --wave B --no-orthogonal` with OMP_NUM_THREADS =
              OPENBLAS_NUM_THREADS = --threads on the same model (saved once with save_pretrained).
+             When batched ran, melbo gets its raw draws (--init) and the script prints how far the
+             bank (vectors, objective) is from batched PyTorch's θ after the same number of steps.
 
 Every number is seconds per vector-step (one vector, one step, one prompt: forward + backward +
 update).
@@ -181,9 +183,10 @@ def bench_batched(model, ids):
         opt.step()
         with torch.no_grad():
             theta.copy_(RADIUS * theta / theta.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        thetas.append(theta.detach().clone())
         return F.detach()
 
-    curves = []
+    curves, thetas = [], []  # F before, θ after every step (warm-up included)
     slowest = 0.0
     for _ in range(args.warmup):
         t0 = time.perf_counter()
@@ -203,7 +206,8 @@ def bench_batched(model, ids):
     log(f"batched: {B} vectors x {steps} steps in {dt:.2f} s = {per:.5f} s per vector-step "
         f"({dt / steps:.2f} s per step); mean F {float(curves[:, 0].mean()):.6g} -> "
         f"{float(curves[:, -1].mean()):.6g}")
-    return per, steps, dict(init=init, vectors=theta.detach().clone(), objective=curves)
+    # melbo runs `steps` steps from the same draws: compare with θ after `steps` steps in all
+    return per, steps, dict(init=init, vectors=thetas[steps - 1], objective=curves[:, :steps])
 
 
 # --------------------------------------------------------------------------- (c) melbo
@@ -248,12 +252,11 @@ def bench_melbo(model, ids, steps, check=None):
         out = os.path.join(tmp, "x.bank.safetensors")
         B = args.vectors
         extra = []
-        if check is not None:  # same raw draws as the batched run, same total number of steps
+        if check is not None:  # same raw draws as the batched run: compare after `steps` steps
             from safetensors.torch import save_file
             init = os.path.join(tmp, "init.safetensors")
             save_file({"vectors": check["init"].float().contiguous()}, init)
             extra = ["--init", init]
-            steps = check["objective"].shape[1]
         cmd = [args.melbo, "train", "--model", d, "--prompt-ids", ",".join(str(int(x)) for x in ids),
                "--source-layer", str(S), "--target-layer", str(T_LAYER), "--radius", "%g" % RADIUS,
                "--p", "%g" % P, "--q", "%g" % Q, "--steps", str(steps), "--vectors", str(B),

@@ -50,7 +50,8 @@ int melbo_cmd_train(int argc, char **argv) {
         fprintf(stderr, "train: resumed from %s at vector %d, step %d of its wave\n", p.resume,
                 tr.n_done, tr.wave_step);
     }
-    if (melbo_trainer_run(&tr, &err) != 0 || melbo_bank_write(&tr, p.out, &err) != 0)
+    if (melbo_trainer_run(&tr, &err) != 0 || melbo_trainer_generate(&tr, &err) != 0 ||
+        melbo_bank_write(&tr, p.out, &err) != 0)
         goto fail;
     fprintf(stderr, "train: bank written to %s\n", p.out);
     status = 0;

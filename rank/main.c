@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/threads.h"
 #include "rank/commands.h"
 #include "rank/tokenizer/cmd_tokenize.h"
 
@@ -21,6 +22,7 @@ static const struct command commands[] = {
     {"tokenize", melbo_cmd_tokenize, "render and tokenize prompts (--model DIR --prompt TEXT)"},
     {"detokenize", melbo_cmd_detokenize, "turn token ids back into text"},
     {"train", melbo_cmd_train, "train steering vectors into a bank (--help for options)"},
+    {"gen", melbo_cmd_gen, "generate with vectors from a bank (--vector EXPR, --help)"},
     {"bank", melbo_cmd_bank, "show a bank's settings and vectors (FILE [--json])"},
 };
 
@@ -32,6 +34,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    melbo_threads_init(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -20,6 +20,9 @@
 
 #define ATTN_TILE 64
 
+/* Attention over fewer (sequence, head) x token pairs than this runs on one thread. */
+#define ATTN_PAR_MIN 512
+
 /* s(rows, n) = alpha * a(rows, k) b(n, k)^T with row strides lda, ldb. */
 static void mm_nt(const float *a, int lda, const float *b, int ldb, float *s, int lds, int rows,
                   int n, int k, float alpha, float beta) {
@@ -41,44 +44,51 @@ static void mm_tn(const float *a, int lda, const float *b, int ldb, float *c, in
                 ldc);
 }
 
+void melbo_cpu_attend_head(const float *Q, int ldq, const float *K, const float *V, int ldk,
+                           float *O, int ldo, float *lse, int lse_stride, int m, int p0, int hd,
+                           float scale, float *S) {
+    for (int i0 = 0; i0 < m; i0 += ATTN_TILE) {
+        int rows = m - i0 < ATTN_TILE ? m - i0 : ATTN_TILE, n = p0 + i0 + rows;
+        mm_nt(Q + (size_t)i0 * ldq, ldq, K, ldk, S, n, rows, n, hd, scale, 0.0f);
+        for (int r = 0; r < rows; r++) {
+            float *p = S + (size_t)r * n;
+            int last = p0 + i0 + r; /* causal: keys 0..last */
+            float mx = -INFINITY, l = 0.0f;
+            for (int j = 0; j <= last; j++)
+                mx = p[j] > mx ? p[j] : mx;
+            for (int j = 0; j <= last; j++) {
+                p[j] = expf(p[j] - mx);
+                l += p[j];
+            }
+            float inv = 1.0f / l;
+            for (int j = 0; j <= last; j++)
+                p[j] *= inv;
+            for (int j = last + 1; j < n; j++)
+                p[j] = 0.0f;
+            if (lse)
+                lse[(size_t)(i0 + r) * lse_stride] = mx + logf(l);
+        }
+        mm_nn(S, n, V, ldk, O + (size_t)i0 * ldo, ldo, rows, hd, n, 0.0f);
+    }
+}
+
 void melbo_cpu_attention(const float *qkv, int ld, float *out, float *lse, int nq, int nkv, int hd,
                          const struct melbo_seqs *seqs) {
     int group = nq / nkv, od = nq * hd;
     size_t kcol = (size_t)nq * hd, vcol = (size_t)(nq + nkv) * hd;
     float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel
+#pragma omp parallel if ((size_t)seqs->n_tok * nq >= ATTN_PAR_MIN)
     {
         float *S = melbo_xalloc_f32((size_t)ATTN_TILE * seqs->max_len);
 #pragma omp for collapse(2) schedule(dynamic)
         for (int s = 0; s < seqs->n_seq; s++) {
             for (int h = 0; h < nq; h++) {
                 int t0 = seqs->start[s], T = seqs->start[s + 1] - t0, g = h / group;
-                const float *Q = qkv + (size_t)t0 * ld + (size_t)h * hd;
-                const float *K = qkv + (size_t)t0 * ld + kcol + (size_t)g * hd;
-                const float *V = qkv + (size_t)t0 * ld + vcol + (size_t)g * hd;
-                for (int i0 = 0; i0 < T; i0 += ATTN_TILE) {
-                    int rows = T - i0 < ATTN_TILE ? T - i0 : ATTN_TILE, n = i0 + rows;
-                    mm_nt(Q + (size_t)i0 * ld, ld, K, ld, S, n, rows, n, hd, scale, 0.0f);
-                    for (int r = 0; r < rows; r++) {
-                        float *p = S + (size_t)r * n;
-                        int last = i0 + r; /* causal: keys 0..last */
-                        float m = -INFINITY, l = 0.0f;
-                        for (int j = 0; j <= last; j++)
-                            m = p[j] > m ? p[j] : m;
-                        for (int j = 0; j <= last; j++) {
-                            p[j] = expf(p[j] - m);
-                            l += p[j];
-                        }
-                        float inv = 1.0f / l;
-                        for (int j = 0; j <= last; j++)
-                            p[j] *= inv;
-                        for (int j = last + 1; j < n; j++)
-                            p[j] = 0.0f;
-                        lse[(size_t)(t0 + last) * nq + h] = m + logf(l);
-                    }
-                    mm_nn(S, n, V, ld, out + (size_t)(t0 + i0) * od + (size_t)h * hd, od, rows, hd,
-                          n, 0.0f);
-                }
+                const float *base = qkv + (size_t)t0 * ld;
+                melbo_cpu_attend_head(base + (size_t)h * hd, ld, base + kcol + (size_t)g * hd,
+                                      base + vcol + (size_t)g * hd, ld,
+                                      out + (size_t)t0 * od + (size_t)h * hd, od,
+                                      lse + (size_t)t0 * nq + h, nq, T, 0, hd, scale, S);
             }
         }
         free(S);
@@ -91,7 +101,7 @@ void melbo_cpu_attention_dx(const float *qkv, int ld, const float *out, const fl
     int group = nq / nkv, od = nq * hd;
     size_t kcol = (size_t)nq * hd, vcol = (size_t)(nq + nkv) * hd;
     float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel
+#pragma omp parallel if ((size_t)seqs->n_tok * nq >= ATTN_PAR_MIN)
     {
         float *P = melbo_xalloc_f32((size_t)ATTN_TILE * seqs->max_len);
         float *dP = melbo_xalloc_f32((size_t)ATTN_TILE * seqs->max_len);

@@ -5,6 +5,9 @@
 #include <math.h>
 #include <string.h>
 
+/* Below this many elements a loop runs on one thread: a parallel region costs more. */
+#define PAR_MIN 32768
+
 void melbo_cpu_linear(const float *x, const float *w, float *y, int n, int in, int out, float beta) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, beta, y,
                 out);
@@ -17,7 +20,7 @@ void melbo_cpu_linear_dx(const float *dy, const float *w, float *dx, int n, int 
 }
 
 void melbo_cpu_add_bias(float *y, const float *b, int n, int out) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * out >= PAR_MIN)
     for (int t = 0; t < n; t++)
         for (int j = 0; j < out; j++)
             y[(size_t)t * out + j] += b[j];
@@ -25,7 +28,7 @@ void melbo_cpu_add_bias(float *y, const float *b, int n, int out) {
 
 void melbo_cpu_rmsnorm(const float *x, const float *w, float *y, float *rstd, int n, int d,
                        int stride, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * d >= PAR_MIN)
     for (int t = 0; t < n; t++) {
         const float *xr = x + (size_t)t * stride;
         float *yr = y + (size_t)t * stride;
@@ -42,7 +45,7 @@ void melbo_cpu_rmsnorm(const float *x, const float *w, float *y, float *rstd, in
 
 void melbo_cpu_rmsnorm_dx(const float *x, const float *w, const float *rstd, const float *dy,
                           float *dx, int n, int d, int stride, int acc) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * d >= PAR_MIN)
     for (int t = 0; t < n; t++) {
         const float *xr = x + (size_t)t * stride, *dyr = dy + (size_t)t * stride;
         float *dxr = dx + (size_t)t * stride;
@@ -61,7 +64,7 @@ void melbo_cpu_rope(float *x, int ld, int col0, int n_heads, int head_dim, int r
                     const float *inv_freq, const struct melbo_seqs *seqs, int inverse) {
     int half = rope_dim / 2;
     float sign = inverse ? -1.0f : 1.0f;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)seqs->n_tok * n_heads * head_dim >= PAR_MIN)
     for (int t = 0; t < seqs->n_tok; t++) {
         float c[512], s[512];
         float p = (float)seqs->pos[t];
@@ -84,7 +87,7 @@ void melbo_cpu_rope(float *x, int ld, int col0, int n_heads, int head_dim, int r
 static inline float silu(float g) { return g / (1.0f + expf(-g)); }
 
 void melbo_cpu_swiglu(const float *gu, float *act, int n, int ff) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * ff >= PAR_MIN)
     for (int t = 0; t < n; t++) {
         const float *g = gu + (size_t)t * 2 * ff, *u = g + ff;
         float *a = act + (size_t)t * ff;
@@ -94,7 +97,7 @@ void melbo_cpu_swiglu(const float *gu, float *act, int n, int ff) {
 }
 
 void melbo_cpu_swiglu_dx(const float *gu, const float *dact, float *dgu, int n, int ff) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * ff >= PAR_MIN)
     for (int t = 0; t < n; t++) {
         const float *g = gu + (size_t)t * 2 * ff, *u = g + ff, *da = dact + (size_t)t * ff;
         float *dg = dgu + (size_t)t * 2 * ff, *du = dg + ff;

@@ -57,6 +57,17 @@ void melbo_cpu_swiglu_dx(const float *gu, const float *dact, float *dgu, int n, 
 void melbo_cpu_attention(const float *qkv, int ld, float *out, float *lse, int nq, int nkv, int hd,
                          const struct melbo_seqs *seqs);
 /*
+ * One (sequence, head) of causal attention: m queries at positions p0 .. p0+m-1 (rows of Q,
+ * stride ldq) against keys and values 0 .. p0+m-1 (rows of K and V, stride ldk), so the same
+ * kernel serves a whole prompt (p0 = 0) and KV-cached decoding (keys from the cache). O gets m
+ * rows (stride ldo); lse (may be NULL) m values, stride lse_stride. S is scratch for
+ * 64 x (p0 + m) floats.
+ */
+void melbo_cpu_attend_head(const float *Q, int ldq, const float *K, const float *V, int ldk,
+                           float *O, int ldo, float *lse, int lse_stride, int m, int p0, int hd,
+                           float scale, float *S);
+
+/*
  * The input gradient of melbo_cpu_attention: dqkv (n, ld) receives dq, dk, dv in the qkv layout
  * (overwritten), from dout (n, nq*hd) and the saved qkv, out and lse.
  */

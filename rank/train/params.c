@@ -31,6 +31,9 @@ void melbo_train_params_init(struct melbo_train_params *p) {
     p->seed = 0;
     p->checkpoint_every = 50;
     p->job_id = melbo_xstrdup("");
+    p->generate = 1;
+    p->random_baselines = 4;
+    melbo_gen_settings_init(&p->gen);
 }
 
 void melbo_train_params_free(struct melbo_train_params *p) {
@@ -80,7 +83,14 @@ void melbo_train_usage(void) {
         "  --checkpoint FILE        rewritten every --checkpoint-every steps (default 50), at the end\n"
         "                           of every wave and on SIGUSR1\n"
         "  --resume FILE            continue from a checkpoint (same settings required)\n"
-        "  --threads N              CPU threads (default: OMP_NUM_THREADS)\n");
+        "  --threads N              CPU threads (default: OMP_NUM_THREADS)\n"
+        "completions (after training, written into the bank):\n"
+        "  --max-new-tokens N       tokens per completion (default 64; 0 or --no-generate: none)\n"
+        "  --random-baselines K     random vectors of norm R, never trained, as controls (default 4)\n"
+        "  --temperature T --top-p P --top-k K --gen-seed S   sampling (default greedy)\n"
+        "  --repetition-penalty X   (default 1: off)\n"
+        "  --use-generation-config  apply generation_config.json's sampling settings\n"
+        "  --gen-batch N            sequences decoded together (default 64)\n");
 }
 
 static int parse_double(const char *opt, const char *s, double *out, struct melbo_err *err) {
@@ -154,6 +164,17 @@ int melbo_train_params_parse(struct melbo_train_params *p, int argc, char **argv
             i++;
             continue;
         }
+        r = melbo_gen_settings_parse_one(&p->gen, opt, val, err);
+        if (r < 0)
+            return r;
+        if (r > 0) {
+            i += r == 1;
+            continue;
+        }
+        if (!strcmp(opt, "--no-generate")) {
+            p->generate = 0;
+            continue;
+        }
         if (!strcmp(opt, "--orthogonal")) {
             p->orthogonal = 1;
             continue;
@@ -203,6 +224,11 @@ int melbo_train_params_parse(struct melbo_train_params *p, int argc, char **argv
         else if (!strcmp(opt, "--resume")) set_str(&p->resume, val);
         else if (!strcmp(opt, "--threads")) ret = parse_int(opt, val, &p->threads, err);
         else if (!strcmp(opt, "--job-id")) set_str(&p->job_id, val);
+        else if (!strcmp(opt, "--random-baselines")) {
+            ret = parse_int(opt, val, &p->random_baselines, err);
+            if (ret == 0 && p->random_baselines < 0)
+                ret = melbo_err_set(err, MELBO_EINVAL, "--random-baselines must be >= 0");
+        }
         else return melbo_err_set(err, MELBO_EINVAL, "unknown option %s (see melbo-rank train --help)", opt);
         if (ret)
             return ret;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "rank/generate/settings.h"
 #include "rank/tokenizer/prompt.h"
 #include "rank/train/objective.h"
 #include "rank/train/slice.h"
@@ -45,6 +46,10 @@ struct melbo_train_params {
     char *resume;                   // checkpoint to resume from, or NULL
     int threads;                    // 0 = OMP default
     char *job_id;                   // recorded in the bank, "" standalone
+    /* completions after training (rank/generate/) */
+    int generate;                   // 1: write completions into the bank (--no-generate: 0)
+    int random_baselines;           // K random vectors of norm R, never trained (4)
+    struct melbo_gen_settings gen;  // decoding settings
 };
 
 void melbo_train_params_init(struct melbo_train_params *p);

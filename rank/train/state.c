@@ -107,6 +107,9 @@ int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct me
     int64_t pshape[2] = {tr->P, tmax}, lshape[1] = {tr->P};
     melbo_st_writer_add(&w, "prompt_ids", MELBO_DTYPE_I32, 2, pshape, pids);
     melbo_st_writer_add(&w, "prompt_lengths", MELBO_DTYPE_I32, 1, lshape, plens);
+    int64_t rshape[2] = {tr->K, tr->d};
+    if (tr->K > 0)
+        melbo_st_writer_add(&w, "random_vectors", MELBO_DTYPE_F32, 2, rshape, tr->random);
 
     char buf[128];
     melbo_st_writer_meta(&w, "format", "melbo-bank");
@@ -140,8 +143,8 @@ int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct me
     char *prompts = json_prompts(tr);
     melbo_st_writer_meta(&w, "prompts", prompts);
     free(prompts);
-    melbo_st_writer_meta(&w, "generation", "{}");
-    melbo_st_writer_meta(&w, "completions", "{}");
+    melbo_st_writer_meta(&w, "generation", tr->generation_json);
+    melbo_st_writer_meta(&w, "completions", tr->completions_json);
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);

@@ -1,6 +1,7 @@
 /* rank/train/trainer.c - waves of steering vectors on the CPU backend (rank/train/trainer.h). */
 #include "rank/train/trainer.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -15,6 +16,7 @@
 #include "rank/model/checkpoint.h"
 #include "rank/model/safetensors.h"
 #include "rank/tokenizer/tokenizer.h"
+#include "rank/generate/completions.h"
 #include "rank/train/optim.h"
 #include "rank/train/progress.h"
 
@@ -50,23 +52,29 @@ static void add_prompt(struct melbo_trainer *tr, const int32_t *ids, int n, cons
 static int load_prompts(struct melbo_trainer *tr, struct melbo_err *err) {
     struct melbo_train_params *p = tr->p;
     snprintf(tr->chat_format, sizeof tr->chat_format, "none");
+    tr->end_of_turn = -1;
     if (p->text.n > 0) {
-        struct melbo_tokenizer *tok = NULL;
         struct melbo_prompt_list list = {0};
-        int ret = melbo_tokenizer_load(p->model, &tok, err);
+        int ret = melbo_tokenizer_load(p->model, &tr->tok, err);
         if (ret)
             return ret;
-        ret = melbo_prompt_opts_render(&p->text, tok, &list, err);
+        ret = melbo_prompt_opts_render(&p->text, tr->tok, &list, err);
         if (ret == 0) {
             for (size_t i = 0; i < list.n; i++)
                 add_prompt(tr, list.p[i].ids.ids, (int)list.p[i].ids.n, list.p[i].text);
             snprintf(tr->chat_format, sizeof tr->chat_format, "%s",
                      list.format_used ? melbo_chat_format_name(list.format) : "raw");
+            if (list.format_used)
+                tr->end_of_turn = list.end_of_turn;
         }
         melbo_prompt_list_free(&list);
-        melbo_tokenizer_free(tok);
         if (ret)
             return ret;
+    } else if (p->generate) {
+        /* id prompts: a tokenizer, when the model has one, only turns completions into text */
+        struct melbo_err ignored;
+        if (melbo_tokenizer_load(p->model, &tr->tok, &ignored) != 0)
+            tr->tok = NULL;
     }
     for (int i = 0; i < p->n_id_prompts; i++)
         add_prompt(tr, p->id_prompts[i], p->id_lens[i], "");
@@ -114,7 +122,7 @@ out:
 }
 
 void melbo_trainer_raw_draw(const struct melbo_trainer *tr, int k, double *g) {
-    if (tr->init_draws) {
+    if (tr->init_draws && k < tr->N) {
         for (int j = 0; j < tr->d; j++)
             g[j] = tr->init_draws[(size_t)k * tr->d + j];
     } else {
@@ -180,7 +188,8 @@ int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p, s
     tr->N = p->vectors;
     tr->B = p->wave;
     tr->steps = p->steps;
-    struct melbo_load_opts lo = {0, tr->t, 1, 0};
+    int gen = p->generate && p->gen.max_new_tokens > 0;
+    struct melbo_load_opts lo = {0, gen ? -1 : tr->t, 1, gen};
     ret = melbo_model_load(&tr->model, p->model, &lo, err);
     if (ret)
         return ret;
@@ -204,6 +213,20 @@ int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p, s
     tr->dbuf = melbo_xalloc_f32(wave_tok * d);
     tr->scratch = melbo_xmalloc(sizeof(double) * d);
     melbo_cpu_span_init(&tr->span, &tr->model, tr->s + 1, tr->t, (int)wave_tok, 1);
+    tr->K = gen ? p->random_baselines : 0;
+    tr->random = melbo_xalloc_f32((size_t)(tr->K ? tr->K : 1) * d);
+    tr->completions_json = melbo_xstrdup("{}");
+    tr->generation_json = melbo_xstrdup("{}");
+    if (gen) {
+        ret = melbo_gen_settings_from_model(&p->gen, &tr->model.cfg, p->model, err);
+        if (ret)
+            return ret;
+        if (tr->end_of_turn >= 0)
+            melbo_gen_add_stop(&p->gen, tr->end_of_turn);
+        if (tr->tok == NULL)
+            fprintf(stderr, "train: %s has no tokenizer: completions are generated as token ids "
+                            "only and stored as empty text\n", p->model);
+    }
     tr->t_load = melbo_now() - t0;
     return 0;
 }
@@ -237,6 +260,10 @@ void melbo_trainer_free(struct melbo_trainer *tr) {
     free(tr->buf);
     free(tr->dbuf);
     free(tr->scratch);
+    free(tr->random);
+    free(tr->completions_json);
+    free(tr->generation_json);
+    melbo_tokenizer_free(tr->tok);
     memset(tr, 0, sizeof *tr);
 }
 
@@ -381,4 +408,65 @@ int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err) {
 out:
     free(F);
     return ret;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Completions.
+ */
+
+static cJSON *texts_json(const struct melbo_completions *c, int v0, int n_vec) {
+    cJSON *outer = cJSON_CreateArray();
+    for (int v = v0; v < v0 + n_vec; v++) {
+        cJSON *row = cJSON_CreateArray();
+        for (int i = 0; i < c->n_prompts; i++)
+            cJSON_AddItemToArray(row, cJSON_CreateString(c->text[v * c->n_prompts + i]));
+        cJSON_AddItemToArray(outer, row);
+    }
+    return outer;
+}
+
+int melbo_trainer_generate(struct melbo_trainer *tr, struct melbo_err *err) {
+    struct melbo_train_params *p = tr->p;
+    if (!p->generate || p->gen.max_new_tokens == 0)
+        return 0;
+    int d = tr->d, N = tr->N, K = tr->K, ret;
+    /* random baselines: draws N, N+1, ... orthogonalised like initial vectors, never trained */
+    double *g = melbo_xmalloc(sizeof(double) * (size_t)d);
+    float *all = melbo_xalloc_f32((size_t)(N + K) * d);
+    memcpy(all, tr->vectors, sizeof(float) * (size_t)N * d);
+    for (int k = 0; k < K; k++) {
+        melbo_trainer_raw_draw(tr, N + k, g);
+        melbo_vector_init(tr->random + (size_t)k * d, g, d, p->radius, all, N + k, NULL, 0,
+                          p->orthogonal);
+        memcpy(all + (size_t)(N + k) * d, tr->random + (size_t)k * d, sizeof(float) * (size_t)d);
+    }
+    free(g);
+    /* jobs: every learned vector, then none, then every random baseline */
+    int n_vec = N + 1 + K;
+    const float **vecs = melbo_xcalloc((size_t)n_vec, sizeof *vecs);
+    for (int v = 0; v < N; v++)
+        vecs[v] = tr->vectors + (size_t)v * d;
+    vecs[N] = NULL;
+    for (int k = 0; k < K; k++)
+        vecs[N + 1 + k] = tr->random + (size_t)k * d;
+    struct melbo_completions c;
+    ret = melbo_completions_run(&tr->model, tr->s, &p->gen, tr->tok, vecs, n_vec, tr->ids, tr->lens,
+                                tr->P, "generate", &c, err);
+    free(vecs);
+    free(all);
+    if (ret)
+        return ret;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "vectors", texts_json(&c, 0, N));
+    cJSON *unsteered = texts_json(&c, N, 1);
+    cJSON_AddItemToObject(o, "unsteered", cJSON_DetachItemFromArray(unsteered, 0));
+    cJSON_Delete(unsteered);
+    cJSON_AddItemToObject(o, "random", texts_json(&c, N + 1, K));
+    free(tr->completions_json);
+    tr->completions_json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    free(tr->generation_json);
+    tr->generation_json = melbo_gen_settings_json(&p->gen, 1.0, K);
+    melbo_completions_free(&c);
+    return 0;
 }

@@ -18,6 +18,7 @@
 #include "common/err.h"
 #include "rank/cpu/span.h"
 #include "rank/model/model.h"
+#include "rank/tokenizer/tokenizer.h"
 #include "rank/train/params.h"
 
 #ifdef __cplusplus
@@ -62,6 +63,14 @@ struct melbo_trainer {
     float *dbuf;                    // (wave tokens, d) gradients
     double *scratch;                // (d)
     double t_load;                  // seconds spent loading and on the prefix
+
+    /* completions (melbo_trainer_generate) */
+    struct melbo_tokenizer *tok;    // for decoding text, or NULL when the model has none
+    int32_t end_of_turn;            // chat format's end-of-turn id, or -1
+    int K;                          // random baselines
+    float *random;                  // (K, d) random vectors of norm R
+    char *completions_json;         // DESIGN §4 "completions", owned ("{}" before generation)
+    char *generation_json;          // DESIGN §4 "generation", owned
 };
 
 /* Loads the model, renders and tokenizes the prompts, checks every setting against the model and
@@ -74,6 +83,13 @@ int melbo_trainer_resume(struct melbo_trainer *tr, const char *path, struct melb
 
 /* Runs the remaining waves; writes checkpoints as configured. */
 int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err);
+
+/*
+ * After training: draws the K random baselines (raw draws N.., orthogonalised like initial
+ * vectors, never trained) and generates, for every prompt, the completion under every learned
+ * vector, the unsteered completion and the completions under the random baselines.
+ */
+int melbo_trainer_generate(struct melbo_trainer *tr, struct melbo_err *err);
 
 /* Writes the checkpoint (atomically) to path. */
 int melbo_trainer_checkpoint(const struct melbo_trainer *tr, const char *path, struct melbo_err *err);
@@ -88,7 +104,8 @@ extern volatile sig_atomic_t melbo_train_checkpoint_requested;
 void melbo_trainer_objective(struct melbo_trainer *tr, const float *theta, int Bw, float *F_out,
                              float *grad);
 
-/* Raw draw g_k (d doubles): Philox(seed, k) normals, or row k of --init. */
+/* Raw draw g_k (d doubles): row k of --init when k < N and --init was given, else Philox(seed, k)
+ * normals (the random baselines use k = N, N+1, ...). */
 void melbo_trainer_raw_draw(const struct melbo_trainer *tr, int k, double *g);
 
 #ifdef __cplusplus

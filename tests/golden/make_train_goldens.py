@@ -19,6 +19,8 @@ Writes, for every case in CASES:
     tests/golden/data/train_<case>.init.safetensors    `vectors` F32 [K, d]: raw draws g_k
     tests/golden/data/train_<case>.golden.safetensors  learned vectors, objective curves, prompts
 and tests/golden/data/train_wave_nonortho.init.safetensors (16 raw draws for qwen3).
+The cases are p2q1, p4q4_dim, p4q4_last2, 2prompts (R = 4, as asked) and p2q1_r1 (R = 1:
+the only one where AMSGrad vs plain Adam is clearly visible in 25 steps).
 See tests/golden/README.md ("Training goldens").  Two runs give byte-identical files.
 """
 

@@ -1,0 +1,129 @@
+/* rank/generate/completions.c - completions under vectors (rank/generate/completions.h). */
+#include "rank/generate/completions.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/mem.h"
+
+struct progress_ctx {
+    const char *label;
+    double t0, last;
+    int tty;
+};
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void on_progress(void *vctx, int done, int n, long tokens) {
+    struct progress_ctx *c = vctx;
+    double t = now();
+    if (!c->tty && t - c->last < 2.0 && done < n)
+        return;
+    c->last = t;
+    double rate = tokens / (t - c->t0 > 1e-9 ? t - c->t0 : 1e-9);
+    if (c->tty)
+        fprintf(stderr, "\r\033[K%s: %d/%d sequences, %ld tokens, %.1f tokens/s", c->label, done, n,
+                tokens, rate);
+    else
+        fprintf(stderr, "%s: %d/%d sequences, %ld tokens, %.1f tokens/s\n", c->label, done, n, tokens,
+                rate);
+    if (c->tty && done == n)
+        fprintf(stderr, "\n");
+}
+
+static char *decode_text(struct melbo_tokenizer *tok, const int32_t *ids, int n,
+                         struct melbo_err *err) {
+    if (tok == NULL)
+        return melbo_xstrdup("");
+    struct melbo_detok_stream *st = melbo_detok_stream_new(tok, MELBO_DETOK_SKIP_SPECIAL);
+    size_t len = 0, cap = 64;
+    char *buf = melbo_xmalloc(cap);
+    for (int i = 0; i <= n; i++) {
+        const char *piece;
+        size_t plen = 0;
+        if (i < n) {
+            if (melbo_detok_stream_feed(st, ids[i], &piece, &plen, err) != 0)
+                plen = 0;
+        } else {
+            piece = melbo_detok_stream_finish(st, &plen);
+        }
+        if (plen) {
+            while (len + plen + 1 > cap) {
+                cap *= 2;
+                buf = melbo_xrealloc(buf, cap);
+            }
+            memcpy(buf + len, piece, plen);
+            len += plen;
+        }
+    }
+    buf[len] = '\0';
+    melbo_detok_stream_free(st);
+    return buf;
+}
+
+int melbo_completions_run(const struct melbo_model *m, int source_layer,
+                          const struct melbo_gen_settings *g, struct melbo_tokenizer *tok,
+                          const float *const *vectors, int n_vec, int32_t *const *prompts,
+                          const int *lens, int n_prompts, const char *label,
+                          struct melbo_completions *out, struct melbo_err *err) {
+    memset(out, 0, sizeof *out);
+    int n = n_vec * n_prompts;
+    struct melbo_gen_job *jobs = melbo_xcalloc((size_t)n + 1, sizeof *jobs);
+    for (int v = 0; v < n_vec; v++)
+        for (int i = 0; i < n_prompts; i++) {
+            struct melbo_gen_job *j = &jobs[v * n_prompts + i];
+            j->prompt = prompts[i];
+            j->prompt_len = lens[i];
+            j->steer = vectors[v];
+            j->stream = (uint64_t)i;
+        }
+    out->n_vec = n_vec;
+    out->n_prompts = n_prompts;
+    out->res = melbo_xcalloc((size_t)n + 1, sizeof *out->res);
+    struct progress_ctx pc = {label, now(), 0, isatty(STDERR_FILENO)};
+    int ret = melbo_generate(m, source_layer, g, jobs, n, out->res, on_progress, &pc, err);
+    free(jobs);
+    if (ret) {
+        free(out->res);
+        out->res = NULL;
+        return ret;
+    }
+    out->text = melbo_xcalloc((size_t)n + 1, sizeof *out->text);
+    for (int k = 0; k < n; k++)
+        out->text[k] = decode_text(tok, out->res[k].ids, out->res[k].n, err);
+    return 0;
+}
+
+void melbo_completions_free(struct melbo_completions *c) {
+    int n = c->n_vec * c->n_prompts;
+    if (c->res)
+        melbo_gen_results_free(c->res, n);
+    for (int k = 0; c->text && k < n; k++)
+        free(c->text[k]);
+    free(c->res);
+    free(c->text);
+    memset(c, 0, sizeof *c);
+}
+
+void melbo_first_line(const char *text, char *buf, size_t max_chars) {
+    while (*text == '\n' || *text == ' ')
+        text++;
+    size_t n = 0;
+    while (text[n] && text[n] != '\n' && n < max_chars)
+        n++;
+    /* do not cut a UTF-8 character in half */
+    if (text[n] && text[n] != '\n')
+        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
+            n--;
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+    if (text[n] && text[n] != '\n' && n + 4 <= max_chars + 3)
+        strcat(buf, "...");
+}

@@ -1,0 +1,49 @@
+/*
+ * rank/generate/completions.h - completions of every prompt under every vector: the text that
+ * shows what each vector does (method.md §2.4).
+ *
+ * Vector v and prompt i become one generation job; the sampling stream is the prompt's index, so
+ * two runs that share a prompt draw the same random numbers (sampled completions under different
+ * vectors are comparable, and `gen` reproduces what `train` stored). Text comes out of the
+ * tokenizer's streaming decoder, special tokens skipped.
+ */
+#ifndef MELBO_RANK_GENERATE_COMPLETIONS_H
+#define MELBO_RANK_GENERATE_COMPLETIONS_H
+
+#include <stdint.h>
+
+#include "common/err.h"
+#include "rank/generate/generate.h"
+#include "rank/model/model.h"
+#include "rank/tokenizer/tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct melbo_completions {
+    int n_vec, n_prompts;
+    struct melbo_gen_result *res;  // (n_vec * n_prompts), vector-major
+    char **text;                   // (n_vec * n_prompts), owned; "" without a tokenizer
+};
+
+/*
+ * Generates prompt i under vector v for all pairs. vectors[v] (d) is added as it is (multiply by
+ * the scale first), NULL for none. tok may be NULL (no text). label names the phase in progress
+ * lines ("generate").
+ */
+int melbo_completions_run(const struct melbo_model *m, int source_layer,
+                          const struct melbo_gen_settings *g, struct melbo_tokenizer *tok,
+                          const float *const *vectors, int n_vec, int32_t *const *prompts,
+                          const int *lens, int n_prompts, const char *label,
+                          struct melbo_completions *out, struct melbo_err *err);
+
+void melbo_completions_free(struct melbo_completions *c);
+
+/* The first line of a completion, at most max_chars bytes (UTF-8 safe), into buf. */
+void melbo_first_line(const char *text, char *buf, size_t max_chars);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

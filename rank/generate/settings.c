@@ -1,0 +1,155 @@
+/* rank/generate/settings.c - decoding settings (rank/generate/settings.h). */
+#include "rank/generate/settings.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/file.h"
+
+void melbo_gen_settings_init(struct melbo_gen_settings *g) {
+    memset(g, 0, sizeof *g);
+    g->max_new_tokens = 64;
+    g->temperature = 0.0;
+    g->top_p = 1.0;
+    g->repetition_penalty = 1.0;
+    g->batch = 64;
+}
+
+void melbo_gen_add_stop(struct melbo_gen_settings *g, int32_t id) {
+    if (id < 0 || g->n_stop >= MELBO_GEN_MAX_STOP)
+        return;
+    for (int i = 0; i < g->n_stop; i++)
+        if (g->stop[i] == id)
+            return;
+    g->stop[g->n_stop++] = id;
+}
+
+static void add_ids(struct melbo_gen_settings *g, const cJSON *v) {
+    if (cJSON_IsNumber(v))
+        melbo_gen_add_stop(g, (int32_t)v->valuedouble);
+    else if (cJSON_IsArray(v)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v) if (cJSON_IsNumber(e)) melbo_gen_add_stop(g, (int32_t)e->valuedouble);
+    }
+}
+
+int melbo_gen_settings_from_model(struct melbo_gen_settings *g, const struct melbo_model_config *cfg,
+                                  const char *dir, struct melbo_err *err) {
+    for (int i = 0; i < cfg->n_eos; i++)
+        melbo_gen_add_stop(g, cfg->eos_ids[i]);
+    char path[4096], *text = NULL;
+    melbo_path_join(path, sizeof path, dir, "generation_config.json");
+    if (access(path, F_OK) != 0)
+        return 0;
+    int ret = melbo_file_read(path, &text, NULL, err);
+    if (ret)
+        return ret;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: invalid JSON", path);
+    }
+    add_ids(g, cJSON_GetObjectItemCaseSensitive(root, "eos_token_id"));
+    if (g->use_generation_config) {
+        const cJSON *v;
+        int sample = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "do_sample"));
+        if (sample && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(root, "temperature")))
+            g->temperature = v->valuedouble;
+        else if (sample)
+            g->temperature = 1.0;
+        if (sample && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(root, "top_p")))
+            g->top_p = v->valuedouble;
+        if (sample && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(root, "top_k")))
+            g->top_k = (int)v->valuedouble;
+        if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(root, "repetition_penalty")))
+            g->repetition_penalty = v->valuedouble;
+    }
+    cJSON_Delete(root);
+    return 0;
+}
+
+int melbo_gen_settings_parse_one(struct melbo_gen_settings *g, const char *opt, const char *val,
+                                 struct melbo_err *err) {
+    if (!strcmp(opt, "--use-generation-config")) {
+        g->use_generation_config = 1;
+        return 2;
+    }
+    static const char *known[] = {"--max-new-tokens", "--temperature", "--top-p", "--top-k",
+                                  "--gen-seed", "--repetition-penalty", "--gen-batch"};
+    size_t k;
+    for (k = 0; k < sizeof known / sizeof known[0]; k++)
+        if (!strcmp(opt, known[k]))
+            break;
+    if (k == sizeof known / sizeof known[0])
+        return 0;
+    if (val == NULL)
+        return melbo_err_set(err, MELBO_EINVAL, "%s needs a value", opt);
+    char *end;
+    errno = 0;
+    double x = strtod(val, &end);
+    if (*val == '\0' || *end != '\0' || errno || !isfinite(x))
+        return melbo_err_set(err, MELBO_EINVAL, "%s: '%s' is not a number", opt, val);
+    switch (k) {
+    case 0:
+        if (x < 0 || x > 1e6 || x != floor(x))
+            return melbo_err_set(err, MELBO_EINVAL, "--max-new-tokens must be an integer >= 0");
+        g->max_new_tokens = (int)x;
+        break;
+    case 1:
+        if (x < 0)
+            return melbo_err_set(err, MELBO_EINVAL, "--temperature must be >= 0 (0 is greedy)");
+        g->temperature = x;
+        break;
+    case 2:
+        if (!(x > 0 && x <= 1))
+            return melbo_err_set(err, MELBO_EINVAL, "--top-p must be in (0, 1]");
+        g->top_p = x;
+        break;
+    case 3:
+        if (x < 0 || x != floor(x))
+            return melbo_err_set(err, MELBO_EINVAL, "--top-k must be an integer >= 0 (0 is off)");
+        g->top_k = (int)x;
+        break;
+    case 4:
+        if (x < 0 || x != floor(x))
+            return melbo_err_set(err, MELBO_EINVAL, "--gen-seed must be a non-negative integer");
+        g->seed = (uint64_t)x;
+        break;
+    case 5:
+        if (!(x > 0))
+            return melbo_err_set(err, MELBO_EINVAL, "--repetition-penalty must be positive");
+        g->repetition_penalty = x;
+        break;
+    case 6:
+        if (x < 1 || x > 4096 || x != floor(x))
+            return melbo_err_set(err, MELBO_EINVAL, "--gen-batch must be an integer in 1..4096");
+        g->batch = (int)x;
+        break;
+    }
+    return 1;
+}
+
+char *melbo_gen_settings_json(const struct melbo_gen_settings *g, double scale, int random_baselines) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "decoding", g->temperature > 0 ? "sample" : "greedy");
+    cJSON_AddNumberToObject(o, "max_new_tokens", g->max_new_tokens);
+    cJSON_AddNumberToObject(o, "temperature", g->temperature);
+    cJSON_AddNumberToObject(o, "top_k", g->top_k);
+    cJSON_AddNumberToObject(o, "top_p", g->top_p);
+    cJSON_AddNumberToObject(o, "repetition_penalty", g->repetition_penalty);
+    cJSON_AddNumberToObject(o, "seed", (double)g->seed);
+    cJSON *stop = cJSON_AddArrayToObject(o, "stop_ids");
+    for (int i = 0; i < g->n_stop; i++)
+        cJSON_AddItemToArray(stop, cJSON_CreateNumber(g->stop[i]));
+    cJSON_AddNumberToObject(o, "scale", scale);
+    cJSON_AddNumberToObject(o, "random_baselines", random_baselines);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
