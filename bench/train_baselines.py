@@ -260,7 +260,7 @@ def bench_melbo(model, ids, steps, check=None):
         cmd = [args.melbo, "train", "--model", d, "--prompt-ids", ",".join(str(int(x)) for x in ids),
                "--source-layer", str(S), "--target-layer", str(T_LAYER), "--radius", "%g" % RADIUS,
                "--p", "%g" % P, "--q", "%g" % Q, "--steps", str(steps), "--vectors", str(B),
-               "--wave", str(B), "--no-orthogonal", "--out", out] + extra
+               "--wave", str(B), "--no-orthogonal", "--no-generate", "--out", out] + extra
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
         log("melbo: " + " ".join(cmd))
         t0 = time.perf_counter()

@@ -10,6 +10,7 @@
 
 #include "common/mem.h"
 #include "rank/commands.h"
+#include "rank/generate/completions.h"
 #include "rank/model/safetensors.h"
 #include "rank/train/state.h"
 
@@ -113,12 +114,39 @@ int melbo_cmd_bank(int argc, char **argv) {
             if (v)
                 printf("  %-18s %s\n", shown_keys[k], v);
         }
-        printf("\n  %6s  %14s  %14s  %10s  %12s\n", "vector", "objective", "first step", "norm",
-               "max |cos|");
-        for (int a = 0; a < N; a++)
-            printf("  %6d  %14.6g  %14.6g  %10.6g  %12.3e\n", a,
+        cJSON *comp = cJSON_Parse(melbo_st_meta(&f, "completions") ? melbo_st_meta(&f, "completions") : "{}");
+        const cJSON *cv = cJSON_GetObjectItemCaseSensitive(comp, "vectors");
+        char line[96];
+        printf("\n  %6s  %12s  %12s  %9s  %10s  %s\n", "vector", "objective", "first step", "norm",
+               "max |cos|", cJSON_IsArray(cv) ? "completion (prompt 0, first line)" : "");
+        for (int a = 0; a < N; a++) {
+            const cJSON *row = cJSON_GetArrayItem(cv, a), *t = cJSON_GetArrayItem(row, 0);
+            line[0] = '\0';
+            if (cJSON_IsString(t))
+                melbo_first_line(t->valuestring, line, 60);
+            printf("  %6d  %12.6g  %12.6g  %9.6g  %10.2e  %s\n", a,
                    steps ? obj[(size_t)a * steps + steps - 1] : 0.0, steps ? obj[(size_t)a * steps] : 0.0,
-                   norm[a], maxcos[a]);
+                   norm[a], maxcos[a], line);
+        }
+        const cJSON *un = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(comp, "unsteered"), 0);
+        if (cJSON_IsString(un)) {
+            melbo_first_line(un->valuestring, line, 60);
+            printf("  %6s  %12s  %12s  %9s  %10s  %s\n", "none", "", "", "", "", line);
+        }
+        const cJSON *rr, *rnd = cJSON_GetObjectItemCaseSensitive(comp, "random");
+        int k = 0;
+        cJSON_ArrayForEach(rr, rnd) {
+            const cJSON *t = cJSON_GetArrayItem(rr, 0);
+            char name[16];
+            snprintf(name, sizeof name, "r%d", k++);
+            line[0] = '\0';
+            if (cJSON_IsString(t))
+                melbo_first_line(t->valuestring, line, 60);
+            printf("  %6s  %12s  %12s  %9s  %10s  %s\n", name, "", "", "", "", line);
+        }
+        if (cJSON_IsArray(cv))
+            printf("\n  none = unsteered completion, rK = random baseline K (same norm, never trained)\n");
+        cJSON_Delete(comp);
     }
     free(norm);
     free(maxcos);
