@@ -97,7 +97,7 @@ int main(int argc, char **argv) {
     c.norm_eps = 1e-5f;
     c.rope_theta = 100000.0f;
     c.rope_factor = 1.0f;
-    struct melbo_load_opts o = {a, b, 0, 0};
+    struct melbo_load_opts o = {a, b, 0, 0, 0, 1};
     struct melbo_model m;
     melbo_model_init_random(&m, &c, &o, 42);
 

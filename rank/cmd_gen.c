@@ -35,7 +35,7 @@ static void usage(FILE *f) {
         "  --prompt TEXT | --raw-prompt TEXT | --prompts FILE | --system TEXT | --chat-format F\n"
         "  --prompt-ids 1,2,3   a prompt as token ids\n"
         "  --max-new-tokens N --temperature T --top-p P --top-k K --gen-seed S\n"
-        "  --repetition-penalty X --use-generation-config --gen-batch N\n"
+        "  --repetition-penalty X --use-generation-config --gen-batch N --ignore-eos\n"
         "                       decoding (default: as the bank's completions were made, else greedy, 64)\n"
         "  --json               one JSON object per completion: vector, prompt, text, token_ids\n");
 }
@@ -320,7 +320,7 @@ int melbo_cmd_gen(int argc, char **argv) {
     if (melbo_gen_settings_from_model(&a.gen, &m.cfg, a.model, &err) != 0)
         goto fail;
     if (melbo_completions_run(&m, a.source_layer, &a.gen, tok, vptr, n_vec, pids, plens, n_p, "gen",
-                              &c, &err) != 0)
+                              NULL, &c, &err) != 0)
         goto fail;
     for (int v = 0; v < n_vec; v++)
         for (int i = 0; i < n_p; i++) {

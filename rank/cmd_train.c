@@ -1,13 +1,20 @@
 /*
- * rank/cmd_train.c - `melbo-rank train`: the whole MELBO method in one process, standalone
- * (rank/train/). Validates everything before the first step, trains in waves, checkpoints, and
- * writes the bank atomically.
+ * rank/cmd_train.c - `melbo-rank train`: the whole MELBO method, standalone or as one rank of a
+ * tp x dp job under mpirun / srun (rank/train/). Validates everything before the first step,
+ * trains in waves, checkpoints, generates the completions and writes the bank atomically (rank 0).
+ *
+ * Error regime: before MPI, errors return an exit status. Under MPI a rank that fails cannot
+ * leave its peers waiting in a collective, so every error after MPI_Init ends the whole job with
+ * MPI_Abort and a message naming the rank (nccl/comm.h).
  */
+#define OMPI_SKIP_MPICXX 1
+#include <mpi.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nccl/comm.h"
 #include "rank/commands.h"
 #include "rank/train/params.h"
 #include "rank/train/state.h"
@@ -15,11 +22,18 @@
 
 extern void openblas_set_num_threads(int);
 
+/* 1 when started by an MPI launcher (mpirun, or srun with PMIx/PMI). */
+static int under_mpi(void) {
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") ||
+           getenv("PMI_SIZE");
+}
+
 int melbo_cmd_train(int argc, char **argv) {
     struct melbo_train_params p;
     struct melbo_trainer tr;
+    struct melbo_comm *comm = NULL;
     struct melbo_err err = {0};
-    int status = 1;
+    int status = 1, mpi = 0;
     melbo_train_params_init(&p);
     memset(&tr, 0, sizeof tr);
     int r = melbo_train_params_parse(&p, argc, argv, &err);
@@ -32,34 +46,71 @@ int melbo_cmd_train(int argc, char **argv) {
         status = 2;
         goto out_params;
     }
+    if (under_mpi()) {
+        MPI_Init(NULL, NULL);
+        mpi = 1;
+        /* the layout is checked before anything is loaded */
+        if (melbo_comm_init(&comm, p.tp, p.dp, MELBO_COMM_MPI, &err) != 0) {
+            int rank = 0;
+            MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+            if (rank == 0)
+                fprintf(stderr, "melbo-rank train: %s\n", err.msg);
+            MPI_Barrier(MPI_COMM_WORLD);
+            MPI_Finalize();
+            status = 2;
+            goto out_params;
+        }
+        p.rank = melbo_comm_rank(comm);
+        p.tp_rank = melbo_comm_tp_rank(comm);
+        p.dp_rank = melbo_comm_dp_rank(comm);
+    } else if (p.tp * p.dp > 1) {
+        fprintf(stderr, "melbo-rank train: --tp %d --dp %d needs %d ranks: start it with "
+                        "mpirun -np %d melbo-rank train ...\n", p.tp, p.dp, p.tp * p.dp, p.tp * p.dp);
+        status = 2;
+        goto out_params;
+    }
     if (p.threads > 0) {
         omp_set_num_threads(p.threads);
         openblas_set_num_threads(p.threads);
     }
-    if (melbo_trainer_init(&tr, &p, &err) != 0)
+    if (melbo_trainer_init(&tr, &p, comm, &err) != 0)
         goto fail;
-    fprintf(stderr,
-            "train: %s, %d prompt(s), blocks %d..%d (source %d, target %d), %d vectors in waves of "
-            "%d, %d steps, R %g, p %g, q %g, axis %s, target tokens %s%s\n",
-            tr.model_name, tr.P, tr.s + 1, tr.t - 1, tr.s, tr.t, tr.N, tr.B, tr.steps, p.radius, p.p,
-            p.q, p.loss_axis == MELBO_LOSS_AXIS_DIM ? "dim" : "token", p.target_tokens.text,
-            p.orthogonal ? ", orthogonal" : "");
+    if (tr.rank0)
+        fprintf(stderr,
+                "train: %s, %d prompt(s), blocks %d..%d (source %d, target %d), %d vectors in waves "
+                "of %d, %d steps, R %g, p %g, q %g, axis %s, target tokens %s%s, tp %d x dp %d\n",
+                tr.model_name, tr.P, tr.s + 1, tr.t - 1, tr.s, tr.t, tr.N, tr.B, tr.steps, p.radius,
+                p.p, p.q, p.loss_axis == MELBO_LOSS_AXIS_DIM ? "dim" : "token", p.target_tokens.text,
+                p.orthogonal ? ", orthogonal" : "", p.tp, p.dp);
     if (p.resume) {
         if (melbo_trainer_resume(&tr, p.resume, &err) != 0)
             goto fail;
-        fprintf(stderr, "train: resumed from %s at vector %d, step %d of its wave\n", p.resume,
-                tr.n_done, tr.wave_step);
+        if (tr.rank0)
+            fprintf(stderr, "train: resumed from %s at vector %d, step %d of its wave\n", p.resume,
+                    tr.n_done, tr.wave_step);
     }
-    if (melbo_trainer_run(&tr, &err) != 0 || melbo_trainer_generate(&tr, &err) != 0 ||
-        melbo_bank_write(&tr, p.out, &err) != 0)
+    if (melbo_trainer_run(&tr, &err) != 0 || melbo_trainer_generate(&tr, &err) != 0)
         goto fail;
-    fprintf(stderr, "train: bank written to %s\n", p.out);
+    if (tr.rank0) {
+        if (melbo_bank_write(&tr, p.out, &err) != 0)
+            goto fail;
+        fprintf(stderr, "train: bank written to %s\n", p.out);
+    }
     status = 0;
     goto out;
 fail:
+    if (mpi && melbo_comm_size(comm) > 1) {
+        char msg[1200];
+        snprintf(msg, sizeof msg, "train: %s", err.msg);
+        melbo_comm_abort(comm, msg);
+    }
     fprintf(stderr, "melbo-rank train: %s\n", err.msg);
 out:
     melbo_trainer_free(&tr);
+    if (mpi) {
+        melbo_comm_free(comm);
+        MPI_Finalize();
+    }
 out_params:
     melbo_train_params_free(&p);
     return status;

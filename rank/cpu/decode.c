@@ -112,13 +112,11 @@ static void block_cached(struct melbo_cpu_decoder *dec, int l, const struct melb
             }
         free(S);
     }
-    melbo_cpu_linear(dec->attn, w->w_o, dec->x, n, qd, d, 1.0f); /* x += attn W_o^T */
-    if (w->b_o)
-        melbo_cpu_add_bias(dec->x, w->b_o, n, d);
+    melbo_cpu_row_parallel(m, dec->attn, w->w_o, w->b_o, dec->x, dec->x, dec->y, n, qd);
     melbo_cpu_rmsnorm(dec->x, w->mlp_norm, dec->x1, NULL, n, d, d, c->norm_eps);
     melbo_cpu_linear(dec->x1, w->w_gu, dec->gu, n, d, 2 * ff, 0.0f);
     melbo_cpu_swiglu(dec->gu, dec->act, n, ff);
-    melbo_cpu_linear(dec->act, w->w_down, dec->x, n, ff, d, 1.0f);
+    melbo_cpu_row_parallel(m, dec->act, w->w_down, NULL, dec->x, dec->x, dec->y, n, ff);
 }
 
 int melbo_cpu_decoder_forward(struct melbo_cpu_decoder *dec, const int32_t *tokens, int n_runs,

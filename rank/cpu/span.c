@@ -63,6 +63,30 @@ void melbo_cpu_span_free(struct melbo_cpu_span *s) {
     memset(s, 0, sizeof *s);
 }
 
+void melbo_cpu_tp_reduce(const struct melbo_model *m, float *buf, size_t n) {
+    if (m->tp_size > 1)
+        m->reduce.fn(m->reduce.ctx, buf, n);
+}
+
+void melbo_cpu_row_parallel(const struct melbo_model *m, const float *in, const float *w,
+                            const float *bias, const float *res, float *out, float *tmp, int n,
+                            int k) {
+    int d = m->cfg.d_model;
+    size_t nd = (size_t)n * d;
+    if (m->tp_size == 1) {
+        if (out != res)
+            memcpy(out, res, nd * sizeof *out);
+        melbo_cpu_linear(in, w, out, n, k, d, 1.0f);
+    } else {
+        melbo_cpu_linear(in, w, tmp, n, k, d, 0.0f);
+        m->reduce.fn(m->reduce.ctx, tmp, nd);
+        for (size_t i = 0; i < nd; i++)
+            out[i] = res[i] + tmp[i];
+    }
+    if (bias)
+        melbo_cpu_add_bias(out, bias, n, d);
+}
+
 /* One block forward: x (n, d) in place, activations into A. */
 static void block_forward(const struct melbo_model *m, int l, struct melbo_cpu_block_acts *A,
                           float *x1, float *act, const struct melbo_seqs *seqs, float *x) {
@@ -86,15 +110,11 @@ static void block_forward(const struct melbo_model *m, int l, struct melbo_cpu_b
     }
     melbo_cpu_rope(A->qkv, rows, 0, nq + nkv, hd, c->rope_dim, m->rope_inv_freq, seqs, 0);
     melbo_cpu_attention(A->qkv, rows, A->attn, A->lse, nq, nkv, hd, seqs);
-    memcpy(A->h, x, nd * sizeof *x);
-    melbo_cpu_linear(A->attn, w->w_o, A->h, n, qd, d, 1.0f);
-    if (w->b_o)
-        melbo_cpu_add_bias(A->h, w->b_o, n, d);
+    melbo_cpu_row_parallel(m, A->attn, w->w_o, w->b_o, x, A->h, x1, n, qd);
     melbo_cpu_rmsnorm(A->h, w->mlp_norm, x1, A->rstd2, n, d, d, c->norm_eps);
     melbo_cpu_linear(x1, w->w_gu, A->gu, n, d, 2 * ff, 0.0f);
     melbo_cpu_swiglu(A->gu, act, n, ff);
-    memcpy(x, A->h, nd * sizeof *x);
-    melbo_cpu_linear(act, w->w_down, x, n, ff, d, 1.0f);
+    melbo_cpu_row_parallel(m, act, w->w_down, NULL, A->h, x, x1, n, ff);
 }
 
 /* One block backward: dx (n, d) in place, from dLoss/d(output) to dLoss/d(input). */
@@ -109,6 +129,7 @@ static void block_backward(const struct melbo_model *m, int l, const struct melb
     melbo_cpu_linear_dx(dx, w->w_down, s->act, n, ff, d, 0.0f);
     melbo_cpu_swiglu_dx(A->gu, s->act, s->dgu, n, ff);
     melbo_cpu_linear_dx(s->dgu, w->w_gu, s->x1, n, d, 2 * ff, 0.0f);
+    melbo_cpu_tp_reduce(m, s->x1, (size_t)n * d); /* column-parallel input gradient */
     melbo_cpu_rmsnorm_dx(A->h, w->mlp_norm, A->rstd2, s->x1, dx, n, d, d, 1);
 
     /* Attention: h = x + attn(q, k, v) W_o^T, q|k|v = rope(norm(rmsnorm(x) W_qkv^T + b)) */
@@ -121,6 +142,7 @@ static void block_backward(const struct melbo_model *m, int l, const struct melb
                                  A->rstd_qk + (size_t)h * n, s->dqkv + (size_t)h * hd,
                                  s->dqkv + (size_t)h * hd, n, hd, rows, 0);
     melbo_cpu_linear_dx(s->dqkv, w->w_qkv, s->x1, n, d, rows, 0.0f);
+    melbo_cpu_tp_reduce(m, s->x1, (size_t)n * d);
     melbo_cpu_rmsnorm_dx(A->x, w->attn_norm, A->rstd1, s->x1, dx, n, d, d, 1);
 }
 

@@ -60,6 +60,16 @@ void melbo_cpu_span_forward(struct melbo_cpu_span *s, const struct melbo_seqs *s
  */
 void melbo_cpu_span_backward(struct melbo_cpu_span *s, const struct melbo_seqs *seqs, float *dx);
 
+/*
+ * Row-parallel output plus residual: out(n, d) = res + in(n, k) w(d, k)^T (+ bias), the product
+ * summed over the tensor-parallel group first when tp > 1 (tmp (n, d) scratch). out may be res.
+ */
+void melbo_cpu_row_parallel(const struct melbo_model *m, const float *in, const float *w,
+                            const float *bias, const float *res, float *out, float *tmp, int n,
+                            int k);
+/* Sums buf(n) over the tensor-parallel group (nothing when tp = 1). */
+void melbo_cpu_tp_reduce(const struct melbo_model *m, float *buf, size_t n);
+
 /* out(n, d) = embedding rows of ids[n]. ids must be in [0, vocab). */
 void melbo_cpu_embed(const struct melbo_model *m, const int *ids, int n, float *out);
 /* y(n, d) = final RMSNorm of x(n, d) (HF's hidden_states[L]). */

@@ -68,13 +68,47 @@ static char *decode_text(struct melbo_tokenizer *tok, const int32_t *ids, int n,
     return buf;
 }
 
+/* Results of jobs as bytes: per job int32 n, int32 stopped, n ids. */
+static void pack(const struct melbo_gen_result *r, int n, char **buf, size_t *len) {
+    size_t total = 0;
+    for (int j = 0; j < n; j++)
+        total += sizeof(int32_t) * (2 + (size_t)r[j].n);
+    char *b = melbo_xmalloc(total + 1), *p = b;
+    for (int j = 0; j < n; j++) {
+        int32_t hdr[2] = {r[j].n, r[j].stopped};
+        memcpy(p, hdr, sizeof hdr);
+        p += sizeof hdr;
+        memcpy(p, r[j].ids, sizeof(int32_t) * (size_t)r[j].n);
+        p += sizeof(int32_t) * (size_t)r[j].n;
+    }
+    *buf = b;
+    *len = total;
+}
+
+static void unpack(const char *p, int n, struct melbo_gen_result *r) {
+    for (int j = 0; j < n; j++) {
+        int32_t hdr[2];
+        memcpy(hdr, p, sizeof hdr);
+        p += sizeof hdr;
+        r[j].n = hdr[0];
+        r[j].stopped = hdr[1];
+        r[j].ids = melbo_xmalloc(sizeof(int32_t) * (size_t)(hdr[0] + 1));
+        memcpy(r[j].ids, p, sizeof(int32_t) * (size_t)hdr[0]);
+        p += sizeof(int32_t) * (size_t)hdr[0];
+    }
+}
+
 int melbo_completions_run(const struct melbo_model *m, int source_layer,
                           const struct melbo_gen_settings *g, struct melbo_tokenizer *tok,
                           const float *const *vectors, int n_vec, int32_t *const *prompts,
                           const int *lens, int n_prompts, const char *label,
-                          struct melbo_completions *out, struct melbo_err *err) {
+                          struct melbo_comm *comm, struct melbo_completions *out,
+                          struct melbo_err *err) {
     memset(out, 0, sizeof *out);
-    int n = n_vec * n_prompts;
+    int n = n_vec * n_prompts, dp = comm ? melbo_comm_dp_size(comm) : 1;
+    int rank0 = comm == NULL || melbo_comm_rank(comm) == 0;
+    int chunk = (n + dp - 1) / dp, dr = comm ? melbo_comm_dp_rank(comm) : 0;
+    int j0 = dr * chunk < n ? dr * chunk : n, j1 = j0 + chunk < n ? j0 + chunk : n;
     struct melbo_gen_job *jobs = melbo_xcalloc((size_t)n + 1, sizeof *jobs);
     for (int v = 0; v < n_vec; v++)
         for (int i = 0; i < n_prompts; i++) {
@@ -84,16 +118,39 @@ int melbo_completions_run(const struct melbo_model *m, int source_layer,
             j->steer = vectors[v];
             j->stream = (uint64_t)i;
         }
-    out->n_vec = n_vec;
-    out->n_prompts = n_prompts;
-    out->res = melbo_xcalloc((size_t)n + 1, sizeof *out->res);
+    struct melbo_gen_result *mine = melbo_xcalloc((size_t)(j1 - j0) + 1, sizeof *mine);
     struct progress_ctx pc = {label, now(), 0, isatty(STDERR_FILENO)};
-    int ret = melbo_generate(m, source_layer, g, jobs, n, out->res, on_progress, &pc, err);
+    int ret = melbo_generate(m, source_layer, g, jobs + j0, j1 - j0, mine, rank0 ? on_progress : NULL,
+                             &pc, err);
     free(jobs);
     if (ret) {
+        free(mine);
+        return ret;
+    }
+    out->n_vec = n_vec;
+    out->n_prompts = n_prompts;
+    if (dp > 1) {
+        char *buf = NULL, *all = NULL;
+        size_t len = 0;
+        pack(mine, j1 - j0, &buf, &len);
+        melbo_gen_results_free(mine, j1 - j0);
+        free(mine);
+        melbo_comm_gather_dp(comm, buf, len, rank0 ? (void **)&all : NULL, NULL);
+        free(buf);
+        if (!rank0)
+            return 0;
+        out->res = melbo_xcalloc((size_t)n + 1, sizeof *out->res);
+        unpack(all, n, out->res);
+        free(all);
+    } else {
+        out->res = mine;
+    }
+    if (!rank0) { /* a TP peer of rank 0: rank 0 owns the results */
+        melbo_gen_results_free(out->res, n);
         free(out->res);
         out->res = NULL;
-        return ret;
+        out->n_vec = out->n_prompts = 0;
+        return 0;
     }
     out->text = melbo_xcalloc((size_t)n + 1, sizeof *out->text);
     for (int k = 0; k < n; k++)
@@ -124,6 +181,9 @@ void melbo_first_line(const char *text, char *buf, size_t max_chars) {
             n--;
     memcpy(buf, text, n);
     buf[n] = '\0';
+    for (size_t i = 0; i < n; i++) /* control bytes would drive the terminal */
+        if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+            buf[i] = ' ';
     if (text[n] && text[n] != '\n' && n + 4 <= max_chars + 3)
         strcat(buf, "...");
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "nccl/comm.h"
 #include "rank/generate/generate.h"
 #include "rank/model/model.h"
 #include "rank/tokenizer/tokenizer.h"
@@ -30,13 +31,16 @@ struct melbo_completions {
 /*
  * Generates prompt i under vector v for all pairs. vectors[v] (d) is added as it is (multiply by
  * the scale first), NULL for none. tok may be NULL (no text). label names the phase in progress
- * lines ("generate").
+ * lines ("generate"). With comm (NULL: one process), the jobs are split over the data-parallel
+ * groups and world rank 0 gathers every result; only rank 0's out holds them (and prints
+ * progress); the other ranks' out is empty.
  */
 int melbo_completions_run(const struct melbo_model *m, int source_layer,
                           const struct melbo_gen_settings *g, struct melbo_tokenizer *tok,
                           const float *const *vectors, int n_vec, int32_t *const *prompts,
                           const int *lens, int n_prompts, const char *label,
-                          struct melbo_completions *out, struct melbo_err *err);
+                          struct melbo_comm *comm, struct melbo_completions *out,
+                          struct melbo_err *err);
 
 void melbo_completions_free(struct melbo_completions *c);
 

@@ -21,7 +21,7 @@ void melbo_gen_settings_init(struct melbo_gen_settings *g) {
 }
 
 void melbo_gen_add_stop(struct melbo_gen_settings *g, int32_t id) {
-    if (id < 0 || g->n_stop >= MELBO_GEN_MAX_STOP)
+    if (id < 0 || g->n_stop >= MELBO_GEN_MAX_STOP || g->ignore_eos)
         return;
     for (int i = 0; i < g->n_stop; i++)
         if (g->stop[i] == id)
@@ -78,6 +78,10 @@ int melbo_gen_settings_parse_one(struct melbo_gen_settings *g, const char *opt, 
                                  struct melbo_err *err) {
     if (!strcmp(opt, "--use-generation-config")) {
         g->use_generation_config = 1;
+        return 2;
+    }
+    if (!strcmp(opt, "--ignore-eos")) {
+        g->ignore_eos = 1;
         return 2;
     }
     static const char *known[] = {"--max-new-tokens", "--temperature", "--top-p", "--top-k",

@@ -32,6 +32,7 @@ struct melbo_gen_settings {
     int32_t stop[MELBO_GEN_MAX_STOP];
     int batch;                 // sequences decoded together (64)
     int use_generation_config; // apply generation_config.json's sampling settings
+    int ignore_eos;            // never stop before max_new_tokens (benchmarks)
 };
 
 void melbo_gen_settings_init(struct melbo_gen_settings *g);
@@ -48,7 +49,8 @@ int melbo_gen_settings_from_model(struct melbo_gen_settings *g, const struct mel
 
 /*
  * Offers one command-line option (--max-new-tokens, --temperature, --top-p, --top-k,
- * --gen-seed, --repetition-penalty, --gen-batch, --use-generation-config [val NULL]). Returns
+ * --gen-seed, --repetition-penalty, --gen-batch; --use-generation-config and --ignore-eos take
+ * no value). Returns
  * 1 if consumed with its value, 2 if consumed without a value, 0 if not a generation option, or
  * a negative code for a bad value.
  */

@@ -5,15 +5,52 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "common/mem.h"
 #include "common/rng.h"
 #include "rank/model/checkpoint.h"
 
 struct melbo_load_opts melbo_load_opts_all(void) {
-    struct melbo_load_opts o = {0, -1, 1, 1};
+    struct melbo_load_opts o = {0, -1, 1, 1, 0, 1};
     return o;
 }
+
+int melbo_tp_check(const struct melbo_model_config *c, int tp, struct melbo_err *err) {
+    if (tp < 1)
+        return melbo_err_set(err, MELBO_EINVAL, "--tp must be >= 1");
+    if (c->n_heads % tp != 0)
+        return melbo_err_set(err, MELBO_EINVAL,
+                             "--tp %d does not divide the model's %d attention heads", tp, c->n_heads);
+    if (c->n_kv_heads % tp != 0 && tp % c->n_kv_heads != 0)
+        return melbo_err_set(err, MELBO_EINVAL,
+                             "--tp %d and the model's %d key/value heads: one must divide the other",
+                             tp, c->n_kv_heads);
+    if (c->d_ff % tp != 0)
+        return melbo_err_set(err, MELBO_EINVAL, "--tp %d does not divide the MLP width %d", tp, c->d_ff);
+    return 0;
+}
+
+void melbo_tp_local_config(const struct melbo_model_config *full, int tp_rank, int tp,
+                           struct melbo_model_config *local, int *q_head0, int *kv_head0) {
+    *local = *full;
+    local->n_heads = full->n_heads / tp;
+    local->d_ff = full->d_ff / tp;
+    *q_head0 = tp_rank * local->n_heads;
+    if (full->n_kv_heads % tp == 0) {
+        local->n_kv_heads = full->n_kv_heads / tp;
+        *kv_head0 = tp_rank * local->n_kv_heads;
+    } else { /* tp % n_kv_heads == 0: each KV head replicated on tp / n_kv_heads ranks */
+        local->n_kv_heads = 1;
+        *kv_head0 = tp_rank / (tp / full->n_kv_heads);
+    }
+}
+
+/* Where this rank's slice of a block starts: first query head, first KV head, MLP rows. */
+struct slice {
+    int q0, kv0, ff0;
+};
 
 /* ---------------------------------------------------------------------------------------------
  * Arena layout: one pass computes the size, a second hands out pointers.
@@ -55,9 +92,19 @@ static void layout(struct melbo_model *m, const struct melbo_load_opts *o, struc
     m->rope_inv_freq = take(a, (size_t)(c->rope_dim / 2));
 }
 
+/* m->full holds the config; sets m->cfg to this rank's share and lays out the arena. */
 static int resolve_opts(struct melbo_model *m, const struct melbo_load_opts *o,
-                        struct melbo_err *err) {
-    int L = m->cfg.n_layers;
+                        struct melbo_err *err, struct slice *sl) {
+    int L = m->full.n_layers, tp = o->tp_size > 0 ? o->tp_size : 1;
+    int ret = melbo_tp_check(&m->full, tp, err);
+    if (ret)
+        return ret;
+    if (o->tp_rank < 0 || o->tp_rank >= tp)
+        return melbo_err_set(err, MELBO_EINVAL, "tensor-parallel rank %d of %d", o->tp_rank, tp);
+    m->tp_rank = o->tp_rank;
+    m->tp_size = tp;
+    melbo_tp_local_config(&m->full, o->tp_rank, tp, &m->cfg, &sl->q0, &sl->kv0);
+    sl->ff0 = o->tp_rank * m->cfg.d_ff;
     m->layer_begin = o->layer_begin;
     m->layer_end = o->layer_end < 0 ? L : o->layer_end;
     if (m->layer_begin < 0 || m->layer_begin > m->layer_end || m->layer_end > L)
@@ -146,11 +193,14 @@ static void format_shape(char *buf, size_t n, const int64_t *shape, int ndim) {
 }
 
 /*
- * Copies rows [row0, row0 + nrows) of the checkpoint tensor name (which must have exactly the
- * shape want[ndim]) into dst as fp32. nrows = -1 means all rows.
+ * Copies rows [row0, row0 + nrows) and columns [col0, col0 + ncols) of the checkpoint tensor name
+ * (which must have exactly the shape want[ndim]) into dst as fp32, packed. nrows / ncols = -1 mean
+ * all. dst = NULL only validates. The mapped pages read are released afterwards, so a rank's
+ * resident memory holds its fp32 slices, not the checkpoint.
  */
-static int copy_rows(const struct melbo_checkpoint *ck, const char *name, const int64_t *want,
-                     int ndim, int64_t row0, int64_t nrows, float *dst, struct melbo_err *err) {
+static int copy_block(const struct melbo_checkpoint *ck, const char *name, const int64_t *want,
+                      int ndim, int64_t row0, int64_t nrows, int64_t col0, int64_t ncols, float *dst,
+                      struct melbo_err *err) {
     const struct melbo_st_tensor *t = melbo_checkpoint_find(ck, name);
     if (t == NULL)
         return melbo_err_set(err, MELBO_EMISSING, "checkpoint %s has no tensor '%s'", ck->dir, name);
@@ -171,58 +221,82 @@ static int copy_rows(const struct melbo_checkpoint *ck, const char *name, const 
     int64_t row_len = ndim == 2 ? want[1] : 1;
     if (nrows < 0)
         nrows = want[0];
+    if (ncols < 0)
+        ncols = row_len - col0;
     if (dst == NULL) /* validation only */
         return 0;
     size_t es = melbo_dtype_size(t->dtype);
-    const char *src = (const char *)t->data + (size_t)(row0 * row_len) * es;
-    melbo_convert_to_f32(dst, src, t->dtype, (size_t)(nrows * row_len));
+    const char *first = (const char *)t->data + (size_t)(row0 * row_len + col0) * es;
+    if (ncols == row_len) {
+        melbo_convert_to_f32(dst, first, t->dtype, (size_t)(nrows * row_len));
+    } else {
+        for (int64_t r = 0; r < nrows; r++)
+            melbo_convert_to_f32(dst + (size_t)(r * ncols), first + (size_t)(r * row_len) * es,
+                                 t->dtype, (size_t)ncols);
+    }
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)first & ~(uintptr_t)(page - 1);
+    uintptr_t hi = (uintptr_t)first + (size_t)((nrows - 1) * row_len + ncols) * es;
+    madvise((void *)lo, hi - lo, MADV_DONTNEED);
     return 0;
 }
 
-static int load_layer_piece(const struct melbo_checkpoint *ck, const struct melbo_model_config *c,
-                            int l, enum wkind k, int64_t nrows, float *dst, struct melbo_err *err) {
+static int copy_rows(const struct melbo_checkpoint *ck, const char *name, const int64_t *want,
+                     int ndim, int64_t row0, int64_t nrows, float *dst, struct melbo_err *err) {
+    return copy_block(ck, name, want, ndim, row0, nrows, 0, -1, dst, err);
+}
+
+/* Copies this rank's rows (row-split pieces) or columns (col_split) of (kind, layer). */
+static int load_piece(const struct melbo_checkpoint *ck, const struct melbo_model_config *full,
+                      int l, enum wkind k, int64_t row_off, int64_t nrows, int64_t col0,
+                      int64_t ncols, float *dst, struct melbo_err *err) {
     char name[256];
     int64_t row0, shape[2];
-    layer_tensor_name(c, k, l, name, sizeof name, &row0);
-    int ndim = layer_tensor_shape(c, k, shape);
-    return copy_rows(ck, name, shape, ndim, row0, nrows, dst, err);
+    layer_tensor_name(full, k, l, name, sizeof name, &row0);
+    int ndim = layer_tensor_shape(full, k, shape);
+    return copy_block(ck, name, shape, ndim, row0 + row_off, nrows, col0, ncols, dst, err);
 }
 
 /* Offset pointer that stays NULL in a validation pass. */
 static float *at(float *base, size_t off) { return base ? base + off : NULL; }
 
-/* Loads block l into w; with w all NULL it only checks names, shapes and dtypes. */
-static int load_layer(const struct melbo_checkpoint *ck, const struct melbo_model_config *c, int l,
+/*
+ * Loads this rank's part of block l into w (shapes of the local config c; the checkpoint has the
+ * full config's); with w all NULL it only checks names, shapes and dtypes.
+ */
+static int load_layer(const struct melbo_checkpoint *ck, const struct melbo_model_config *full,
+                      const struct melbo_model_config *c, const struct slice *sl, int l,
                       const struct melbo_layer_weights *w, struct melbo_err *err) {
-    size_t d = (size_t)c->d_model, qd = (size_t)c->n_heads * c->head_dim;
-    size_t kd = (size_t)c->n_kv_heads * c->head_dim, ff = (size_t)c->d_ff;
+    size_t d = (size_t)c->d_model, hd = (size_t)c->head_dim;
+    size_t qd = (size_t)c->n_heads * hd, kd = (size_t)c->n_kv_heads * hd, ff = (size_t)c->d_ff;
+    int64_t q_off = (int64_t)sl->q0 * hd, kv_off = (int64_t)sl->kv0 * hd;
     int ret = 0;
-#define PIECE(kind, n, dst)                                             \
-    do {                                                                \
-        ret = load_layer_piece(ck, c, l, kind, n, dst, err);            \
-        if (ret)                                                        \
-            return ret;                                                 \
+#define PIECE(kind, roff, nrows, c0, ncols, dst)                                        \
+    do {                                                                                \
+        ret = load_piece(ck, full, l, kind, roff, nrows, c0, ncols, dst, err);          \
+        if (ret)                                                                        \
+            return ret;                                                                 \
     } while (0)
-    PIECE(W_ATTN_NORM, -1, w->attn_norm);
-    PIECE(W_Q, (int64_t)qd, w->w_qkv);
-    PIECE(W_K, (int64_t)kd, at(w->w_qkv, qd * d));
-    PIECE(W_V, (int64_t)kd, at(w->w_qkv, (qd + kd) * d));
+    PIECE(W_ATTN_NORM, 0, -1, 0, -1, w->attn_norm);
+    PIECE(W_Q, q_off, (int64_t)qd, 0, -1, w->w_qkv);
+    PIECE(W_K, kv_off, (int64_t)kd, 0, -1, at(w->w_qkv, qd * d));
+    PIECE(W_V, kv_off, (int64_t)kd, 0, -1, at(w->w_qkv, (qd + kd) * d));
     if (c->qkv_bias) {
-        PIECE(W_QB, (int64_t)qd, w->b_qkv);
-        PIECE(W_KB, (int64_t)kd, at(w->b_qkv, qd));
-        PIECE(W_VB, (int64_t)kd, at(w->b_qkv, qd + kd));
+        PIECE(W_QB, q_off, (int64_t)qd, 0, -1, w->b_qkv);
+        PIECE(W_KB, kv_off, (int64_t)kd, 0, -1, at(w->b_qkv, qd));
+        PIECE(W_VB, kv_off, (int64_t)kd, 0, -1, at(w->b_qkv, qd + kd));
     }
     if (c->qk_norm) {
-        PIECE(W_QN, -1, w->q_norm);
-        PIECE(W_KN, -1, w->k_norm);
+        PIECE(W_QN, 0, -1, 0, -1, w->q_norm);
+        PIECE(W_KN, 0, -1, 0, -1, w->k_norm);
     }
-    PIECE(W_O, -1, w->w_o);
+    PIECE(W_O, 0, -1, q_off, (int64_t)qd, w->w_o);
     if (c->o_bias)
-        PIECE(W_OB, -1, w->b_o);
-    PIECE(W_MLP_NORM, -1, w->mlp_norm);
-    PIECE(W_GATE, -1, w->w_gu);
-    PIECE(W_UP, -1, at(w->w_gu, ff * d));
-    PIECE(W_DOWN, -1, w->w_down);
+        PIECE(W_OB, 0, -1, 0, -1, w->b_o);
+    PIECE(W_MLP_NORM, 0, -1, 0, -1, w->mlp_norm);
+    PIECE(W_GATE, sl->ff0, (int64_t)ff, 0, -1, w->w_gu);
+    PIECE(W_UP, sl->ff0, (int64_t)ff, 0, -1, at(w->w_gu, ff * d));
+    PIECE(W_DOWN, 0, -1, sl->ff0, (int64_t)ff, w->w_down);
 #undef PIECE
     return 0;
 }
@@ -257,18 +331,19 @@ static int load_outer(const struct melbo_checkpoint *ck, const struct melbo_mode
 int melbo_model_load(struct melbo_model *m, const char *dir, const struct melbo_load_opts *opts,
                      struct melbo_err *err) {
     struct melbo_checkpoint ck;
+    struct slice sl;
     memset(m, 0, sizeof *m);
-    int ret = melbo_config_load(&m->cfg, dir, err);
+    int ret = melbo_config_load(&m->full, dir, err);
     if (ret)
         return ret;
     ret = melbo_checkpoint_open(&ck, dir, err);
     if (ret)
         return ret;
-    ret = resolve_opts(m, opts, err);
+    ret = resolve_opts(m, opts, err, &sl);
     if (ret)
         goto out;
     for (int l = m->layer_begin; l < m->layer_end && ret == 0; l++)
-        ret = load_layer(&ck, &m->cfg, l, &m->layers[l], err);
+        ret = load_layer(&ck, &m->full, &m->cfg, &sl, l, &m->layers[l], err);
     if (ret == 0)
         ret = load_outer(&ck, m, err);
 out:
@@ -287,9 +362,10 @@ int melbo_model_check(const char *dir, struct melbo_model_config *cfg, struct me
     if (ret)
         return ret;
     struct melbo_layer_weights none;
+    struct slice all = {0, 0, 0};
     memset(&none, 0, sizeof none);
     for (int l = 0; l < cfg->n_layers && ret == 0; l++)
-        ret = load_layer(&ck, cfg, l, &none, err);
+        ret = load_layer(&ck, cfg, cfg, &all, l, &none, err);
     if (ret == 0) {
         struct melbo_model dry;
         memset(&dry, 0, sizeof dry);
@@ -313,8 +389,9 @@ static void fill_normal(float *p, size_t n, float mean, float std, uint64_t seed
 void melbo_model_init_random(struct melbo_model *m, const struct melbo_model_config *cfg,
                              const struct melbo_load_opts *opts, uint64_t seed) {
     memset(m, 0, sizeof *m);
-    m->cfg = *cfg;
-    if (resolve_opts(m, opts, NULL) != 0) {
+    m->full = *cfg;
+    struct slice sl;
+    if (resolve_opts(m, opts, NULL, &sl) != 0) {
         fprintf(stderr, "melbo: invalid layer range for a random model\n");
         abort();
     }

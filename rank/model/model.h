@@ -39,8 +39,18 @@ struct melbo_layer_weights {
     float *w_down;     // (d, ff)
 };
 
+/* Sum of a partial result over the tensor-parallel group (in place); NULL when tp = 1. */
+struct melbo_tp_reduce {
+    void (*fn)(void *ctx, float *buf, size_t n);
+    void *ctx;
+};
+
 struct melbo_model {
-    struct melbo_model_config cfg;
+    struct melbo_model_config cfg;       // what this rank computes: heads and MLP width are the
+                                         // rank's tensor-parallel share (= full when tp = 1)
+    struct melbo_model_config full;      // config.json as read
+    int tp_rank, tp_size;                // tensor-parallel position (0, 1 without TP)
+    struct melbo_tp_reduce reduce;       // all-reduce of row-parallel outputs (tp > 1)
     int layer_begin, layer_end;          // blocks held: [layer_begin, layer_end)
     struct melbo_layer_weights *layers;  // (L); entries outside the range are all NULL
     float *embed;                        // (V, d) or NULL
@@ -57,10 +67,26 @@ struct melbo_load_opts {
     int layer_end;
     int embed;   // load the token embedding
     int head;    // load the final norm and the LM head
+    int tp_rank; // this rank's tensor-parallel slice (0 and 1 = the whole model)
+    int tp_size;
 };
+
+/*
+ * Tensor parallelism (DESIGN §4 "Parallelism"): Q/K/V and gate/up are split by rows
+ * (column-parallel), O and down by columns (row-parallel, one all-reduce each). Allowed when
+ * n_heads % tp == 0, d_ff % tp == 0 and (n_kv_heads % tp == 0, or tp % n_kv_heads == 0 with each
+ * KV head replicated on tp / n_kv_heads ranks). Q/K/V biases follow their heads; the per-head
+ * q/k norms, the O bias, the norms, the embedding and the LM head are replicated. Returns 0 or
+ * MELBO_EINVAL naming the rule the layout breaks.
+ */
+int melbo_tp_check(const struct melbo_model_config *c, int tp, struct melbo_err *err);
 
 /* Every block, the embedding and the head. */
 struct melbo_load_opts melbo_load_opts_all(void);
+
+/* The local config of TP rank r of tp (heads, KV heads, MLP width divided). */
+void melbo_tp_local_config(const struct melbo_model_config *full, int tp_rank, int tp,
+                           struct melbo_model_config *local, int *q_head0, int *kv_head0);
 
 /*
  * Loads the model in dir (config.json + safetensors). Errors name the file and tensor: a

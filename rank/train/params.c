@@ -32,6 +32,8 @@ void melbo_train_params_init(struct melbo_train_params *p) {
     p->checkpoint_every = 50;
     p->job_id = melbo_xstrdup("");
     p->generate = 1;
+    p->tp = 1;
+    p->dp = 1;
     p->random_baselines = 4;
     melbo_gen_settings_init(&p->gen);
 }
@@ -84,6 +86,7 @@ void melbo_train_usage(void) {
         "                           of every wave and on SIGUSR1\n"
         "  --resume FILE            continue from a checkpoint (same settings required)\n"
         "  --threads N              CPU threads (default: OMP_NUM_THREADS)\n"
+        "  --tp T --dp D            tensor x data parallel layout (run under mpirun -np T*D)\n"
         "completions (after training, written into the bank):\n"
         "  --max-new-tokens N       tokens per completion (default 64; 0 or --no-generate: none)\n"
         "  --random-baselines K     random vectors of norm R, never trained, as controls (default 4)\n"
@@ -223,6 +226,8 @@ int melbo_train_params_parse(struct melbo_train_params *p, int argc, char **argv
         else if (!strcmp(opt, "--checkpoint-every")) ret = parse_int(opt, val, &p->checkpoint_every, err);
         else if (!strcmp(opt, "--resume")) set_str(&p->resume, val);
         else if (!strcmp(opt, "--threads")) ret = parse_int(opt, val, &p->threads, err);
+        else if (!strcmp(opt, "--tp")) ret = parse_int(opt, val, &p->tp, err);
+        else if (!strcmp(opt, "--dp")) ret = parse_int(opt, val, &p->dp, err);
         else if (!strcmp(opt, "--job-id")) set_str(&p->job_id, val);
         else if (!strcmp(opt, "--random-baselines")) {
             ret = parse_int(opt, val, &p->random_baselines, err);
@@ -256,6 +261,8 @@ int melbo_train_params_parse(struct melbo_train_params *p, int argc, char **argv
         return melbo_err_set(err, MELBO_EINVAL, "--wave must be >= 1 (got %d)", p->wave);
     if (!(p->lr > 0) || !(p->eps > 0))
         return melbo_err_set(err, MELBO_EINVAL, "--lr and --eps must be positive");
+    if (p->tp < 1 || p->dp < 1)
+        return melbo_err_set(err, MELBO_EINVAL, "--tp and --dp must be >= 1");
     if (p->checkpoint_every < 0)
         return melbo_err_set(err, MELBO_EINVAL, "--checkpoint-every must be >= 0");
     return 0;

@@ -45,6 +45,8 @@ struct melbo_train_params {
     int checkpoint_every;           // steps between checkpoints (0: only at wave ends)
     char *resume;                   // checkpoint to resume from, or NULL
     int threads;                    // 0 = OMP default
+    int tp, dp;                     // tensor- and data-parallel sizes (--tp, --dp; 1)
+    int rank, tp_rank, dp_rank;     // this process's place (set by cmd_train from the comm)
     char *job_id;                   // recorded in the bank, "" standalone
     /* completions after training (rank/generate/) */
     int generate;                   // 1: write completions into the bank (--no-generate: 0)

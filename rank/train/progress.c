@@ -39,6 +39,8 @@ static void fmt_eta(char *buf, size_t n, double s) {
 void melbo_progress_step(struct melbo_progress *pr, int wave, int n_waves, int step, int steps,
                          const float *F, int B) {
     pr->done += B;
+    if (pr->quiet)
+        return;
     double now = melbo_now();
     int due = pr->tty || now - pr->t_last >= pr->interval || step == steps;
     if (!due)
@@ -69,6 +71,8 @@ void melbo_progress_step(struct melbo_progress *pr, int wave, int n_waves, int s
 }
 
 void melbo_progress_wave_done(struct melbo_progress *pr, int wave, int n_waves) {
+    if (pr->quiet)
+        return;
     if (pr->tty)
         fprintf(stderr, "\n");
     fprintf(stderr, "train: wave %d/%d done\n", wave + 1, n_waves);

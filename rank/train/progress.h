@@ -12,6 +12,7 @@ extern "C" {
 
 struct melbo_progress {
     int tty;
+    int quiet;            // print nothing (ranks other than 0)
     double interval;      // seconds between plain lines
     double t_start, t_last;
     long total, done;     // vector-steps

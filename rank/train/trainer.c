@@ -150,23 +150,35 @@ static void compute_prefix(struct melbo_trainer *tr) {
     free(packed);
 }
 
-int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p, struct melbo_err *err) {
+static void tp_reduce(void *ctx, float *buf, size_t n) {
+    melbo_comm_allreduce(ctx, MELBO_COMM_TP, buf, n, MELBO_COMM_F32);
+}
+
+int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p,
+                       struct melbo_comm *comm, struct melbo_err *err) {
     memset(tr, 0, sizeof *tr);
     tr->p = p;
+    tr->comm = comm;
+    tr->rank0 = comm == NULL || melbo_comm_rank(comm) == 0;
     double t0 = melbo_now();
     struct melbo_model_config cfg;
     struct melbo_checkpoint ck;
     int ret = melbo_config_load(&cfg, p->model, err);
     if (ret)
         return ret;
+    ret = melbo_tp_check(&cfg, p->tp, err);
+    if (ret)
+        return ret;
     ret = melbo_train_params_resolve(p, cfg.n_layers, cfg.d_model, err);
     if (ret)
         return ret;
-    ret = check_writable("the output", p->out, err);
-    if (ret == 0 && p->checkpoint)
-        ret = check_writable("the checkpoint", p->checkpoint, err);
-    if (ret)
-        return ret;
+    if (tr->rank0) {
+        ret = check_writable("the output", p->out, err);
+        if (ret == 0 && p->checkpoint)
+            ret = check_writable("the checkpoint", p->checkpoint, err);
+        if (ret)
+            return ret;
+    }
     ret = melbo_checkpoint_open(&ck, p->model, err);
     if (ret)
         return ret;
@@ -189,10 +201,14 @@ int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p, s
     tr->B = p->wave;
     tr->steps = p->steps;
     int gen = p->generate && p->gen.max_new_tokens > 0;
-    struct melbo_load_opts lo = {0, gen ? -1 : tr->t, 1, gen};
+    struct melbo_load_opts lo = {0, gen ? -1 : tr->t, 1, gen, p->tp_rank, p->tp};
     ret = melbo_model_load(&tr->model, p->model, &lo, err);
     if (ret)
         return ret;
+    if (p->tp > 1) {
+        tr->model.reduce.fn = tp_reduce;
+        tr->model.reduce.ctx = comm;
+    }
     ret = load_prompts(tr, err);
     if (ret == 0 && p->init)
         ret = load_init(tr, err);
@@ -223,7 +239,7 @@ int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p, s
             return ret;
         if (tr->end_of_turn >= 0)
             melbo_gen_add_stop(&p->gen, tr->end_of_turn);
-        if (tr->tok == NULL)
+        if (tr->tok == NULL && tr->rank0)
             fprintf(stderr, "train: %s has no tokenizer: completions are generated as token ids "
                             "only and stored as empty text\n", p->model);
     }
@@ -287,55 +303,78 @@ static void wave_init(struct melbo_trainer *tr, int Bw) {
     free(g);
 }
 
-/* (Re)builds the packed batch of Bw x P sequences, vector-major. */
+/* This DP rank's share [*k0, *k1) of the Bw x P (vector, prompt) pairs, vector-major. */
+static void pair_range(const struct melbo_trainer *tr, int Bw, int *k0, int *k1) {
+    int n = Bw * tr->P, dp = tr->p->dp, r = tr->p->dp_rank;
+    int chunk = (n + dp - 1) / dp;
+    *k0 = r * chunk < n ? r * chunk : n;
+    *k1 = *k0 + chunk < n ? *k0 + chunk : n;
+}
+
+/* (Re)builds the packed batch of this rank's pairs of a wave of Bw vectors. */
 static void wave_batch(struct melbo_trainer *tr, int Bw) {
-    if (tr->wseqs.n_seq == Bw * tr->P)
+    int k0, k1;
+    pair_range(tr, Bw, &k0, &k1);
+    if (tr->pair_B == Bw && tr->pair_k0 == k0 && tr->pair_k1 == k1 && tr->wseqs.start)
         return;
     melbo_seqs_free(&tr->wseqs);
-    int *lens = melbo_xmalloc(sizeof(int) * (size_t)Bw * tr->P);
-    for (int b = 0; b < Bw; b++)
-        for (int i = 0; i < tr->P; i++)
-            lens[b * tr->P + i] = tr->lens[i];
-    melbo_seqs_init(&tr->wseqs, lens, Bw * tr->P);
+    int *lens = melbo_xmalloc(sizeof(int) * (size_t)(k1 - k0 + 1));
+    for (int k = k0; k < k1; k++)
+        lens[k - k0] = tr->lens[k % tr->P];
+    melbo_seqs_init(&tr->wseqs, lens, k1 - k0);
     free(lens);
+    tr->pair_B = Bw;
+    tr->pair_k0 = k0;
+    tr->pair_k1 = k1;
 }
 
 void melbo_trainer_objective(struct melbo_trainer *tr, const float *theta, int Bw, float *F_out,
                              float *grad) {
-    int P = tr->P, d = tr->d, n_ptok = tr->pseqs.n_tok;
-    size_t pd = (size_t)n_ptok * d;
+    int P = tr->P, d = tr->d;
     wave_batch(tr, Bw);
-    /* inputs: X + theta_b at every position of every prompt */
-    for (int b = 0; b < Bw; b++) {
-        float *dst = tr->buf + (size_t)b * pd;
-        const float *th = theta + (size_t)b * d;
-        for (int r = 0; r < n_ptok; r++)
+    int k0 = tr->pair_k0, k1 = tr->pair_k1;
+    const int *start = tr->wseqs.start;
+    /* inputs: X_p + theta_b at every position of prompt p, for each pair (b, p) */
+    for (int k = k0; k < k1; k++) {
+        int b = k / P, i = k % P;
+        float *dst = tr->buf + (size_t)start[k - k0] * d;
+        const float *src = tr->X + (size_t)tr->pseqs.start[i] * d, *th = theta + (size_t)b * d;
+        for (int r = 0; r < tr->lens[i]; r++)
             for (int j = 0; j < d; j++)
-                dst[(size_t)r * d + j] = tr->X[(size_t)r * d + j] + th[j];
+                dst[(size_t)r * d + j] = src[(size_t)r * d + j] + th[j];
     }
-    melbo_cpu_span_forward(&tr->span, &tr->wseqs, tr->buf);
-    for (int b = 0; b < Bw; b++) {
-        double F = 0.0;
-        for (int i = 0; i < P; i++) {
-            size_t off = (size_t)b * pd + (size_t)tr->pseqs.start[i] * d;
-            F += melbo_objective(tr->buf + off, tr->Y + (size_t)tr->pseqs.start[i] * d, tr->lens[i],
-                                 d, tr->idx[i], tr->n_idx[i], tr->p->p, tr->p->q, tr->p->loss_axis,
-                                 tr->dbuf + off, tr->scratch);
+    double *Fd = melbo_xcalloc((size_t)Bw, sizeof *Fd);
+    if (k1 > k0) {
+        melbo_cpu_span_forward(&tr->span, &tr->wseqs, tr->buf);
+        for (int k = k0; k < k1; k++) {
+            int b = k / P, i = k % P;
+            size_t off = (size_t)start[k - k0] * d;
+            Fd[b] += melbo_objective(tr->buf + off, tr->Y + (size_t)tr->pseqs.start[i] * d,
+                                     tr->lens[i], d, tr->idx[i], tr->n_idx[i], tr->p->p, tr->p->q,
+                                     tr->p->loss_axis, tr->dbuf + off, tr->scratch);
         }
-        F_out[b] = (float)F;
+        melbo_cpu_span_backward(&tr->span, &tr->wseqs, tr->dbuf);
     }
-    melbo_cpu_span_backward(&tr->span, &tr->wseqs, tr->dbuf);
     /* dLoss/dtheta_b = sum over every position of every prompt of dLoss/dX */
-    double *acc = tr->scratch;
-    for (int b = 0; b < Bw; b++) {
-        memset(acc, 0, sizeof(double) * (size_t)d);
-        const float *dx = tr->dbuf + (size_t)b * pd;
-        for (int r = 0; r < n_ptok; r++)
+    double *acc = melbo_xcalloc((size_t)Bw * d, sizeof *acc);
+    for (int k = k0; k < k1; k++) {
+        int b = k / P, i = k % P;
+        const float *dx = tr->dbuf + (size_t)start[k - k0] * d;
+        double *a = acc + (size_t)b * d;
+        for (int r = 0; r < tr->lens[i]; r++)
             for (int j = 0; j < d; j++)
-                acc[j] += dx[(size_t)r * d + j];
-        for (int j = 0; j < d; j++)
-            grad[(size_t)b * d + j] = (float)acc[j];
+                a[j] += dx[(size_t)r * d + j];
     }
+    for (size_t j = 0; j < (size_t)Bw * d; j++)
+        grad[j] = (float)acc[j];
+    if (tr->p->dp > 1) { /* one all-reduce of the [B, d] gradient and the [B] objective */
+        melbo_comm_allreduce(tr->comm, MELBO_COMM_DP, grad, (size_t)Bw * d, MELBO_COMM_F32);
+        melbo_comm_allreduce(tr->comm, MELBO_COMM_DP, Fd, (size_t)Bw, MELBO_COMM_F64);
+    }
+    for (int b = 0; b < Bw; b++)
+        F_out[b] = (float)Fd[b];
+    free(acc);
+    free(Fd);
 }
 
 /* One optimiser step of the current wave: F into F_out[Bw]. */
@@ -366,6 +405,9 @@ int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err) {
     int n_waves = (tr->N + tr->B - 1) / tr->B, ret = 0;
     struct melbo_progress prog;
     melbo_progress_init(&prog, (long)tr->N * tr->steps, tr->n_done * (long)tr->steps);
+    prog.quiet = !tr->rank0;
+    if (tr->obs.on_state)
+        tr->obs.on_state(tr->obs.ctx, "RUNNING", "");
     float *F = melbo_xalloc_f32((size_t)tr->B);
     double t0 = melbo_now();
     long done_before = (long)tr->n_done * tr->steps + tr->wave_step * (long)tr->wave_B;
@@ -376,17 +418,33 @@ int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err) {
         int wave_i = tr->n_done / tr->B;
         while (tr->wave_step < tr->steps) {
             int step = tr->wave_step;
+            double ts = melbo_now();
             wave_step(tr, F);
+            ts = melbo_now() - ts;
             for (int b = 0; b < Bw; b++)
                 tr->objective[(size_t)(tr->n_done + b) * tr->steps + step] = F[b];
             melbo_progress_step(&prog, wave_i, n_waves, tr->wave_step, tr->steps, F, Bw);
+            if (tr->obs.on_step) {
+                double el = melbo_now() - t0;
+                long done = (long)tr->n_done * tr->steps + (long)tr->wave_step * Bw - done_before;
+                long left = (long)tr->N * tr->steps - done - done_before;
+                double flops = 2.0 * melbo_span_gemm_flops(&tr->model.cfg, tr->s + 1, tr->t, tr->wseqs.n_tok) +
+                               3.0 * melbo_span_attention_flops(&tr->model.cfg, tr->s + 1, tr->t, &tr->wseqs);
+                struct melbo_step_event ev = {wave_i, n_waves, tr->wave_step, tr->steps, tr->n_done, Bw,
+                                              tr->N, F, ts, done / (el > 0 ? el : 1e-9),
+                                              left / (done > 0 ? done / (el > 0 ? el : 1e-9) : 1e-9),
+                                              flops / (ts > 0 ? ts : 1e-9) * 1e-12};
+                tr->obs.on_step(tr->obs.ctx, &ev);
+            }
             int every = tr->p->checkpoint_every > 0 && tr->wave_step % tr->p->checkpoint_every == 0;
-            if (tr->p->checkpoint && (every || melbo_train_checkpoint_requested) &&
+            if (tr->rank0 && tr->p->checkpoint && (every || melbo_train_checkpoint_requested) &&
                 tr->wave_step < tr->steps) {
                 melbo_train_checkpoint_requested = 0;
                 ret = melbo_trainer_checkpoint(tr, tr->p->checkpoint, err);
                 if (ret)
                     goto out;
+                if (tr->obs.on_checkpoint)
+                    tr->obs.on_checkpoint(tr->obs.ctx, tr->p->checkpoint, tr->n_done, tr->wave_step);
             }
         }
         memcpy(tr->vectors + (size_t)tr->n_done * tr->d, tr->theta, sizeof(float) * (size_t)Bw * tr->d);
@@ -394,7 +452,7 @@ int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err) {
         tr->wave_step = 0;
         tr->wave_B = 0;
         melbo_progress_wave_done(&prog, wave_i, n_waves);
-        if (tr->p->checkpoint) {
+        if (tr->rank0 && tr->p->checkpoint) {
             ret = melbo_trainer_checkpoint(tr, tr->p->checkpoint, err);
             if (ret)
                 goto out;
@@ -403,7 +461,8 @@ int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err) {
     double dt = melbo_now() - t0;
     long vs = (long)tr->N * tr->steps - done_before;
     melbo_progress_finish(&prog);
-    fprintf(stderr, "train: %ld vector-steps in %.3f s (%.6f s per vector-step); setup %.3f s\n", vs,
+    if (tr->rank0)
+        fprintf(stderr, "train: %ld vector-steps in %.3f s (%.6f s per vector-step); setup %.3f s\n", vs,
             dt, vs > 0 ? dt / (double)vs : 0.0, tr->t_load);
 out:
     free(F);
@@ -449,13 +508,17 @@ int melbo_trainer_generate(struct melbo_trainer *tr, struct melbo_err *err) {
     vecs[N] = NULL;
     for (int k = 0; k < K; k++)
         vecs[N + 1 + k] = tr->random + (size_t)k * d;
+    if (tr->obs.on_state)
+        tr->obs.on_state(tr->obs.ctx, "GENERATING", "");
     struct melbo_completions c;
     ret = melbo_completions_run(&tr->model, tr->s, &p->gen, tr->tok, vecs, n_vec, tr->ids, tr->lens,
-                                tr->P, "generate", &c, err);
+                                tr->P, "generate", tr->comm, &c, err);
     free(vecs);
     free(all);
     if (ret)
         return ret;
+    if (!tr->rank0) /* rank 0 holds the gathered results and writes the bank */
+        return 0;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "vectors", texts_json(&c, 0, N));
     cJSON *unsteered = texts_json(&c, N, 1);

@@ -16,9 +16,11 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "nccl/comm.h"
 #include "rank/cpu/span.h"
 #include "rank/model/model.h"
 #include "rank/tokenizer/tokenizer.h"
+#include "rank/train/observer.h"
 #include "rank/train/params.h"
 
 #ifdef __cplusplus
@@ -27,6 +29,8 @@ extern "C" {
 
 struct melbo_trainer {
     struct melbo_train_params *p;   // borrowed
+    struct melbo_comm *comm;        // borrowed; NULL standalone (one process)
+    int rank0;                      // 1 on the rank that prints and writes files
     struct melbo_model model;       // blocks [0, t) and the embedding
     char fingerprint[65];           // DESIGN §4 model_fingerprint
     char model_name[256];
@@ -56,7 +60,8 @@ struct melbo_trainer {
     float *theta, *m, *v, *vhat;    // (B, d) the current wave
     float *grad;                    // (B, d) dLoss/dtheta of the last step
 
-    /* step buffers, sized for B * sum(lens) tokens */
+    /* step buffers, sized for B * sum(lens) tokens; this DP rank's pairs [k0, k1) of a wave */
+    int pair_B, pair_k0, pair_k1;   // what wseqs was built for
     struct melbo_seqs wseqs;
     struct melbo_cpu_span span;
     float *buf;                     // (wave tokens, d) activations
@@ -71,11 +76,15 @@ struct melbo_trainer {
     float *random;                  // (K, d) random vectors of norm R
     char *completions_json;         // DESIGN §4 "completions", owned ("{}" before generation)
     char *generation_json;          // DESIGN §4 "generation", owned
+
+    struct melbo_train_observer obs; // hooks (all NULL standalone); set before melbo_trainer_run
 };
 
-/* Loads the model, renders and tokenizes the prompts, checks every setting against the model and
- * the output paths, computes the prefix. Everything the run would fail on is found here. */
-int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p, struct melbo_err *err);
+/* Loads the model (this rank's tensor-parallel share), renders and tokenizes the prompts, checks
+ * every setting against the model and the output paths, computes the prefix. Everything the run
+ * would fail on is found here. comm may be NULL (one process). */
+int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p,
+                       struct melbo_comm *comm, struct melbo_err *err);
 void melbo_trainer_free(struct melbo_trainer *tr);
 
 /* Restores a checkpoint written by the same settings; refuses any other. */
@@ -99,7 +108,9 @@ extern volatile sig_atomic_t melbo_train_checkpoint_requested;
 
 /*
  * F_out[Bw] = F(theta_b) summed over prompts and grad (Bw, d) = d(-F)/dtheta_b for the vectors
- * theta (Bw, d), Bw <= B: one forward and backward of the span, no update.
+ * theta (Bw, d), Bw <= B: one forward and backward of the span, no update. With data
+ * parallelism each DP group computes its share of the (vector, prompt) pairs and one all-reduce
+ * of grad and F gives every rank the whole result.
  */
 void melbo_trainer_objective(struct melbo_trainer *tr, const float *theta, int Bw, float *F_out,
                              float *grad);

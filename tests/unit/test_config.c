@@ -185,7 +185,7 @@ static void test_checkpoints(void) {
     make_variant("same", NULL, 0, dir);
     struct melbo_err err = {0};
     struct melbo_model m, part;
-    struct melbo_load_opts all = melbo_load_opts_all(), some = {2, 4, 0, 0};
+    struct melbo_load_opts all = melbo_load_opts_all(), some = {2, 4, 0, 0, 0, 1};
     ASSERT_OK(melbo_model_load(&m, dir, &all, &err));
     ASSERT_OK(melbo_model_load(&part, dir, &some, &err));
     /* A subset of layers: only those blocks, no embedding or head, identical weights. */
@@ -196,7 +196,7 @@ static void test_checkpoints(void) {
     ASSERT(memcmp(part.layers[3].w_qkv, m.layers[3].w_qkv, qkv * sizeof(float)) == 0);
     melbo_model_free(&part);
     melbo_model_free(&m);
-    struct melbo_load_opts bad = {3, 9, 0, 0};
+    struct melbo_load_opts bad = {3, 9, 0, 0, 0, 1};
     ASSERT_EQ(melbo_model_load(&m, dir, &bad, &err), MELBO_ERANGE);
     ASSERT_STR_CONTAINS(err.msg, "layer range [3, 9)");
 

@@ -81,7 +81,7 @@ static double functional(struct melbo_cpu_span *sp, const struct melbo_seqs *s, 
 
 static void test_span(const char *what, struct melbo_model_config c, const int *lens, int n_seq) {
     struct melbo_model m;
-    struct melbo_load_opts o = {0, c.n_layers, 0, 0};
+    struct melbo_load_opts o = {0, c.n_layers, 0, 0, 0, 1};
     melbo_model_init_random(&m, &c, &o, 99);
     struct melbo_seqs s;
     melbo_seqs_init(&s, lens, n_seq);

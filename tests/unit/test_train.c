@@ -57,7 +57,7 @@ static void add_golden_prompt(struct melbo_train_params *p, const struct melbo_s
 
 static void run(struct melbo_trainer *tr, struct melbo_train_params *p) {
     struct melbo_err err = {0};
-    if (melbo_trainer_init(tr, p, &err) != 0 || melbo_trainer_run(tr, &err) != 0) {
+    if (melbo_trainer_init(tr, p, NULL, &err) != 0 || melbo_trainer_run(tr, &err) != 0) {
         fprintf(stderr, "trainer failed: %s\n", err.msg);
         abort();
     }
@@ -227,7 +227,7 @@ static void test_gradient(enum melbo_loss_axis axis, double pp, double q) {
     p.loss_axis = axis;
     p.p = pp;
     p.q = q;
-    ASSERT_OK(melbo_trainer_init(&tr, &p, &err));
+    ASSERT_OK(melbo_trainer_init(&tr, &p, NULL, &err));
     int d = tr.d;
     float *th = melbo_xalloc_f32(d), *gr = melbo_xalloc_f32(d), *tp = melbo_xalloc_f32(d);
     float *v = melbo_xalloc_f32(d), F, Fp, Fm, gtmp[1024];
