@@ -22,6 +22,19 @@
 
 extern void openblas_set_num_threads(int);
 
+/* VmHWM of this process in MiB (0 if unknown). */
+static double peak_rss_mib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %lf kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb / 1024.0;
+}
+
 /* 1 when started by an MPI launcher (mpirun, or srun with PMIx/PMI). */
 static int under_mpi(void) {
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") ||
@@ -95,6 +108,7 @@ int melbo_cmd_train(int argc, char **argv) {
         if (melbo_bank_write(&tr, p.out, &err) != 0)
             goto fail;
         fprintf(stderr, "train: bank written to %s\n", p.out);
+        fprintf(stderr, "train: peak RSS of rank 0: %.1f MiB\n", peak_rss_mib());
     }
     status = 0;
     goto out;
