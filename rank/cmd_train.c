@@ -16,11 +16,16 @@
 
 #include "nccl/comm.h"
 #include "rank/commands.h"
+#include "rank/link/link.h"
 #include "rank/train/params.h"
 #include "rank/train/state.h"
 #include "rank/train/trainer.h"
 
 extern void openblas_set_num_threads(int);
+
+/* Exit status of a run that stopped after its SIGUSR1 checkpoint (EX_TEMPFAIL): the launcher
+ * resubmits it with --resume. */
+#define MELBO_EXIT_CHECKPOINTED 75
 
 /* VmHWM of this process in MiB (0 if unknown). */
 static double peak_rss_mib(void) {
@@ -45,8 +50,10 @@ int melbo_cmd_train(int argc, char **argv) {
     struct melbo_train_params p;
     struct melbo_trainer tr;
     struct melbo_comm *comm = NULL;
+    struct melbo_link *link = NULL;  // rank 0's coordinator link, NULL standalone (rank/link/)
     struct melbo_err err = {0};
     int status = 1, mpi = 0;
+    melbo_train_install_signal();
     melbo_train_params_init(&p);
     memset(&tr, 0, sizeof tr);
     int r = melbo_train_params_parse(&p, argc, argv, &err);
@@ -82,12 +89,16 @@ int melbo_cmd_train(int argc, char **argv) {
         status = 2;
         goto out_params;
     }
+    link = melbo_link_start_from_env();
+    melbo_link_state(link, "STARTING", "loading the model");
     if (p.threads > 0) {
         omp_set_num_threads(p.threads);
         openblas_set_num_threads(p.threads);
     }
     if (melbo_trainer_init(&tr, &p, comm, &err) != 0)
         goto fail;
+    if (link)
+        tr.obs = melbo_link_observer(link);
     if (tr.rank0)
         fprintf(stderr,
                 "train: %s, %d prompt(s), blocks %d..%d (source %d, target %d), %d vectors in waves "
@@ -102,17 +113,32 @@ int melbo_cmd_train(int argc, char **argv) {
             fprintf(stderr, "train: resumed from %s at vector %d, step %d of its wave\n", p.resume,
                     tr.n_done, tr.wave_step);
     }
-    if (melbo_trainer_run(&tr, &err) != 0 || melbo_trainer_generate(&tr, &err) != 0)
+    r = melbo_trainer_run(&tr, &err);
+    if (r == MELBO_ESTATE) { /* checkpointed on SIGUSR1 and asked to stop */
+        if (tr.rank0)
+            fprintf(stderr, "train: %s\n", err.msg);
+        status = MELBO_EXIT_CHECKPOINTED;
+        melbo_link_state(link, "CHECKPOINTED", err.msg);
+        melbo_link_finish(link, NULL, NULL);
+        link = NULL;
+        goto out;
+    }
+    if (r != 0 || melbo_trainer_generate(&tr, &err) != 0)
         goto fail;
     if (tr.rank0) {
         if (melbo_bank_write(&tr, p.out, &err) != 0)
             goto fail;
         fprintf(stderr, "train: bank written to %s\n", p.out);
+        if (link && melbo_link_finish(link, p.out, NULL) != 0)
+            fprintf(stderr, "train: the coordinator did not confirm the bank upload\n");
+        link = NULL;
         fprintf(stderr, "train: peak RSS of rank 0: %.1f MiB\n", peak_rss_mib());
     }
     status = 0;
     goto out;
 fail:
+    melbo_link_finish(link, NULL, err.msg);
+    link = NULL;
     if (mpi && melbo_comm_size(comm) > 1) {
         char msg[1200];
         snprintf(msg, sizeof msg, "train: %s", err.msg);

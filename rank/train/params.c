@@ -32,6 +32,8 @@ void melbo_train_params_init(struct melbo_train_params *p) {
     p->checkpoint_every = 50;
     p->job_id = melbo_xstrdup("");
     p->generate = 1;
+    p->calibration_samples = 30;
+    p->calibration_lambda = 0.5;
     p->tp = 1;
     p->dp = 1;
     p->random_baselines = 4;
@@ -50,6 +52,7 @@ void melbo_train_params_free(struct melbo_train_params *p) {
     free(p->checkpoint);
     free(p->resume);
     free(p->job_id);
+    free(p->calibration_init);
     memset(p, 0, sizeof *p);
 }
 
@@ -69,7 +72,9 @@ void melbo_train_usage(void) {
         "method (defaults as the reference code):\n"
         "  --source-layer S         add the vector to the output of block S (default 7)\n"
         "  --target-layer T         objective at hidden_states[T] (default L-8); S+2 <= T <= L-1\n"
-        "  --radius R               norm of every vector (required)\n"
+        "  --radius R|auto          norm of every vector (required); auto: calibrated so that\n"
+        "                           the target layer's response is lambda-nonlinear (method.md 4.1)\n"
+        "  --calibration-samples N --calibration-lambda L   for --radius auto (default 30, 0.5)\n"
         "  --p P --q Q              objective exponents (default 2, q = p)\n"
         "  --loss-axis token|dim    token: the post's formula; dim: the reference code's (default token)\n"
         "  --target-tokens SLICE    Python slice of each prompt's positions, e.g. -3: (default all)\n"
@@ -85,6 +90,8 @@ void melbo_train_usage(void) {
         "  --checkpoint FILE        rewritten every --checkpoint-every steps (default 50), at the end\n"
         "                           of every wave and on SIGUSR1\n"
         "  --resume FILE            continue from a checkpoint (same settings required)\n"
+        "  --stop-on-signal         after the SIGUSR1 checkpoint, stop with exit status 75\n"
+        "                           (batch jobs near their time limit; resume with --resume)\n"
         "  --threads N              CPU threads (default: OMP_NUM_THREADS)\n"
         "  --tp T --dp D            tensor x data parallel layout (run under mpirun -np T*D)\n"
         "completions (after training, written into the bank):\n"
@@ -174,6 +181,10 @@ int melbo_train_params_parse(struct melbo_train_params *p, int argc, char **argv
             i += r == 1;
             continue;
         }
+        if (!strcmp(opt, "--stop-on-signal")) {
+            p->stop_on_signal = 1;
+            continue;
+        }
         if (!strcmp(opt, "--no-generate")) {
             p->generate = 0;
             continue;
@@ -196,7 +207,17 @@ int melbo_train_params_parse(struct melbo_train_params *p, int argc, char **argv
         else if (!strcmp(opt, "--prompt-ids")) ret = parse_ids(p, val, err);
         else if (!strcmp(opt, "--source-layer")) ret = parse_int(opt, val, &p->source_layer, err);
         else if (!strcmp(opt, "--target-layer")) ret = parse_int(opt, val, &p->target_layer, err);
+        else if (!strcmp(opt, "--radius") && !strcmp(val, "auto")) p->radius_auto = 1;
         else if (!strcmp(opt, "--radius")) ret = parse_double(opt, val, &p->radius, err);
+        else if (!strcmp(opt, "--calibration-samples")) {
+            ret = parse_int(opt, val, &p->calibration_samples, err);
+            if (ret == 0 && p->calibration_samples < 1)
+                ret = melbo_err_set(err, MELBO_EINVAL, "--calibration-samples must be >= 1");
+        } else if (!strcmp(opt, "--calibration-lambda")) {
+            ret = parse_double(opt, val, &p->calibration_lambda, err);
+            if (ret == 0 && !(p->calibration_lambda > 0))
+                ret = melbo_err_set(err, MELBO_EINVAL, "--calibration-lambda must be positive");
+        } else if (!strcmp(opt, "--calibration-init")) set_str(&p->calibration_init, val);
         else if (!strcmp(opt, "--p")) ret = parse_double(opt, val, &p->p, err);
         else if (!strcmp(opt, "--q")) ret = parse_double(opt, val, &p->q, err);
         else if (!strcmp(opt, "--loss-axis")) {
@@ -245,9 +266,10 @@ int melbo_train_params_parse(struct melbo_train_params *p, int argc, char **argv
     if (p->text.n == 0 && p->n_id_prompts == 0)
         return melbo_err_set(err, MELBO_EINVAL,
                              "no prompt: give --prompt, --raw-prompt, --prompts or --prompt-ids");
-    if (p->radius == -1)
-        return melbo_err_set(err, MELBO_EINVAL, "--radius R is required (the norm of every vector)");
-    if (!(p->radius > 0))
+    if (p->radius == -1 && !p->radius_auto)
+        return melbo_err_set(err, MELBO_EINVAL,
+                             "--radius R is required (the norm of every vector), or --radius auto");
+    if (!p->radius_auto && !(p->radius > 0))
         return melbo_err_set(err, MELBO_EINVAL, "--radius must be positive (got %g)", p->radius);
     if (!(p->p > 0))
         return melbo_err_set(err, MELBO_EINVAL, "--p must be positive (got %g)", p->p);

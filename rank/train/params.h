@@ -29,7 +29,11 @@ struct melbo_train_params {
     int *id_lens;                   // (n_id_prompts)
     int source_layer;               // s; -1 = default 7
     int target_layer;               // t; -1 = default L - 8
-    double radius;                  // R; required (> 0)
+    double radius;                  // R; required (> 0), or found by --radius auto
+    int radius_auto;                // --radius auto: calibrate (rank/train/calibrate.h)
+    int calibration_samples;        // directions (30)
+    double calibration_lambda;      // target nonlinearity ratio (0.5)
+    char *calibration_init;         // directions from a file's 'directions' [n, d], or NULL
     double p, q;                    // q < 0: defaults to p
     enum melbo_loss_axis loss_axis;
     struct melbo_slice target_tokens;
@@ -44,6 +48,7 @@ struct melbo_train_params {
     char *checkpoint;               // checkpoint path, or NULL
     int checkpoint_every;           // steps between checkpoints (0: only at wave ends)
     char *resume;                   // checkpoint to resume from, or NULL
+    int stop_on_signal;             // after the SIGUSR1 checkpoint, stop (exit status 75)
     int threads;                    // 0 = OMP default
     int tp, dp;                     // tensor- and data-parallel sizes (--tp, --dp; 1)
     int rank, tp_rank, dp_rank;     // this process's place (set by cmd_train from the comm)

@@ -143,6 +143,15 @@ int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct me
     char *prompts = json_prompts(tr);
     melbo_st_writer_meta(&w, "prompts", prompts);
     free(prompts);
+    if (tr->cal.samples > 0) {
+        char cal[512];
+        snprintf(cal, sizeof cal,
+                 "{\"method\": \"relative lambda rule\", \"lambda\": %.9g, \"samples\": %d, "
+                 "\"radius\": %.9g, \"bracket\": [%g, %g], \"ratio_at_bracket\": [%.9g, %.9g]}",
+                 tr->cal.lambda, tr->cal.samples, tr->cal.radius, MELBO_CAL_R_MIN, MELBO_CAL_R_MAX,
+                 tr->cal.ratio_lo, tr->cal.ratio_hi);
+        melbo_st_writer_meta(&w, "radius_calibration", cal);
+    }
     melbo_st_writer_meta(&w, "generation", tr->generation_json);
     melbo_st_writer_meta(&w, "completions", tr->completions_json);
     time_t now = time(NULL);

@@ -215,6 +215,16 @@ int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p,
     if (ret)
         return ret;
     compute_prefix(tr);
+    if (p->radius_auto) {
+        ret = melbo_calibrate_radius(tr, &tr->cal, err);
+        if (ret)
+            return ret;
+        if (tr->rank0)
+            fprintf(stderr, "train: --radius auto chose R = %.6g (lambda %g over %d directions; "
+                            "ratio %.3g at R = %g, %.3g at R = %g)\n",
+                    tr->cal.radius, tr->cal.lambda, tr->cal.samples, tr->cal.ratio_lo,
+                    MELBO_CAL_R_MIN, tr->cal.ratio_hi, MELBO_CAL_R_MAX);
+    }
 
     size_t d = (size_t)tr->d, Bd = (size_t)tr->B * d;
     tr->vectors = melbo_xalloc_f32((size_t)tr->N * d);
@@ -397,11 +407,16 @@ static void on_sigusr1(int sig) {
     melbo_train_checkpoint_requested = 1;
 }
 
-int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err) {
+void melbo_train_install_signal(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigusr1;
+    sa.sa_flags = SA_RESTART;
     sigaction(SIGUSR1, &sa, NULL);
+}
+
+int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err) {
+    melbo_train_install_signal();
     int n_waves = (tr->N + tr->B - 1) / tr->B, ret = 0;
     struct melbo_progress prog;
     melbo_progress_init(&prog, (long)tr->N * tr->steps, tr->n_done * (long)tr->steps);
@@ -436,15 +451,27 @@ int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err) {
                                               flops / (ts > 0 ? ts : 1e-9) * 1e-12};
                 tr->obs.on_step(tr->obs.ctx, &ev);
             }
+            /* SIGUSR1 (a time limit ahead): the ranks agree at this step boundary */
+            int requested = melbo_train_checkpoint_requested != 0;
+            if (tr->comm && melbo_comm_size(tr->comm) > 1)
+                melbo_comm_allreduce(tr->comm, MELBO_COMM_WORLD, &requested, 1, MELBO_COMM_I32);
+            melbo_train_checkpoint_requested = 0;
             int every = tr->p->checkpoint_every > 0 && tr->wave_step % tr->p->checkpoint_every == 0;
-            if (tr->rank0 && tr->p->checkpoint && (every || melbo_train_checkpoint_requested) &&
-                tr->wave_step < tr->steps) {
-                melbo_train_checkpoint_requested = 0;
+            if (tr->rank0 && tr->p->checkpoint && (every || requested) && tr->wave_step < tr->steps) {
                 ret = melbo_trainer_checkpoint(tr, tr->p->checkpoint, err);
                 if (ret)
                     goto out;
                 if (tr->obs.on_checkpoint)
                     tr->obs.on_checkpoint(tr->obs.ctx, tr->p->checkpoint, tr->n_done, tr->wave_step);
+            }
+            if (requested && tr->p->stop_on_signal) {
+                if (tr->rank0 && tr->obs.on_state)
+                    tr->obs.on_state(tr->obs.ctx, "CHECKPOINTED", tr->p->checkpoint ? tr->p->checkpoint : "");
+                ret = melbo_err_set(err, MELBO_ESTATE,
+                                    "stopped at vector %d, step %d of its wave after SIGUSR1; resume "
+                                    "with --resume %s",
+                                    tr->n_done, tr->wave_step, tr->p->checkpoint ? tr->p->checkpoint : "(no --checkpoint given)");
+                goto out;
             }
         }
         memcpy(tr->vectors + (size_t)tr->n_done * tr->d, tr->theta, sizeof(float) * (size_t)Bw * tr->d);

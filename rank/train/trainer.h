@@ -20,6 +20,7 @@
 #include "rank/cpu/span.h"
 #include "rank/model/model.h"
 #include "rank/tokenizer/tokenizer.h"
+#include "rank/train/calibrate.h"
 #include "rank/train/observer.h"
 #include "rank/train/params.h"
 
@@ -78,6 +79,7 @@ struct melbo_trainer {
     char *generation_json;          // DESIGN §4 "generation", owned
 
     struct melbo_train_observer obs; // hooks (all NULL standalone); set before melbo_trainer_run
+    struct melbo_calibration cal;   // --radius auto's result (cal.samples = 0 otherwise)
 };
 
 /* Loads the model (this rank's tensor-parallel share), renders and tokenizes the prompts, checks
@@ -103,8 +105,10 @@ int melbo_trainer_generate(struct melbo_trainer *tr, struct melbo_err *err);
 /* Writes the checkpoint (atomically) to path. */
 int melbo_trainer_checkpoint(const struct melbo_trainer *tr, const char *path, struct melbo_err *err);
 
-/* Set by SIGUSR1 (installed by melbo_trainer_run): checkpoint at the next step boundary. */
+/* Set by SIGUSR1: checkpoint at the next step boundary (all ranks agree there), and stop when
+ * --stop-on-signal. Install the handler before anything slow (a USR1 without a handler kills). */
 extern volatile sig_atomic_t melbo_train_checkpoint_requested;
+void melbo_train_install_signal(void);
 
 /*
  * F_out[Bw] = F(theta_b) summed over prompts and grad (Bw, d) = d(-F)/dtheta_b for the vectors

@@ -82,6 +82,25 @@ expect_fail "checkpoint from another model" "its model_fingerprint is" train --m
     --prompt-ids "$ids" --source-layer 1 --target-layer 4 --radius 4 --vectors 4 --wave 1 --steps 600 \
     --out "$o" --resume "$tmp/run.ckpt"
 
+# --radius auto: the same R as the PyTorch implementation of the rule (rel <= 1e-3), stored in the
+# bank; no root in the bracket is a clear error.
+"$rank" train --model "$model" --prompt-ids "$ids" --prompt-ids 0,148,100,492,374,469,205,405,469,340 \
+    --source-layer 1 --target-layer 4 --target-tokens -3: --radius auto --calibration-samples 8 \
+    --calibration-init "$golden/data/calibration_llama3.init.safetensors" --vectors 2 --steps 2 \
+    --no-generate --out "$tmp/cal.bank.safetensors" 2>"$tmp/cal.log" || { echo "FAIL calibration run: $(tail -2 "$tmp/cal.log")"; fail=1; }
+python3 - "$tmp/cal.bank.safetensors" "$golden/data/calibration_llama3.golden.safetensors" <<'PY' || fail=1
+import json, sys
+from safetensors import safe_open
+got = safe_open(sys.argv[1], "np").metadata()
+ref = float(safe_open(sys.argv[2], "np").metadata()["radius"])
+R = float(got["radius"]); cal = json.loads(got["radius_calibration"])
+rel = abs(R - ref) / ref
+print(f"{'ok  ' if rel <= 1e-3 else 'FAIL'} --radius auto R = {R:.6g} vs PyTorch {ref:.6g}: rel {rel:.1e} (tol 1e-3); {cal['samples']} directions")
+sys.exit(0 if rel <= 1e-3 and cal["lambda"] == 0.5 else 1)
+PY
+expect_fail "calibration without a root" "no R in [0.001, 100] gives the nonlinearity ratio 5" "${base[@]}" \
+    --radius auto --calibration-lambda 5 --out "$o"
+
 # Python reads the bank with safetensors + numpy.
 if python3 -c "import safetensors, numpy" 2>/dev/null; then
     python3 "$(dirname "$0")/read_bank.py" "$tmp/a.bank.safetensors" 4 64 30 4.0 || fail=1

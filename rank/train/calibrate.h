@@ -1,0 +1,47 @@
+/*
+ * rank/train/calibrate.h - choosing R before training (`--radius auto`), the relative lambda
+ * rule of the follow-up work (method.md §4.1):
+ *
+ *   E(R) = sqrt( mean_l ||D(R v_l) - R J v_l||^2 / ||R J v_l||^2 ),   solve E(R) = lambda
+ *
+ * v_l are n random unit directions (raw draws Philox(seed, 2^40 + l), normalised, or
+ * --calibration-init's 'directions'); D(theta) is the change of the target-layer activations,
+ * averaged over each prompt's target positions and stacked over prompts; J v is its
+ * Jacobian-vector product at 0 by central finite differences with step h = 1e-2 (J v =
+ * (D(h v) - D(-h v)) / 2h). E is found for R by bisection in log R on [0.001, 100]; when E - lambda
+ * has the same sign at both ends there is no root, and the error says so with both ratios.
+ */
+#ifndef MELBO_RANK_TRAIN_CALIBRATE_H
+#define MELBO_RANK_TRAIN_CALIBRATE_H
+
+#include "common/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct melbo_trainer;
+
+#define MELBO_CAL_R_MIN 0.001
+#define MELBO_CAL_R_MAX 100.0
+#define MELBO_CAL_FD_STEP 1e-2
+
+struct melbo_calibration {
+    double radius;          // R found
+    double lambda;          // target ratio
+    int samples;            // directions
+    double ratio_lo, ratio_hi; // E at the bracket ends
+    int iterations;
+};
+
+/*
+ * Runs the calibration on a trainer whose prefix is ready (melbo_trainer_init with
+ * p->radius_auto). Writes the result into *out and sets tr->p->radius.
+ */
+int melbo_calibrate_radius(struct melbo_trainer *tr, struct melbo_calibration *out,
+                           struct melbo_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
