@@ -21,11 +21,15 @@ both implementations.
          call with max_new_tokens=2). tokens/s = batch * new_tokens / wall time of the timed
          call (prefill included).
   melbo  `melbo-rank gen --model DIR --bank BANK --vector 0 --prompt-ids ... --max-new-tokens N
-         --gen-batch B` with OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = --threads on the same model
+         --gen-batch B --ignore-eos --json` with OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = --threads on the same model
          (saved once with save_pretrained; --model-dir reuses it) and a one-vector bank holding the
-         steering vector (source_layer 7). tokens/s from its own report if it prints one, else
+         steering vector (source_layer 7). tokens/s from its own report (the last "... tokens/s"
+         of its progress lines) if it prints one, else
          batch * new_tokens / wall time (model loading included: an underestimate). Any failure
          prints "melbo: skipped (...)"; --melbo-args appends arguments to its command line.
+         With --json its token ids are compared with HF's (informational).
+
+The machine's other load shows directly in these numbers: run it on an otherwise idle machine.
 """
 import argparse
 import json
@@ -107,8 +111,11 @@ class AddVector:
 
 
 def hf_generate(model, ids, v, new_tokens):
+    """Returns (new ids [B, N], wall seconds, seconds per forward call: prompt pass first)."""
     hook = AddVector(v)
     h = model.model.layers[SOURCE_LAYER].register_forward_hook(hook)
+    stamps = []
+    hp = model.register_forward_pre_hook(lambda mod, a: stamps.append(time.perf_counter()))
     try:
         with torch.no_grad():
             t0 = time.perf_counter()
@@ -119,10 +126,12 @@ def hf_generate(model, ids, v, new_tokens):
             dt = time.perf_counter() - t0
     finally:
         h.remove()
+        hp.remove()
     new = out[:, ids.shape[1]:]
     assert new.shape == (ids.shape[0], new_tokens), new.shape
     assert hook.calls == new_tokens, (hook.calls, new_tokens)  # prompt pass + one per cached step
-    return new, dt
+    stamps.append(t0 + dt)
+    return new, dt, [b - a for a, b in zip(stamps, stamps[1:])]
 
 
 HF_SETTINGS = ("model.generate(input_ids=[B, T] ids, attention_mask=ones, do_sample=False, num_beams=1, "
@@ -191,7 +200,7 @@ def parse_melbo_ids(text, B, N):
         except ValueError:
             continue
         if isinstance(o, dict):
-            for key in ("ids", "new_ids", "tokens_ids", "completion_ids"):
+            for key in ("token_ids", "ids", "new_ids", "completion_ids"):
                 if isinstance(o.get(key), list) and all(isinstance(x, int) for x in o[key]):
                     seqs.append(o[key])
                     break
@@ -214,7 +223,8 @@ def bench_melbo(model, ids, v, hf_new):
         cmd = [args.melbo, "gen", "--model", d, "--bank", bank, "--vector", "0"]
         for row in ids.tolist():
             cmd += ["--prompt-ids", ",".join(str(x) for x in row)]
-        cmd += ["--max-new-tokens", str(N), "--gen-batch", str(B)] + shlex.split(args.melbo_args)
+        cmd += ["--max-new-tokens", str(N), "--gen-batch", str(B), "--ignore-eos", "--json"]
+        cmd += shlex.split(args.melbo_args)
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
         shown = [c if len(c) < 200 else c[:40] + "..." for c in cmd]
         log(f"melbo: {' '.join(shown[:8])} --prompt-ids <{B} x {ids.shape[1]} ids> "
@@ -231,9 +241,9 @@ def bench_melbo(model, ids, v, hf_new):
                 f"{(r.stderr or r.stdout).strip()[-1500:]}")
             return None
         text = r.stderr + "\n" + r.stdout
-        m = re.search(r"([0-9.eE+-]+)\s*(?:tokens?|tok)/s", text)
-        if m:
-            tps = float(m.group(1))
+        found = re.findall(r"([0-9.eE+-]+)\s*(?:tokens?|tok)/s", text)  # progress lines: last one
+        if found:
+            tps = float(found[-1])
             log(f"melbo: reports {tps:.1f} tokens/s (wall {wall:.2f} s incl. loading)")
         else:
             tps = B * N / wall
@@ -276,23 +286,32 @@ def main():
     res = {}
     hf_new = None
     if not args.skip_hf:
-        _, tw = hf_generate(model, ids, v, args.warmup_tokens)
+        _, tw, _ = hf_generate(model, ids, v, args.warmup_tokens)
         log(f"hf: warm-up (same batch, max_new_tokens={args.warmup_tokens}) {tw:.2f} s")
-        hf_new, dt = hf_generate(model, ids, v, N)
+        hf_new, dt, calls = hf_generate(model, ids, v, N)
         res["hf"] = B * N / dt
         distinct = len({tuple(x) for x in hf_new.tolist()})
-        log(f"hf: {B}x{N} = {B * N} tokens in {dt:.2f} s = {res['hf']:.1f} tokens/s "
-            f"({distinct} distinct sequences; first: {hf_new[0, :12].tolist()}...)")
+        pre, steps = calls[0], sorted(calls[1:])
+        log(f"hf: {B}x{N} = {B * N} tokens in {dt:.2f} s = {res['hf']:.1f} tokens/s; "
+            f"{distinct} distinct sequences; first: {hf_new[0, :8].tolist()}...")
+        if steps:
+            med = steps[len(steps) // 2]
+            res["hf (median step)"] = B * N / (pre + (N - 1) * med)
+            log(f"hf: prompt pass {pre:.2f} s; the {N - 1} cached steps: min {steps[0]:.3f} s, median "
+                f"{med:.3f} s, max {steps[-1]:.3f} s ({B / med:.1f} tokens/s at the median step). A "
+                f"spread much wider than 2x means other load on the cores: 'hf (median step)' = "
+                f"B*N / (prompt pass + {N - 1} x median step) = {res['hf (median step)']:.1f} tokens/s "
+                f"is then the steadier number")
     m = bench_melbo(model, ids, v, hf_new)
     if m is not None:
         res["melbo"] = m
 
-    log(f"\n{'implementation':15s} {'tokens/s':>10s} {'vs hf':>8s}")
-    for k in ("hf", "melbo"):
+    log(f"\n{'implementation':18s} {'tokens/s':>10s} {'vs hf':>8s}")
+    for k in ("hf", "hf (median step)", "melbo"):
         if k not in res:
             continue
         ratio = f"{res[k] / res['hf']:7.2f}x" if "hf" in res else f"{'-':>8s}"
-        log(f"{k:15s} {res[k]:10.1f} {ratio}")
+        log(f"{k:18s} {res[k]:10.1f} {ratio}")
     log(f"total {time.perf_counter() - t_start:.0f} s")
 
 

@@ -465,8 +465,9 @@ def gen_goldens(name, train_case, row, tok):
                     "every position, on every forward call (prompt and each KV-cached step)",
         "decoding": "greedy (do_sample=False, num_beams=1, repetition_penalty=1.0), batch 1, "
                     "attention_mask all ones, KV cache; new tokens only, eos included when it stopped",
-        "logits_full": f"one forward pass without cache over prompt + first {FULL_EXTRA} unsteered "
-                       "(logits_full_steered: steered, scale) generated tokens",
+        "logits_full": f"one forward pass without cache over the prompt + the first {FULL_EXTRA} "
+                       "tokens of the unsteered run; logits_full_steered: the same for the steered "
+                       "run (scale, vector added at every position)",
         "min_top2_gap": "%.6g" % MIN_GAP,
         "attn_implementation": "eager",
         "dtype": "float32",
