@@ -20,6 +20,7 @@
 #include "rank/model/model.h"
 #include "rank/model/safetensors.h"
 #include "rank/tokenizer/prompt.h"
+#include "rank/train/params.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -52,26 +53,6 @@ struct gen_args {
     struct melbo_gen_settings gen;
     int gen_set[8];
 };
-
-static int parse_ids(const char *s, int32_t **out, int *n_out) {
-    int n = 0;
-    int32_t *ids = NULL;
-    const char *q = s;
-    while (*q) {
-        char *end;
-        long v = strtol(q, &end, 10);
-        if (end == q || v < 0 || (*end != ',' && *end != '\0')) {
-            free(ids);
-            return -1;
-        }
-        ids = melbo_xrealloc(ids, sizeof *ids * (size_t)(n + 1));
-        ids[n++] = (int32_t)v;
-        q = *end ? end + 1 : end;
-    }
-    *out = ids;
-    *n_out = n;
-    return n ? 0 : -1;
-}
 
 /* Defaults from the bank's "generation" JSON for settings the command line did not give. */
 static void bank_gen_defaults(struct melbo_gen_settings *g, const int *given, const char *json) {
@@ -154,7 +135,7 @@ static int parse_args(struct gen_args *a, int argc, char **argv, struct melbo_er
         } else if (!strcmp(opt, "--prompt-ids")) {
             a->ids = melbo_xrealloc(a->ids, sizeof *a->ids * (size_t)(a->n_ids + 1));
             a->lens = melbo_xrealloc(a->lens, sizeof *a->lens * (size_t)(a->n_ids + 1));
-            if (parse_ids(val, &a->ids[a->n_ids], &a->lens[a->n_ids]) != 0)
+            if (melbo_parse_id_list(val, &a->ids[a->n_ids], &a->lens[a->n_ids]) != 0)
                 return melbo_err_set(err, MELBO_EINVAL,
                                      "--prompt-ids '%s': expected comma-separated ids", val);
             a->n_ids++;

@@ -123,7 +123,7 @@ static int parse_int(const char *opt, const char *s, int *out, struct melbo_err 
     return 0;
 }
 
-static int parse_ids(struct melbo_train_params *p, const char *s, struct melbo_err *err) {
+int melbo_parse_id_list(const char *s, int32_t **out, int *n_out) {
     int n = 0, cap = 16;
     int32_t *ids = melbo_xmalloc(sizeof *ids * (size_t)cap);
     const char *q = s;
@@ -133,8 +133,7 @@ static int parse_ids(struct melbo_train_params *p, const char *s, struct melbo_e
         long v = strtol(q, &end, 10);
         if (end == q || errno != 0 || v < 0 || v > 0x7fffffffL || (*end != ',' && *end != '\0')) {
             free(ids);
-            return melbo_err_set(err, MELBO_EINVAL,
-                                 "--prompt-ids '%s': expected comma-separated non-negative ids", s);
+            return -1;
         }
         if (n == cap) {
             cap *= 2;
@@ -145,8 +144,19 @@ static int parse_ids(struct melbo_train_params *p, const char *s, struct melbo_e
     }
     if (n == 0) {
         free(ids);
-        return melbo_err_set(err, MELBO_EINVAL, "--prompt-ids: empty list");
+        return -1;
     }
+    *out = ids;
+    *n_out = n;
+    return 0;
+}
+
+static int parse_ids(struct melbo_train_params *p, const char *s, struct melbo_err *err) {
+    int32_t *ids;
+    int n;
+    if (melbo_parse_id_list(s, &ids, &n) != 0)
+        return melbo_err_set(err, MELBO_EINVAL,
+                             "--prompt-ids '%s': expected comma-separated non-negative ids", s);
     p->id_prompts = melbo_xrealloc(p->id_prompts, sizeof *p->id_prompts * (size_t)(p->n_id_prompts + 1));
     p->id_lens = melbo_xrealloc(p->id_lens, sizeof *p->id_lens * (size_t)(p->n_id_prompts + 1));
     p->id_prompts[p->n_id_prompts] = ids;

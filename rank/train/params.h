@@ -76,6 +76,10 @@ int melbo_train_params_resolve(struct melbo_train_params *p, int n_layers, int d
 
 void melbo_train_usage(void);
 
+/* Parses "1,2,3" (non-negative ids) into a new array (*out, caller frees). 0, or -1 if malformed
+ * or empty. */
+int melbo_parse_id_list(const char *s, int32_t **out, int *n_out);
+
 #ifdef __cplusplus
 }
 #endif
