@@ -18,7 +18,7 @@ MELBO_PROGRESS_SECONDS=0 "${mpirun[@]}" -np 4 "$rank" train --model "$golden/mod
     >"$tmp/kill.log" 2>&1 &
 job=$!
 for _ in $(seq 1 300); do grep -q "step 20/" "$tmp/kill.log" 2>/dev/null && break; sleep 0.1; done
-pids=($(pgrep -f "$tmp/k.bank.safetensors" -P "$(pgrep -f "mpirun.*$tmp/k.bank" | head -1)" 2>/dev/null))
+pids=($(pgrep -f "$tmp/k.bank.safetensors"))   # mpirun and its ranks; only ranks have a rank variable
 victim=$(for p in "${pids[@]}"; do tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q '^OMPI_COMM_WORLD_RANK=2$' && echo "$p"; done | head -1)
 if [ -z "$victim" ]; then echo "FAIL could not find rank 2 (pids ${pids[*]})"; fail=1; kill $job; fi
 t0=$(date +%s)
