@@ -341,7 +341,7 @@ static void *link_main(void *arg) {
                     end_sent = 1;
             }
         }
-        if (!broken && read_acks(l, &c, 20) != 0)
+        if (!broken && read_acks(l, &c, 0) != 0)
             broken = 1;
         if (broken) {
             melbo_conn_close(&c);

@@ -1,0 +1,358 @@
+/*
+ * cli/cmds.c - the short request/reply subcommands of `melbo`: ls, show, cancel, fetch and bank
+ * (ls / show). Tables for people, --json for scripts.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "common/sha256.h"
+
+static int call(struct melbo_cli *c, Melbo__Envelope *env, Melbo__Envelope **rep, int expect) {
+    int st = melbo_cli_connect(c);
+    if (st == 0)
+        st = melbo_cli_call(c, env, rep);
+    if (st == 0 && (int)(*rep)->body_case != expect) {
+        fprintf(stderr, "melbo: unexpected reply\n");
+        melbo__envelope__free_unpacked(*rep, NULL);
+        st = MELBO_CLI_UNREACHABLE;
+    }
+    return st;
+}
+
+static void fmt_time(double t, char *buf, size_t n) {
+    time_t s = (time_t)t;
+    struct tm tm;
+    localtime_r(&s, &tm);
+    strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static const char *base(const char *p) {
+    const char *s = strrchr(p ? p : "", '/');
+    return s && s[1] ? s + 1 : p ? p : "";
+}
+
+static cJSON *job_json(const Melbo__JobSummary *j) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "job", (double)j->job_id);
+    cJSON_AddStringToObject(o, "user", j->user ? j->user : "");
+    cJSON_AddStringToObject(o, "state", melbo_job_state_name(j->state));
+    cJSON_AddStringToObject(o, "model", j->model ? j->model : "");
+    cJSON_AddNumberToObject(o, "created", j->created);
+    if (j->has_finished) cJSON_AddNumberToObject(o, "finished", j->finished);
+    if (j->error && *j->error) cJSON_AddStringToObject(o, "error", j->error);
+    if (j->bank_id && *j->bank_id) cJSON_AddStringToObject(o, "bank", j->bank_id);
+    cJSON_AddNumberToObject(o, "events", (double)j->last_event);
+    cJSON_AddNumberToObject(o, "vectors", j->vectors);
+    cJSON_AddNumberToObject(o, "steps", j->steps);
+    if (j->name && *j->name) cJSON_AddStringToObject(o, "name", j->name);
+    return o;
+}
+
+static void print_json(cJSON *o) {
+    char *s = cJSON_PrintUnformatted(o);
+    printf("%s\n", s);
+    free(s);
+    cJSON_Delete(o);
+}
+
+int melbo_cmd_ls(struct melbo_cli *c, int argc, char **argv) {
+    Melbo__ListJobsRequest q = MELBO__LIST_JOBS_REQUEST__INIT;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+            q.has_limit = 1;
+            q.limit = (uint32_t)atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--user") && i + 1 < argc) {
+            q.user = argv[++i];
+        } else {
+            fprintf(stderr, "usage: melbo ls [--limit N] [--user NAME] [--json]\n");
+            return MELBO_CLI_USAGE;
+        }
+    }
+    Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
+    env.body_case = MELBO__ENVELOPE__BODY_LIST_JOBS;
+    env.list_jobs = &q;
+    int st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_JOBS);
+    if (st)
+        return st;
+    if (c->json) {
+        cJSON *a = cJSON_CreateArray();
+        for (size_t i = 0; i < rep->jobs->n_jobs; i++)
+            cJSON_AddItemToArray(a, job_json(rep->jobs->jobs[i]));
+        print_json(a);
+    } else {
+        printf("%-6s %-10s %-12s %-19s %-24s %s\n", "JOB", "USER", "STATE", "CREATED", "MODEL",
+               "BANK / ERROR");
+        for (size_t i = 0; i < rep->jobs->n_jobs; i++) {
+            const Melbo__JobSummary *j = rep->jobs->jobs[i];
+            char t[32];
+            fmt_time(j->created, t, sizeof t);
+            printf("%-6llu %-10s %-12s %-19s %-24.24s %.60s\n", (unsigned long long)j->job_id,
+                   j->user, melbo_job_state_name(j->state), t, base(j->model),
+                   j->bank_id && *j->bank_id ? j->bank_id : j->error ? j->error : "");
+        }
+    }
+    melbo__envelope__free_unpacked(rep, NULL);
+    return 0;
+}
+
+int melbo_cmd_show(struct melbo_cli *c, int argc, char **argv) {
+    uint64_t id;
+    if (argc != 2) {
+        fprintf(stderr, "usage: melbo show JOB [--json]\n");
+        return MELBO_CLI_USAGE;
+    }
+    int st = melbo_cli_job_id(argv[1], &id);
+    if (st)
+        return st;
+    Melbo__ShowJobRequest q = MELBO__SHOW_JOB_REQUEST__INIT;
+    q.has_job_id = 1;
+    q.job_id = id;
+    Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
+    env.body_case = MELBO__ENVELOPE__BODY_SHOW_JOB;
+    env.show_job = &q;
+    if ((st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_JOB)) != 0)
+        return st;
+    const Melbo__ShowJobReply *r = rep->job;
+    if (c->json) {
+        cJSON *o = job_json(r->job);
+        cJSON *a = cJSON_AddArrayToObject(o, "vectors");
+        for (size_t i = 0; i < r->n_vectors; i++) {
+            cJSON *v = cJSON_CreateObject();
+            cJSON_AddNumberToObject(v, "vector", r->vectors[i]->index);
+            cJSON_AddNumberToObject(v, "objective", r->vectors[i]->objective);
+            cJSON_AddStringToObject(v, "completion", r->vectors[i]->completion ? r->vectors[i]->completion : "");
+            cJSON_AddItemToArray(a, v);
+        }
+        print_json(o);
+    } else {
+        const Melbo__JobSummary *j = r->job;
+        printf("job %llu  %s  %s  user %s\n", (unsigned long long)j->job_id,
+               melbo_job_state_name(j->state), j->model, j->user);
+        if (j->error && *j->error)
+            printf("error: %s\n", j->error);
+        if (j->bank_id && *j->bank_id)
+            printf("bank: %s\n", j->bank_id);
+        if (r->n_vectors) {
+            printf("%-7s %-12s %s\n", "VECTOR", "OBJECTIVE", "COMPLETION (first line)");
+            for (size_t i = 0; i < r->n_vectors; i++)
+                printf("%-7d %-12.6g %s\n", r->vectors[i]->index, r->vectors[i]->objective,
+                       r->vectors[i]->completion ? r->vectors[i]->completion : "");
+        } else if (r->last_step) {
+            const Melbo__StepInfo *s = r->last_step;
+            printf("wave %d/%d, step %d/%d\n%-7s %s\n", s->wave + 1, s->n_waves, s->step, s->steps,
+                   "VECTOR", "OBJECTIVE");
+            for (size_t i = 0; i < s->n_objective; i++)
+                printf("%-7d %.6g\n", s->first_vector + (int)i, s->objective[i]);
+        }
+    }
+    melbo__envelope__free_unpacked(rep, NULL);
+    return 0;
+}
+
+int melbo_cmd_cancel(struct melbo_cli *c, int argc, char **argv) {
+    uint64_t id;
+    if (argc != 2) {
+        fprintf(stderr, "usage: melbo cancel JOB\n");
+        return MELBO_CLI_USAGE;
+    }
+    int st = melbo_cli_job_id(argv[1], &id);
+    if (st)
+        return st;
+    Melbo__CancelRequest q = MELBO__CANCEL_REQUEST__INIT;
+    q.has_job_id = 1;
+    q.job_id = id;
+    Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
+    env.body_case = MELBO__ENVELOPE__BODY_CANCEL;
+    env.cancel = &q;
+    if ((st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_CANCELLED)) != 0)
+        return st;
+    fprintf(stderr, "melbo: job %llu: cancel sent (%s)\n", (unsigned long long)id,
+            melbo_job_state_name(rep->cancelled->state));
+    melbo__envelope__free_unpacked(rep, NULL);
+    return 0;
+}
+
+int melbo_cmd_fetch(struct melbo_cli *c, int argc, char **argv) {
+    uint64_t id = 0;
+    const char *out = NULL, *bank = NULL;
+    int st;
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--out")) && i + 1 < argc)
+            out = argv[++i];
+        else if (!strcmp(argv[i], "--bank") && i + 1 < argc)
+            bank = argv[++i];
+        else if (id == 0 && argv[i][0] != '-') {
+            if ((st = melbo_cli_job_id(argv[i], &id)) != 0)
+                return st;
+        } else {
+            id = 0, out = NULL;
+            break;
+        }
+    }
+    if (out == NULL || (id == 0 && bank == NULL)) {
+        fprintf(stderr, "usage: melbo fetch JOB -o FILE   (or melbo fetch --bank ID -o FILE)\n");
+        return MELBO_CLI_USAGE;
+    }
+    Melbo__FetchRequest q = MELBO__FETCH_REQUEST__INIT;
+    q.has_job_id = id != 0;
+    q.job_id = id;
+    q.bank_id = (char *)bank;
+    Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
+    env.body_case = MELBO__ENVELOPE__BODY_FETCH;
+    env.fetch = &q;
+    if ((st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_BANK_CHUNK)) != 0)
+        return st;
+    /* Written to a temporary file next to out and renamed when complete and verified. */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.part%d", out, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (f == NULL) {
+        fprintf(stderr, "melbo: cannot write %s: %s\n", tmp, strerror(errno));
+        melbo__envelope__free_unpacked(rep, NULL);
+        return MELBO_CLI_REFUSED;
+    }
+    struct melbo_sha256 h;
+    melbo_sha256_init(&h);
+    uint64_t got = 0;
+    st = 0;
+    for (;;) {
+        const Melbo__BankChunk *bc = rep->bank_chunk;
+        if (bc->offset != got || fwrite(bc->data.data, 1, bc->data.len, f) != bc->data.len) {
+            fprintf(stderr, "melbo: bank transfer broken at byte %llu\n", (unsigned long long)got);
+            st = MELBO_CLI_UNREACHABLE;
+            break;
+        }
+        melbo_sha256_update(&h, bc->data.data, bc->data.len);
+        got += bc->data.len;
+        if (bc->last) {
+            uint8_t d[32];
+            char hex[65];
+            melbo_sha256_final(&h, d);
+            melbo_sha256_hex(d, hex);
+            if (bc->sha256 == NULL || strcmp(hex, bc->sha256) != 0) {
+                fprintf(stderr, "melbo: bank checksum mismatch\n");
+                st = MELBO_CLI_UNREACHABLE;
+            }
+            break;
+        }
+        melbo__envelope__free_unpacked(rep, NULL);
+        rep = NULL;
+        struct melbo_err err = {0};
+        if (melbo_conn_recv(&c->conn, 30000, &rep, &err) != 0 ||
+            rep->body_case != MELBO__ENVELOPE__BODY_BANK_CHUNK) {
+            if (rep && rep->body_case == MELBO__ENVELOPE__BODY_ERROR)
+                melbo_cli_error(rep->error);
+            else
+                fprintf(stderr, "melbo: %s\n", err.msg[0] ? err.msg : "unexpected reply");
+            st = MELBO_CLI_UNREACHABLE;
+            break;
+        }
+    }
+    if (rep)
+        melbo__envelope__free_unpacked(rep, NULL);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+        st = st ? st : MELBO_CLI_REFUSED;
+    fclose(f);
+    if (st == 0 && rename(tmp, out) != 0) {
+        fprintf(stderr, "melbo: cannot write %s: %s\n", out, strerror(errno));
+        st = MELBO_CLI_REFUSED;
+    }
+    if (st)
+        remove(tmp);
+    else
+        fprintf(stderr, "melbo: %llu bytes written to %s\n", (unsigned long long)got, out);
+    return st;
+}
+
+static cJSON *bank_json(const Melbo__BankInfo *b) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "bank", b->bank_id);
+    cJSON_AddNumberToObject(o, "job", (double)b->job_id);
+    cJSON_AddStringToObject(o, "model", b->model);
+    cJSON_AddStringToObject(o, "fingerprint", b->fingerprint);
+    cJSON_AddNumberToObject(o, "source_layer", b->source_layer);
+    cJSON_AddNumberToObject(o, "target_layer", b->target_layer);
+    cJSON_AddNumberToObject(o, "radius", b->radius);
+    cJSON_AddNumberToObject(o, "p", b->p);
+    cJSON_AddNumberToObject(o, "q", b->q);
+    cJSON_AddNumberToObject(o, "vectors", b->vectors);
+    cJSON_AddNumberToObject(o, "d_model", b->d_model);
+    cJSON_AddNumberToObject(o, "steps", b->steps);
+    cJSON_AddStringToObject(o, "user", b->user);
+    cJSON_AddNumberToObject(o, "created", b->created);
+    cJSON *pr = cJSON_Parse(b->prompts ? b->prompts : "[]");
+    cJSON_AddItemToObject(o, "prompts", pr ? pr : cJSON_CreateArray());
+    cJSON_AddNumberToObject(o, "size", (double)b->size);
+    cJSON_AddStringToObject(o, "sha256", b->sha256);
+    return o;
+}
+
+int melbo_cmd_bank(struct melbo_cli *c, int argc, char **argv) {
+    Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
+    int st;
+    if (argc >= 2 && !strcmp(argv[1], "ls")) {
+        Melbo__ListBanksRequest q = MELBO__LIST_BANKS_REQUEST__INIT;
+        for (int i = 2; i < argc; i++) {
+            if (i + 1 >= argc)
+                goto usage;
+            if (!strcmp(argv[i], "--model")) q.model = argv[++i];
+            else if (!strcmp(argv[i], "--prompt")) q.prompt = argv[++i];
+            else if (!strcmp(argv[i], "--user")) q.user = argv[++i];
+            else if (!strcmp(argv[i], "--fingerprint")) q.fingerprint = argv[++i];
+            else goto usage;
+        }
+        env.body_case = MELBO__ENVELOPE__BODY_LIST_BANKS;
+        env.list_banks = &q;
+        if ((st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_BANKS)) != 0)
+            return st;
+        if (c->json) {
+            cJSON *a = cJSON_CreateArray();
+            for (size_t i = 0; i < rep->banks->n_banks; i++)
+                cJSON_AddItemToArray(a, bank_json(rep->banks->banks[i]));
+            print_json(a);
+        } else {
+            printf("%-16s %-5s %-24s %-7s %-6s %-4s %-8s %-10s %s\n", "BANK", "JOB", "MODEL",
+                   "LAYERS", "R", "N", "USER", "CREATED", "PROMPTS");
+            for (size_t i = 0; i < rep->banks->n_banks; i++) {
+                const Melbo__BankInfo *b = rep->banks->banks[i];
+                char t[32], layers[16];
+                fmt_time(b->created, t, sizeof t);
+                snprintf(layers, sizeof layers, "%d-%d", b->source_layer, b->target_layer);
+                printf("%-16s %-5llu %-24.24s %-7s %-6g %-4d %-8s %.10s %.50s\n", b->bank_id,
+                       (unsigned long long)b->job_id, b->model, layers, b->radius, b->vectors,
+                       b->user, t, b->prompts);
+            }
+        }
+        melbo__envelope__free_unpacked(rep, NULL);
+        return 0;
+    }
+    if (argc == 3 && !strcmp(argv[1], "show")) {
+        Melbo__ShowBankRequest q = MELBO__SHOW_BANK_REQUEST__INIT;
+        q.bank_id = argv[2];
+        env.body_case = MELBO__ENVELOPE__BODY_SHOW_BANK;
+        env.show_bank = &q;
+        if ((st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_BANK)) != 0)
+            return st;
+        cJSON *o = bank_json(rep->bank);
+        if (c->json) {
+            print_json(o);
+        } else {
+            char *s = cJSON_Print(o);
+            printf("%s\n", s);
+            free(s);
+            cJSON_Delete(o);
+        }
+        melbo__envelope__free_unpacked(rep, NULL);
+        return 0;
+    }
+usage:
+    fprintf(stderr, "usage: melbo bank ls [--model M] [--prompt TEXT] [--user U] [--json]\n"
+                    "       melbo bank show ID [--json]\n");
+    return MELBO_CLI_USAGE;
+}

@@ -1,0 +1,239 @@
+/*
+ * cli/watch.c - `melbo watch JOB`: follows a job's event log until the job ends.
+ *
+ * On a terminal (and without --json) it redraws a live view: state, wave i/n with a progress bar,
+ * step, steps/s, ETA, TFLOP/s, a sparkline of each vector's objective, and the Slurm reason while
+ * pending. Otherwise it prints one JSON object per event. If the connection drops it reconnects
+ * and resumes from the last event number it printed (the coordinator sends exactly the missing
+ * ones). Exit: 0 when the job is DONE, 4 FAILED, 5 CANCELLED.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+#define SPARK_LEN 24
+
+struct view {
+    int state;
+    char detail[256], error[512], reason[128], bank[72];
+    int wave, n_waves, step, steps, first, n_vec;
+    double sps, eta, tflops;
+    int n_hist;                       // objective history per vector of the current wave
+    float hist[64][SPARK_LEN];
+    int hist_len[64];
+    char log[256];
+};
+
+static void print_json(const Melbo__JobEvent *e) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "job", (double)e->job_id);
+    cJSON_AddNumberToObject(o, "event", (double)e->number);
+    cJSON_AddNumberToObject(o, "time", e->time);
+    static const char *kinds[] = {"state", "step", "generate", "checkpoint", "log", "bank"};
+    cJSON_AddStringToObject(o, "kind", e->kind < 6 ? kinds[e->kind] : "unknown");
+    cJSON_AddStringToObject(o, "state", melbo_job_state_name(e->state));
+    if (e->detail && *e->detail) cJSON_AddStringToObject(o, "detail", e->detail);
+    if (e->error && *e->error) cJSON_AddStringToObject(o, "error", e->error);
+    if (e->has_failed_rank) cJSON_AddNumberToObject(o, "failed_rank", e->failed_rank);
+    if (e->reason && *e->reason) cJSON_AddStringToObject(o, "reason", e->reason);
+    if (e->bank_id && *e->bank_id) cJSON_AddStringToObject(o, "bank", e->bank_id);
+    if (e->log && *e->log) cJSON_AddStringToObject(o, "log", e->log);
+    if (e->has_rank_time) cJSON_AddNumberToObject(o, "rank_time", e->rank_time);
+    if (e->step) {
+        const Melbo__StepInfo *s = e->step;
+        cJSON_AddNumberToObject(o, "wave", s->wave);
+        cJSON_AddNumberToObject(o, "waves", s->n_waves);
+        cJSON_AddNumberToObject(o, "step", s->step);
+        cJSON_AddNumberToObject(o, "steps", s->steps);
+        cJSON_AddNumberToObject(o, "first_vector", s->first_vector);
+        cJSON *a = cJSON_AddArrayToObject(o, "objective");
+        for (size_t i = 0; i < s->n_objective; i++)
+            cJSON_AddItemToArray(a, cJSON_CreateNumber(s->objective[i]));
+        cJSON_AddNumberToObject(o, "step_seconds", s->step_seconds);
+        cJSON_AddNumberToObject(o, "vector_steps_per_s", s->vector_steps_per_s);
+        cJSON_AddNumberToObject(o, "eta_seconds", s->eta_seconds);
+        cJSON_AddNumberToObject(o, "tflops", s->tflops);
+    }
+    if (e->generate) {
+        cJSON_AddNumberToObject(o, "generated", e->generate->done);
+        cJSON_AddNumberToObject(o, "to_generate", e->generate->total);
+        cJSON_AddNumberToObject(o, "tokens_per_s", e->generate->tokens_per_s);
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    printf("%s\n", s);
+    fflush(stdout);
+    free(s);
+    cJSON_Delete(o);
+}
+
+static void update_view(struct view *v, const Melbo__JobEvent *e) {
+    v->state = e->state;
+    if (e->kind == MELBO__JOB_EVENT__KIND__STATE && e->detail)
+        snprintf(v->detail, sizeof v->detail, "%s", e->detail);
+    if (e->error && *e->error)
+        snprintf(v->error, sizeof v->error, "%s", e->error);
+    if (e->reason)
+        snprintf(v->reason, sizeof v->reason, "%s", e->reason);
+    if (e->bank_id && *e->bank_id)
+        snprintf(v->bank, sizeof v->bank, "%s", e->bank_id);
+    if (e->log && *e->log)
+        snprintf(v->log, sizeof v->log, "%s", e->log);
+    if (e->step) {
+        const Melbo__StepInfo *s = e->step;
+        if (s->wave != v->wave || s->first_vector != v->first)
+            memset(v->hist_len, 0, sizeof v->hist_len);
+        v->wave = s->wave, v->n_waves = s->n_waves, v->step = s->step, v->steps = s->steps;
+        v->first = s->first_vector, v->n_vec = (int)s->n_objective;
+        v->sps = s->vector_steps_per_s, v->eta = s->eta_seconds, v->tflops = s->tflops;
+        for (int i = 0; i < v->n_vec && i < 64; i++) {
+            if (v->hist_len[i] == SPARK_LEN) {
+                memmove(v->hist[i], v->hist[i] + 1, sizeof(float) * (SPARK_LEN - 1));
+                v->hist_len[i]--;
+            }
+            v->hist[i][v->hist_len[i]++] = s->objective[i];
+        }
+    }
+}
+
+static void draw(const struct view *v, uint64_t job) {
+    static const char *const bars[] = {"\u2581", "\u2582", "\u2583", "\u2584",
+                                       "\u2585", "\u2586", "\u2587", "\u2588"};
+    printf("\033[H\033[2J");
+    printf("job %llu  %s", (unsigned long long)job, melbo_job_state_name(v->state));
+    if (v->state == MELBO__JOB_STATE__QUEUED && v->reason[0])
+        printf("  (%s)", v->reason);
+    else if (v->detail[0])
+        printf("  (%s)", v->detail);
+    printf("\n");
+    if (v->n_waves > 0) {
+        int width = 30, fill = v->steps ? v->step * width / v->steps : 0;
+        printf("wave %d/%d [", v->wave + 1, v->n_waves);
+        for (int i = 0; i < width; i++)
+            printf(i < fill ? "#" : ".");
+        printf("] step %d/%d  %.1f vector-steps/s  ETA %.0fs  %.3f TFLOP/s\n", v->step, v->steps,
+               v->sps, v->eta, v->tflops);
+        for (int i = 0; i < v->n_vec && i < 64; i++) {
+            float lo = v->hist[i][0], hi = v->hist[i][0];
+            for (int k = 0; k < v->hist_len[i]; k++) {
+                lo = v->hist[i][k] < lo ? v->hist[i][k] : lo;
+                hi = v->hist[i][k] > hi ? v->hist[i][k] : hi;
+            }
+            printf("  v%-4d ", v->first + i);
+            for (int k = 0; k < v->hist_len[i]; k++) {
+                int b = hi > lo ? (int)((v->hist[i][k] - lo) / (hi - lo) * 7.999f) : 0;
+                printf("%s", bars[b < 0 ? 0 : b > 7 ? 7 : b]);
+            }
+            printf(" %.4g\n", v->hist[i][v->hist_len[i] - 1]);
+        }
+    }
+    if (v->log[0])
+        printf("log: %s\n", v->log);
+    if (v->error[0])
+        printf("error: %s\n", v->error);
+    if (v->bank[0])
+        printf("bank: %s\n", v->bank);
+    fflush(stdout);
+}
+
+int melbo_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
+    uint64_t job = 0, from = 1;
+    int st;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--from") && i + 1 < argc) {
+            from = strtoull(argv[++i], NULL, 10);
+        } else if (job == 0 && argv[i][0] != '-') {
+            if ((st = melbo_cli_job_id(argv[i], &job)) != 0)
+                return st;
+        } else {
+            fprintf(stderr, "usage: melbo watch JOB [--json] [--from EVENT]\n");
+            return MELBO_CLI_USAGE;
+        }
+    }
+    if (job == 0) {
+        fprintf(stderr, "usage: melbo watch JOB [--json] [--from EVENT]\n");
+        return MELBO_CLI_USAGE;
+    }
+    int live = !c->json && isatty(STDOUT_FILENO);
+    struct view *v = calloc(1, sizeof *v);
+    int tries = 0, status = MELBO_CLI_UNREACHABLE;
+    for (;;) {
+        if ((st = melbo_cli_connect(c)) != 0) {
+            if (st == MELBO_CLI_UNREACHABLE && tries++ < 30 && from > 1) {
+                sleep(1);  // the coordinator restarts: keep trying for a while
+                continue;
+            }
+            status = st;
+            break;
+        }
+        Melbo__WatchRequest wr = MELBO__WATCH_REQUEST__INIT;
+        wr.has_job_id = wr.has_from_event = wr.has_follow = 1;
+        wr.job_id = job;
+        wr.from_event = from;
+        wr.follow = 1;
+        Melbo__Envelope env = MELBO__ENVELOPE__INIT;
+        env.has_id = 1;
+        env.id = ++c->next_id;
+        env.body_case = MELBO__ENVELOPE__BODY_WATCH;
+        env.watch = &wr;
+        struct melbo_err err = {0};
+        int done = 0;
+        if (melbo_conn_send(&c->conn, &env, 10000, &err) == 0) {
+            for (;;) {
+                Melbo__Envelope *e = NULL;
+                if (melbo_conn_recv(&c->conn, -1, &e, &err) != 0)
+                    break;  // reconnect
+                if (e->body_case == MELBO__ENVELOPE__BODY_ERROR) {
+                    int slow = e->error->code == MELBO__ERROR_CODE__ERROR_SLOW_CONSUMER;
+                    int code = melbo_cli_error(e->error);
+                    melbo__envelope__free_unpacked(e, NULL);
+                    if (slow)
+                        break;  // reconnect from our last event
+                    status = code;
+                    done = 1;
+                    break;
+                }
+                if (e->body_case == MELBO__ENVELOPE__BODY_EVENT && e->event->job_id == job &&
+                    e->event->number == from) {
+                    from++;
+                    tries = 0;
+                    if (live) {
+                        update_view(v, e->event);
+                        draw(v, job);
+                    } else if (c->json) {
+                        print_json(e->event);
+                    } else {
+                        print_json(e->event);
+                    }
+                    v->state = e->event->state;
+                } else if (e->body_case == MELBO__ENVELOPE__BODY_WATCH_END) {
+                    done = 1;
+                }
+                melbo__envelope__free_unpacked(e, NULL);
+                if (done)
+                    break;
+            }
+        }
+        melbo_conn_close(&c->conn);
+        if (done) {
+            if (status == MELBO_CLI_UNREACHABLE || status == MELBO_CLI_OK)
+                status = v->state == MELBO__JOB_STATE__DONE        ? MELBO_CLI_OK
+                         : v->state == MELBO__JOB_STATE__CANCELLED ? MELBO_CLI_JOB_CANCELLED
+                         : v->state == MELBO__JOB_STATE__FAILED    ? MELBO_CLI_JOB_FAILED
+                                                                   : MELBO_CLI_REFUSED;
+            break;
+        }
+        if (tries++ >= 30) {
+            fprintf(stderr, "melbo: lost the coordinator\n");
+            break;
+        }
+        sleep(1);
+    }
+    if (live && v->state == MELBO__JOB_STATE__FAILED)
+        fprintf(stderr, "melbo: job %llu FAILED: %s\n", (unsigned long long)job, v->error);
+    free(v);
+    return status;
+}

@@ -1,0 +1,322 @@
+/*
+ * coord/launcher.c - the local launcher (DESIGN §2): starts a job's ranks as
+ * `mpirun --allow-run-as-root --oversubscribe --bind-to none -np N melbo-rank train ...` with
+ * uv_spawn, notices the exit status, and cancels with signals.
+ *
+ * mpirun runs detached (setsid: its own session and process group, pid = pgid), with stdout and
+ * stderr appended to STATE/jobs/ID/ranks.log rather than piped to us, so the ranks survive a
+ * coordinator that dies and are found again at restart ("adopted": not our child, watched by pid
+ * every second). The ranks learn where we are from MELBO_COORD_ADDR, MELBO_JOB_ID and
+ * MELBO_JOB_SECRET_FILE (a 0600 file in the job directory); mpirun forwards the environment to
+ * local ranks. Cancel is SIGTERM to the whole process group, then SIGKILL after a grace period,
+ * so no rank outlives its job.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/file.h"
+#include "common/log.h"
+#include "coord/coord.h"
+#include "coord/db.h"
+#include "coord/jobspec.h"
+
+#define MELBO_CANCEL_GRACE_MS 4000
+
+int melbo_job_dir(const struct melbo_coord *co, uint64_t id, char *buf, size_t n) {
+    int w = snprintf(buf, n, "%s/jobs/%llu", co->state_dir, (unsigned long long)id);
+    return w < 0 || (size_t)w >= n ? MELBO_ERANGE : 0;
+}
+
+static void on_proc_close(uv_handle_t *h) {
+    free(h);
+}
+
+static void on_timer_close(uv_handle_t *h) {
+    free(h);
+}
+
+static void stop_kill_timer(struct melbo_job *job) {
+    if (job->kill_timer) {
+        uv_timer_stop(job->kill_timer);
+        uv_close((uv_handle_t *)job->kill_timer, on_timer_close);
+        job->kill_timer = NULL;
+    }
+}
+
+/* The last lines of the job's ranks.log, for a FAILED message (buf size n). */
+static void log_tail(const struct melbo_coord *co, const struct melbo_job *job, char *buf,
+                     size_t n) {
+    char dir[PATH_MAX], path[PATH_MAX];
+    buf[0] = '\0';
+    if (melbo_job_dir(co, job->id, dir, sizeof dir) || melbo_path_join(path, sizeof path, dir, "ranks.log"))
+        return;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    long start = size > (long)n - 1 ? size - (long)n + 1 : 0;
+    fseek(f, start, SEEK_SET);
+    size_t got = fread(buf, 1, n - 1, f);
+    buf[got] = '\0';
+    fclose(f);
+    /* keep the last two non-empty lines */
+    while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == ' '))
+        buf[--got] = '\0';
+    int lines = 0;
+    for (size_t i = got; i > 0; i--)
+        if (buf[i - 1] == '\n' && ++lines == 2) {
+            memmove(buf, buf + i, got - i + 1);
+            break;
+        }
+    for (char *p = buf; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+}
+
+/* The ranks are gone (our child exited, or an adopted group vanished): settle the job. */
+static void ranks_ended(struct melbo_coord *co, struct melbo_job *job, const char *how) {
+    stop_kill_timer(job);
+    job->pid = 0;
+    job->adopted = 0;
+    if (melbo_job_state_terminal(job->state)) {
+        melbo_db_job_update(co->db, job);
+        return;
+    }
+    if (job->cancel_requested) {
+        melbo_job_set_state(co, job, MELBO__JOB_STATE__CANCELLED, "cancelled by its owner", NULL);
+        return;
+    }
+    char tail[512], msg[1024];
+    log_tail(co, job, tail, sizeof tail);
+    snprintf(msg, sizeof msg, "ranks %s before the bank was stored%s%s", how, tail[0] ? ": " : "",
+             tail);
+    job->failed_rank = 0;
+    melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, "ranks exited", msg);
+}
+
+static void on_exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
+    struct melbo_job *job = proc->data;
+    struct melbo_coord *co = job ? job->co : NULL;
+    uv_close((uv_handle_t *)proc, on_proc_close);
+    if (job == NULL)
+        return;
+    job->proc = NULL;
+    char how[64];
+    if (term_signal)
+        snprintf(how, sizeof how, "were killed by signal %d", term_signal);
+    else
+        snprintf(how, sizeof how, "exited with status %lld", (long long)status);
+    melbo_log(MELBO_LOG_INFO, "coord: job %llu: mpirun %s", (unsigned long long)job->id, how);
+    ranks_ended(co, job, how);
+}
+
+static int write_secret(const char *path, const char *secret, struct melbo_err *err) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return melbo_err_set(err, MELBO_EIO, "cannot write %s: %s", path, strerror(errno));
+    size_t n = strlen(secret);
+    int ok = write(fd, secret, n) == (ssize_t)n;
+    ok = fsync(fd) == 0 && ok;
+    close(fd);
+    return ok ? 0 : melbo_err_set(err, MELBO_EIO, "cannot write %s", path);
+}
+
+int melbo_launcher_start(struct melbo_coord *co, struct melbo_job *job, struct melbo_err *err) {
+    char dir[PATH_MAX], secret_path[PATH_MAX], out[PATH_MAX], ckpt[PATH_MAX], log_path[PATH_MAX];
+    char id[32], np[16];
+    struct melbo_argv av = {0};
+    char **env = NULL;
+    int log_fd = -1, ret;
+    uv_process_t *proc = NULL;
+    Melbo__JobSpec *spec = melbo__job_spec__unpack(NULL, job->spec_len, job->spec);
+    if (spec == NULL) {
+        ret = melbo_err_set(err, MELBO_EFORMAT, "the stored job spec is unreadable");
+        goto out;
+    }
+    if ((ret = melbo_job_dir(co, job->id, dir, sizeof dir)) != 0)
+        goto out;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        ret = melbo_err_set(err, MELBO_EIO, "cannot create %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    melbo_path_join(secret_path, sizeof secret_path, dir, "secret");
+    melbo_path_join(out, sizeof out, dir, "out.bank.safetensors");
+    melbo_path_join(ckpt, sizeof ckpt, dir, "train.ckpt");
+    melbo_path_join(log_path, sizeof log_path, dir, "ranks.log");
+    if ((ret = write_secret(secret_path, job->secret, err)) != 0)
+        goto out;
+    snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
+    snprintf(np, sizeof np, "%d", job->n_ranks > 0 ? job->n_ranks : 1);
+    const char *pre[] = {co->mpirun, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
+                         "-np", np, co->rank_binary};
+    for (size_t i = 0; i < sizeof pre / sizeof pre[0]; i++)
+        melbo_argv_push(&av, pre[i]);
+    /* Resume from the checkpoint when a previous launch of this job left one. */
+    if ((ret = melbo_jobspec_to_argv(spec, out, ckpt, access(ckpt, R_OK) == 0 ? ckpt : NULL, id,
+                                     &av, err)) != 0)
+        goto out;
+    log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (log_fd < 0) {
+        ret = melbo_err_set(err, MELBO_EIO, "cannot open %s: %s", log_path, strerror(errno));
+        goto out;
+    }
+    extern char **environ;
+    size_t n_env = 0;
+    while (environ[n_env])
+        n_env++;
+    env = calloc(n_env + 4, sizeof *env);
+    if (env == NULL) {
+        ret = melbo_err_set(err, MELBO_ENOMEM, "out of memory");
+        goto out;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n_env; i++)
+        if (strncmp(environ[i], "MELBO_COORD_ADDR=", 17) && strncmp(environ[i], "MELBO_JOB_ID=", 13) &&
+            strncmp(environ[i], "MELBO_JOB_SECRET_FILE=", 22))
+            env[k++] = environ[i];
+    char e_addr[256], e_id[64], e_secret[PATH_MAX + 32];
+    snprintf(e_addr, sizeof e_addr, "MELBO_COORD_ADDR=%s", co->address);
+    snprintf(e_id, sizeof e_id, "MELBO_JOB_ID=%s", id);
+    snprintf(e_secret, sizeof e_secret, "MELBO_JOB_SECRET_FILE=%s", secret_path);
+    env[k++] = e_addr;
+    env[k++] = e_id;
+    env[k++] = e_secret;
+    env[k] = NULL;
+    proc = calloc(1, sizeof *proc);
+    if (proc == NULL) {
+        ret = melbo_err_set(err, MELBO_ENOMEM, "out of memory");
+        goto out;
+    }
+    uv_stdio_container_t stdio[3];
+    stdio[0].flags = UV_IGNORE;
+    stdio[1].flags = stdio[2].flags = UV_INHERIT_FD;
+    stdio[1].data.fd = stdio[2].data.fd = log_fd;
+    uv_process_options_t opt;
+    memset(&opt, 0, sizeof opt);
+    opt.exit_cb = on_exit_cb;
+    opt.file = co->mpirun;
+    opt.args = av.v;
+    opt.env = env;
+    opt.cwd = dir;
+    opt.flags = UV_PROCESS_DETACHED;
+    opt.stdio_count = 3;
+    opt.stdio = stdio;
+    proc->data = job;
+    ret = uv_spawn(co->loop, proc, &opt);
+    if (ret != 0) {
+        melbo_err_set(err, ret, "cannot start %s: %s", co->mpirun, uv_strerror(ret));
+        uv_close((uv_handle_t *)proc, on_proc_close);
+        proc = NULL;
+        goto out;
+    }
+    job->proc = proc;
+    job->pid = proc->pid;
+    job->co = co;
+    proc = NULL;
+    melbo_log(MELBO_LOG_INFO, "coord: job %llu: started mpirun pid %d (%s)",
+              (unsigned long long)job->id, job->pid, log_path);
+    melbo_job_set_state(co, job, MELBO__JOB_STATE__STARTING, "ranks launched", NULL);
+out:
+    free(proc);
+    free(env);
+    if (log_fd >= 0)
+        close(log_fd);
+    melbo_argv_free(&av);
+    if (spec)
+        melbo__job_spec__free_unpacked(spec, NULL);
+    return ret;
+}
+
+static void on_kill_timer(uv_timer_t *t) {
+    struct melbo_job *job = t->data;
+    if (job->pid > 0) {
+        melbo_log(MELBO_LOG_WARN, "coord: job %llu: ranks ignored SIGTERM; SIGKILL",
+                  (unsigned long long)job->id);
+        kill(-job->pid, SIGKILL);
+    }
+    stop_kill_timer(job);
+}
+
+int melbo_launcher_cancel(struct melbo_coord *co, struct melbo_job *job) {
+    job->cancel_requested = 1;
+    melbo_db_job_update(co->db, job);
+    if (job->pid <= 0)
+        return melbo_job_set_state(co, job, MELBO__JOB_STATE__CANCELLED, "cancelled by its owner",
+                                   NULL);
+    kill(-job->pid, SIGTERM);
+    if (job->kill_timer == NULL) {
+        job->kill_timer = malloc(sizeof *job->kill_timer);
+        if (job->kill_timer) {
+            uv_timer_init(co->loop, job->kill_timer);
+            job->kill_timer->data = job;
+            uv_timer_start(job->kill_timer, on_kill_timer, MELBO_CANCEL_GRACE_MS, 0);
+        }
+    }
+    return 0;
+}
+
+/*
+ * 1 while process group pgid has a member that is not a zombie. Adopted ranks are not our
+ * children, and an init that does not reap would leave zombies that kill(-pgid, 0) still finds,
+ * so /proc is read instead: field 3 of /proc/PID/stat is the state, field 5 the group.
+ */
+static int group_alive(int pgid) {
+    if (kill(-pgid, 0) != 0 && errno != EPERM)
+        return 0;
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return 1;
+    int alive = 0;
+    struct dirent *de;
+    while (!alive && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] < '0' || de->d_name[0] > '9')
+            continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *rp = strrchr(buf, ')');  // the command name may hold spaces and parentheses
+        char state;
+        int ppid, pgrp;
+        if (rp && sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 && pgrp == pgid &&
+            state != 'Z' && state != 'X')
+            alive = 1;
+    }
+    closedir(d);
+    return alive;
+}
+
+void melbo_launcher_tick(struct melbo_coord *co) {
+    for (struct melbo_job *j = co->jobs; j; j = j->next) {
+        if (!j->adopted || j->proc)
+            continue;
+        if (j->pid > 0 && group_alive(j->pid))
+            continue;
+        melbo_log(MELBO_LOG_INFO, "coord: job %llu: adopted ranks are gone",
+                  (unsigned long long)j->id);
+        ranks_ended(co, j, "died while the coordinator was away");
+    }
+}
+
+void melbo_launcher_close_all(struct melbo_coord *co) {
+    for (struct melbo_job *j = co->jobs; j; j = j->next) {
+        stop_kill_timer(j);
+        if (j->proc) {
+            j->proc->data = NULL;  // the ranks keep running; a restart adopts them
+            uv_close((uv_handle_t *)j->proc, on_proc_close);
+            j->proc = NULL;
+        }
+    }
+}

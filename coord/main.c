@@ -1,0 +1,322 @@
+/*
+ * coord/main.c - melbo-coord: `init` creates a state directory, `serve` runs the coordinator on
+ * it, `token add` gives another user a token.
+ *
+ * State directory (0700): melbo.db (SQLite, WAL: jobs, events, bank catalog), tokens (0600),
+ * banks/ (stored banks), jobs/ID/ (each job's secret, rank log, checkpoint and output), address
+ * (the host:port `serve` bound, rewritten at every start) and coord.conf (listen=HOST:PORT).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/file.h"
+#include "common/log.h"
+#include "coord/coord.h"
+#include "coord/db.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: melbo-coord <command> [options]\n"
+            "\n"
+            "  init --state DIR [--listen HOST:PORT] [--user NAME]\n"
+            "        create the state directory; prints the first user's token and the two\n"
+            "        environment lines a client needs (MELBO_COORD=..., MELBO_TOKEN=...)\n"
+            "  serve --state DIR [--listen HOST:PORT] [--rank-binary PATH] [--mpirun PATH]\n"
+            "        [--max-running N] [--client-cap BYTES]\n"
+            "        run the coordinator (port 0 picks a free port; the bound address is written\n"
+            "        to DIR/address)\n"
+            "  token add NAME --state DIR\n"
+            "        add a user; prints their MELBO_TOKEN line\n");
+}
+
+static const char *arg_value(int argc, char **argv, const char *name) {
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], name))
+            return argv[i + 1];
+    return NULL;
+}
+
+static int check_args(int argc, char **argv, int first, const char *const *known) {
+    for (int i = first; i < argc; i++) {
+        int ok = 0;
+        for (const char *const *k = known; *k; k++)
+            if (!strcmp(argv[i], *k))
+                ok = 1;
+        if (!ok || i + 1 >= argc) {
+            fprintf(stderr, "melbo-coord: %s '%s'\n", ok ? "missing value for" : "unknown argument",
+                    argv[i]);
+            return 2;
+        }
+        i++;
+    }
+    return 0;
+}
+
+static int read_conf_listen(const char *state, char *buf, size_t n) {
+    char path[PATH_MAX], *text = NULL;
+    size_t len;
+    if (melbo_path_join(path, sizeof path, state, "coord.conf") ||
+        melbo_file_read(path, &text, &len, NULL))
+        return -1;
+    char *p = strstr(text, "listen=");
+    int r = -1;
+    if (p) {
+        p += 7;
+        size_t k = strcspn(p, "\r\n");
+        if (k > 0 && k < n) {
+            memcpy(buf, p, k);
+            buf[k] = '\0';
+            r = 0;
+        }
+    }
+    free(text);
+    return r;
+}
+
+static int cmd_init(int argc, char **argv) {
+    static const char *const known[] = {"--state", "--listen", "--user", NULL};
+    if (check_args(argc, argv, 1, known))
+        return 2;
+    const char *state = arg_value(argc, argv, "--state");
+    const char *listen = arg_value(argc, argv, "--listen");
+    const char *user = arg_value(argc, argv, "--user");
+    if (state == NULL) {
+        fprintf(stderr, "melbo-coord init: --state DIR is required\n");
+        return 2;
+    }
+    if (listen == NULL)
+        listen = "127.0.0.1:7878";
+    if (user == NULL)
+        user = getenv("USER") && *getenv("USER") ? getenv("USER") : "admin";
+    struct melbo_err err = {0};
+    char path[PATH_MAX], token[65];
+    sqlite3 *db = NULL;
+    if (mkdir(state, 0700) != 0) {
+        fprintf(stderr, "melbo-coord init: cannot create %s: %s%s\n", state, strerror(errno),
+                errno == EEXIST ? " (init runs once; use `token add` for more users)" : "");
+        return 1;
+    }
+    chmod(state, 0700);
+    const char *subdirs[] = {"banks", "jobs"};
+    for (int i = 0; i < 2; i++) {
+        melbo_path_join(path, sizeof path, state, subdirs[i]);
+        if (mkdir(path, 0700) != 0)
+            goto fail_errno;
+    }
+    melbo_path_join(path, sizeof path, state, "melbo.db");
+    if (melbo_db_open(path, &db, &err) != 0)
+        goto fail;
+    sqlite3_close(db);
+    chmod(path, 0600);
+    melbo_path_join(path, sizeof path, state, "coord.conf");
+    char conf[256];
+    int cl = snprintf(conf, sizeof conf, "listen=%s\n", listen);
+    if (melbo_file_write_atomic(path, conf, (size_t)cl, &err) != 0)
+        goto fail;
+    chmod(path, 0600);
+    if (melbo_tokens_add(state, user, token, &err) != 0)
+        goto fail;
+    fprintf(stderr, "melbo-coord: state directory %s created; user %s\n", state, user);
+    printf("MELBO_COORD=%s\nMELBO_TOKEN=%s\n", listen, token);
+    return 0;
+fail_errno:
+    fprintf(stderr, "melbo-coord init: cannot create %s: %s\n", path, strerror(errno));
+    return 1;
+fail:
+    fprintf(stderr, "melbo-coord init: %s\n", err.msg);
+    return 1;
+}
+
+static int cmd_token(int argc, char **argv) {
+    if (argc < 3 || strcmp(argv[1], "add") != 0) {
+        usage(stderr);
+        return 2;
+    }
+    static const char *const known[] = {"--state", NULL};
+    if (check_args(argc, argv, 3, known))
+        return 2;
+    const char *state = arg_value(argc, argv, "--state");
+    if (state == NULL) {
+        fprintf(stderr, "melbo-coord token add: --state DIR is required\n");
+        return 2;
+    }
+    char token[65];
+    struct melbo_err err = {0};
+    if (!melbo_file_is_dir(state)) {
+        fprintf(stderr, "melbo-coord token add: %s is not a state directory (run init)\n", state);
+        return 1;
+    }
+    if (melbo_tokens_add(state, argv[2], token, &err) != 0) {
+        fprintf(stderr, "melbo-coord token add: %s\n", err.msg);
+        return 1;
+    }
+    printf("MELBO_TOKEN=%s\n", token);
+    return 0;
+}
+
+static void on_tick(uv_timer_t *t) {
+    struct melbo_coord *co = t->data;
+    melbo_launcher_tick(co);
+    melbo_coord_sweep_clients(co);
+    melbo_jobs_schedule(co);
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);  // the listener, the tick timer, the signal handles
+}
+
+static void on_signal(uv_signal_t *s, int sig) {
+    struct melbo_coord *co = s->data;
+    melbo_log(MELBO_LOG_INFO, "coord: signal %d; stopping (running jobs keep running)", sig);
+    uv_stop(co->loop);
+}
+
+/* Finds melbo-rank next to this binary: build/coord/melbo-coord -> build/rank/melbo-rank. */
+static void default_rank_binary(char *buf, size_t n) {
+    char self[PATH_MAX];
+    ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
+    buf[0] = '\0';
+    if (k <= 0)
+        return;
+    self[k] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash == NULL)
+        return;
+    *slash = '\0';
+    snprintf(buf, n, "%s/../rank/melbo-rank", self);
+    if (access(buf, X_OK) == 0)
+        return;
+    snprintf(buf, n, "%s/melbo-rank", self);
+}
+
+/* Jobs that were running when the coordinator stopped: their ranks may still be there. */
+static void adopt_jobs(struct melbo_coord *co) {
+    for (struct melbo_job *j = co->jobs; j; j = j->next) {
+        j->co = co;
+        if (melbo_job_state_terminal(j->state) || j->state == MELBO__JOB_STATE__QUEUED)
+            continue;
+        if (j->pid > 0) {
+            j->adopted = 1;
+            melbo_log(MELBO_LOG_INFO, "coord: job %llu (%s): waiting for its ranks (pid %d)",
+                      (unsigned long long)j->id, melbo_job_state_name(j->state), j->pid);
+        } else {
+            j->failed_rank = -1;
+            melbo_job_set_state(co, j, MELBO__JOB_STATE__FAILED, "lost",
+                                "the coordinator stopped before the ranks started");
+        }
+    }
+}
+
+static int cmd_serve(int argc, char **argv) {
+    static const char *const known[] = {"--state", "--listen", "--rank-binary", "--mpirun",
+                                        "--max-running", "--client-cap", NULL};
+    if (check_args(argc, argv, 1, known))
+        return 2;
+    struct melbo_coord co;
+    struct melbo_err err = {0};
+    char path[PATH_MAX], listen_buf[128];
+    int status = 1;
+    memset(&co, 0, sizeof co);
+    const char *state = arg_value(argc, argv, "--state");
+    const char *listen = arg_value(argc, argv, "--listen");
+    if (state == NULL) {
+        fprintf(stderr, "melbo-coord serve: --state DIR is required\n");
+        return 2;
+    }
+    if (realpath(state, co.state_dir) == NULL || !melbo_file_is_dir(co.state_dir)) {
+        fprintf(stderr, "melbo-coord serve: %s is not a state directory (run melbo-coord init)\n",
+                state);
+        return 1;
+    }
+    if (listen == NULL && read_conf_listen(co.state_dir, listen_buf, sizeof listen_buf) == 0)
+        listen = listen_buf;
+    if (listen == NULL)
+        listen = "127.0.0.1:7878";
+    const char *rb = arg_value(argc, argv, "--rank-binary");
+    if (rb)
+        snprintf(co.rank_binary, sizeof co.rank_binary, "%s", rb);
+    else
+        default_rank_binary(co.rank_binary, sizeof co.rank_binary);
+    const char *mp = arg_value(argc, argv, "--mpirun");
+    snprintf(co.mpirun, sizeof co.mpirun, "%s", mp ? mp : "mpirun");
+    const char *mr = arg_value(argc, argv, "--max-running");
+    co.max_running = mr ? atoi(mr) : 2;
+    if (co.max_running < 1)
+        co.max_running = 1;
+    const char *cc = arg_value(argc, argv, "--client-cap");
+    co.client_cap = cc ? (size_t)strtoull(cc, NULL, 10) : MELBO_COORD_CLIENT_CAP;
+    if (co.client_cap < 65536)
+        co.client_cap = 65536;
+    signal(SIGPIPE, SIG_IGN);
+    co.loop = uv_default_loop();
+    co.started = melbo_coord_now();
+    melbo_path_join(path, sizeof path, co.state_dir, "melbo.db");
+    if (melbo_db_open(path, &co.db, &err) != 0 || melbo_db_jobs_load(&co, &err) != 0)
+        goto fail;
+    if (melbo_coord_listen(&co, listen, &err) != 0)
+        goto fail;
+    melbo_path_join(path, sizeof path, co.state_dir, "address");
+    char addr_line[160];
+    int al = snprintf(addr_line, sizeof addr_line, "%s\n", co.address);
+    if (melbo_file_write_atomic(path, addr_line, (size_t)al, &err) != 0)
+        goto fail;
+    melbo_log(MELBO_LOG_INFO, "coord: serving %s on %s (ranks: %s)", co.state_dir, co.address,
+              co.rank_binary);
+    adopt_jobs(&co);
+    uv_timer_init(co.loop, &co.tick);
+    co.tick.data = &co;
+    uv_timer_start(&co.tick, on_tick, 1000, 1000);
+    uv_signal_init(co.loop, &co.sigterm);
+    uv_signal_init(co.loop, &co.sigint);
+    co.sigterm.data = co.sigint.data = &co;
+    uv_signal_start(&co.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&co.sigint, on_signal, SIGINT);
+    melbo_jobs_schedule(&co);
+    uv_run(co.loop, UV_RUN_DEFAULT);
+    /* Orderly stop: close every handle, let the callbacks run, then the database. */
+    melbo_coord_close_all(&co);
+    melbo_launcher_close_all(&co);
+    uv_walk(co.loop, close_walk, &co);
+    uv_run(co.loop, UV_RUN_DEFAULT);
+    status = 0;
+    goto out;
+fail:
+    fprintf(stderr, "melbo-coord serve: %s\n", err.msg);
+out:
+    for (struct melbo_job *j = co.jobs, *n; j; j = n) {
+        n = j->next;
+        free(j->spec);
+        free(j->last_step);
+        free(j);
+    }
+    if (co.db)
+        sqlite3_close(co.db);
+    return status;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("melbo-coord %s\n", MELBO_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "init"))
+        return cmd_init(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "serve"))
+        return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "token"))
+        return cmd_token(argc - 1, argv + 1);
+    fprintf(stderr, "melbo-coord: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

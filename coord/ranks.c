@@ -1,0 +1,220 @@
+/*
+ * coord/ranks.c - rank 0's side of the protocol: RankHello with the job's secret, numbered
+ * events (stored once, acknowledged once per read), log lines, the bank upload, done / failed.
+ *
+ * Resend after reconnect: the rank numbers its events 1, 2, ...; RankHelloOk tells it the last
+ * number stored (the maximum rank_seq in the event log, which survives a kill -9), and any event
+ * at or below it is acknowledged again but not stored twice.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/file.h"
+#include "common/log.h"
+#include "coord/coord.h"
+#include "coord/db.h"
+
+static void send_ack(struct melbo_client *cl, int done) {
+    Melbo__RankAck ack = MELBO__RANK_ACK__INIT;
+    ack.has_last_seq = 1;
+    ack.last_seq = cl->job->rank_seq;
+    ack.has_done = done;
+    ack.done = done;
+    Melbo__Envelope env = MELBO__ENVELOPE__INIT;
+    env.body_case = MELBO__ENVELOPE__BODY_RANK_ACK;
+    env.rank_ack = &ack;
+    melbo_client_send(cl, &env);
+}
+
+void melbo_coord_rank_hello(struct melbo_client *cl, const Melbo__Envelope *env) {
+    struct melbo_coord *co = cl->co;
+    const Melbo__RankHello *h = env->rank_hello;
+    if (!h->has_protocol_version || h->protocol_version != MELBO_PROTOCOL_VERSION) {
+        melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_VERSION, 1,
+                           "protocol version %u is not supported (this coordinator speaks %u)",
+                           h->protocol_version, MELBO_PROTOCOL_VERSION);
+        return;
+    }
+    struct melbo_job *job = h->has_job_id ? melbo_job_find(co, h->job_id) : NULL;
+    if (job == NULL || h->secret == NULL || !melbo_secret_equal(h->secret, job->secret)) {
+        melbo_log(MELBO_LOG_WARN, "coord: %s: rank hello for job %llu refused (wrong secret)",
+                  cl->peer, (unsigned long long)h->job_id);
+        melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_AUTH, 1,
+                           "job %llu: wrong job secret", (unsigned long long)h->job_id);
+        return;
+    }
+    if (melbo_job_state_terminal(job->state)) {
+        melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_STATE, 1, "job %llu is %s",
+                           (unsigned long long)job->id, melbo_job_state_name(job->state));
+        return;
+    }
+    if (job->rank && job->rank != cl) {  // the old connection is stale: the new one wins
+        struct melbo_client *old = job->rank;
+        job->rank = NULL;
+        old->job = NULL;
+        old->kind = MELBO_CLIENT_NEW;
+        melbo_client_close(old);
+    }
+    cl->kind = MELBO_CLIENT_RANK;
+    cl->job = job;
+    job->rank = cl;
+    melbo_log(MELBO_LOG_INFO, "coord: job %llu: rank 0 connected from %s (resend after %llu)",
+              (unsigned long long)job->id, cl->peer, (unsigned long long)job->rank_seq);
+    Melbo__RankHelloOk ok = MELBO__RANK_HELLO_OK__INIT;
+    ok.has_last_seq = 1;
+    ok.last_seq = job->rank_seq;
+    Melbo__Envelope r = MELBO__ENVELOPE__INIT;
+    r.has_id = env->has_id;
+    r.id = env->id;
+    r.body_case = MELBO__ENVELOPE__BODY_RANK_HELLO_OK;
+    r.rank_hello_ok = &ok;
+    melbo_client_send(cl, &r);
+}
+
+void melbo_coord_rank_gone(struct melbo_client *cl) {
+    if (cl->job && cl->job->rank == cl)
+        cl->job->rank = NULL;
+    cl->job = NULL;
+}
+
+static void on_event(struct melbo_client *cl, const Melbo__RankEvent *re) {
+    struct melbo_job *job = cl->job;
+    if (!re->has_seq || re->event == NULL) {
+        melbo_client_error(cl, 0, MELBO__ERROR_CODE__ERROR_PROTOCOL, 1, "RankEvent without seq");
+        return;
+    }
+    cl->acked_in_read = 1;
+    if (re->seq <= job->rank_seq)
+        return;  // a resend of something stored before
+    Melbo__JobEvent *ev = re->event;
+    /* The rank reports RUNNING / GENERATING / CHECKPOINTED; final states are ours to set. */
+    int st = ev->has_state ? (int)ev->state : job->state;
+    if (st == MELBO__JOB_STATE__JOB_STATE_UNKNOWN || melbo_job_state_terminal(st) ||
+        st == MELBO__JOB_STATE__QUEUED)
+        st = job->state;
+    if (ev->kind == MELBO__JOB_EVENT__KIND__STEP)
+        st = MELBO__JOB_STATE__RUNNING;
+    ev->has_state = 1;
+    ev->state = st;
+    /* Stored with its rank_seq, so a restart knows what to ask for again. */
+    int r = melbo_job_append_ranked(cl->co, job, ev, re->seq);
+    if (r == 0)
+        job->rank_seq = re->seq;
+    else
+        melbo_client_error(cl, 0, MELBO__ERROR_CODE__ERROR_INTERNAL, 1,
+                           "cannot store the event: %s", melbo_err_name(r));
+}
+
+static void on_upload(struct melbo_client *cl, const Melbo__BankUpload *u) {
+    struct melbo_coord *co = cl->co;
+    struct melbo_err err = {0};
+    uint64_t off = u->has_offset ? u->offset : 0;
+    if (off == 0) {  // (re)start
+        if (cl->up)
+            fclose(cl->up);
+        snprintf(cl->up_path, sizeof cl->up_path, "%s/banks/.upload-%llu.tmp", co->state_dir,
+                 (unsigned long long)cl->job->id);
+        cl->up = fopen(cl->up_path, "wb");
+        cl->up_off = 0;
+        melbo_sha256_init(&cl->up_sha);
+        if (cl->up == NULL) {
+            melbo_client_error(cl, 0, MELBO__ERROR_CODE__ERROR_INTERNAL, 1, "cannot write %s: %s",
+                               cl->up_path, strerror(errno));
+            return;
+        }
+    }
+    if (cl->up == NULL || off != cl->up_off || !u->has_data || u->data.len > MELBO_CHUNK_MAX ||
+        (u->has_total_size && u->total_size > (1ull << 40))) {
+        melbo_client_error(cl, 0, MELBO__ERROR_CODE__ERROR_PROTOCOL, 1,
+                           "bank upload out of order (offset %llu, expected %llu)",
+                           (unsigned long long)off, (unsigned long long)cl->up_off);
+        return;
+    }
+    if (u->data.len && fwrite(u->data.data, 1, u->data.len, cl->up) != u->data.len) {
+        melbo_client_error(cl, 0, MELBO__ERROR_CODE__ERROR_INTERNAL, 1, "cannot write %s",
+                           cl->up_path);
+        return;
+    }
+    melbo_sha256_update(&cl->up_sha, u->data.data, u->data.len);
+    cl->up_off += u->data.len;
+    if (!u->last)
+        return;
+    if (u->has_total_size && u->total_size != cl->up_off) {
+        melbo_client_error(cl, 0, MELBO__ERROR_CODE__ERROR_PROTOCOL, 1,
+                           "bank upload has %llu bytes, announced %llu",
+                           (unsigned long long)cl->up_off, (unsigned long long)u->total_size);
+        return;
+    }
+    char id[72];
+    if (melbo_bank_store(co, cl, u->sha256, id, sizeof id, &err) != 0) {
+        melbo_client_error(cl, 0, MELBO__ERROR_CODE__ERROR_INVALID, 1, "%s", err.msg);
+        return;
+    }
+    snprintf(cl->job->bank_id, sizeof cl->job->bank_id, "%s", id);
+    melbo_db_job_update(co->db, cl->job);
+    Melbo__JobEvent ev = MELBO__JOB_EVENT__INIT;
+    ev.has_kind = ev.has_state = 1;
+    ev.kind = MELBO__JOB_EVENT__KIND__BANK;
+    ev.state = cl->job->state;
+    ev.bank_id = id;
+    melbo_job_append(co, cl->job, &ev);
+}
+
+void melbo_coord_on_rank_message(struct melbo_client *cl, const Melbo__Envelope *env) {
+    struct melbo_coord *co = cl->co;
+    struct melbo_job *job = cl->job;
+    if (job == NULL) {
+        melbo_client_close(cl);
+        return;
+    }
+    switch (env->body_case) {
+    case MELBO__ENVELOPE__BODY_RANK_EVENT:
+        on_event(cl, env->rank_event);
+        break;
+    case MELBO__ENVELOPE__BODY_RANK_LOG: {
+        Melbo__JobEvent ev = MELBO__JOB_EVENT__INIT;
+        ev.has_kind = ev.has_state = 1;
+        ev.kind = MELBO__JOB_EVENT__KIND__LOG;
+        ev.state = job->state;
+        char line[1024];
+        snprintf(line, sizeof line, "%s", env->rank_log->line ? env->rank_log->line : "");
+        ev.log = line;
+        melbo_job_append(co, job, &ev);
+        break;
+    }
+    case MELBO__ENVELOPE__BODY_BANK_UPLOAD:
+        on_upload(cl, env->bank_upload);
+        break;
+    case MELBO__ENVELOPE__BODY_RANK_DONE:
+        if (job->bank_id[0] == '\0') {
+            melbo_client_error(cl, 0, MELBO__ERROR_CODE__ERROR_STATE, 1,
+                               "done before the bank was uploaded");
+            return;
+        }
+        if (!melbo_job_state_terminal(job->state))
+            melbo_job_set_state(co, job, MELBO__JOB_STATE__DONE, "bank stored", NULL);
+        send_ack(cl, 1);
+        break;
+    case MELBO__ENVELOPE__BODY_RANK_FAILED: {
+        const Melbo__RankFailed *f = env->rank_failed;
+        job->failed_rank = f->has_rank ? f->rank : 0;
+        if (!melbo_job_state_terminal(job->state))
+            melbo_job_set_state(co, job, job->cancel_requested ? MELBO__JOB_STATE__CANCELLED
+                                                               : MELBO__JOB_STATE__FAILED,
+                                "rank failed", f->error ? f->error : "unknown error");
+        send_ack(cl, 1);
+        break;
+    }
+    default:
+        melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_PROTOCOL, 1,
+                           "message %d is not one a rank sends", (int)env->body_case);
+    }
+}
+
+void melbo_coord_rank_after_read(struct melbo_client *cl) {
+    if (cl->acked_in_read && cl->job && !cl->closing)
+        send_ack(cl, 0);
+    cl->acked_in_read = 0;
+}

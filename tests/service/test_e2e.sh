@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# tests/service/test_e2e.sh BUILD_DIR GOLDEN_DIR TMPDIR
+# The service end to end with real processes on loopback: init (modes), serve, submit, watch sees
+# every step, DONE, fetch gives the same bank as standalone melbo-rank train, show / ls / bank ls,
+# two watchers see identical streams, a watcher resuming from event N gets exactly the rest, and
+# the CLI's error messages and exit codes.
+bin=$1 golden=$2 tmp=$3
+source "$(dirname "$0")/lib.sh"
+coord_init
+[ "$(stat -c %a "$tmp/state")" = 700 ] && ok "state dir 0700" || bad "state dir mode $(stat -c %a "$tmp/state")"
+[ "$(stat -c %a "$tmp/state/tokens")" = 600 ] && ok "tokens file 0600" || bad "tokens mode"
+grep -q "^MELBO_COORD=" "$tmp/init.out" && [ -n "$MELBO_TOKEN" ] && ok "init prints MELBO_COORD and MELBO_TOKEN" || bad "init output"
+grep -q "$MELBO_TOKEN" "$tmp/state/tokens" && bad "token stored in clear" || ok "token stored hashed"
+coord_start
+
+spec=("${job_args[@]}" --vectors 4 --wave 2 --steps 12 --max-new-tokens 4 --seed 5)
+job=$(melbo submit "${spec[@]}" 2>"$tmp/submit.err"); st=$?
+[ $st = 0 ] && [[ "$job" =~ ^[0-9]+$ ]] && ok "submit prints only the job id ($job)" || bad "submit: $st '$job' $(cat "$tmp/submit.err")"
+melbo watch "$job" --json > "$tmp/w1.jsonl" & w1=$!
+melbo watch "$job" --json > "$tmp/w2.jsonl"; st=$?
+wait $w1; st1=$?
+[ $st = 0 ] && [ $st1 = 0 ] && ok "watch exits 0 on DONE" || bad "watch status $st / $st1"
+steps=$(grep -c '"kind":"step"' "$tmp/w1.jsonl")
+[ "$steps" = 24 ] && ok "watch saw every step (24 = 2 waves x 12)" || bad "watch saw $steps step events"
+tail -1 "$tmp/w1.jsonl" | grep -q '"state":"DONE"' && ok "last event DONE" || bad "last event: $(tail -1 "$tmp/w1.jsonl")"
+cmp -s "$tmp/w1.jsonl" "$tmp/w2.jsonl" && ok "two watchers: identical streams ($(wc -l < "$tmp/w1.jsonl") events)" || bad "watchers differ"
+seq_ok=$(python3 -c "
+import json,sys
+n=[json.loads(l)['event'] for l in open('$tmp/w1.jsonl')]
+print(int(n==list(range(1,len(n)+1))))")
+[ "$seq_ok" = 1 ] && ok "event numbers 1..N, none twice" || bad "event numbers not contiguous"
+
+# Resume: a watcher that saw events 1..10 asks from 11 and gets exactly 11..N.
+total=$(wc -l < "$tmp/w1.jsonl")
+melbo watch "$job" --json --from 11 > "$tmp/w3.jsonl"
+tail -n +11 "$tmp/w1.jsonl" | cmp -s - "$tmp/w3.jsonl" && ok "resume from event 11: exactly the $((total - 10)) missing events" || bad "resume stream differs"
+
+# The bank: fetch == standalone melbo-rank train of the same spec.
+melbo fetch "$job" -o "$tmp/fetched.bank.safetensors" 2>/dev/null || bad "fetch"
+melbo-rank train "${spec[@]}" --out "$tmp/standalone.bank.safetensors" 2>/dev/null || bad "standalone run"
+melbo-rank bank "$tmp/fetched.bank.safetensors" --same-as "$tmp/standalone.bank.safetensors" >/dev/null \
+    && ok "fetched bank is the same bank as standalone melbo-rank train" || bad "banks differ"
+melbo show "$job" > "$tmp/show.txt" && [ "$(grep -c '^[0-3] ' "$tmp/show.txt")" = 4 ] \
+    && ok "show: 4 vector rows" || bad "show: $(cat "$tmp/show.txt")"
+bank=$(melbo ls --json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['bank'])")
+melbo bank ls --model llama3 --json | grep -q "\"bank\":\"$bank\"" && ok "bank ls --model finds $bank" || bad "bank ls"
+[ "$(melbo bank ls --model nosuchmodel --json)" = "[]" ] && ok "bank ls filters by model" || bad "bank ls filter"
+melbo bank show "$bank" --json | grep -q '"radius":4' && ok "bank show" || bad "bank show"
+
+# Errors a script can rely on.
+expect() { # DESC STATUS NEEDLE CMD...
+    local what=$1 want=$2 needle=$3; shift 3
+    out=$("$@" 2>&1); st=$?
+    if [ "$st" = "$want" ] && grep -qF -- "$needle" <<<"$out"; then ok "$what (exit $st)"
+    else bad "$what: exit $st (want $want): $out"; fi
+}
+expect "submit refused like the rank" 1 "--target-layer 5 is out of range" melbo submit "${job_args[@]}" --target-layer 5
+expect "submit: bad model dir" 1 "/nonexistent" melbo submit --model /nonexistent --prompt-ids 1,2 --radius 4
+expect "submit: --out is the coordinator's" 2 "chosen by the coordinator" melbo submit "${job_args[@]}" --out x
+expect "submit: unknown flag" 2 "unknown option --frob" melbo submit "${job_args[@]}" --frob 1
+expect "watch: no such job" 1 "no job 999" melbo watch 999 --json
+expect "cancel a finished job" 1 "already DONE" melbo cancel "$job"
+expect "fetch: path characters" 1 "is not a bank id" melbo fetch --bank ../../etc/passwd -o "$tmp/x"
+expect "fetch: unknown bank" 1 "no bank 0123abcd" melbo fetch --bank 0123abcd -o "$tmp/x"
+expect "wrong token" 3 "wrong token" melbo --token nope ls
+expect "missing token" 3 "missing token" env MELBO_TOKEN= melbo ls
+expect "no coordinator" 3 "cannot connect" melbo --coord 127.0.0.1:1 ls
+mkdir -p "$tmp/home/.config/melbo"
+printf 'MELBO_COORD=%s\nMELBO_TOKEN=%s\n' "$MELBO_COORD" "$MELBO_TOKEN" > "$tmp/home/.config/melbo/config"
+env -u MELBO_COORD -u MELBO_TOKEN HOME="$tmp/home" melbo ls >/dev/null && ok "address and token from ~/.config/melbo/config" || bad "config file"
+tok2=$(melbo-coord token add bob --state "$tmp/state" | sed -n 's/^MELBO_TOKEN=//p')
+MELBO_TOKEN=$tok2 melbo ls >/dev/null && ok "token add: the new user is accepted" || bad "token add"
+expect "cancel someone else's job" 1 "belongs to" env MELBO_TOKEN=$tok2 melbo cancel "$job"
+exit $fail
