@@ -23,6 +23,11 @@ static void submit_usage(void) {
            "  --tp N --dp N     tensor- and data-parallel ranks (default 1 each)\n"
            "  --name TEXT       a label shown by melbo ls\n"
            "  --partition P     Slurm partition (slurm launcher)\n"
+           "  --gpus N          Slurm: GPUs per node, one rank each (left out: a CPU job)\n"
+           "  --nodes M         Slurm: nodes (default 1); tp x dp must equal nodes x gpus\n"
+           "  --time T          Slurm: time limit (default: the coordinator's); near it the job\n"
+           "                    checkpoints and is resubmitted with --resume\n"
+           "  --cpus-per-task C Slurm: cores per rank\n"
            "Paths are made absolute; they must be readable on the coordinator's host.\n");
 }
 
@@ -164,7 +169,14 @@ static int set_opt(struct spec_build *b, const char *o, const char *v) {
     STR("--system", system) STR("--chat-format", chat_format) STR("--loss-axis", loss_axis)
     STR("--target-tokens", target_tokens) STR("--name", name) STR("--partition", partition)
     INT("--source-layer", source_layer) INT("--target-layer", target_layer)
+    if (!strcmp(o, "--radius") && !strcmp(v, "auto")) {
+        s->has_radius_auto = 1;
+        s->radius_auto = 1;
+        return 0;
+    }
     DBL("--radius", radius) DBL("--p", p) DBL("--q", q)
+    INT("--calibration-samples", calibration_samples) DBL("--calibration-lambda", calibration_lambda)
+    INT("--gpus", gpus) INT("--nodes", nodes) STR("--time", time) INT("--cpus-per-task", cpus_per_task)
     INT("--steps", steps) INT("--vectors", vectors) INT("--wave", wave)
     DBL("--lr", lr) DBL("--eps", eps) U64("--seed", seed)
     INT("--checkpoint-every", checkpoint_every) INT("--threads", threads)

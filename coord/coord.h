@@ -25,6 +25,7 @@
 #include "common/sha256.h"
 #include "proto/frame.h"
 #include "proto/wire.h"
+#include "coord/slurm.h"
 
 #define MELBO_COORD_LOW_WATER (256u * 1024u)  // replay / fetch pump while below this
 #define MELBO_COORD_CLIENT_CAP (8u * 1024u * 1024u)  // default hard cap on queued bytes
@@ -32,6 +33,11 @@
 
 struct melbo_job;
 struct melbo_client;
+
+enum melbo_launcher_kind {
+    MELBO_LAUNCHER_LOCAL = 0,   // mpirun on the coordinator's host
+    MELBO_LAUNCHER_SLURM = 1,   // sbatch / squeue / scancel
+};
 
 /* Bytes of one encoded frame, shared by every write that sends them (refcounted). */
 struct melbo_frame_buf {
@@ -108,6 +114,11 @@ struct melbo_job {
     int cancel_requested;
     uv_timer_t *kill_timer;
     struct melbo_client *rank;       // rank 0's connection, or NULL
+    /* Slurm launcher (coord/slurm.c) */
+    char slurm_id[32];               // Slurm's job id; "submitting" while sbatch runs; "" local
+    int resubmits;                   // resubmissions after time limits (or local checkpoints)
+    char reason[128];                // Slurm's last pending reason reported
+    double ended_at;                 // when the job was first seen gone from Slurm (0: not yet)
     struct melbo_watch *watchers;
     struct melbo_job *next;
 };
@@ -124,6 +135,10 @@ struct melbo_coord {
     char mpirun[PATH_MAX];
     size_t client_cap;
     int max_running;
+    int launcher;                    // MELBO_LAUNCHER_LOCAL or MELBO_LAUNCHER_SLURM
+    struct melbo_slurm_conf slurm;
+    int slurm_polling;               // an squeue is running
+    double slurm_last_poll;
     int n_clients;
     double started;
     struct melbo_client *clients;
@@ -189,6 +204,8 @@ void melbo_launcher_tick(struct melbo_coord *co);
 /* Lets go of the mpirun handles (server shutdown; the ranks keep running). */
 void melbo_launcher_close_all(struct melbo_coord *co);
 int melbo_job_dir(const struct melbo_coord *co, uint64_t id, char *buf, size_t n);
+/* Writes the job's secret to path (0600). */
+int melbo_launcher_write_secret(const char *path, const char *secret, struct melbo_err *err);
 
 /* ---- banks.c: bank store and catalog ---- */
 /* Stores the finished upload of cl (verified against sha256 hex) and records it. */

@@ -1,6 +1,7 @@
 /* coord/db.c - SQLite persistence: jobs, events, bank catalog (coord/db.h). */
 #include "coord/db.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +18,7 @@ static const char *const schema =
     "  spec BLOB NOT NULL, secret TEXT NOT NULL, model TEXT, name TEXT, vectors INTEGER,"
     "  steps INTEGER, n_ranks INTEGER, created REAL, finished REAL, error TEXT,"
     "  failed_rank INTEGER, bank_id TEXT, pid INTEGER, cancel_requested INTEGER DEFAULT 0,"
-    "  last_step BLOB);"
+    "  last_step BLOB, slurm_id TEXT, resubmits INTEGER DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS events("
     "  job_id INTEGER NOT NULL, num INTEGER NOT NULL, rank_seq INTEGER NOT NULL,"
     "  body BLOB NOT NULL, PRIMARY KEY(job_id, num)) WITHOUT ROWID;"
@@ -39,6 +40,9 @@ int melbo_db_open(const char *path, sqlite3 **db, struct melbo_err *err) {
     }
     sqlite3_busy_timeout(*db, 5000);
     char *msg = NULL;
+    /* state directories from before the Slurm launcher: add its columns (errors: already there) */
+    sqlite3_exec(*db, "ALTER TABLE jobs ADD COLUMN slurm_id TEXT", NULL, NULL, NULL);
+    sqlite3_exec(*db, "ALTER TABLE jobs ADD COLUMN resubmits INTEGER DEFAULT 0", NULL, NULL, NULL);
     if (sqlite3_exec(*db, schema, NULL, NULL, &msg) != SQLITE_OK) {
         int r = melbo_err_set(err, MELBO_EIO, "cannot create the schema in %s: %s", path, msg);
         sqlite3_free(msg);
@@ -98,7 +102,8 @@ int melbo_db_job_update(sqlite3 *db, const struct melbo_job *job) {
     int ret = 0;
     if (sqlite3_prepare_v2(db,
                            "UPDATE jobs SET state=?, finished=?, error=?, failed_rank=?, "
-                           "bank_id=?, pid=?, cancel_requested=?, last_step=? WHERE id=?",
+                           "bank_id=?, pid=?, cancel_requested=?, last_step=?, slurm_id=?, "
+                           "resubmits=? WHERE id=?",
                            -1, &st, NULL) != SQLITE_OK) {
         ret = MELBO_EIO;
         goto out;
@@ -114,7 +119,9 @@ int melbo_db_job_update(sqlite3 *db, const struct melbo_job *job) {
         sqlite3_bind_blob(st, 8, job->last_step, (int)job->last_step_len, SQLITE_TRANSIENT);
     else
         sqlite3_bind_null(st, 8);
-    sqlite3_bind_int64(st, 9, (sqlite3_int64)job->id);
+    bind_text(st, 9, isdigit((unsigned char)job->slurm_id[0]) ? job->slurm_id : "");
+    sqlite3_bind_int(st, 10, job->resubmits);
+    sqlite3_bind_int64(st, 11, (sqlite3_int64)job->id);
     if (sqlite3_step(st) != SQLITE_DONE)
         ret = MELBO_EIO;
 out:
@@ -136,6 +143,7 @@ int melbo_db_jobs_load(struct melbo_coord *co, struct melbo_err *err) {
     const char *sql =
         "SELECT id, user, state, spec, secret, model, name, vectors, steps, n_ranks, created, "
         "finished, error, failed_rank, bank_id, pid, cancel_requested, last_step, "
+        "COALESCE(slurm_id, ''), COALESCE(resubmits, 0), "
         "(SELECT COALESCE(MAX(num), 0) FROM events e WHERE e.job_id = jobs.id), "
         "(SELECT COALESCE(MAX(rank_seq), 0) FROM events e WHERE e.job_id = jobs.id) "
         "FROM jobs ORDER BY id ASC";
@@ -175,8 +183,10 @@ int melbo_db_jobs_load(struct melbo_coord *co, struct melbo_err *err) {
             j->last_step = malloc(j->last_step_len);
             memcpy(j->last_step, sqlite3_column_blob(st, 17), j->last_step_len);
         }
-        j->last_event = (uint64_t)sqlite3_column_int64(st, 18);
-        j->rank_seq = (uint64_t)sqlite3_column_int64(st, 19);
+        copy_col(st, 18, j->slurm_id, sizeof j->slurm_id);
+        j->resubmits = sqlite3_column_int(st, 19);
+        j->last_event = (uint64_t)sqlite3_column_int64(st, 20);
+        j->rank_seq = (uint64_t)sqlite3_column_int64(st, 21);
         j->next = co->jobs;
         co->jobs = j;
     }

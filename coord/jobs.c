@@ -249,13 +249,15 @@ void melbo_jobs_summary(const struct melbo_job *job, Melbo__JobSummary *s) {
 void melbo_jobs_schedule(struct melbo_coord *co) {
     int running = 0;
     for (struct melbo_job *j = co->jobs; j; j = j->next)
-        if (!melbo_job_state_terminal(j->state) && j->state != MELBO__JOB_STATE__QUEUED)
+        if (!melbo_job_state_terminal(j->state) &&
+            (j->state != MELBO__JOB_STATE__QUEUED || j->slurm_id[0]))
             running++;
     /* Oldest queued first: co->jobs is newest first, so find the last queued repeatedly. */
-    while (running < co->max_running) {
+    /* Slurm queues jobs itself: submit every job; locally, at most max_running at once */
+    while (co->launcher == MELBO_LAUNCHER_SLURM || running < co->max_running) {
         struct melbo_job *pick = NULL;
         for (struct melbo_job *j = co->jobs; j; j = j->next)
-            if (j->state == MELBO__JOB_STATE__QUEUED)
+            if (j->state == MELBO__JOB_STATE__QUEUED && j->slurm_id[0] == '\0')
                 pick = j;
         if (pick == NULL)
             return;

@@ -93,7 +93,12 @@ int melbo_jobspec_to_argv(const Melbo__JobSpec *s, const char *out, const char *
     }
     if (s->has_source_layer) opt_i(av, "--source-layer", s->source_layer);
     if (s->has_target_layer) opt_i(av, "--target-layer", s->target_layer);
-    if (s->has_radius) opt_d(av, "--radius", s->radius);
+    if (s->has_radius_auto && s->radius_auto)
+        opt_s(av, "--radius", "auto");
+    else if (s->has_radius)
+        opt_d(av, "--radius", s->radius);
+    if (s->has_calibration_samples) opt_i(av, "--calibration-samples", s->calibration_samples);
+    if (s->has_calibration_lambda) opt_d(av, "--calibration-lambda", s->calibration_lambda);
     if (s->has_p) opt_d(av, "--p", s->p);
     if (s->has_q) opt_d(av, "--q", s->q);
     if (s->loss_axis) opt_s(av, "--loss-axis", s->loss_axis);
@@ -138,6 +143,8 @@ int melbo_jobspec_to_argv(const Melbo__JobSpec *s, const char *out, const char *
         opt_s(av, "--checkpoint", ckpt);
     if (resume)
         opt_s(av, "--resume", resume);
+    if (ckpt) /* near a time limit the ranks checkpoint, stop, and the job is resubmitted */
+        melbo_argv_push(av, "--stop-on-signal");
     opt_s(av, "--job-id", job_id);
     return 0;
 }
@@ -170,11 +177,21 @@ int melbo_jobspec_validate(const Melbo__JobSpec *s, int *vectors, int *steps,
         goto out;
     if ((ret = melbo_train_params_resolve(&p, cfg.n_layers, cfg.d_model, err)))
         goto out;
-    int tp = s->has_tp && s->tp > 1 ? s->tp : 1;
-    if (cfg.n_heads % tp != 0 || (cfg.n_kv_heads % tp != 0 && tp % cfg.n_kv_heads != 0)) {
+    if ((ret = melbo_tp_check(&cfg, s->has_tp && s->tp > 1 ? s->tp : 1, err)))
+        goto out;
+    /* the layout must fill what is asked of Slurm: one rank per GPU, or per CPU task */
+    int ranks = melbo_jobspec_ranks(s), nodes = s->has_nodes && s->nodes > 0 ? s->nodes : 1;
+    if (s->has_gpus && s->gpus > 0 && ranks != nodes * s->gpus) {
         ret = melbo_err_set(err, MELBO_EINVAL,
-                            "--tp %d does not divide the model's %d attention heads / %d KV heads",
-                            tp, cfg.n_heads, cfg.n_kv_heads);
+                            "--tp x --dp = %d ranks, but --nodes %d x --gpus %d = %d GPUs (one rank "
+                            "per GPU)",
+                            ranks, nodes, s->gpus, nodes * s->gpus);
+        goto out;
+    }
+    if (ranks % nodes != 0) {
+        ret = melbo_err_set(err, MELBO_EINVAL,
+                            "--tp x --dp = %d ranks cannot be spread evenly over --nodes %d", ranks,
+                            nodes);
         goto out;
     }
     if (vectors)

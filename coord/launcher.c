@@ -94,6 +94,16 @@ static void ranks_ended(struct melbo_coord *co, struct melbo_job *job, const cha
         melbo_job_set_state(co, job, MELBO__JOB_STATE__CANCELLED, "cancelled by its owner", NULL);
         return;
     }
+    if (strstr(how, "exited with status 75") && job->resubmits < 5) {
+        /* the ranks checkpointed on SIGUSR1 and stopped: start them again with --resume */
+        struct melbo_err err = {0};
+        job->resubmits++;
+        melbo_job_set_state(co, job, MELBO__JOB_STATE__CHECKPOINTED,
+                            "checkpointed on SIGUSR1; relaunching with --resume", NULL);
+        if (melbo_launcher_start(co, job, &err) != 0)
+            melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, "relaunch failed", err.msg);
+        return;
+    }
     char tail[512], msg[1024];
     log_tail(co, job, tail, sizeof tail);
     snprintf(msg, sizeof msg, "ranks %s before the bank was stored%s%s", how, tail[0] ? ": " : "",
@@ -118,7 +128,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
     ranks_ended(co, job, how);
 }
 
-static int write_secret(const char *path, const char *secret, struct melbo_err *err) {
+int melbo_launcher_write_secret(const char *path, const char *secret, struct melbo_err *err) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return melbo_err_set(err, MELBO_EIO, "cannot write %s: %s", path, strerror(errno));
@@ -130,6 +140,8 @@ static int write_secret(const char *path, const char *secret, struct melbo_err *
 }
 
 int melbo_launcher_start(struct melbo_coord *co, struct melbo_job *job, struct melbo_err *err) {
+    if (co->launcher == MELBO_LAUNCHER_SLURM)
+        return melbo_slurm_start(co, job, err);
     char dir[PATH_MAX], secret_path[PATH_MAX], out[PATH_MAX], ckpt[PATH_MAX], log_path[PATH_MAX];
     char id[32], np[16];
     struct melbo_argv av = {0};
@@ -151,7 +163,7 @@ int melbo_launcher_start(struct melbo_coord *co, struct melbo_job *job, struct m
     melbo_path_join(out, sizeof out, dir, "out.bank.safetensors");
     melbo_path_join(ckpt, sizeof ckpt, dir, "train.ckpt");
     melbo_path_join(log_path, sizeof log_path, dir, "ranks.log");
-    if ((ret = write_secret(secret_path, job->secret, err)) != 0)
+    if ((ret = melbo_launcher_write_secret(secret_path, job->secret, err)) != 0)
         goto out;
     snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
     snprintf(np, sizeof np, "%d", job->n_ranks > 0 ? job->n_ranks : 1);
@@ -246,6 +258,8 @@ static void on_kill_timer(uv_timer_t *t) {
 }
 
 int melbo_launcher_cancel(struct melbo_coord *co, struct melbo_job *job) {
+    if (job->slurm_id[0])
+        return melbo_slurm_cancel(co, job);
     job->cancel_requested = 1;
     melbo_db_job_update(co->db, job);
     if (job->pid <= 0)
@@ -299,6 +313,7 @@ static int group_alive(int pgid) {
 }
 
 void melbo_launcher_tick(struct melbo_coord *co) {
+    melbo_slurm_tick(co);
     for (struct melbo_job *j = co->jobs; j; j = j->next) {
         if (!j->adopted || j->proc)
             continue;

@@ -27,6 +27,10 @@ static void usage(FILE *f) {
             "        create the state directory; prints the first user's token and the two\n"
             "        environment lines a client needs (MELBO_COORD=..., MELBO_TOKEN=...)\n"
             "  serve --state DIR [--listen HOST:PORT] [--rank-binary PATH] [--mpirun PATH]\n"
+            "        [--launcher local|slurm] [--slurm-template PATH]\n"
+            "        (Slurm site defaults: slurm.partition=, slurm.account=, slurm.qos=,\n"
+            "         slurm.constraint=, slurm.time=, slurm.signal_lead=, slurm.cpus_per_task=,\n"
+            "         slurm.resubmit_max= lines in STATE/coord.conf)\n"
             "        [--max-running N] [--client-cap BYTES]\n"
             "        run the coordinator (port 0 picks a free port; the bound address is written\n"
             "        to DIR/address)\n"
@@ -202,6 +206,11 @@ static void adopt_jobs(struct melbo_coord *co) {
         j->co = co;
         if (melbo_job_state_terminal(j->state) || j->state == MELBO__JOB_STATE__QUEUED)
             continue;
+        if (j->slurm_id[0]) { /* still in Slurm's hands: the tick's squeue picks it up again */
+            melbo_log(MELBO_LOG_INFO, "coord: job %llu (%s): tracking Slurm job %s again",
+                      (unsigned long long)j->id, melbo_job_state_name(j->state), j->slurm_id);
+            continue;
+        }
         if (j->pid > 0) {
             j->adopted = 1;
             melbo_log(MELBO_LOG_INFO, "coord: job %llu (%s): waiting for its ranks (pid %d)",
@@ -216,7 +225,8 @@ static void adopt_jobs(struct melbo_coord *co) {
 
 static int cmd_serve(int argc, char **argv) {
     static const char *const known[] = {"--state", "--listen", "--rank-binary", "--mpirun",
-                                        "--max-running", "--client-cap", NULL};
+                                        "--max-running", "--client-cap", "--launcher",
+                                        "--slurm-template", NULL};
     if (check_args(argc, argv, 1, known))
         return 2;
     struct melbo_coord co;
@@ -250,6 +260,32 @@ static int cmd_serve(int argc, char **argv) {
     co.max_running = mr ? atoi(mr) : 2;
     if (co.max_running < 1)
         co.max_running = 1;
+    const char *ln = arg_value(argc, argv, "--launcher");
+    if (ln && strcmp(ln, "local") && strcmp(ln, "slurm")) {
+        fprintf(stderr, "melbo-coord serve: --launcher must be local or slurm, not '%s'\n", ln);
+        return 2;
+    }
+    co.launcher = ln && !strcmp(ln, "slurm") ? MELBO_LAUNCHER_SLURM : MELBO_LAUNCHER_LOCAL;
+    melbo_slurm_conf_defaults(&co.slurm);
+    snprintf(co.slurm.template_path, sizeof co.slurm.template_path, "%s", MELBO_SLURM_TEMPLATE);
+    {
+        char conf[PATH_MAX], *text = NULL;
+        melbo_path_join(conf, sizeof conf, co.state_dir, "coord.conf");
+        if (melbo_file_read(conf, &text, NULL, NULL) == 0) {
+            melbo_slurm_conf_parse(&co.slurm, text);
+            if (ln == NULL && strstr(text, "launcher=slurm"))
+                co.launcher = MELBO_LAUNCHER_SLURM;
+            free(text);
+        }
+    }
+    const char *tp = arg_value(argc, argv, "--slurm-template");
+    if (tp)
+        snprintf(co.slurm.template_path, sizeof co.slurm.template_path, "%s", tp);
+    if (co.launcher == MELBO_LAUNCHER_SLURM && access(co.slurm.template_path, R_OK) != 0) {
+        fprintf(stderr, "melbo-coord serve: cannot read the Slurm template %s (--slurm-template)\n",
+                co.slurm.template_path);
+        return 1;
+    }
     const char *cc = arg_value(argc, argv, "--client-cap");
     co.client_cap = cc ? (size_t)strtoull(cc, NULL, 10) : MELBO_COORD_CLIENT_CAP;
     if (co.client_cap < 65536)
@@ -267,8 +303,8 @@ static int cmd_serve(int argc, char **argv) {
     int al = snprintf(addr_line, sizeof addr_line, "%s\n", co.address);
     if (melbo_file_write_atomic(path, addr_line, (size_t)al, &err) != 0)
         goto fail;
-    melbo_log(MELBO_LOG_INFO, "coord: serving %s on %s (ranks: %s)", co.state_dir, co.address,
-              co.rank_binary);
+    melbo_log(MELBO_LOG_INFO, "coord: serving %s on %s (ranks: %s, launcher %s)", co.state_dir,
+              co.address, co.rank_binary, co.launcher == MELBO_LAUNCHER_SLURM ? "slurm" : "local");
     adopt_jobs(&co);
     uv_timer_init(co.loop, &co.tick);
     co.tick.data = &co;

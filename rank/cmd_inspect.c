@@ -85,7 +85,11 @@ static void print_text(const char *dir, const struct melbo_model_config *c, long
            c->n_kv_heads < c->n_heads ? " (GQA)" : "", c->head_dim);
     printf("mlp             %d (SwiGLU)\n", c->d_ff);
     printf("vocab           %d\n", c->vocab);
-    printf("dtype           %s (%d safetensors file%s)\n", dtype, n_files, n_files == 1 ? "" : "s");
+    if (n_files == 0) /* a GGUF file: dtype is the main quantisation */
+        printf("dtype           %s (GGUF, dequantised to fp32 at load)\n", dtype);
+    else
+        printf("dtype           %s (%d safetensors file%s)\n", dtype, n_files,
+               n_files == 1 ? "" : "s");
     printf("parameters      %lld\n", params);
     printf("rope            %s\n", rope);
     printf("norm eps        %g\n", c->norm_eps);

@@ -366,7 +366,7 @@ static void *link_main(void *arg) {
 struct melbo_link *melbo_link_start_from_env(void) {
     const char *addr = getenv("MELBO_COORD_ADDR"), *id = getenv("MELBO_JOB_ID");
     const char *sf = getenv("MELBO_JOB_SECRET_FILE");
-    if (addr == NULL && id == NULL && sf == NULL)
+    if (addr == NULL || addr[0] == '\0') /* standalone (also a hand-run batch script) */
         return NULL;
     const char *rank = getenv("OMPI_COMM_WORLD_RANK");
     if (rank == NULL)
@@ -388,6 +388,11 @@ struct melbo_link *melbo_link_start_from_env(void) {
     while (n && (secret[n - 1] == '\n' || secret[n - 1] == '\r'))
         secret[--n] = '\0';
     struct melbo_link *l = calloc(1, sizeof *l);
+    /* Event numbers continue across incarnations of the job's ranks (a job resumed after a time
+     * limit is a new process): start from the wall clock in microseconds, which is past every
+     * number an earlier incarnation used (it used one per event, each taking far longer). */
+    if (l)
+        l->next_seq = (uint64_t)(now_s() * 1e6);
     if (l == NULL) {
         free(secret);
         return NULL;

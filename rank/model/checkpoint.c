@@ -102,6 +102,13 @@ int melbo_checkpoint_open(struct melbo_checkpoint *ck, const char *dir, struct m
     int ret = 0;
     memset(ck, 0, sizeof *ck);
     ck->dir = melbo_xstrdup(dir);
+    if (melbo_gguf_is_path(dir)) {
+        ck->gguf = melbo_xcalloc(1, sizeof *ck->gguf);
+        ret = melbo_gguf_open(ck->gguf, dir, err);
+        if (ret)
+            goto fail;
+        return 0;
+    }
     if (melbo_path_join(path, sizeof path, dir, "model.safetensors.index.json") != 0) {
         ret = melbo_err_set(err, MELBO_ERANGE, "model path too long: %s", dir);
         goto fail;
@@ -134,6 +141,9 @@ void melbo_checkpoint_close(struct melbo_checkpoint *ck) {
     for (int i = 0; i < ck->n_files; i++)
         melbo_st_close(&ck->files[i]);
     free(ck->files);
+    if (ck->gguf)
+        melbo_gguf_close(ck->gguf);
+    free(ck->gguf);
     free(ck->dir);
     memset(ck, 0, sizeof *ck);
 }
@@ -150,6 +160,10 @@ const struct melbo_st_tensor *melbo_checkpoint_find(const struct melbo_checkpoin
 
 int64_t melbo_checkpoint_numel(const struct melbo_checkpoint *ck) {
     int64_t n = 0;
+    for (int64_t i = 0; ck->gguf && i < ck->gguf->n_tensors; i++) {
+        const struct melbo_gguf_tensor *t = &ck->gguf->tensors[i];
+        n += t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+    }
     for (int i = 0; i < ck->n_files; i++)
         for (int j = 0; j < ck->files[i].n_tensors; j++)
             n += melbo_st_numel(&ck->files[i].tensors[j]);
@@ -157,6 +171,16 @@ int64_t melbo_checkpoint_numel(const struct melbo_checkpoint *ck) {
 }
 
 const char *melbo_checkpoint_main_dtype(const struct melbo_checkpoint *ck) {
+    if (ck->gguf) {
+        size_t gbytes[MELBO_GGML_TYPE_LIMIT] = {0};
+        for (int64_t i = 0; i < ck->gguf->n_tensors; i++)
+            gbytes[ck->gguf->tensors[i].type] += ck->gguf->tensors[i].nbytes;
+        int best = 0;
+        for (int t = 1; t < MELBO_GGML_TYPE_LIMIT; t++)
+            if (gbytes[t] > gbytes[best])
+                best = t;
+        return melbo_ggml_type_name(best);
+    }
     size_t bytes[MELBO_DTYPE_COUNT] = {0};
     for (int i = 0; i < ck->n_files; i++)
         for (int j = 0; j < ck->files[i].n_tensors; j++)
@@ -177,6 +201,10 @@ int melbo_checkpoint_fingerprint(const struct melbo_checkpoint *ck, char hex[65]
                                  struct melbo_err *err) {
     char path[4096], *text = NULL;
     size_t len = 0;
+    if (ck->gguf) {
+        melbo_gguf_fingerprint(ck->gguf, hex);
+        return 0;
+    }
     melbo_path_join(path, sizeof path, ck->dir, "config.json");
     int ret = melbo_file_read(path, &text, &len, err);
     if (ret)

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "common/file.h"
+#include "rank/model/gguf.h"
+#include "rank/model/gguf_model.h"
 
 const char *melbo_arch_name(enum melbo_arch a) {
     static const char *names[] = {"llama", "mistral", "qwen2", "qwen3", "qwen"};
@@ -326,6 +328,8 @@ int melbo_config_load(struct melbo_model_config *cfg, const char *dir, struct me
     char path[4096];
     char *text = NULL;
     size_t len = 0;
+    if (melbo_gguf_is_path(dir))
+        return melbo_gguf_config_load(cfg, dir, err);
     if (!melbo_file_is_dir(dir))
         return melbo_err_set(err, MELBO_ENOENT, "model directory %s does not exist", dir);
     if (melbo_path_join(path, sizeof path, dir, "config.json") != 0)

@@ -69,7 +69,10 @@ struct melbo_model_config {
 int melbo_config_parse(struct melbo_model_config *cfg, const char *json, size_t len,
                        const char *source, struct melbo_err *err);
 
-/* Reads DIR/config.json. A directory without config.json is MELBO_ENOENT, named in err. */
+/*
+ * Reads DIR/config.json. A directory without config.json is MELBO_ENOENT, named in err. When DIR
+ * is a GGUF file, the config comes from its metadata instead (rank/model/gguf_model.h).
+ */
 int melbo_config_load(struct melbo_model_config *cfg, const char *dir, struct melbo_err *err);
 
 /*

@@ -11,6 +11,7 @@
 #include "common/mem.h"
 #include "common/rng.h"
 #include "rank/model/checkpoint.h"
+#include "rank/model/gguf_model.h"
 
 struct melbo_load_opts melbo_load_opts_all(void) {
     struct melbo_load_opts o = {0, -1, 1, 1, 0, 1};
@@ -128,10 +129,11 @@ static int resolve_opts(struct melbo_model *m, const struct melbo_load_opts *o,
 enum wkind { W_Q, W_K, W_V, W_QB, W_KB, W_VB, W_O, W_OB, W_QN, W_KN, W_ATTN_NORM, W_MLP_NORM,
              W_GATE, W_UP, W_DOWN };
 
-/* Writes the checkpoint name of (kind, layer) into buf; *row0 receives the first row of the
- * piece inside that tensor (Qwen-1 stacks Q, K, V in one c_attn). */
-static void layer_tensor_name(const struct melbo_model_config *c, enum wkind k, int l, char *buf,
-                              size_t n, int64_t *row0) {
+/* Writes the checkpoint name of (kind, layer) into buf (HF, Qwen-1 or GGUF "blk.N.*" names);
+ * *row0 receives the first row of the piece inside that tensor (Qwen-1 stacks Q, K, V in one
+ * c_attn). */
+static void layer_tensor_name(const struct melbo_model_config *c, int is_gguf, enum wkind k, int l,
+                              char *buf, size_t n, int64_t *row0) {
     static const char *hf[] = {
         [W_Q] = "self_attn.q_proj.weight",   [W_K] = "self_attn.k_proj.weight",
         [W_V] = "self_attn.v_proj.weight",   [W_QB] = "self_attn.q_proj.bias",
@@ -147,8 +149,17 @@ static void layer_tensor_name(const struct melbo_model_config *c, enum wkind k, 
         [W_O] = "attn.c_proj.weight",  [W_OB] = "attn.c_proj.bias",  [W_QN] = "", [W_KN] = "",
         [W_ATTN_NORM] = "ln_1.weight", [W_MLP_NORM] = "ln_2.weight",
         [W_GATE] = "mlp.w2.weight",    [W_UP] = "mlp.w1.weight",     [W_DOWN] = "mlp.c_proj.weight"};
+    static const char *gguf[] = {
+        [W_Q] = "attn_q.weight",       [W_K] = "attn_k.weight",      [W_V] = "attn_v.weight",
+        [W_QB] = "attn_q.bias",        [W_KB] = "attn_k.bias",       [W_VB] = "attn_v.bias",
+        [W_O] = "attn_output.weight",  [W_OB] = "attn_output.bias",  [W_QN] = "attn_q_norm.weight",
+        [W_KN] = "attn_k_norm.weight", [W_ATTN_NORM] = "attn_norm.weight",
+        [W_MLP_NORM] = "ffn_norm.weight", [W_GATE] = "ffn_gate.weight", [W_UP] = "ffn_up.weight",
+        [W_DOWN] = "ffn_down.weight"};
     *row0 = 0;
-    if (c->arch == MELBO_ARCH_QWEN) {
+    if (is_gguf) {
+        snprintf(buf, n, "blk.%d.%s", l, gguf[k]);
+    } else if (c->arch == MELBO_ARCH_QWEN) {
         snprintf(buf, n, "transformer.h.%d.%s", l, qwen1[k]);
         int64_t qd = (int64_t)c->n_heads * c->head_dim, kd = (int64_t)c->n_kv_heads * c->head_dim;
         if (k == W_K || k == W_KB)
@@ -193,14 +204,54 @@ static void format_shape(char *buf, size_t n, const int64_t *shape, int ndim) {
 }
 
 /*
+ * copy_block for a GGUF file: the same contract, with the shape read in GGUF's fastest-first
+ * order and rope_heads > 0 undoing llama.cpp's Q/K row permutation (rank/model/gguf_model.h).
+ */
+static int copy_block_gguf(const struct melbo_gguf_file *f, const char *name, const int64_t *want,
+                           int ndim, int64_t row0, int64_t nrows, int64_t col0, int64_t ncols,
+                           int rope_heads, float *dst, struct melbo_err *err) {
+    const struct melbo_gguf_tensor *t = melbo_gguf_find(f, name);
+    if (t == NULL)
+        return melbo_err_set(err, MELBO_EMISSING, "GGUF file %s has no tensor '%s'", f->path, name);
+    int same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++)
+        same = t->ne[i] == want[ndim - 1 - i];
+    if (!same) {
+        char got[128], exp[128];
+        int64_t hf[MELBO_GGUF_MAX_DIMS];
+        for (int i = 0; i < t->ndim; i++)
+            hf[i] = t->ne[t->ndim - 1 - i];
+        format_shape(got, sizeof got, hf, t->ndim);
+        format_shape(exp, sizeof exp, want, ndim);
+        return melbo_err_set(err, MELBO_ESHAPE,
+                             "GGUF tensor '%s' has shape %s (rows, cols) but the metadata implies %s",
+                             name, got, exp);
+    }
+    if (!melbo_ggml_can_dequant(t->type))
+        return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                             "GGUF tensor '%s' is quantised as %s, which melbo does not dequantise "
+                             "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)", name,
+                             melbo_ggml_type_name(t->type));
+    int64_t row_len = ndim == 2 ? want[1] : 1;
+    if (nrows < 0)
+        nrows = want[0];
+    if (ncols < 0)
+        ncols = row_len - col0;
+    return melbo_gguf_read_block(f, t, row0, nrows, col0, ncols, rope_heads, dst, err);
+}
+
+/*
  * Copies rows [row0, row0 + nrows) and columns [col0, col0 + ncols) of the checkpoint tensor name
  * (which must have exactly the shape want[ndim]) into dst as fp32, packed. nrows / ncols = -1 mean
  * all. dst = NULL only validates. The mapped pages read are released afterwards, so a rank's
  * resident memory holds its fp32 slices, not the checkpoint.
  */
 static int copy_block(const struct melbo_checkpoint *ck, const char *name, const int64_t *want,
-                      int ndim, int64_t row0, int64_t nrows, int64_t col0, int64_t ncols, float *dst,
-                      struct melbo_err *err) {
+                      int ndim, int64_t row0, int64_t nrows, int64_t col0, int64_t ncols,
+                      int rope_heads, float *dst, struct melbo_err *err) {
+    if (ck->gguf)
+        return copy_block_gguf(ck->gguf, name, want, ndim, row0, nrows, col0, ncols, rope_heads,
+                               dst, err);
     const struct melbo_st_tensor *t = melbo_checkpoint_find(ck, name);
     if (t == NULL)
         return melbo_err_set(err, MELBO_EMISSING, "checkpoint %s has no tensor '%s'", ck->dir, name);
@@ -243,7 +294,7 @@ static int copy_block(const struct melbo_checkpoint *ck, const char *name, const
 
 static int copy_rows(const struct melbo_checkpoint *ck, const char *name, const int64_t *want,
                      int ndim, int64_t row0, int64_t nrows, float *dst, struct melbo_err *err) {
-    return copy_block(ck, name, want, ndim, row0, nrows, 0, -1, dst, err);
+    return copy_block(ck, name, want, ndim, row0, nrows, 0, -1, 0, dst, err);
 }
 
 /* Copies this rank's rows (row-split pieces) or columns (col_split) of (kind, layer). */
@@ -252,9 +303,12 @@ static int load_piece(const struct melbo_checkpoint *ck, const struct melbo_mode
                       int64_t ncols, float *dst, struct melbo_err *err) {
     char name[256];
     int64_t row0, shape[2];
-    layer_tensor_name(full, k, l, name, sizeof name, &row0);
+    layer_tensor_name(full, ck->gguf != NULL, k, l, name, sizeof name, &row0);
     int ndim = layer_tensor_shape(full, k, shape);
-    return copy_block(ck, name, shape, ndim, row0 + row_off, nrows, col0, ncols, dst, err);
+    /* llama.cpp stores Q and K rows in its RoPE order: undo it per head */
+    int rope_heads = !ck->gguf ? 0 : k == W_Q ? full->n_heads : k == W_K ? full->n_kv_heads : 0;
+    return copy_block(ck, name, shape, ndim, row0 + row_off, nrows, col0, ncols, rope_heads, dst,
+                      err);
 }
 
 /* Offset pointer that stays NULL in a validation pass. */
@@ -306,22 +360,25 @@ static int load_outer(const struct melbo_checkpoint *ck, const struct melbo_mode
                       struct melbo_err *err) {
     const struct melbo_model_config *c = &m->cfg;
     int dry = m->arena == NULL;
-    int qwen1 = c->arch == MELBO_ARCH_QWEN, ret;
+    int qwen1 = c->arch == MELBO_ARCH_QWEN, gguf = ck->gguf != NULL, ret;
     int64_t vd[2] = {c->vocab, c->d_model}, dn[1] = {c->d_model};
+    const char *embed = gguf ? "token_embd.weight"
+                        : qwen1 ? "transformer.wte.weight" : "model.embed_tokens.weight";
+    const char *norm = gguf ? "output_norm.weight" : qwen1 ? "transformer.ln_f.weight"
+                                                           : "model.norm.weight";
     if (m->embed || dry) {
-        ret = copy_rows(ck, qwen1 ? "transformer.wte.weight" : "model.embed_tokens.weight", vd, 2, 0,
-                        -1, m->embed, err);
+        ret = copy_rows(ck, embed, vd, 2, 0, -1, m->embed, err);
         if (ret)
             return ret;
     }
     if (m->final_norm || dry) {
-        ret = copy_rows(ck, qwen1 ? "transformer.ln_f.weight" : "model.norm.weight", dn, 1, 0, -1,
-                        m->final_norm, err);
+        ret = copy_rows(ck, norm, dn, 1, 0, -1, m->final_norm, err);
         if (ret)
             return ret;
     }
     if ((m->lm_head && m->lm_head != m->embed) || (dry && !c->tied_embeddings)) {
-        ret = copy_rows(ck, "lm_head.weight", vd, 2, 0, -1, m->lm_head, err);
+        ret = copy_rows(ck, gguf ? "output.weight" : "lm_head.weight", vd, 2, 0, -1, m->lm_head,
+                        err);
         if (ret)
             return ret;
     }

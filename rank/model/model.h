@@ -6,6 +6,9 @@
  *   (Qwen3), then RoPE;  a = attention(q, k, v);  h = x + a W_o^T (+ b_o)
  *   x2 = rmsnorm(h) * mlp_norm;   [g | u] = x2 W_gu^T;  out = h + (silu(g) * u) W_down^T
  * Loading converts F32/F16/BF16 to fp32 and checks every tensor's shape against config.json.
+ * A `dir` that is a GGUF file is read through rank/model/gguf_model.h instead: its config comes
+ * from the metadata, its tensors (F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q4_K/Q6_K) are dequantised to fp32
+ * and llama.cpp's Q/K row permutation is undone, so the layout below is the same.
  * Only the blocks [layer_begin, layer_end) and, on request, the embedding and the head are
  * loaded, so a process that needs part of the model reads only that part of the files.
  *
@@ -89,8 +92,9 @@ void melbo_tp_local_config(const struct melbo_model_config *full, int tp_rank, i
                            struct melbo_model_config *local, int *q_head0, int *kv_head0);
 
 /*
- * Loads the model in dir (config.json + safetensors). Errors name the file and tensor: a
- * missing tensor, a shape that disagrees with config.json, an unsupported dtype or config.
+ * Loads the model in dir (config.json + safetensors, or a GGUF file). Errors name the file and
+ * tensor: a missing tensor, a shape that disagrees with config.json, an unsupported dtype or
+ * config.
  */
 int melbo_model_load(struct melbo_model *m, const char *dir, const struct melbo_load_opts *opts,
                      struct melbo_err *err);

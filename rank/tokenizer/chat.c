@@ -40,13 +40,8 @@ int melbo_chat_format_parse(const char *name, enum melbo_chat_format *fmt,
                          "llama3, llama2, mistral, raw)", name);
 }
 
-/*
- * The default system prompt of a Qwen2/2.5 template: the literal in
- * '<|im_start|>system\nDEFAULT<|im_end|>\n' (the branch taken when messages[0] is not a
- * system message). Returns a new string or NULL.
- */
-static char *qwen_default_system(const char *tpl) {
-    static const char key[] = "<|im_start|>system\\n";
+/* The literal system prompt between key and the next <|im_end|> in tpl, or NULL. */
+static char *default_system_after(const char *tpl, const char *key) {
     for (const char *p = tpl; (p = strstr(p, key)) != NULL; p++) {
         const char *s = p + strlen(key);
         const char *e = strstr(s, "<|im_end|>");
@@ -59,6 +54,22 @@ static char *qwen_default_system(const char *tpl) {
         memcpy(r, s, n);
         r[n] = '\0';
         return r;
+    }
+    return NULL;
+}
+
+/*
+ * The default system prompt of a Qwen2/2.5 template: the literal in
+ * '<|im_start|>system\nDEFAULT<|im_end|>\n' (the branch taken when messages[0] is not a
+ * system message). The newline is Jinja's escape in Qwen's templates and a real newline in
+ * SmolLM2's. Returns a new string or NULL.
+ */
+static char *qwen_default_system(const char *tpl) {
+    static const char *const keys[] = {"<|im_start|>system\\n", "<|im_start|>system\n"};
+    for (int k = 0; k < 2; k++) {
+        char *r = default_system_after(tpl, keys[k]);
+        if (r)
+            return r;
     }
     return NULL;
 }

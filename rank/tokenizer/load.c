@@ -17,6 +17,7 @@
 
 #include "common/file.h" // defines: melbo_file_read, melbo_path_join
 #include "common/mem.h"  // defines: melbo_xmalloc, melbo_xcalloc, melbo_xstrdup
+#include "rank/model/gguf.h" // defines: melbo_gguf_is_path
 
 #define GPT2_REGEX                                                                              \
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
@@ -40,7 +41,7 @@ void melbo_ids_free(struct melbo_ids *v) {
 
 /* Converts a byte-level vocabulary string to raw bytes in buf; returns the length, or -1 if
  * a character is outside the byte table (then the string is used as it is). */
-static long bytelevel_to_bytes(const char *s, size_t n, char *buf) {
+long tok_bytelevel_to_bytes(const char *s, size_t n, char *buf) {
     size_t i = 0;
     long k = 0;
     while (i < n) {
@@ -58,11 +59,11 @@ static long bytelevel_to_bytes(const char *s, size_t n, char *buf) {
 }
 
 /* The id of a token written as in tokenizer.json's model vocabulary, or -1. */
-static int32_t model_lookup(const struct melbo_tokenizer *tok, const char *s, size_t n) {
+int32_t tok_model_lookup(const struct melbo_tokenizer *tok, const char *s, size_t n) {
     if (tok->model == TOK_BYTELEVEL) {
         char stack[256];
         char *buf = n <= sizeof(stack) ? stack : melbo_xmalloc(n);
-        long k = bytelevel_to_bytes(s, n, buf);
+        long k = tok_bytelevel_to_bytes(s, n, buf);
         int32_t id = k >= 0 ? tok_strmap_get(&tok->vocab, buf, (size_t)k)
                             : tok_strmap_get(&tok->vocab, s, n);
         if (buf != stack)
@@ -74,8 +75,8 @@ static int32_t model_lookup(const struct melbo_tokenizer *tok, const char *s, si
 
 int tok_compile_regex(struct melbo_tokenizer *tok, const char *pattern, const char *path,
                       struct melbo_err *err) {
-    if (tok->n_re == 2)
-        return melbo_err_set(err, MELBO_EUNSUPPORTED, "%s: more than two regex pre-tokenizers",
+    if (tok->n_re == TOK_MAX_RE)
+        return melbo_err_set(err, MELBO_EUNSUPPORTED, "%s: more than four regex pre-tokenizers",
                              path);
     int code;
     PCRE2_SIZE off;
@@ -103,7 +104,7 @@ static int json_bool(const cJSON *o, const char *key, int dflt) {
     return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
 }
 
-static void set_entry(struct melbo_tokenizer *tok, int32_t id, const char *s, size_t n) {
+void tok_set_entry(struct melbo_tokenizer *tok, int32_t id, const char *s, size_t n) {
     struct tok_entry *e = &tok->ent[id];
     if (e->bytes && e->bytes != e->str)
         free(e->bytes);
@@ -261,7 +262,7 @@ static int parse_decoder(struct melbo_tokenizer *tok, const cJSON *d, const char
         const char *from = json_str(cJSON_GetObjectItemCaseSensitive(d, "pattern"), "String");
         const char *to = json_str(d, "content");
         if (from && to && !strcmp(from, "\xE2\x96\x81") && !strcmp(to, " "))
-            return 0; // SentencePiece entries decode "▁" to a space (see fill_entry_bytes)
+            return 0; // SentencePiece entries decode "▁" to a space (see tok_fill_entry_bytes)
     }
     if (!strcmp(type, "Strip")) {
         const char *c = json_str(d, "content");
@@ -319,7 +320,7 @@ static int parse_post(struct melbo_tokenizer *tok, const cJSON *p, const char *p
 }
 
 /* Fills each entry's decoded bytes from its string, per the decoder. */
-static void fill_entry_bytes(struct melbo_tokenizer *tok) {
+void tok_fill_entry_bytes(struct melbo_tokenizer *tok) {
     for (int32_t id = 0; id < tok->n_vocab; id++) {
         struct tok_entry *e = &tok->ent[id];
         e->byte = -1;
@@ -327,7 +328,7 @@ static void fill_entry_bytes(struct melbo_tokenizer *tok) {
             continue;
         if (tok->dec_bytelevel) {
             char *buf = melbo_xmalloc(e->str_len + 1);
-            long k = bytelevel_to_bytes(e->str, e->str_len, buf);
+            long k = tok_bytelevel_to_bytes(e->str, e->str_len, buf);
             if (k >= 0) {
                 e->bytes = buf;
                 e->nbytes = (uint32_t)k;
@@ -405,12 +406,12 @@ static int parse_model(struct melbo_tokenizer *tok, const cJSON *m, const cJSON 
     cJSON_ArrayForEach(it, vocab) {
         int32_t id = (int32_t)it->valuedouble;
         size_t n = strlen(it->string);
-        set_entry(tok, id, it->string, n);
+        tok_set_entry(tok, id, it->string, n);
         if (n + 1 > buf_cap) {
             buf_cap = 2 * n + 16;
             buf = melbo_xrealloc(buf, buf_cap);
         }
-        long k = tok->model == TOK_BYTELEVEL ? bytelevel_to_bytes(it->string, n, buf) : -1;
+        long k = tok->model == TOK_BYTELEVEL ? tok_bytelevel_to_bytes(it->string, n, buf) : -1;
         if (k >= 0)
             tok_strmap_put(&tok->vocab, buf, (size_t)k, id);
         else
@@ -464,8 +465,8 @@ static int parse_model(struct melbo_tokenizer *tok, const cJSON *m, const cJSON 
         }
         memcpy(buf, a, la);
         memcpy(buf + la, b, lb);
-        int32_t ia = model_lookup(tok, a, la), ib = model_lookup(tok, b, lb);
-        int32_t ic = model_lookup(tok, buf, la + lb);
+        int32_t ia = tok_model_lookup(tok, a, la), ib = tok_model_lookup(tok, b, lb);
+        int32_t ic = tok_model_lookup(tok, buf, la + lb);
         if (ia < 0 || ib < 0 || ic < 0) {
             buf[la + lb] = '\0';
             ret = melbo_err_set(err, MELBO_EFORMAT,
@@ -500,7 +501,7 @@ static int parse_added(struct melbo_tokenizer *tok, const cJSON *added, const ch
         a->rstrip = (uint8_t)json_bool(it, "rstrip", 0);
         a->single_word = (uint8_t)json_bool(it, "single_word", 0);
         a->normalized = (uint8_t)json_bool(it, "normalized", !a->special);
-        set_entry(tok, a->id, content, a->len);
+        tok_set_entry(tok, a->id, content, a->len);
     }
     return 0;
 }
@@ -543,7 +544,7 @@ static int parse_tokenizer_json(struct melbo_tokenizer *tok, const char *path, c
         (ret = parse_post(tok, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), path,
                           err)))
         goto out;
-    fill_entry_bytes(tok);
+    tok_fill_entry_bytes(tok);
     tok_finish_added(tok);
 out:
     cJSON_Delete(root);
@@ -639,6 +640,8 @@ fail:
 
 int melbo_tokenizer_load(const char *dir, struct melbo_tokenizer **out, struct melbo_err *err) {
     char tj[4096], cfg[4096], tt[4096], jinja[4096];
+    if (melbo_gguf_is_path(dir))
+        return tok_gguf_load(dir, out, err);
     if (melbo_path_join(tj, sizeof(tj), dir, "tokenizer.json") ||
         melbo_path_join(cfg, sizeof(cfg), dir, "tokenizer_config.json") ||
         melbo_path_join(tt, sizeof(tt), dir, "qwen.tiktoken") ||
@@ -706,7 +709,7 @@ int32_t melbo_tokenizer_token_id(const struct melbo_tokenizer *tok, const char *
     if (!tok->vocab.slots)
         return -1;
     return tok->model == TOK_TIKTOKEN ? tok_strmap_get(&tok->vocab, token, n)
-                                      : model_lookup(tok, token, n);
+                                      : tok_model_lookup(tok, token, n);
 }
 
 const char *melbo_tokenizer_token_str(const struct melbo_tokenizer *tok, int32_t id) {

@@ -85,6 +85,8 @@ struct tok_cache {
 
 /* ---- the tokenizer ------------------------------------------------------------------------ */
 
+#define TOK_MAX_RE 4 /* llama.cpp's "default" BPE pre-tokenizer chains four regexes */
+
 enum tok_model {
     TOK_BYTELEVEL,   // byte-level BPE (vocab keys are raw bytes)
     TOK_SENTENCEPIECE, // BPE over characters with byte fallback (vocab keys are UTF-8)
@@ -141,7 +143,7 @@ struct melbo_tokenizer {
     char *repl_from, *repl_to;      // Replace normalizer (String pattern)
 
     /* pre-tokenizer */
-    pcre2_code *re[2];              // regex splits applied in order (Isolated behaviour)
+    pcre2_code *re[TOK_MAX_RE];     // regex splits applied in order (Isolated behaviour)
     int n_re;
     int bytelevel_prefix_space;     // ByteLevel add_prefix_space
     int metaspace;                  // Metaspace pre-tokenizer present
@@ -212,6 +214,20 @@ int tok_tiktoken_load(struct melbo_tokenizer *tok, const char *path, const char 
                       size_t len, struct melbo_err *err);
 /* load.c: finishes the common parts (added-token matchers, entries) after a model load. */
 void tok_finish_added(struct melbo_tokenizer *tok);
+/* load.c: helpers shared with gguf_vocab.c. */
+/* A byte-level vocabulary string as raw bytes in buf (>= n bytes); -1 if a character is outside
+ * the byte table. */
+long tok_bytelevel_to_bytes(const char *s, size_t n, char *buf);
+/* The id of a token written as in the model vocabulary, or -1. */
+int32_t tok_model_lookup(const struct melbo_tokenizer *tok, const char *s, size_t n);
+/* Sets entry id's string (and decoded bytes, for now the same) to s[0..n). */
+void tok_set_entry(struct melbo_tokenizer *tok, int32_t id, const char *s, size_t n);
+/* Fills each entry's decoded bytes from its string, per the decoder flags. */
+void tok_fill_entry_bytes(struct melbo_tokenizer *tok);
+
+/* gguf_vocab.c: the tokenizer of a GGUF file (tokenizer.ggml.* metadata). */
+int tok_gguf_load(const char *path, struct melbo_tokenizer **out, struct melbo_err *err);
+
 /* load.c: compiles a split regex (Oniguruma syntax as tokenizers writes it) with PCRE2. */
 int tok_compile_regex(struct melbo_tokenizer *tok, const char *pattern, const char *path,
                       struct melbo_err *err);

@@ -1,0 +1,571 @@
+/* coord/slurm.c - the Slurm launcher (coord/slurm.h). */
+#include "coord/slurm.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/file.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "coord/coord.h"
+#include "coord/db.h"
+#include "coord/jobspec.h"
+
+#define SLURM_POLL_S 2.0
+#define SLURM_LOST_S 60.0     // a job neither queued nor recorded for this long is lost
+#define SLURM_BANK_WAIT_S 30.0 // after COMPLETED, how long the bank upload may take
+
+void melbo_slurm_conf_defaults(struct melbo_slurm_conf *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->time, sizeof c->time, "01:00:00");
+    c->signal_lead = 120;
+    c->cpus_per_task = 1;
+    c->resubmit_max = 5;
+    snprintf(c->sbatch, sizeof c->sbatch, "sbatch");
+    snprintf(c->squeue, sizeof c->squeue, "squeue");
+    snprintf(c->scancel, sizeof c->scancel, "scancel");
+}
+
+void melbo_slurm_conf_parse(struct melbo_slurm_conf *c, const char *text) {
+    const char *p = text;
+    while (p && *p) {
+        const char *eol = strchr(p, '\n');
+        size_t n = eol ? (size_t)(eol - p) : strlen(p);
+        char line[1024];
+        if (n < sizeof line) {
+            memcpy(line, p, n);
+            line[n] = '\0';
+            char *eq = strchr(line, '=');
+            if (!strncmp(line, "slurm.", 6) && eq) {
+                *eq = '\0';
+                const char *k = line + 6, *v = eq + 1;
+#define S(key, field) else if (!strcmp(k, key)) snprintf(c->field, sizeof c->field, "%s", v);
+                if (0) {
+                }
+                S("template", template_path) S("partition", partition) S("account", account)
+                S("qos", qos) S("constraint", constraint) S("time", time) S("sbatch", sbatch)
+                S("squeue", squeue) S("scancel", scancel)
+#undef S
+                else if (!strcmp(k, "signal_lead")) c->signal_lead = atoi(v);
+                else if (!strcmp(k, "cpus_per_task")) c->cpus_per_task = atoi(v);
+                else if (!strcmp(k, "resubmit_max")) c->resubmit_max = atoi(v);
+            }
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+}
+
+long melbo_slurm_time_seconds(const char *t) {
+    long d = 0, f[3] = {0, 0, 0};
+    int nf = 0;
+    const char *p = t, *dash = strchr(t, '-');
+    if (dash) {
+        char *end;
+        d = strtol(t, &end, 10);
+        if (end != dash || d < 0)
+            return -1;
+        p = dash + 1;
+    }
+    while (*p && nf < 3) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0)
+            return -1;
+        f[nf++] = v;
+        if (*end == ':')
+            p = end + 1;
+        else if (*end == '\0')
+            p = end;
+        else
+            return -1;
+    }
+    if (*p || nf == 0)
+        return -1;
+    if (dash) /* D-HH, D-HH:MM, D-HH:MM:SS */
+        return d * 86400 + f[0] * 3600 + f[1] * 60 + f[2];
+    if (nf == 1) /* MM */
+        return f[0] * 60;
+    if (nf == 2) /* MM:SS */
+        return f[0] * 60 + f[1];
+    return f[0] * 3600 + f[1] * 60 + f[2];
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Commands run asynchronously: `sh -c "CMD 2>&1"`, output collected, a callback at the end.
+ */
+
+enum cmd_kind { CMD_SBATCH, CMD_SQUEUE, CMD_SCANCEL };
+
+struct slurm_cmd {
+    uv_process_t proc;
+    uv_pipe_t out;
+    struct melbo_coord *co;
+    uint64_t job_id;
+    enum cmd_kind kind;
+    int exited, eof, closes;
+    int64_t status;
+    size_t len;
+    char buf[64 * 1024];
+};
+
+static void cmd_closed(uv_handle_t *h) {
+    struct slurm_cmd *c = h->data;
+    if (++c->closes == 2)
+        free(c);
+}
+
+static void cmd_done(struct slurm_cmd *c);
+
+static void cmd_maybe_done(struct slurm_cmd *c) {
+    if (!c->exited || !c->eof)
+        return;
+    c->buf[c->len] = '\0';
+    cmd_done(c);
+    uv_close((uv_handle_t *)&c->proc, cmd_closed);
+    uv_close((uv_handle_t *)&c->out, cmd_closed);
+}
+
+static void cmd_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+    struct slurm_cmd *c = h->data;
+    (void)suggested;
+    size_t room = sizeof c->buf - 1 - c->len;
+    static char sink[4096];
+    if (room == 0) { /* keep reading, drop the excess */
+        b->base = sink;
+        b->len = sizeof sink;
+        return;
+    }
+    b->base = c->buf + c->len;
+    b->len = room;
+}
+
+static void cmd_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+    struct slurm_cmd *c = s->data;
+    if (n > 0 && b->base >= c->buf && b->base < c->buf + sizeof c->buf)
+        c->len += (size_t)n;
+    if (n < 0) {
+        uv_read_stop(s);
+        c->eof = 1;
+        cmd_maybe_done(c);
+    }
+}
+
+static void cmd_exit(uv_process_t *p, int64_t status, int sig) {
+    struct slurm_cmd *c = p->data;
+    c->exited = 1;
+    c->status = sig ? 128 + sig : status;
+    cmd_maybe_done(c);
+}
+
+/* Starts `sh -c "<line> 2>&1"`. Returns 0, or a negative code (no callback then). */
+static int cmd_run(struct melbo_coord *co, enum cmd_kind kind, uint64_t job_id, const char *line) {
+    struct slurm_cmd *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return MELBO_ENOMEM;
+    c->co = co;
+    c->kind = kind;
+    c->job_id = job_id;
+    uv_pipe_init(co->loop, &c->out, 0);
+    c->proc.data = c->out.data = c;
+    size_t n = strlen(line) + 8;
+    char *full = malloc(n);
+    if (full == NULL) {
+        uv_close((uv_handle_t *)&c->out, NULL);
+        free(c);
+        return MELBO_ENOMEM;
+    }
+    snprintf(full, n, "%s 2>&1", line);
+    char *args[] = {"/bin/sh", "-c", full, NULL};
+    uv_stdio_container_t stdio[3];
+    stdio[0].flags = UV_IGNORE;
+    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[1].data.stream = (uv_stream_t *)&c->out;
+    stdio[2].flags = UV_IGNORE;
+    uv_process_options_t opt;
+    memset(&opt, 0, sizeof opt);
+    opt.file = "/bin/sh";
+    opt.args = args;
+    opt.exit_cb = cmd_exit;
+    opt.stdio_count = 3;
+    opt.stdio = stdio;
+    int r = uv_spawn(co->loop, &c->proc, &opt);
+    free(full);
+    if (r != 0) {
+        c->closes = 1; /* proc never became a live handle */
+        uv_close((uv_handle_t *)&c->out, cmd_closed);
+        return r;
+    }
+    uv_read_start((uv_stream_t *)&c->out, cmd_alloc, cmd_read);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Rendering and submitting.
+ */
+
+/* Appends s single-quoted for sh to *buf (size *cap, length *len). */
+static void shq(char **buf, size_t *len, size_t *cap, const char *s) {
+    size_t need = *len + 4 * strlen(s) + 4;
+    if (need > *cap) {
+        *cap = need * 2;
+        *buf = melbo_xrealloc(*buf, *cap);
+    }
+    char *o = *buf + *len;
+    *o++ = '\'';
+    for (; *s; s++) {
+        if (*s == '\'') {
+            memcpy(o, "'\\''", 4);
+            o += 4;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o++ = '\'';
+    *o++ = ' ';
+    *o = '\0';
+    *len = (size_t)(o - *buf);
+}
+
+/* Replaces every @key@ in *text (owned, reallocated) by value. */
+static void subst(char **text, const char *key, const char *value) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "@%s@", key);
+    size_t pl = strlen(pat), vl = strlen(value);
+    char *p;
+    while ((p = strstr(*text, pat)) != NULL) {
+        size_t pre = (size_t)(p - *text), rest = strlen(p + pl);
+        char *n = melbo_xmalloc(pre + vl + rest + 1);
+        memcpy(n, *text, pre);
+        memcpy(n + pre, value, vl);
+        memcpy(n + pre + vl, p + pl, rest + 1);
+        free(*text);
+        *text = n;
+    }
+}
+
+static void sbatch_line(char *buf, size_t n, const char *key, const char *value) {
+    if (value && value[0])
+        snprintf(buf, n, "#SBATCH --%s=%s", key, value);
+    else
+        buf[0] = '\0';
+}
+
+int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melbo_err *err) {
+    const struct melbo_slurm_conf *sc = &co->slurm;
+    char dir[PATH_MAX], out[PATH_MAX], ckpt[PATH_MAX], script[PATH_MAX], secret[PATH_MAX];
+    char id[32], line[PATH_MAX + 64];
+    char *tmpl = NULL, *args = NULL;
+    size_t alen = 0, acap = 256;
+    struct melbo_argv av = {0};
+    int ret;
+    Melbo__JobSpec *spec = melbo__job_spec__unpack(NULL, job->spec_len, job->spec);
+    if (spec == NULL)
+        return melbo_err_set(err, MELBO_EFORMAT, "the stored job spec is unreadable");
+    if ((ret = melbo_job_dir(co, job->id, dir, sizeof dir)) != 0)
+        goto out;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        ret = melbo_err_set(err, MELBO_EIO, "cannot create %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    melbo_path_join(out, sizeof out, dir, "out.bank.safetensors");
+    melbo_path_join(ckpt, sizeof ckpt, dir, "train.ckpt");
+    melbo_path_join(script, sizeof script, dir, "job.sbatch");
+    melbo_path_join(secret, sizeof secret, dir, "secret");
+    if ((ret = melbo_launcher_write_secret(secret, job->secret, err)) != 0)
+        goto out;
+    snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
+    if ((ret = melbo_jobspec_to_argv(spec, out, ckpt, access(ckpt, R_OK) == 0 ? ckpt : NULL, id,
+                                     &av, err)) != 0)
+        goto out;
+    args = melbo_xmalloc(acap);
+    args[0] = '\0';
+    for (int i = 1; i < av.n; i++) /* av[0] is "train", already in the template */
+        shq(&args, &alen, &acap, av.v[i]);
+    if ((ret = melbo_file_read(sc->template_path, &tmpl, NULL, err)) != 0) {
+        melbo_err_prefix(err, "the Slurm template");
+        goto out;
+    }
+    int ranks = melbo_jobspec_ranks(spec), nodes = spec->has_nodes && spec->nodes > 0 ? spec->nodes : 1;
+    int gpus = spec->has_gpus && spec->gpus > 0 ? spec->gpus : 0;
+    int cpus = spec->has_cpus_per_task && spec->cpus_per_task > 0 ? spec->cpus_per_task : sc->cpus_per_task;
+    const char *time = spec->time && spec->time[0] ? spec->time : sc->time;
+    long limit = melbo_slurm_time_seconds(time);
+    if (limit <= 0) {
+        ret = melbo_err_set(err, MELBO_EINVAL, "time limit '%s' is not a Slurm time", time);
+        goto out;
+    }
+    if (2L * sc->signal_lead >= limit) {
+        ret = melbo_err_set(err, MELBO_EINVAL,
+                            "the checkpoint signal comes %d s before the time limit, which must be "
+                            "under half the limit (%s = %ld s): ask for more time",
+                            sc->signal_lead, time, limit);
+        goto out;
+    }
+    char b[512];
+    snprintf(b, sizeof b, "melbo-%llu", (unsigned long long)job->id);
+    subst(&tmpl, "JOB_NAME", b);
+    snprintf(b, sizeof b, "%d", nodes);
+    subst(&tmpl, "NODES", b);
+    snprintf(b, sizeof b, "%d", gpus ? gpus : ranks / nodes);
+    subst(&tmpl, "TASKS_PER_NODE", b);
+    snprintf(b, sizeof b, "%d", cpus);
+    subst(&tmpl, "CPUS_PER_TASK", b);
+    subst(&tmpl, "TIME", time);
+    snprintf(b, sizeof b, "%d", sc->signal_lead);
+    subst(&tmpl, "SIGNAL_LEAD", b);
+    subst(&tmpl, "JOB_DIR", dir);
+    char gl[64] = "";
+    if (gpus)
+        snprintf(gl, sizeof gl, "#SBATCH --gpus-per-node=%d", gpus);
+    subst(&tmpl, "GPUS_LINE", gl);
+    sbatch_line(b, sizeof b, "partition", spec->partition && spec->partition[0] ? spec->partition : sc->partition);
+    subst(&tmpl, "PARTITION_LINE", b);
+    sbatch_line(b, sizeof b, "account", sc->account);
+    subst(&tmpl, "ACCOUNT_LINE", b);
+    sbatch_line(b, sizeof b, "qos", sc->qos);
+    subst(&tmpl, "QOS_LINE", b);
+    sbatch_line(b, sizeof b, "constraint", sc->constraint);
+    subst(&tmpl, "CONSTRAINT_LINE", b);
+    subst(&tmpl, "COORD_ADDR", co->address);
+    subst(&tmpl, "JOB_ID", id);
+    subst(&tmpl, "RANK_BINARY", co->rank_binary);
+    subst(&tmpl, "RANK_ARGS", args);
+    if ((ret = melbo_file_write_atomic(script, tmpl, strlen(tmpl), err)) != 0)
+        goto out;
+    char record[PATH_MAX];
+    melbo_path_join(record, sizeof record, dir, "exit-record");
+    unlink(record); /* a resubmission's outcome is its own */
+    snprintf(line, sizeof line, "cd '%s' && %s --parsable job.sbatch", dir, sc->sbatch);
+    if ((ret = cmd_run(co, CMD_SBATCH, job->id, line)) != 0) {
+        melbo_err_set(err, ret, "cannot run %s", sc->sbatch);
+        goto out;
+    }
+    snprintf(job->slurm_id, sizeof job->slurm_id, "submitting");
+    job->ended_at = 0;
+    melbo_log(MELBO_LOG_INFO, "coord: job %llu: sbatch %s", (unsigned long long)job->id, script);
+out:
+    free(tmpl);
+    free(args);
+    melbo_argv_free(&av);
+    melbo__job_spec__free_unpacked(spec, NULL);
+    return ret;
+}
+
+int melbo_slurm_cancel(struct melbo_coord *co, struct melbo_job *job) {
+    job->cancel_requested = 1;
+    melbo_db_job_update(co->db, job);
+    if (!isdigit((unsigned char)job->slurm_id[0])) /* not in Slurm (yet): sbatch's answer cancels */
+        return job->slurm_id[0] ? 0
+                                : melbo_job_set_state(co, job, MELBO__JOB_STATE__CANCELLED,
+                                                      "cancelled by its owner", NULL);
+    char line[256];
+    snprintf(line, sizeof line, "%s %s", co->slurm.scancel, job->slurm_id);
+    return cmd_run(co, CMD_SCANCEL, job->id, line);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Tracking.
+ */
+
+/* Appends a STATE event keeping the state and carrying Slurm's pending reason. */
+static void report_reason(struct melbo_coord *co, struct melbo_job *job, const char *reason) {
+    if (strcmp(job->reason, reason) == 0)
+        return;
+    snprintf(job->reason, sizeof job->reason, "%s", reason);
+    Melbo__JobEvent ev = MELBO__JOB_EVENT__INIT;
+    char detail[160];
+    snprintf(detail, sizeof detail, "pending in Slurm as job %s (%s)", job->slurm_id, reason);
+    ev.has_kind = ev.has_state = 1;
+    ev.kind = MELBO__JOB_EVENT__KIND__STATE;
+    ev.state = job->state;
+    ev.detail = detail;
+    ev.reason = (char *)reason;
+    melbo_job_append(co, job, &ev);
+}
+
+/* The tail of the batch output (the ranks' last words) into buf. */
+static void output_tail(struct melbo_coord *co, struct melbo_job *job, char *buf, size_t n) {
+    char dir[PATH_MAX], path[PATH_MAX + 64], *text = NULL;
+    size_t len = 0;
+    buf[0] = '\0';
+    melbo_job_dir(co, job->id, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/slurm-%s.out", dir, job->slurm_id);
+    if (melbo_file_read(path, &text, &len, NULL) != 0)
+        return;
+    /* the last lines that mention melbo, else the last lines */
+    const char *keep = text;
+    for (const char *p = text; (p = strstr(p, "melbo")) != NULL; p++) {
+        const char *bol = p;
+        while (bol > text && bol[-1] != '\n')
+            bol--;
+        keep = bol;
+    }
+    if (keep == text && len > n - 1)
+        keep = text + len - (n - 1);
+    snprintf(buf, n, "%s", keep);
+    for (char *p = buf; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    free(text);
+}
+
+static void resubmit(struct melbo_coord *co, struct melbo_job *job, const char *why) {
+    char detail[256];
+    if (job->resubmits >= co->slurm.resubmit_max) {
+        snprintf(detail, sizeof detail, "%s %d times; giving up", why, job->resubmits + 1);
+        melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, "time limit", detail);
+        return;
+    }
+    job->resubmits++;
+    snprintf(detail, sizeof detail, "%s: checkpointed; resubmitting with --resume (%d of %d)", why,
+             job->resubmits, co->slurm.resubmit_max);
+    melbo_job_set_state(co, job, MELBO__JOB_STATE__CHECKPOINTED, detail, NULL);
+    struct melbo_err err = {0};
+    if (melbo_slurm_start(co, job, &err) != 0)
+        melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, "resubmission failed", err.msg);
+}
+
+/* The job has left Slurm's queue (or never was seen): its exit record decides. */
+static void settle(struct melbo_coord *co, struct melbo_job *job, const char *slurm_state) {
+    char dir[PATH_MAX], path[PATH_MAX], *rec = NULL, st[32] = "", tail[768], msg[1024];
+    double now = melbo_coord_now();
+    melbo_job_dir(co, job->id, dir, sizeof dir);
+    melbo_path_join(path, sizeof path, dir, "exit-record");
+    if (melbo_file_read(path, &rec, NULL, NULL) == 0) {
+        sscanf(rec, "state=%31s", st);
+        free(rec);
+    }
+    if (job->cancel_requested || !strcmp(st, "CANCELLED") || !strcmp(slurm_state, "CANCELLED")) {
+        melbo_job_set_state(co, job, MELBO__JOB_STATE__CANCELLED, "cancelled by its owner", NULL);
+    } else if (!strcmp(st, "CHECKPOINTED") ||
+               (!st[0] && (!strcmp(slurm_state, "TIMEOUT") || !strcmp(slurm_state, "PREEMPTED")))) {
+        char ck[PATH_MAX];
+        melbo_path_join(ck, sizeof ck, dir, "train.ckpt");
+        if (!strcmp(st, "CHECKPOINTED") || access(ck, R_OK) == 0)
+            resubmit(co, job, st[0] ? "time limit" : slurm_state);
+        else
+            melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, slurm_state,
+                                "the job ended at its time limit before writing a checkpoint");
+    } else if (!strcmp(st, "COMPLETED")) {
+        /* DONE comes with the bank upload; give a late upload some time */
+        if (job->rank != NULL)
+            return;
+        if (job->ended_at == 0)
+            job->ended_at = now;
+        if (now - job->ended_at > SLURM_BANK_WAIT_S)
+            melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, "no bank",
+                                "the ranks finished but no bank reached the coordinator");
+    } else if (st[0] || slurm_state[0]) {
+        output_tail(co, job, tail, sizeof tail);
+        snprintf(msg, sizeof msg, "Slurm job %s ended %s%s%s", job->slurm_id,
+                 st[0] ? st : slurm_state, tail[0] ? ": " : "", tail);
+        job->failed_rank = -1;
+        melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, "ranks failed", msg);
+    } else { /* neither queued nor recorded */
+        if (job->ended_at == 0)
+            job->ended_at = now;
+        if (now - job->ended_at > SLURM_LOST_S)
+            melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, "lost",
+                                "Slurm has no record of the job and it left no exit record");
+    }
+}
+
+static void on_squeue(struct melbo_coord *co, const char *text, int status) {
+    co->slurm_polling = 0;
+    if (status != 0) {
+        melbo_log(MELBO_LOG_WARN, "coord: squeue failed (%d): %.200s", status, text);
+        return;
+    }
+    for (struct melbo_job *j = co->jobs; j; j = j->next) {
+        if (melbo_job_state_terminal(j->state) || !isdigit((unsigned char)j->slurm_id[0]))
+            continue;
+        /* this job's line: ID|STATE|REASON */
+        char state[32] = "", reason[128] = "";
+        size_t idl = strlen(j->slurm_id);
+        for (const char *p = text; p && *p;) {
+            const char *eol = strchr(p, '\n');
+            if (!strncmp(p, j->slurm_id, idl) && p[idl] == '|') {
+                sscanf(p + idl + 1, "%31[^|]|%127[^\n]", state, reason);
+                break;
+            }
+            p = eol ? eol + 1 : NULL;
+        }
+        if (!strcmp(state, "PENDING")) {
+            report_reason(co, j, reason);
+        } else if (!strcmp(state, "RUNNING") || !strcmp(state, "CONFIGURING") ||
+                   !strcmp(state, "COMPLETING")) {
+            j->ended_at = 0;
+            if (j->state == MELBO__JOB_STATE__QUEUED || j->state == MELBO__JOB_STATE__CHECKPOINTED) {
+                char d[96];
+                snprintf(d, sizeof d, "running in Slurm as job %s", j->slurm_id);
+                j->reason[0] = '\0';
+                melbo_job_set_state(co, j, MELBO__JOB_STATE__STARTING, d, NULL);
+            }
+        } else {
+            settle(co, j, state);
+        }
+    }
+}
+
+static void cmd_done(struct slurm_cmd *c) {
+    struct melbo_coord *co = c->co;
+    if (c->kind == CMD_SQUEUE) {
+        on_squeue(co, c->buf, (int)c->status);
+        return;
+    }
+    struct melbo_job *job = melbo_job_find(co, c->job_id);
+    if (job == NULL)
+        return;
+    if (c->kind == CMD_SCANCEL) {
+        if (c->status != 0)
+            melbo_log(MELBO_LOG_WARN, "coord: job %llu: scancel: %.200s",
+                      (unsigned long long)job->id, c->buf);
+        return;
+    }
+    /* sbatch --parsable prints "ID" or "ID;cluster" */
+    long sid = strtol(c->buf, NULL, 10);
+    if (c->status != 0 || sid <= 0) {
+        job->slurm_id[0] = '\0';
+        char msg[600];
+        snprintf(msg, sizeof msg, "sbatch failed: %.500s", c->buf);
+        job->failed_rank = -1;
+        melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, "submission failed", msg);
+        return;
+    }
+    snprintf(job->slurm_id, sizeof job->slurm_id, "%ld", sid);
+    melbo_db_job_update(co->db, job);
+    char d[96];
+    snprintf(d, sizeof d, "submitted to Slurm as job %ld", sid);
+    melbo_log(MELBO_LOG_INFO, "coord: job %llu: %s", (unsigned long long)job->id, d);
+    if (job->cancel_requested) {
+        melbo_slurm_cancel(co, job);
+        return;
+    }
+    Melbo__JobEvent ev = MELBO__JOB_EVENT__INIT;
+    ev.has_kind = ev.has_state = 1;
+    ev.kind = MELBO__JOB_EVENT__KIND__STATE;
+    ev.state = job->state;
+    ev.detail = d;
+    melbo_job_append(co, job, &ev);
+}
+
+void melbo_slurm_tick(struct melbo_coord *co) {
+    double now = melbo_coord_now();
+    if (co->slurm_polling || now - co->slurm_last_poll < SLURM_POLL_S)
+        return;
+    int any = 0;
+    for (struct melbo_job *j = co->jobs; j && !any; j = j->next)
+        any = !melbo_job_state_terminal(j->state) && isdigit((unsigned char)j->slurm_id[0]);
+    if (!any)
+        return;
+    co->slurm_last_poll = now;
+    char line[PATH_MAX + 64];
+    snprintf(line, sizeof line, "%s -h -t all --me -o '%%i|%%T|%%r'", co->slurm.squeue);
+    if (cmd_run(co, CMD_SQUEUE, 0, line) == 0)
+        co->slurm_polling = 1;
+}
