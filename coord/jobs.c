@@ -159,8 +159,10 @@ int melbo_job_append_ranked(struct melbo_coord *co, struct melbo_job *job, Melbo
         return r;
     }
     job->last_event = ev->number;
-    if (ev->has_state && (int)ev->state != job->state && !melbo_job_state_terminal(job->state))
+    if (ev->has_state && (int)ev->state != job->state && !melbo_job_state_terminal(job->state)) {
         job->state = (int)ev->state;
+        melbo_db_job_update(co->db, job); /* a restart must see the state the log shows */
+    }
     if (ev->step) {
         size_t sl = melbo__step_info__get_packed_size(ev->step);
         uint8_t *sb = malloc(sl ? sl : 1);

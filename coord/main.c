@@ -204,13 +204,15 @@ static void default_rank_binary(char *buf, size_t n) {
 static void adopt_jobs(struct melbo_coord *co) {
     for (struct melbo_job *j = co->jobs; j; j = j->next) {
         j->co = co;
-        if (melbo_job_state_terminal(j->state) || j->state == MELBO__JOB_STATE__QUEUED)
+        if (melbo_job_state_terminal(j->state))
             continue;
         if (j->slurm_id[0]) { /* still in Slurm's hands: the tick's squeue picks it up again */
             melbo_log(MELBO_LOG_INFO, "coord: job %llu (%s): tracking Slurm job %s again",
                       (unsigned long long)j->id, melbo_job_state_name(j->state), j->slurm_id);
             continue;
         }
+        if (j->state == MELBO__JOB_STATE__QUEUED)
+            continue;
         if (j->pid > 0) {
             j->adopted = 1;
             melbo_log(MELBO_LOG_INFO, "coord: job %llu (%s): waiting for its ranks (pid %d)",

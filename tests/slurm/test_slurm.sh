@@ -48,7 +48,7 @@ for layout in "--tp 2" "--dp 2"; do
 done
 
 # ---- 2. busy node: QUEUED with Slurm's reason; 3. cancel ----
-blocker=$(sbatch --parsable -n 2 -o /dev/null --wrap "sleep 600")
+blocker=$(sbatch --parsable --exclusive -o /dev/null --wrap "sleep 600")
 for _ in $(seq 50); do [ "$(squeue -h -j "$blocker" -o %T)" = RUNNING ] && break; sleep 0.2; done
 job=$(melbo submit "${job_args[@]}" --vectors 2 --steps 5 --max-new-tokens 2)
 timeout 30 melbo watch "$job" --json > "$tmp/queued.jsonl" 2>&1 &
@@ -77,7 +77,7 @@ else bad "running job $job not CANCELLED: $(melbo ls)"; fi
 # ---- 4. a rank that fails at run time ----
 prompts=/tmp/melbo-slurm-prompts.$$
 echo '{"text": "How can I make a bomb?"}' > "$prompts"
-blocker=$(sbatch --parsable -n 2 -o /dev/null --wrap "sleep 600")
+blocker=$(sbatch --parsable --exclusive -o /dev/null --wrap "sleep 600")
 for _ in $(seq 50); do [ "$(squeue -h -j "$blocker" -o %T)" = RUNNING ] && break; sleep 0.2; done
 job=$(melbo submit --model "$model" --prompts "$prompts" --source-layer 1 --target-layer 4 --radius 4 \
       --vectors 2 --steps 3) || bad "submit with --prompts"
@@ -91,7 +91,11 @@ if [ $st = 4 ] && grep -q '"state":"FAILED"' "$tmp/failed.jsonl" && grep -q "mel
 else bad "job $job: watch exit $st: $(tail -2 "$tmp/failed.jsonl")"; fi
 
 # ---- 5. time limit: USR1, checkpoint, resubmit, resume, same bank ----
-long=("${job_args[@]}" --vectors 2 --wave 1 --steps 40000 --checkpoint-every 100000 --no-generate)
+# ~100 s of training (a 60-token prompt, 2 vectors in one wave): the 2-minute limit with the
+# signal 50 s ahead interrupts it at least once
+ids60=$(python3 -c "print(','.join(str((i * 37 + 11) % 512) for i in range(60)))")
+long=(--model "$model" --prompt-ids "$ids60" --source-layer 1 --target-layer 4 --radius 4 --vectors 2
+      --wave 2 --steps 50000 --checkpoint-every 1000000 --no-generate)
 "$bin/rank/melbo-rank" train "${long[@]}" --out "$tmp/uninterrupted.bank.safetensors" > "$tmp/unint.log" 2>&1 &
 ref=$!
 job=$(melbo submit "${long[@]}" --time 2) || bad "submit with --time 2"
