@@ -161,7 +161,8 @@ int melbo_calibrate_radius(struct melbo_trainer *tr, struct melbo_calibration *o
         goto out_span;
     }
     int it;
-    for (it = 0; it < 40; it++) { /* bisection in log R */
+    /* bisection in log R until R is known to 1e-4 relative (about 17 halvings of the bracket) */
+    for (it = 0; it < 60 && hi - lo > 1e-4; it++) {
         double mid = 0.5 * (lo + hi), fm = ratio(&c, exp(mid)) - lambda;
         if ((fm < 0) == (flo < 0)) {
             lo = mid;

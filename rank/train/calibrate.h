@@ -8,7 +8,7 @@
  * --calibration-init's 'directions'); D(theta) is the change of the target-layer activations,
  * averaged over each prompt's target positions and stacked over prompts; J v is its
  * Jacobian-vector product at 0 by central finite differences with step h = 1e-2 (J v =
- * (D(h v) - D(-h v)) / 2h). E is found for R by bisection in log R on [0.001, 100]; when E - lambda
+ * (D(h v) - D(-h v)) / 2h). E is found for R by bisection in log R on [0.001, 100] to 1e-4 relative; when E - lambda
  * has the same sign at both ends there is no root, and the error says so with both ratios.
  */
 #ifndef MELBO_RANK_TRAIN_CALIBRATE_H
