@@ -33,6 +33,7 @@
 
 struct melbo_job;
 struct melbo_client;
+struct melbo_argv;
 
 enum melbo_launcher_kind {
     MELBO_LAUNCHER_LOCAL = 0,   // mpirun on the coordinator's host
@@ -204,6 +205,13 @@ void melbo_launcher_tick(struct melbo_coord *co);
 /* Lets go of the mpirun handles (server shutdown; the ranks keep running). */
 void melbo_launcher_close_all(struct melbo_coord *co);
 int melbo_job_dir(const struct melbo_coord *co, uint64_t id, char *buf, size_t n);
+/*
+ * Creates job's directory (0700, returned in dir, PATH_MAX bytes) with its secret file and appends
+ * `train` and the job's options to av, resuming from the job's checkpoint when an earlier launch
+ * left one. Shared by the local and the Slurm launcher.
+ */
+int melbo_launcher_prepare(struct melbo_coord *co, struct melbo_job *job, const Melbo__JobSpec *spec,
+                           char *dir, struct melbo_argv *av, struct melbo_err *err);
 /* Writes the job's secret to path (0600). */
 int melbo_launcher_write_secret(const char *path, const char *secret, struct melbo_err *err);
 

@@ -139,11 +139,29 @@ int melbo_launcher_write_secret(const char *path, const char *secret, struct mel
     return ok ? 0 : melbo_err_set(err, MELBO_EIO, "cannot write %s", path);
 }
 
+int melbo_launcher_prepare(struct melbo_coord *co, struct melbo_job *job, const Melbo__JobSpec *spec,
+                           char *dir, struct melbo_argv *av, struct melbo_err *err) {
+    char out[PATH_MAX], ckpt[PATH_MAX], secret[PATH_MAX], id[32];
+    int ret = melbo_job_dir(co, job->id, dir, PATH_MAX);
+    if (ret)
+        return ret;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return melbo_err_set(err, MELBO_EIO, "cannot create %s: %s", dir, strerror(errno));
+    melbo_path_join(secret, sizeof secret, dir, "secret");
+    melbo_path_join(out, sizeof out, dir, "out.bank.safetensors");
+    melbo_path_join(ckpt, sizeof ckpt, dir, "train.ckpt");
+    if ((ret = melbo_launcher_write_secret(secret, job->secret, err)) != 0)
+        return ret;
+    snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
+    /* Resume from the checkpoint when a previous launch of this job left one. */
+    return melbo_jobspec_to_argv(spec, out, ckpt, access(ckpt, R_OK) == 0 ? ckpt : NULL, id, av,
+                                 err);
+}
+
 int melbo_launcher_start(struct melbo_coord *co, struct melbo_job *job, struct melbo_err *err) {
     if (co->launcher == MELBO_LAUNCHER_SLURM)
         return melbo_slurm_start(co, job, err);
-    char dir[PATH_MAX], secret_path[PATH_MAX], out[PATH_MAX], ckpt[PATH_MAX], log_path[PATH_MAX];
-    char id[32], np[16];
+    char dir[PATH_MAX], secret_path[PATH_MAX], log_path[PATH_MAX], id[32], np[16];
     struct melbo_argv av = {0};
     char **env = NULL;
     int log_fd = -1, ret;
@@ -153,28 +171,16 @@ int melbo_launcher_start(struct melbo_coord *co, struct melbo_job *job, struct m
         ret = melbo_err_set(err, MELBO_EFORMAT, "the stored job spec is unreadable");
         goto out;
     }
-    if ((ret = melbo_job_dir(co, job->id, dir, sizeof dir)) != 0)
-        goto out;
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        ret = melbo_err_set(err, MELBO_EIO, "cannot create %s: %s", dir, strerror(errno));
-        goto out;
-    }
-    melbo_path_join(secret_path, sizeof secret_path, dir, "secret");
-    melbo_path_join(out, sizeof out, dir, "out.bank.safetensors");
-    melbo_path_join(ckpt, sizeof ckpt, dir, "train.ckpt");
-    melbo_path_join(log_path, sizeof log_path, dir, "ranks.log");
-    if ((ret = melbo_launcher_write_secret(secret_path, job->secret, err)) != 0)
-        goto out;
-    snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
-    snprintf(np, sizeof np, "%d", job->n_ranks > 0 ? job->n_ranks : 1);
     const char *pre[] = {co->mpirun, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
                          "-np", np, co->rank_binary};
+    snprintf(np, sizeof np, "%d", job->n_ranks > 0 ? job->n_ranks : 1);
     for (size_t i = 0; i < sizeof pre / sizeof pre[0]; i++)
         melbo_argv_push(&av, pre[i]);
-    /* Resume from the checkpoint when a previous launch of this job left one. */
-    if ((ret = melbo_jobspec_to_argv(spec, out, ckpt, access(ckpt, R_OK) == 0 ? ckpt : NULL, id,
-                                     &av, err)) != 0)
+    if ((ret = melbo_launcher_prepare(co, job, spec, dir, &av, err)) != 0)
         goto out;
+    snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
+    melbo_path_join(secret_path, sizeof secret_path, dir, "secret");
+    melbo_path_join(log_path, sizeof log_path, dir, "ranks.log");
     log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (log_fd < 0) {
         ret = melbo_err_set(err, MELBO_EIO, "cannot open %s: %s", log_path, strerror(errno));

@@ -257,8 +257,7 @@ static void sbatch_line(char *buf, size_t n, const char *key, const char *value)
 
 int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melbo_err *err) {
     const struct melbo_slurm_conf *sc = &co->slurm;
-    char dir[PATH_MAX], out[PATH_MAX], ckpt[PATH_MAX], script[PATH_MAX], secret[PATH_MAX];
-    char id[32], line[PATH_MAX + 64];
+    char dir[PATH_MAX], script[PATH_MAX], id[32], line[PATH_MAX + 64];
     char *tmpl = NULL, *args = NULL;
     size_t alen = 0, acap = 256;
     struct melbo_argv av = {0};
@@ -266,22 +265,10 @@ int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melb
     Melbo__JobSpec *spec = melbo__job_spec__unpack(NULL, job->spec_len, job->spec);
     if (spec == NULL)
         return melbo_err_set(err, MELBO_EFORMAT, "the stored job spec is unreadable");
-    if ((ret = melbo_job_dir(co, job->id, dir, sizeof dir)) != 0)
+    if ((ret = melbo_launcher_prepare(co, job, spec, dir, &av, err)) != 0)
         goto out;
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        ret = melbo_err_set(err, MELBO_EIO, "cannot create %s: %s", dir, strerror(errno));
-        goto out;
-    }
-    melbo_path_join(out, sizeof out, dir, "out.bank.safetensors");
-    melbo_path_join(ckpt, sizeof ckpt, dir, "train.ckpt");
     melbo_path_join(script, sizeof script, dir, "job.sbatch");
-    melbo_path_join(secret, sizeof secret, dir, "secret");
-    if ((ret = melbo_launcher_write_secret(secret, job->secret, err)) != 0)
-        goto out;
     snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
-    if ((ret = melbo_jobspec_to_argv(spec, out, ckpt, access(ckpt, R_OK) == 0 ? ckpt : NULL, id,
-                                     &av, err)) != 0)
-        goto out;
     args = melbo_xmalloc(acap);
     args[0] = '\0';
     for (int i = 1; i < av.n; i++) /* av[0] is "train", already in the template */
