@@ -14,11 +14,30 @@
 #include "rank/model/safetensors.h"
 #include "rank/train/state.h"
 
-static const char *shown_keys[] = {"model_name", "architecture", "model_fingerprint", "d_model",
-                                   "n_layers", "source_layer", "target_layer", "radius", "p", "q",
-                                   "loss_axis", "target_tokens", "steps", "vectors", "wave",
-                                   "orthogonal", "lr", "betas", "seed", "chat_format", "prompts",
-                                   "created", "job_id", "melbo_version"};
+static const char *shown_keys[] = {"model_name",
+                                   "architecture",
+                                   "model_fingerprint",
+                                   "d_model",
+                                   "n_layers",
+                                   "source_layer",
+                                   "target_layer",
+                                   "radius",
+                                   "p",
+                                   "q",
+                                   "loss_axis",
+                                   "target_tokens",
+                                   "steps",
+                                   "vectors",
+                                   "wave",
+                                   "orthogonal",
+                                   "lr",
+                                   "betas",
+                                   "seed",
+                                   "chat_format",
+                                   "prompts",
+                                   "created",
+                                   "job_id",
+                                   "melbo_version"};
 
 int melbo_cmd_bank(int argc, char **argv) {
     const char *path = NULL, *other = NULL;
@@ -29,11 +48,13 @@ int melbo_cmd_bank(int argc, char **argv) {
         else if (!strcmp(argv[i], "--same-as") && i + 1 < argc)
             other = argv[++i];
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: melbo-rank bank FILE [--json]\n"
-                   "       melbo-rank bank FILE --same-as OTHER\n"
-                   "Shows a bank's settings and its vectors, or checks that two banks are the same\n"
-                   "(every tensor bitwise, metadata except created, job_id, melbo_version): exit 0 if\n"
-                   "so, 1 if not.\n");
+            printf(
+                "usage: melbo-rank bank FILE [--json]\n"
+                "       melbo-rank bank FILE --same-as OTHER\n"
+                "Shows a bank's settings and its vectors, or checks that two banks are the same\n"
+                "(every tensor bitwise, metadata except created, job_id, melbo_version): exit 0 "
+                "if\n"
+                "so, 1 if not.\n");
             return 0;
         } else if (path == NULL && argv[i][0] != '-')
             path = argv[i];
@@ -64,12 +85,15 @@ int melbo_cmd_bank(int argc, char **argv) {
     }
     int status = 1;
     const char *fmt = melbo_st_meta(&f, "format");
-    const struct melbo_st_tensor *V = melbo_st_find(&f, "vectors"), *O = melbo_st_find(&f, "objective");
+    const struct melbo_st_tensor *V = melbo_st_find(&f, "vectors"),
+                                 *O = melbo_st_find(&f, "objective");
     if (fmt == NULL || strcmp(fmt, "melbo-bank") != 0 || V == NULL || V->ndim != 2 ||
         V->dtype != MELBO_DTYPE_F32 || O == NULL || O->ndim != 2 || O->dtype != MELBO_DTYPE_F32 ||
         O->shape[0] != V->shape[0]) {
-        fprintf(stderr, "melbo-rank bank: %s is not a melbo bank (needs format=melbo-bank, "
-                        "vectors F32 [N, d] and objective F32 [N, steps])\n", path);
+        fprintf(stderr,
+                "melbo-rank bank: %s is not a melbo bank (needs format=melbo-bank, "
+                "vectors F32 [N, d] and objective F32 [N, steps])\n",
+                path);
         goto out;
     }
     int N = (int)V->shape[0], d = (int)V->shape[1], steps = (int)O->shape[1];
@@ -114,7 +138,8 @@ int melbo_cmd_bank(int argc, char **argv) {
             if (v)
                 printf("  %-18s %s\n", shown_keys[k], v);
         }
-        cJSON *comp = cJSON_Parse(melbo_st_meta(&f, "completions") ? melbo_st_meta(&f, "completions") : "{}");
+        cJSON *comp =
+            cJSON_Parse(melbo_st_meta(&f, "completions") ? melbo_st_meta(&f, "completions") : "{}");
         const cJSON *cv = cJSON_GetObjectItemCaseSensitive(comp, "vectors");
         char line[96];
         printf("\n  %6s  %12s  %12s  %9s  %10s  %s\n", "vector", "objective", "first step", "norm",
@@ -125,10 +150,11 @@ int melbo_cmd_bank(int argc, char **argv) {
             if (cJSON_IsString(t))
                 melbo_first_line(t->valuestring, line, 60);
             printf("  %6d  %12.6g  %12.6g  %9.6g  %10.2e  %s\n", a,
-                   steps ? obj[(size_t)a * steps + steps - 1] : 0.0, steps ? obj[(size_t)a * steps] : 0.0,
-                   norm[a], maxcos[a], line);
+                   steps ? obj[(size_t)a * steps + steps - 1] : 0.0,
+                   steps ? obj[(size_t)a * steps] : 0.0, norm[a], maxcos[a], line);
         }
-        const cJSON *un = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(comp, "unsteered"), 0);
+        const cJSON *un =
+            cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(comp, "unsteered"), 0);
         if (cJSON_IsString(un)) {
             melbo_first_line(un->valuestring, line, 60);
             printf("  %6s  %12s  %12s  %9s  %10s  %s\n", "none", "", "", "", "", line);
@@ -145,7 +171,8 @@ int melbo_cmd_bank(int argc, char **argv) {
             printf("  %6s  %12s  %12s  %9s  %10s  %s\n", name, "", "", "", "", line);
         }
         if (cJSON_IsArray(cv))
-            printf("\n  none = unsteered completion, rK = random baseline K (same norm, never trained)\n");
+            printf("\n  none = unsteered completion, rK = random baseline K (same norm, never "
+                   "trained)\n");
         cJSON_Delete(comp);
     }
     free(norm);

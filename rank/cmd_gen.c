@@ -2,7 +2,8 @@
  * rank/cmd_gen.c - `melbo-rank gen`: explore a bank by generating under vector expressions.
  *
  *   melbo-rank gen --model DIR [--bank FILE] --vector EXPR [--vector EXPR ...] [--scale X]
- *                  (prompt options | --prompt-ids 1,2,3 | --bank-prompts) [decoding options] [--json]
+ *                  (prompt options | --prompt-ids 1,2,3 | --bank-prompts) [decoding options]
+ * [--json]
  *
  * Every --vector is generated side by side in one batch with every prompt. Decoding settings
  * default to the ones the bank's completions were made with, so `gen --vector k --bank-prompts`
@@ -23,7 +24,8 @@
 #include "rank/train/params.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
+    fprintf(
+        f,
         "usage: melbo-rank gen --model DIR [--bank FILE] [--vector EXPR ...] [prompts] [options]\n"
         "\n"
         "Generates completions with steering vectors from a bank added to the output of the\n"
@@ -37,7 +39,8 @@ static void usage(FILE *f) {
         "  --prompt-ids 1,2,3   a prompt as token ids\n"
         "  --max-new-tokens N --temperature T --top-p P --top-k K --gen-seed S\n"
         "  --repetition-penalty X --use-generation-config --gen-batch N --ignore-eos\n"
-        "                       decoding (default: as the bank's completions were made, else greedy, 64)\n"
+        "                       decoding (default: as the bank's completions were made, else "
+        "greedy, 64)\n"
         "  --json               one JSON object per completion: vector, prompt, text, token_ids\n");
 }
 
@@ -71,13 +74,14 @@ static void bank_gen_defaults(struct melbo_gen_settings *g, const int *given, co
     if (!given[5] && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(o, "repetition_penalty")))
         g->repetition_penalty = v->valuedouble;
     const cJSON *stop = cJSON_GetObjectItemCaseSensitive(o, "stop_ids"), *e;
-    cJSON_ArrayForEach(e, stop) if (cJSON_IsNumber(e)) melbo_gen_add_stop(g, (int32_t)e->valuedouble);
+    cJSON_ArrayForEach(e, stop) if (cJSON_IsNumber(e))
+        melbo_gen_add_stop(g, (int32_t)e->valuedouble);
     cJSON_Delete(o);
 }
 
 static int parse_args(struct gen_args *a, int argc, char **argv, struct melbo_err *err) {
-    static const char *gen_opts[] = {"--max-new-tokens", "--temperature", "--top-p", "--top-k",
-                                     "--gen-seed", "--repetition-penalty"};
+    static const char *gen_opts[] = {"--max-new-tokens", "--temperature", "--top-p",
+                                     "--top-k",          "--gen-seed",    "--repetition-penalty"};
     for (int i = 1; i < argc; i++) {
         const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
@@ -140,7 +144,8 @@ static int parse_args(struct gen_args *a, int argc, char **argv, struct melbo_er
                                      "--prompt-ids '%s': expected comma-separated ids", val);
             a->n_ids++;
         } else {
-            return melbo_err_set(err, MELBO_EINVAL, "unknown option %s (see melbo-rank gen --help)", opt);
+            return melbo_err_set(err, MELBO_EINVAL, "unknown option %s (see melbo-rank gen --help)",
+                                 opt);
         }
     }
     if (a->model == NULL)
@@ -211,14 +216,17 @@ int melbo_cmd_gen(int argc, char **argv) {
     if (a.bank) {
         if (melbo_st_open(&bank, a.bank, &err) != 0)
             goto fail;
-        const struct melbo_st_tensor *V = melbo_st_find(&bank, "vectors"), *R = melbo_st_find(&bank, "random_vectors");
+        const struct melbo_st_tensor *V = melbo_st_find(&bank, "vectors"),
+                                     *R = melbo_st_find(&bank, "random_vectors");
         const char *fmt = melbo_st_meta(&bank, "format");
-        if (!fmt || strcmp(fmt, "melbo-bank") || !V || V->dtype != MELBO_DTYPE_F32 || V->ndim != 2) {
+        if (!fmt || strcmp(fmt, "melbo-bank") || !V || V->dtype != MELBO_DTYPE_F32 ||
+            V->ndim != 2) {
             melbo_err_set(&err, MELBO_EFORMAT, "%s is not a melbo bank", a.bank);
             goto fail;
         }
         if (V->shape[1] != d) {
-            melbo_err_set(&err, MELBO_ESHAPE, "the bank's vectors have d = %lld but the model's d_model is %d",
+            melbo_err_set(&err, MELBO_ESHAPE,
+                          "the bank's vectors have d = %lld but the model's d_model is %d",
                           (long long)V->shape[1], d);
             goto fail;
         }
@@ -247,7 +255,8 @@ int melbo_cmd_gen(int argc, char **argv) {
     vptr = melbo_xcalloc((size_t)n_vec, sizeof *vptr);
     for (int v = 0; v < n_vec; v++) {
         int none = 0;
-        if (melbo_vexpr_eval(a.exprs[v], bv, n_bv, br, n_br, d, vecs + (size_t)v * d, &none, &err) != 0)
+        if (melbo_vexpr_eval(a.exprs[v], bv, n_bv, br, n_br, d, vecs + (size_t)v * d, &none,
+                             &err) != 0)
             goto fail;
         for (int j = 0; j < d; j++)
             vecs[(size_t)v * d + j] *= (float)a.scale;
@@ -270,7 +279,8 @@ int melbo_cmd_gen(int argc, char **argv) {
     }
     n_p = (int)plist.n + a.n_ids;
     const struct melbo_st_tensor *PI = a.bank_prompts ? melbo_st_find(&bank, "prompt_ids") : NULL;
-    const struct melbo_st_tensor *PL = a.bank_prompts ? melbo_st_find(&bank, "prompt_lengths") : NULL;
+    const struct melbo_st_tensor *PL =
+        a.bank_prompts ? melbo_st_find(&bank, "prompt_lengths") : NULL;
     if (a.bank_prompts) {
         if (!PI || !PL || PI->ndim != 2 || PL->shape[0] != PI->shape[0]) {
             melbo_err_set(&err, MELBO_EFORMAT, "%s has no prompt_ids/prompt_lengths", a.bank);
@@ -279,7 +289,9 @@ int melbo_cmd_gen(int argc, char **argv) {
         n_p += (int)PI->shape[0];
     }
     if (n_p == 0) {
-        melbo_err_set(&err, MELBO_EINVAL, "no prompt: give --prompt, --raw-prompt, --prompts, --prompt-ids or --bank-prompts");
+        melbo_err_set(
+            &err, MELBO_EINVAL,
+            "no prompt: give --prompt, --raw-prompt, --prompts, --prompt-ids or --bank-prompts");
         goto fail;
     }
     pids = melbo_xcalloc((size_t)n_p, sizeof *pids);

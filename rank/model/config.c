@@ -65,11 +65,11 @@ static void get_str(const cJSON *o, const char *key, char *out, size_t n) {
         snprintf(out, n, "%s", v->valuestring);
 }
 
-#define TRY(expr)              \
-    do {                       \
-        int r_ = (expr);       \
-        if (r_ < 0)            \
-            return r_;         \
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        int r_ = (expr);                                                                           \
+        if (r_ < 0)                                                                                \
+            return r_;                                                                             \
     } while (0)
 
 /* A required positive integer. */
@@ -218,8 +218,8 @@ static int parse_hf(struct melbo_model_config *cfg, const cJSON *root, const cha
     float prf = 1.0f;
     TRY(get_float(root, "partial_rotary_factor", &prf, src, err));
     if (prf != 1.0f)
-        return melbo_err_set(err, MELBO_EUNSUPPORTED, "%s: partial_rotary_factor %g is not supported",
-                             src, prf);
+        return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                             "%s: partial_rotary_factor %g is not supported", src, prf);
 
     char act[32] = "silu";
     get_str(root, "hidden_act", act, sizeof act);
@@ -230,7 +230,8 @@ static int parse_hf(struct melbo_model_config *cfg, const cJSON *root, const cha
     int mlp_bias = 0, attn_bias = 0;
     TRY(get_bool(root, "mlp_bias", &mlp_bias, src, err));
     if (mlp_bias)
-        return melbo_err_set(err, MELBO_EUNSUPPORTED, "%s: \"mlp_bias\": true is not supported", src);
+        return melbo_err_set(err, MELBO_EUNSUPPORTED, "%s: \"mlp_bias\": true is not supported",
+                             src);
     TRY(get_bool(root, "attention_bias", &attn_bias, src, err));
     if (cfg->arch == MELBO_ARCH_QWEN2) {
         cfg->qkv_bias = 1; /* hard-coded in transformers' Qwen2Attention; o_proj has none */
@@ -304,14 +305,15 @@ int melbo_config_parse(struct melbo_model_config *cfg, const char *json, size_t 
         goto out;
     parse_eos(cfg, root);
     if (cfg->n_kv_heads <= 0 || cfg->n_heads % cfg->n_kv_heads != 0) {
-        ret = melbo_err_set(err, MELBO_EFORMAT,
-                            "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
-                            src, cfg->n_heads, cfg->n_kv_heads);
+        ret =
+            melbo_err_set(err, MELBO_EFORMAT,
+                          "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                          src, cfg->n_heads, cfg->n_kv_heads);
         goto out;
     }
     if (cfg->head_dim <= 0 || cfg->head_dim % 2 != 0 || cfg->head_dim > 1024) {
-        ret = melbo_err_set(err, MELBO_EFORMAT, "%s: head_dim %d must be even and in [2, 1024]", src,
-                            cfg->head_dim);
+        ret = melbo_err_set(err, MELBO_EFORMAT, "%s: head_dim %d must be even and in [2, 1024]",
+                            src, cfg->head_dim);
         goto out;
     }
     if (!(cfg->norm_eps > 0) || !(cfg->rope_theta > 0)) {
@@ -337,7 +339,8 @@ int melbo_config_load(struct melbo_model_config *cfg, const char *dir, struct me
     int ret = melbo_file_read(path, &text, &len, err);
     if (ret == MELBO_ENOENT)
         return melbo_err_set(err, MELBO_ENOENT,
-                             "%s has no config.json (not a Hugging Face checkpoint directory)", dir);
+                             "%s has no config.json (not a Hugging Face checkpoint directory)",
+                             dir);
     if (ret)
         return ret;
     ret = melbo_config_parse(cfg, text, len, path, err);

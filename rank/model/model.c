@@ -23,13 +23,16 @@ int melbo_tp_check(const struct melbo_model_config *c, int tp, struct melbo_err 
         return melbo_err_set(err, MELBO_EINVAL, "--tp must be >= 1");
     if (c->n_heads % tp != 0)
         return melbo_err_set(err, MELBO_EINVAL,
-                             "--tp %d does not divide the model's %d attention heads", tp, c->n_heads);
+                             "--tp %d does not divide the model's %d attention heads", tp,
+                             c->n_heads);
     if (c->n_kv_heads % tp != 0 && tp % c->n_kv_heads != 0)
-        return melbo_err_set(err, MELBO_EINVAL,
-                             "--tp %d and the model's %d key/value heads: one must divide the other",
-                             tp, c->n_kv_heads);
+        return melbo_err_set(
+            err, MELBO_EINVAL,
+            "--tp %d and the model's %d key/value heads: one must divide the other", tp,
+            c->n_kv_heads);
     if (c->d_ff % tp != 0)
-        return melbo_err_set(err, MELBO_EINVAL, "--tp %d does not divide the MLP width %d", tp, c->d_ff);
+        return melbo_err_set(err, MELBO_EINVAL, "--tp %d does not divide the MLP width %d", tp,
+                             c->d_ff);
     return 0;
 }
 
@@ -109,7 +112,8 @@ static int resolve_opts(struct melbo_model *m, const struct melbo_load_opts *o,
     m->layer_begin = o->layer_begin;
     m->layer_end = o->layer_end < 0 ? L : o->layer_end;
     if (m->layer_begin < 0 || m->layer_begin > m->layer_end || m->layer_end > L)
-        return melbo_err_set(err, MELBO_ERANGE, "layer range [%d, %d) is outside the model's %d layers",
+        return melbo_err_set(err, MELBO_ERANGE,
+                             "layer range [%d, %d) is outside the model's %d layers",
                              o->layer_begin, o->layer_end, L);
     m->layers = melbo_xcalloc((size_t)L, sizeof *m->layers);
     struct arena count = {NULL, 0};
@@ -126,8 +130,23 @@ static int resolve_opts(struct melbo_model *m, const struct melbo_load_opts *o,
  * Tensor names per architecture.
  */
 
-enum wkind { W_Q, W_K, W_V, W_QB, W_KB, W_VB, W_O, W_OB, W_QN, W_KN, W_ATTN_NORM, W_MLP_NORM,
-             W_GATE, W_UP, W_DOWN };
+enum wkind {
+    W_Q,
+    W_K,
+    W_V,
+    W_QB,
+    W_KB,
+    W_VB,
+    W_O,
+    W_OB,
+    W_QN,
+    W_KN,
+    W_ATTN_NORM,
+    W_MLP_NORM,
+    W_GATE,
+    W_UP,
+    W_DOWN
+};
 
 /* Writes the checkpoint name of (kind, layer) into buf (HF, Qwen-1 or GGUF "blk.N.*" names);
  * *row0 receives the first row of the piece inside that tensor (Qwen-1 stacks Q, K, V in one
@@ -135,27 +154,44 @@ enum wkind { W_Q, W_K, W_V, W_QB, W_KB, W_VB, W_O, W_OB, W_QN, W_KN, W_ATTN_NORM
 static void layer_tensor_name(const struct melbo_model_config *c, int is_gguf, enum wkind k, int l,
                               char *buf, size_t n, int64_t *row0) {
     static const char *hf[] = {
-        [W_Q] = "self_attn.q_proj.weight",   [W_K] = "self_attn.k_proj.weight",
-        [W_V] = "self_attn.v_proj.weight",   [W_QB] = "self_attn.q_proj.bias",
-        [W_KB] = "self_attn.k_proj.bias",    [W_VB] = "self_attn.v_proj.bias",
-        [W_O] = "self_attn.o_proj.weight",   [W_OB] = "self_attn.o_proj.bias",
-        [W_QN] = "self_attn.q_norm.weight",  [W_KN] = "self_attn.k_norm.weight",
+        [W_Q] = "self_attn.q_proj.weight",        [W_K] = "self_attn.k_proj.weight",
+        [W_V] = "self_attn.v_proj.weight",        [W_QB] = "self_attn.q_proj.bias",
+        [W_KB] = "self_attn.k_proj.bias",         [W_VB] = "self_attn.v_proj.bias",
+        [W_O] = "self_attn.o_proj.weight",        [W_OB] = "self_attn.o_proj.bias",
+        [W_QN] = "self_attn.q_norm.weight",       [W_KN] = "self_attn.k_norm.weight",
         [W_ATTN_NORM] = "input_layernorm.weight", [W_MLP_NORM] = "post_attention_layernorm.weight",
-        [W_GATE] = "mlp.gate_proj.weight",   [W_UP] = "mlp.up_proj.weight",
+        [W_GATE] = "mlp.gate_proj.weight",        [W_UP] = "mlp.up_proj.weight",
         [W_DOWN] = "mlp.down_proj.weight"};
-    static const char *qwen1[] = {
-        [W_Q] = "attn.c_attn.weight",  [W_K] = "attn.c_attn.weight", [W_V] = "attn.c_attn.weight",
-        [W_QB] = "attn.c_attn.bias",   [W_KB] = "attn.c_attn.bias",  [W_VB] = "attn.c_attn.bias",
-        [W_O] = "attn.c_proj.weight",  [W_OB] = "attn.c_proj.bias",  [W_QN] = "", [W_KN] = "",
-        [W_ATTN_NORM] = "ln_1.weight", [W_MLP_NORM] = "ln_2.weight",
-        [W_GATE] = "mlp.w2.weight",    [W_UP] = "mlp.w1.weight",     [W_DOWN] = "mlp.c_proj.weight"};
-    static const char *gguf[] = {
-        [W_Q] = "attn_q.weight",       [W_K] = "attn_k.weight",      [W_V] = "attn_v.weight",
-        [W_QB] = "attn_q.bias",        [W_KB] = "attn_k.bias",       [W_VB] = "attn_v.bias",
-        [W_O] = "attn_output.weight",  [W_OB] = "attn_output.bias",  [W_QN] = "attn_q_norm.weight",
-        [W_KN] = "attn_k_norm.weight", [W_ATTN_NORM] = "attn_norm.weight",
-        [W_MLP_NORM] = "ffn_norm.weight", [W_GATE] = "ffn_gate.weight", [W_UP] = "ffn_up.weight",
-        [W_DOWN] = "ffn_down.weight"};
+    static const char *qwen1[] = {[W_Q] = "attn.c_attn.weight",
+                                  [W_K] = "attn.c_attn.weight",
+                                  [W_V] = "attn.c_attn.weight",
+                                  [W_QB] = "attn.c_attn.bias",
+                                  [W_KB] = "attn.c_attn.bias",
+                                  [W_VB] = "attn.c_attn.bias",
+                                  [W_O] = "attn.c_proj.weight",
+                                  [W_OB] = "attn.c_proj.bias",
+                                  [W_QN] = "",
+                                  [W_KN] = "",
+                                  [W_ATTN_NORM] = "ln_1.weight",
+                                  [W_MLP_NORM] = "ln_2.weight",
+                                  [W_GATE] = "mlp.w2.weight",
+                                  [W_UP] = "mlp.w1.weight",
+                                  [W_DOWN] = "mlp.c_proj.weight"};
+    static const char *gguf[] = {[W_Q] = "attn_q.weight",
+                                 [W_K] = "attn_k.weight",
+                                 [W_V] = "attn_v.weight",
+                                 [W_QB] = "attn_q.bias",
+                                 [W_KB] = "attn_k.bias",
+                                 [W_VB] = "attn_v.bias",
+                                 [W_O] = "attn_output.weight",
+                                 [W_OB] = "attn_output.bias",
+                                 [W_QN] = "attn_q_norm.weight",
+                                 [W_KN] = "attn_k_norm.weight",
+                                 [W_ATTN_NORM] = "attn_norm.weight",
+                                 [W_MLP_NORM] = "ffn_norm.weight",
+                                 [W_GATE] = "ffn_gate.weight",
+                                 [W_UP] = "ffn_up.weight",
+                                 [W_DOWN] = "ffn_down.weight"};
     *row0 = 0;
     if (is_gguf) {
         snprintf(buf, n, "blk.%d.%s", l, gguf[k]);
@@ -177,21 +213,46 @@ static int layer_tensor_shape(const struct melbo_model_config *c, enum wkind k, 
     int64_t ff = c->d_ff;
     int fused = c->arch == MELBO_ARCH_QWEN;
     switch (k) {
-    case W_Q: shape[0] = fused ? qd + 2 * kd : qd; shape[1] = d; return 2;
+    case W_Q:
+        shape[0] = fused ? qd + 2 * kd : qd;
+        shape[1] = d;
+        return 2;
     case W_K:
-    case W_V: shape[0] = fused ? qd + 2 * kd : kd; shape[1] = d; return 2;
-    case W_QB: shape[0] = fused ? qd + 2 * kd : qd; return 1;
+    case W_V:
+        shape[0] = fused ? qd + 2 * kd : kd;
+        shape[1] = d;
+        return 2;
+    case W_QB:
+        shape[0] = fused ? qd + 2 * kd : qd;
+        return 1;
     case W_KB:
-    case W_VB: shape[0] = fused ? qd + 2 * kd : kd; return 1;
-    case W_O: shape[0] = d; shape[1] = qd; return 2;
-    case W_OB: shape[0] = d; return 1;
+    case W_VB:
+        shape[0] = fused ? qd + 2 * kd : kd;
+        return 1;
+    case W_O:
+        shape[0] = d;
+        shape[1] = qd;
+        return 2;
+    case W_OB:
+        shape[0] = d;
+        return 1;
     case W_QN:
-    case W_KN: shape[0] = hd; return 1;
+    case W_KN:
+        shape[0] = hd;
+        return 1;
     case W_ATTN_NORM:
-    case W_MLP_NORM: shape[0] = d; return 1;
+    case W_MLP_NORM:
+        shape[0] = d;
+        return 1;
     case W_GATE:
-    case W_UP: shape[0] = ff; shape[1] = d; return 2;
-    case W_DOWN: shape[0] = d; shape[1] = ff; return 2;
+    case W_UP:
+        shape[0] = ff;
+        shape[1] = d;
+        return 2;
+    case W_DOWN:
+        shape[0] = d;
+        shape[1] = ff;
+        return 2;
     }
     return 0;
 }
@@ -223,15 +284,16 @@ static int copy_block_gguf(const struct melbo_gguf_file *f, const char *name, co
             hf[i] = t->ne[t->ndim - 1 - i];
         format_shape(got, sizeof got, hf, t->ndim);
         format_shape(exp, sizeof exp, want, ndim);
-        return melbo_err_set(err, MELBO_ESHAPE,
-                             "GGUF tensor '%s' has shape %s (rows, cols) but the metadata implies %s",
-                             name, got, exp);
+        return melbo_err_set(
+            err, MELBO_ESHAPE,
+            "GGUF tensor '%s' has shape %s (rows, cols) but the metadata implies %s", name, got,
+            exp);
     }
     if (!melbo_ggml_can_dequant(t->type))
         return melbo_err_set(err, MELBO_EUNSUPPORTED,
                              "GGUF tensor '%s' is quantised as %s, which melbo does not dequantise "
-                             "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)", name,
-                             melbo_ggml_type_name(t->type));
+                             "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)",
+                             name, melbo_ggml_type_name(t->type));
     int64_t row_len = ndim == 2 ? want[1] : 1;
     if (nrows < 0)
         nrows = want[0];
@@ -254,7 +316,8 @@ static int copy_block(const struct melbo_checkpoint *ck, const char *name, const
                                dst, err);
     const struct melbo_st_tensor *t = melbo_checkpoint_find(ck, name);
     if (t == NULL)
-        return melbo_err_set(err, MELBO_EMISSING, "checkpoint %s has no tensor '%s'", ck->dir, name);
+        return melbo_err_set(err, MELBO_EMISSING, "checkpoint %s has no tensor '%s'", ck->dir,
+                             name);
     int same = t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++)
         same = t->shape[i] == want[i];
@@ -312,7 +375,9 @@ static int load_piece(const struct melbo_checkpoint *ck, const struct melbo_mode
 }
 
 /* Offset pointer that stays NULL in a validation pass. */
-static float *at(float *base, size_t off) { return base ? base + off : NULL; }
+static float *at(float *base, size_t off) {
+    return base ? base + off : NULL;
+}
 
 /*
  * Loads this rank's part of block l into w (shapes of the local config c; the checkpoint has the
@@ -325,11 +390,11 @@ static int load_layer(const struct melbo_checkpoint *ck, const struct melbo_mode
     size_t qd = (size_t)c->n_heads * hd, kd = (size_t)c->n_kv_heads * hd, ff = (size_t)c->d_ff;
     int64_t q_off = (int64_t)sl->q0 * hd, kv_off = (int64_t)sl->kv0 * hd;
     int ret = 0;
-#define PIECE(kind, roff, nrows, c0, ncols, dst)                                        \
-    do {                                                                                \
-        ret = load_piece(ck, full, l, kind, roff, nrows, c0, ncols, dst, err);          \
-        if (ret)                                                                        \
-            return ret;                                                                 \
+#define PIECE(kind, roff, nrows, c0, ncols, dst)                                                   \
+    do {                                                                                           \
+        ret = load_piece(ck, full, l, kind, roff, nrows, c0, ncols, dst, err);                     \
+        if (ret)                                                                                   \
+            return ret;                                                                            \
     } while (0)
     PIECE(W_ATTN_NORM, 0, -1, 0, -1, w->attn_norm);
     PIECE(W_Q, q_off, (int64_t)qd, 0, -1, w->w_qkv);
@@ -362,10 +427,12 @@ static int load_outer(const struct melbo_checkpoint *ck, const struct melbo_mode
     int dry = m->arena == NULL;
     int qwen1 = c->arch == MELBO_ARCH_QWEN, gguf = ck->gguf != NULL, ret;
     int64_t vd[2] = {c->vocab, c->d_model}, dn[1] = {c->d_model};
-    const char *embed = gguf ? "token_embd.weight"
-                        : qwen1 ? "transformer.wte.weight" : "model.embed_tokens.weight";
-    const char *norm = gguf ? "output_norm.weight" : qwen1 ? "transformer.ln_f.weight"
-                                                           : "model.norm.weight";
+    const char *embed = gguf    ? "token_embd.weight"
+                        : qwen1 ? "transformer.wte.weight"
+                                : "model.embed_tokens.weight";
+    const char *norm = gguf    ? "output_norm.weight"
+                       : qwen1 ? "transformer.ln_f.weight"
+                               : "model.norm.weight";
     if (m->embed || dry) {
         ret = copy_rows(ck, embed, vd, 2, 0, -1, m->embed, err);
         if (ret)
@@ -377,8 +444,8 @@ static int load_outer(const struct melbo_checkpoint *ck, const struct melbo_mode
             return ret;
     }
     if ((m->lm_head && m->lm_head != m->embed) || (dry && !c->tied_embeddings)) {
-        ret = copy_rows(ck, gguf ? "output.weight" : "lm_head.weight", vd, 2, 0, -1, m->lm_head,
-                        err);
+        ret =
+            copy_rows(ck, gguf ? "output.weight" : "lm_head.weight", vd, 2, 0, -1, m->lm_head, err);
         if (ret)
             return ret;
     }
@@ -437,7 +504,8 @@ int melbo_model_check(const char *dir, struct melbo_model_config *cfg, struct me
  * Random weights.
  */
 
-static void fill_normal(float *p, size_t n, float mean, float std, uint64_t seed, uint64_t *stream) {
+static void fill_normal(float *p, size_t n, float mean, float std, uint64_t seed,
+                        uint64_t *stream) {
     melbo_rng_normal_f32(seed, (*stream)++, p, n);
     for (size_t i = 0; i < n; i++)
         p[i] = mean + std * p[i];

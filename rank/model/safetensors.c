@@ -46,8 +46,8 @@ static int parse_tensor(const char *path, const cJSON *item, const unsigned char
                         struct melbo_st_tensor *t, size_t *begin_out, struct melbo_err *err) {
     const char *name = item->string;
     if (!cJSON_IsObject(item))
-        return melbo_err_set(err, MELBO_EFORMAT, "%s: tensor '%s': entry is not a JSON object", path,
-                             name);
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: tensor '%s': entry is not a JSON object",
+                             path, name);
     const cJSON *jd = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(item, "shape");
     const cJSON *jo = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
@@ -65,8 +65,8 @@ static int parse_tensor(const char *path, const cJSON *item, const unsigned char
     t->dtype = (enum melbo_dtype)dt;
     t->ndim = cJSON_GetArraySize(js);
     if (t->ndim > MELBO_ST_MAX_DIMS)
-        return melbo_err_set(err, MELBO_EFORMAT, "%s: tensor '%s': %d dimensions (at most %d)", path,
-                             name, t->ndim, MELBO_ST_MAX_DIMS);
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: tensor '%s': %d dimensions (at most %d)",
+                             path, name, t->ndim, MELBO_ST_MAX_DIMS);
     uint64_t numel = 1;
     for (int i = 0; i < t->ndim; i++) {
         uint64_t d;
@@ -76,12 +76,14 @@ static int parse_tensor(const char *path, const cJSON *item, const unsigned char
         t->shape[i] = (int64_t)d;
         numel *= d;
         if (numel > ((uint64_t)1 << 44))
-            return melbo_err_set(err, MELBO_EFORMAT, "%s: tensor '%s': shape too large", path, name);
+            return melbo_err_set(err, MELBO_EFORMAT, "%s: tensor '%s': shape too large", path,
+                                 name);
     }
     uint64_t b, e;
-    if (json_uint(cJSON_GetArrayItem(jo, 0), &b) != 0 || json_uint(cJSON_GetArrayItem(jo, 1), &e) != 0 ||
-        e < b)
-        return melbo_err_set(err, MELBO_EFORMAT, "%s: tensor '%s': invalid data_offsets", path, name);
+    if (json_uint(cJSON_GetArrayItem(jo, 0), &b) != 0 ||
+        json_uint(cJSON_GetArrayItem(jo, 1), &e) != 0 || e < b)
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: tensor '%s': invalid data_offsets", path,
+                             name);
     if (e > blen)
         return melbo_err_set(err, MELBO_EFORMAT,
                              "%s: tensor '%s': data_offsets end %llu is past the end of the data "
@@ -156,7 +158,8 @@ int melbo_st_open(struct melbo_st_file *f, const char *path, struct melbo_err *e
     }
     for (const char *p = endp; p && p < hdr + hlen; p++)
         if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t' && *p != '\0') {
-            ret = melbo_err_set(err, MELBO_EFORMAT, "%s: trailing bytes after the header JSON", path);
+            ret =
+                melbo_err_set(err, MELBO_EFORMAT, "%s: trailing bytes after the header JSON", path);
             goto fail;
         }
 

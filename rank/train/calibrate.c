@@ -56,11 +56,11 @@ static void deltas(struct melbo_trainer *tr, struct melbo_cpu_span *sp, const fl
 struct cal {
     struct melbo_trainer *tr;
     struct melbo_cpu_span sp;
-    const float *dirs;   // (n, d) unit
+    const float *dirs; // (n, d) unit
     int n;
-    double *jv;          // (n, P*d)
-    float *th;           // (n, d) scratch
-    double *D;           // (n, P*d) scratch
+    double *jv; // (n, P*d)
+    float *th;  // (n, d) scratch
+    double *D;  // (n, P*d) scratch
 };
 
 static double ratio(struct cal *c, double R) {
@@ -93,9 +93,10 @@ static int load_directions(struct melbo_trainer *tr, int n, float *dirs, struct 
         if (t == NULL || t->ndim != 2 || t->shape[0] != n || t->shape[1] != d ||
             !melbo_dtype_is_weight(t->dtype)) {
             melbo_st_close(&f);
-            return melbo_err_set(err, MELBO_EFORMAT,
-                                 "--calibration-init %s needs a tensor 'directions' of shape [%d, %d]",
-                                 tr->p->calibration_init, n, d);
+            return melbo_err_set(
+                err, MELBO_EFORMAT,
+                "--calibration-init %s needs a tensor 'directions' of shape [%d, %d]",
+                tr->p->calibration_init, n, d);
         }
         melbo_convert_to_f32(dirs, t->data, t->dtype, (size_t)n * d);
         melbo_st_close(&f);
@@ -144,7 +145,8 @@ int melbo_calibrate_radius(struct melbo_trainer *tr, struct melbo_calibration *o
     deltas(tr, &c.sp, pm, 2 * n, dpm);
     for (int l = 0; l < n; l++)
         for (int j = 0; j < w; j++)
-            c.jv[(size_t)l * w + j] = (dpm[(size_t)l * w + j] - dpm[(size_t)(n + l) * w + j]) / (2 * h);
+            c.jv[(size_t)l * w + j] =
+                (dpm[(size_t)l * w + j] - dpm[(size_t)(n + l) * w + j]) / (2 * h);
     double lo = log(MELBO_CAL_R_MIN), hi = log(MELBO_CAL_R_MAX);
     double flo = ratio(&c, MELBO_CAL_R_MIN) - lambda, fhi = ratio(&c, MELBO_CAL_R_MAX) - lambda;
     out->ratio_lo = flo + lambda;
@@ -152,12 +154,13 @@ int melbo_calibrate_radius(struct melbo_trainer *tr, struct melbo_calibration *o
     out->lambda = lambda;
     out->samples = n;
     if ((flo < 0) == (fhi < 0)) {
-        ret = melbo_err_set(err, MELBO_ERANGE,
-                            "--radius auto: no R in [%g, %g] gives the nonlinearity ratio %g: it is "
-                            "%.4g at R = %g and %.4g at R = %g (choose --radius by hand, or change "
-                            "--calibration-lambda or the layers)",
-                            MELBO_CAL_R_MIN, MELBO_CAL_R_MAX, lambda, out->ratio_lo, MELBO_CAL_R_MIN,
-                            out->ratio_hi, MELBO_CAL_R_MAX);
+        ret =
+            melbo_err_set(err, MELBO_ERANGE,
+                          "--radius auto: no R in [%g, %g] gives the nonlinearity ratio %g: it is "
+                          "%.4g at R = %g and %.4g at R = %g (choose --radius by hand, or change "
+                          "--calibration-lambda or the layers)",
+                          MELBO_CAL_R_MIN, MELBO_CAL_R_MAX, lambda, out->ratio_lo, MELBO_CAL_R_MIN,
+                          out->ratio_hi, MELBO_CAL_R_MAX);
         goto out_span;
     }
     int it;

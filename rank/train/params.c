@@ -58,7 +58,8 @@ void melbo_train_params_free(struct melbo_train_params *p) {
 
 void melbo_train_usage(void) {
     printf(
-        "usage: melbo-rank train --model DIR --radius R --out FILE.bank.safetensors [prompts] [options]\n"
+        "usage: melbo-rank train --model DIR --radius R --out FILE.bank.safetensors [prompts] "
+        "[options]\n"
         "\n"
         "Trains N orthogonal steering vectors (MELBO) and writes them to a bank file.\n"
         "\n"
@@ -66,18 +67,23 @@ void melbo_train_usage(void) {
         "  --prompt TEXT            a user message rendered with the model's chat template\n"
         "  --system TEXT            system message for --prompt\n"
         "  --raw-prompt TEXT        text tokenized as it is\n"
-        "  --prompts FILE           JSONL: {\"messages\": [...]}, {\"prompt\": ...} or {\"text\": ...}\n"
-        "  --chat-format NAME       chatml|qwen2.5|qwen3|llama3|llama2|mistral|raw (default: detect)\n"
+        "  --prompts FILE           JSONL: {\"messages\": [...]}, {\"prompt\": ...} or {\"text\": "
+        "...}\n"
+        "  --chat-format NAME       chatml|qwen2.5|qwen3|llama3|llama2|mistral|raw (default: "
+        "detect)\n"
         "  --prompt-ids 1,2,3       a prompt given as token ids\n"
         "method (defaults as the reference code):\n"
         "  --source-layer S         add the vector to the output of block S (default 7)\n"
         "  --target-layer T         objective at hidden_states[T] (default L-8); S+2 <= T <= L-1\n"
         "  --radius R|auto          norm of every vector (required); auto: calibrated so that\n"
-        "                           the target layer's response is lambda-nonlinear (method.md 4.1)\n"
+        "                           the target layer's response is lambda-nonlinear (method.md "
+        "4.1)\n"
         "  --calibration-samples N --calibration-lambda L   for --radius auto (default 30, 0.5)\n"
         "  --p P --q Q              objective exponents (default 2, q = p)\n"
-        "  --loss-axis token|dim    token: the post's formula; dim: the reference code's (default token)\n"
-        "  --target-tokens SLICE    Python slice of each prompt's positions, e.g. -3: (default all)\n"
+        "  --loss-axis token|dim    token: the post's formula; dim: the reference code's (default "
+        "token)\n"
+        "  --target-tokens SLICE    Python slice of each prompt's positions, e.g. -3: (default "
+        "all)\n"
         "  --steps N                optimiser steps per vector (default 300)\n"
         "  --vectors N              number of vectors (default 32)\n"
         "  --wave B                 vectors trained together (default min(vectors, 64))\n"
@@ -87,7 +93,8 @@ void melbo_train_usage(void) {
         "  --init FILE              raw draws from FILE's tensor 'vectors' [N, d] instead\n"
         "output and restarts:\n"
         "  --out FILE               the bank (written atomically)\n"
-        "  --checkpoint FILE        rewritten every --checkpoint-every steps (default 50), at the end\n"
+        "  --checkpoint FILE        rewritten every --checkpoint-every steps (default 50), at the "
+        "end\n"
         "                           of every wave and on SIGUSR1\n"
         "  --resume FILE            continue from a checkpoint (same settings required)\n"
         "  --stop-on-signal         after the SIGUSR1 checkpoint, stop with exit status 75\n"
@@ -96,7 +103,8 @@ void melbo_train_usage(void) {
         "  --tp T --dp D            tensor x data parallel layout (run under mpirun -np T*D)\n"
         "completions (after training, written into the bank):\n"
         "  --max-new-tokens N       tokens per completion (default 64; 0 or --no-generate: none)\n"
-        "  --random-baselines K     random vectors of norm R, never trained, as controls (default 4)\n"
+        "  --random-baselines K     random vectors of norm R, never trained, as controls (default "
+        "4)\n"
         "  --temperature T --top-p P --top-k K --gen-seed S   sampling (default greedy)\n"
         "  --repetition-penalty X   (default 1: off)\n"
         "  --use-generation-config  apply generation_config.json's sampling settings\n"
@@ -157,7 +165,8 @@ static int parse_ids(struct melbo_train_params *p, const char *s, struct melbo_e
     if (melbo_parse_id_list(s, &ids, &n) != 0)
         return melbo_err_set(err, MELBO_EINVAL,
                              "--prompt-ids '%s': expected comma-separated non-negative ids", s);
-    p->id_prompts = melbo_xrealloc(p->id_prompts, sizeof *p->id_prompts * (size_t)(p->n_id_prompts + 1));
+    p->id_prompts =
+        melbo_xrealloc(p->id_prompts, sizeof *p->id_prompts * (size_t)(p->n_id_prompts + 1));
     p->id_lens = melbo_xrealloc(p->id_lens, sizeof *p->id_lens * (size_t)(p->n_id_prompts + 1));
     p->id_prompts[p->n_id_prompts] = ids;
     p->id_lens[p->n_id_prompts++] = n;
@@ -213,12 +222,18 @@ int melbo_train_params_parse(struct melbo_train_params *p, int argc, char **argv
             return melbo_err_set(err, MELBO_EINVAL, "%s needs a value", opt);
         i++;
         int ret = 0;
-        if (!strcmp(opt, "--model")) set_str(&p->model, val);
-        else if (!strcmp(opt, "--prompt-ids")) ret = parse_ids(p, val, err);
-        else if (!strcmp(opt, "--source-layer")) ret = parse_int(opt, val, &p->source_layer, err);
-        else if (!strcmp(opt, "--target-layer")) ret = parse_int(opt, val, &p->target_layer, err);
-        else if (!strcmp(opt, "--radius") && !strcmp(val, "auto")) p->radius_auto = 1;
-        else if (!strcmp(opt, "--radius")) ret = parse_double(opt, val, &p->radius, err);
+        if (!strcmp(opt, "--model"))
+            set_str(&p->model, val);
+        else if (!strcmp(opt, "--prompt-ids"))
+            ret = parse_ids(p, val, err);
+        else if (!strcmp(opt, "--source-layer"))
+            ret = parse_int(opt, val, &p->source_layer, err);
+        else if (!strcmp(opt, "--target-layer"))
+            ret = parse_int(opt, val, &p->target_layer, err);
+        else if (!strcmp(opt, "--radius") && !strcmp(val, "auto"))
+            p->radius_auto = 1;
+        else if (!strcmp(opt, "--radius"))
+            ret = parse_double(opt, val, &p->radius, err);
         else if (!strcmp(opt, "--calibration-samples")) {
             ret = parse_int(opt, val, &p->calibration_samples, err);
             if (ret == 0 && p->calibration_samples < 1)
@@ -227,45 +242,70 @@ int melbo_train_params_parse(struct melbo_train_params *p, int argc, char **argv
             ret = parse_double(opt, val, &p->calibration_lambda, err);
             if (ret == 0 && !(p->calibration_lambda > 0))
                 ret = melbo_err_set(err, MELBO_EINVAL, "--calibration-lambda must be positive");
-        } else if (!strcmp(opt, "--calibration-init")) set_str(&p->calibration_init, val);
-        else if (!strcmp(opt, "--p")) ret = parse_double(opt, val, &p->p, err);
-        else if (!strcmp(opt, "--q")) ret = parse_double(opt, val, &p->q, err);
+        } else if (!strcmp(opt, "--calibration-init"))
+            set_str(&p->calibration_init, val);
+        else if (!strcmp(opt, "--p"))
+            ret = parse_double(opt, val, &p->p, err);
+        else if (!strcmp(opt, "--q"))
+            ret = parse_double(opt, val, &p->q, err);
         else if (!strcmp(opt, "--loss-axis")) {
-            if (!strcmp(val, "token")) p->loss_axis = MELBO_LOSS_AXIS_TOKEN;
-            else if (!strcmp(val, "dim")) p->loss_axis = MELBO_LOSS_AXIS_DIM;
-            else ret = melbo_err_set(err, MELBO_EINVAL, "--loss-axis must be token or dim, not '%s'", val);
-        } else if (!strcmp(opt, "--target-tokens")) ret = melbo_slice_parse(val, &p->target_tokens, err);
-        else if (!strcmp(opt, "--steps")) ret = parse_int(opt, val, &p->steps, err);
-        else if (!strcmp(opt, "--vectors")) ret = parse_int(opt, val, &p->vectors, err);
-        else if (!strcmp(opt, "--wave")) ret = parse_int(opt, val, &p->wave, err);
-        else if (!strcmp(opt, "--lr")) ret = parse_double(opt, val, &p->lr, err);
-        else if (!strcmp(opt, "--eps")) ret = parse_double(opt, val, &p->eps, err);
+            if (!strcmp(val, "token"))
+                p->loss_axis = MELBO_LOSS_AXIS_TOKEN;
+            else if (!strcmp(val, "dim"))
+                p->loss_axis = MELBO_LOSS_AXIS_DIM;
+            else
+                ret = melbo_err_set(err, MELBO_EINVAL, "--loss-axis must be token or dim, not '%s'",
+                                    val);
+        } else if (!strcmp(opt, "--target-tokens"))
+            ret = melbo_slice_parse(val, &p->target_tokens, err);
+        else if (!strcmp(opt, "--steps"))
+            ret = parse_int(opt, val, &p->steps, err);
+        else if (!strcmp(opt, "--vectors"))
+            ret = parse_int(opt, val, &p->vectors, err);
+        else if (!strcmp(opt, "--wave"))
+            ret = parse_int(opt, val, &p->wave, err);
+        else if (!strcmp(opt, "--lr"))
+            ret = parse_double(opt, val, &p->lr, err);
+        else if (!strcmp(opt, "--eps"))
+            ret = parse_double(opt, val, &p->eps, err);
         else if (!strcmp(opt, "--betas")) {
-            if (sscanf(val, "%lf,%lf", &p->beta1, &p->beta2) != 2 || !(p->beta1 >= 0 && p->beta1 < 1) ||
-                !(p->beta2 >= 0 && p->beta2 < 1))
-                ret = melbo_err_set(err, MELBO_EINVAL, "--betas '%s': expected B1,B2 with 0 <= B < 1", val);
+            if (sscanf(val, "%lf,%lf", &p->beta1, &p->beta2) != 2 ||
+                !(p->beta1 >= 0 && p->beta1 < 1) || !(p->beta2 >= 0 && p->beta2 < 1))
+                ret = melbo_err_set(err, MELBO_EINVAL,
+                                    "--betas '%s': expected B1,B2 with 0 <= B < 1", val);
         } else if (!strcmp(opt, "--seed")) {
             char *end;
             errno = 0;
             unsigned long long v = strtoull(val, &end, 10);
             if (*val == '\0' || *end != '\0' || errno != 0 || val[0] == '-')
-                ret = melbo_err_set(err, MELBO_EINVAL, "--seed '%s' is not a non-negative integer", val);
+                ret = melbo_err_set(err, MELBO_EINVAL, "--seed '%s' is not a non-negative integer",
+                                    val);
             p->seed = v;
-        } else if (!strcmp(opt, "--init")) set_str(&p->init, val);
-        else if (!strcmp(opt, "--out")) set_str(&p->out, val);
-        else if (!strcmp(opt, "--checkpoint")) set_str(&p->checkpoint, val);
-        else if (!strcmp(opt, "--checkpoint-every")) ret = parse_int(opt, val, &p->checkpoint_every, err);
-        else if (!strcmp(opt, "--resume")) set_str(&p->resume, val);
-        else if (!strcmp(opt, "--threads")) ret = parse_int(opt, val, &p->threads, err);
-        else if (!strcmp(opt, "--tp")) ret = parse_int(opt, val, &p->tp, err);
-        else if (!strcmp(opt, "--dp")) ret = parse_int(opt, val, &p->dp, err);
-        else if (!strcmp(opt, "--job-id")) set_str(&p->job_id, val);
+        } else if (!strcmp(opt, "--init"))
+            set_str(&p->init, val);
+        else if (!strcmp(opt, "--out"))
+            set_str(&p->out, val);
+        else if (!strcmp(opt, "--checkpoint"))
+            set_str(&p->checkpoint, val);
+        else if (!strcmp(opt, "--checkpoint-every"))
+            ret = parse_int(opt, val, &p->checkpoint_every, err);
+        else if (!strcmp(opt, "--resume"))
+            set_str(&p->resume, val);
+        else if (!strcmp(opt, "--threads"))
+            ret = parse_int(opt, val, &p->threads, err);
+        else if (!strcmp(opt, "--tp"))
+            ret = parse_int(opt, val, &p->tp, err);
+        else if (!strcmp(opt, "--dp"))
+            ret = parse_int(opt, val, &p->dp, err);
+        else if (!strcmp(opt, "--job-id"))
+            set_str(&p->job_id, val);
         else if (!strcmp(opt, "--random-baselines")) {
             ret = parse_int(opt, val, &p->random_baselines, err);
             if (ret == 0 && p->random_baselines < 0)
                 ret = melbo_err_set(err, MELBO_EINVAL, "--random-baselines must be >= 0");
-        }
-        else return melbo_err_set(err, MELBO_EINVAL, "unknown option %s (see melbo-rank train --help)", opt);
+        } else
+            return melbo_err_set(err, MELBO_EINVAL,
+                                 "unknown option %s (see melbo-rank train --help)", opt);
         if (ret)
             return ret;
     }

@@ -49,7 +49,8 @@ void melbo_trainer_settings(const struct melbo_trainer *tr, struct melbo_st_writ
     melbo_st_writer_meta(w, "setting.p", buf);
     snprintf(buf, sizeof buf, "%.17g", p->q);
     melbo_st_writer_meta(w, "setting.q", buf);
-    melbo_st_writer_meta(w, "setting.loss_axis", p->loss_axis == MELBO_LOSS_AXIS_DIM ? "dim" : "token");
+    melbo_st_writer_meta(w, "setting.loss_axis",
+                         p->loss_axis == MELBO_LOSS_AXIS_DIM ? "dim" : "token");
     melbo_st_writer_meta(w, "setting.target_tokens", p->target_tokens.text);
     meta_int(w, "setting.steps", tr->steps);
     meta_int(w, "setting.vectors", tr->N);
@@ -116,9 +117,9 @@ int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct me
     melbo_st_writer_meta(&w, "format_version", MELBO_BANK_FORMAT_VERSION);
     melbo_st_writer_meta(&w, "model_name", tr->model_name);
     melbo_st_writer_meta(&w, "model_fingerprint", tr->fingerprint);
-    melbo_st_writer_meta(&w, "architecture", tr->model.cfg.architecture[0]
-                                                 ? tr->model.cfg.architecture
-                                                 : tr->model.cfg.model_type);
+    melbo_st_writer_meta(&w, "architecture",
+                         tr->model.cfg.architecture[0] ? tr->model.cfg.architecture
+                                                       : tr->model.cfg.model_type);
     meta_int(&w, "d_model", tr->d);
     meta_int(&w, "n_layers", tr->L);
     meta_int(&w, "source_layer", tr->s);
@@ -172,7 +173,8 @@ int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct me
  * Checkpoint.
  */
 
-int melbo_trainer_checkpoint(const struct melbo_trainer *tr, const char *path, struct melbo_err *err) {
+int melbo_trainer_checkpoint(const struct melbo_trainer *tr, const char *path,
+                             struct melbo_err *err) {
     struct melbo_st_writer w;
     melbo_st_writer_init(&w);
     int64_t fin[2] = {tr->n_done, tr->d}, wave[2] = {tr->wave_B, tr->d};
@@ -195,9 +197,22 @@ int melbo_trainer_checkpoint(const struct melbo_trainer *tr, const char *path, s
     return ret;
 }
 
-static const char *names[] = {"model_fingerprint", "source_layer", "target_layer", "radius", "p",
-                              "q", "loss_axis", "target_tokens", "steps", "vectors", "wave",
-                              "orthogonal", "adam", "seed", "init", "prompt_ids"};
+static const char *names[] = {"model_fingerprint",
+                              "source_layer",
+                              "target_layer",
+                              "radius",
+                              "p",
+                              "q",
+                              "loss_axis",
+                              "target_tokens",
+                              "steps",
+                              "vectors",
+                              "wave",
+                              "orthogonal",
+                              "adam",
+                              "seed",
+                              "init",
+                              "prompt_ids"};
 
 /* Copies the F32 tensor name of shape (rows, cols) into dst. */
 static int take(const struct melbo_st_file *f, const char *name, long rows, long cols, float *dst,
@@ -205,8 +220,9 @@ static int take(const struct melbo_st_file *f, const char *name, long rows, long
     const struct melbo_st_tensor *t = melbo_st_find(f, name);
     if (t == NULL || t->dtype != MELBO_DTYPE_F32 || t->ndim != 2 || t->shape[0] != rows ||
         t->shape[1] != cols)
-        return melbo_err_set(err, MELBO_EFORMAT, "checkpoint %s: tensor '%s' missing or not F32 [%ld, %ld]",
-                             f->path, name, rows, cols);
+        return melbo_err_set(err, MELBO_EFORMAT,
+                             "checkpoint %s: tensor '%s' missing or not F32 [%ld, %ld]", f->path,
+                             name, rows, cols);
     if (rows > 0 && cols > 0)
         memcpy(dst, t->data, sizeof(float) * (size_t)(rows * cols));
     return 0;
@@ -294,7 +310,8 @@ static int meta_subset(const struct melbo_st_file *x, const struct melbo_st_file
     return 1;
 }
 
-int melbo_bank_equal(const char *a, const char *b, char *why, size_t why_len, struct melbo_err *err) {
+int melbo_bank_equal(const char *a, const char *b, char *why, size_t why_len,
+                     struct melbo_err *err) {
     struct melbo_st_file fa, fb;
     int ret = melbo_st_open(&fa, a, err);
     if (ret)

@@ -220,8 +220,9 @@ int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p,
         if (ret)
             return ret;
         if (tr->rank0)
-            fprintf(stderr, "train: --radius auto chose R = %.6g (lambda %g over %d directions; "
-                            "ratio %.3g at R = %g, %.3g at R = %g)\n",
+            fprintf(stderr,
+                    "train: --radius auto chose R = %.6g (lambda %g over %d directions; "
+                    "ratio %.3g at R = %g, %.3g at R = %g)\n",
                     tr->cal.radius, tr->cal.lambda, tr->cal.samples, tr->cal.ratio_lo,
                     MELBO_CAL_R_MIN, tr->cal.ratio_hi, MELBO_CAL_R_MAX);
     }
@@ -250,8 +251,10 @@ int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p,
         if (tr->end_of_turn >= 0)
             melbo_gen_add_stop(&p->gen, tr->end_of_turn);
         if (tr->tok == NULL && tr->rank0)
-            fprintf(stderr, "train: %s has no tokenizer: completions are generated as token ids "
-                            "only and stored as empty text\n", p->model);
+            fprintf(stderr,
+                    "train: %s has no tokenizer: completions are generated as token ids "
+                    "only and stored as empty text\n",
+                    p->model);
     }
     tr->t_load = melbo_now() - t0;
     return 0;
@@ -443,11 +446,21 @@ int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err) {
                 double el = melbo_now() - t0;
                 long done = (long)tr->n_done * tr->steps + (long)tr->wave_step * Bw - done_before;
                 long left = (long)tr->N * tr->steps - done - done_before;
-                double flops = 2.0 * melbo_span_gemm_flops(&tr->model.cfg, tr->s + 1, tr->t, tr->wseqs.n_tok) +
-                               3.0 * melbo_span_attention_flops(&tr->model.cfg, tr->s + 1, tr->t, &tr->wseqs);
-                struct melbo_step_event ev = {wave_i, n_waves, tr->wave_step, tr->steps, tr->n_done, Bw,
-                                              tr->N, F, ts, done / (el > 0 ? el : 1e-9),
-                                              left / (done > 0 ? done / (el > 0 ? el : 1e-9) : 1e-9),
+                double flops =
+                    2.0 * melbo_span_gemm_flops(&tr->model.cfg, tr->s + 1, tr->t, tr->wseqs.n_tok) +
+                    3.0 * melbo_span_attention_flops(&tr->model.cfg, tr->s + 1, tr->t, &tr->wseqs);
+                struct melbo_step_event ev = {wave_i,
+                                              n_waves,
+                                              tr->wave_step,
+                                              tr->steps,
+                                              tr->n_done,
+                                              Bw,
+                                              tr->N,
+                                              F,
+                                              ts,
+                                              done / (el > 0 ? el : 1e-9),
+                                              left /
+                                                  (done > 0 ? done / (el > 0 ? el : 1e-9) : 1e-9),
                                               flops / (ts > 0 ? ts : 1e-9) * 1e-12};
                 tr->obs.on_step(tr->obs.ctx, &ev);
             }
@@ -457,24 +470,30 @@ int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err) {
                 melbo_comm_allreduce(tr->comm, MELBO_COMM_WORLD, &requested, 1, MELBO_COMM_I32);
             melbo_train_checkpoint_requested = 0;
             int every = tr->p->checkpoint_every > 0 && tr->wave_step % tr->p->checkpoint_every == 0;
-            if (tr->rank0 && tr->p->checkpoint && (every || requested) && tr->wave_step < tr->steps) {
+            if (tr->rank0 && tr->p->checkpoint && (every || requested) &&
+                tr->wave_step < tr->steps) {
                 ret = melbo_trainer_checkpoint(tr, tr->p->checkpoint, err);
                 if (ret)
                     goto out;
                 if (tr->obs.on_checkpoint)
-                    tr->obs.on_checkpoint(tr->obs.ctx, tr->p->checkpoint, tr->n_done, tr->wave_step);
+                    tr->obs.on_checkpoint(tr->obs.ctx, tr->p->checkpoint, tr->n_done,
+                                          tr->wave_step);
             }
             if (requested && tr->p->stop_on_signal) {
                 if (tr->rank0 && tr->obs.on_state)
-                    tr->obs.on_state(tr->obs.ctx, "CHECKPOINTED", tr->p->checkpoint ? tr->p->checkpoint : "");
-                ret = melbo_err_set(err, MELBO_ESTATE,
-                                    "stopped at vector %d, step %d of its wave after SIGUSR1; resume "
-                                    "with --resume %s",
-                                    tr->n_done, tr->wave_step, tr->p->checkpoint ? tr->p->checkpoint : "(no --checkpoint given)");
+                    tr->obs.on_state(tr->obs.ctx, "CHECKPOINTED",
+                                     tr->p->checkpoint ? tr->p->checkpoint : "");
+                ret = melbo_err_set(
+                    err, MELBO_ESTATE,
+                    "stopped at vector %d, step %d of its wave after SIGUSR1; resume "
+                    "with --resume %s",
+                    tr->n_done, tr->wave_step,
+                    tr->p->checkpoint ? tr->p->checkpoint : "(no --checkpoint given)");
                 goto out;
             }
         }
-        memcpy(tr->vectors + (size_t)tr->n_done * tr->d, tr->theta, sizeof(float) * (size_t)Bw * tr->d);
+        memcpy(tr->vectors + (size_t)tr->n_done * tr->d, tr->theta,
+               sizeof(float) * (size_t)Bw * tr->d);
         tr->n_done += Bw;
         tr->wave_step = 0;
         tr->wave_B = 0;
@@ -489,8 +508,9 @@ int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err) {
     long vs = (long)tr->N * tr->steps - done_before;
     melbo_progress_finish(&prog);
     if (tr->rank0)
-        fprintf(stderr, "train: %ld vector-steps in %.3f s (%.6f s per vector-step); setup %.3f s\n", vs,
-            dt, vs > 0 ? dt / (double)vs : 0.0, tr->t_load);
+        fprintf(stderr,
+                "train: %ld vector-steps in %.3f s (%.6f s per vector-step); setup %.3f s\n", vs,
+                dt, vs > 0 ? dt / (double)vs : 0.0, tr->t_load);
 out:
     free(F);
     return ret;
