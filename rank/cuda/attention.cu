@@ -1,0 +1,281 @@
+/*
+ * rank/cuda/attention.cu - causal grouped-query attention over packed sequences, forward and
+ * input-gradient backward (rank/cuda/kernels.h). Twin: rank/cpu/attention.c.
+ *
+ * Short prompts first: one thread block per (sequence, head) walks its query rows one at a
+ * time. For a row, each warp takes every n_warps-th key and forms its dot product with the
+ * query (lanes across the head dimension, so key rows are read coalesced); the row's scores sit
+ * in shared memory for the softmax; then each thread owns head columns of the output. The
+ * forward keeps the log-sum-exp of each row; the backward recomputes probabilities from it, as
+ * the CPU twin does.
+ *
+ * The backward is two kernels so that no output element is written twice and nothing needs
+ * atomics: dq per (sequence, query head), walking query rows; dk and dv per (sequence, KV
+ * head), walking key rows and summing over the query heads of the group and the later queries,
+ * in fp32 registers. The dk/dv kernel recomputes the scores (and D = dO.O) instead of storing
+ * them, trading about twice the forward's arithmetic for no scratch memory.
+ */
+#include <math.h>
+
+#include "rank/cuda/common.cuh"
+
+#define ATTN_THREADS 128
+#define ATTN_WARPS (ATTN_THREADS / WARP_SIZE)
+/* Head columns each thread owns in the dk/dv kernel. */
+#define ATTN_COLS (MELBO_CUDA_ATTN_MAX_HEAD_DIM / ATTN_THREADS)
+
+// ------------------------------------------------------------------------------------------------
+// CUDA kernels
+
+/* Dot product of a shared-memory row a (hd) with a stored row b, summed over a warp. */
+template <typename T> __device__ __forceinline__ float warp_dot(const float *a, const T *b, int hd) {
+    float s = 0.0f;
+    for (int k = threadIdx.x % WARP_SIZE; k < hd; k += WARP_SIZE)
+        s += a[k] * load_f(b[k]);
+    return warp_sum(s);
+}
+
+/* Grid (n_seq, nq). Dynamic shared memory: q (hd) and the scores of one row (max_len). */
+template <typename T>
+__global__ void attention_kernel(const T *qkv, int ld, T *out, float *lse, int nq, int nkv, int hd,
+                                 const int *seq_start, float scale) {
+    extern __shared__ float sm[];
+    __shared__ float red[WARP_SIZE];
+    float *q = sm, *S = sm + hd;
+    int s = blockIdx.x, h = blockIdx.y, g = h / (nq / nkv), od = nq * hd;
+    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    int t0 = seq_start[s], T_len = seq_start[s + 1] - t0;
+    const T *base = qkv + (size_t)t0 * ld;
+    const T *K = base + (size_t)nq * hd + (size_t)g * hd;
+    const T *V = base + (size_t)(nq + nkv) * hd + (size_t)g * hd;
+    for (int i = 0; i < T_len; i++) {
+        for (int k = threadIdx.x; k < hd; k += blockDim.x)
+            q[k] = load_f(base[(size_t)i * ld + (size_t)h * hd + k]);
+        __syncthreads();
+        for (int j = warp; j <= i; j += ATTN_WARPS) {
+            float dot = warp_dot(q, K + (size_t)j * ld, hd);
+            if (lane == 0)
+                S[j] = scale * dot;
+        }
+        __syncthreads();
+        float mx = -INFINITY;
+        for (int j = threadIdx.x; j <= i; j += blockDim.x)
+            mx = fmaxf(mx, S[j]);
+        mx = block_max(mx, red, -INFINITY);
+        float l = 0.0f;
+        for (int j = threadIdx.x; j <= i; j += blockDim.x) {
+            float e = expf(S[j] - mx);
+            S[j] = e;
+            l += e;
+        }
+        l = block_sum(l, red); /* its barrier also publishes S */
+        float inv = 1.0f / l;
+        for (int k = threadIdx.x; k < hd; k += blockDim.x) {
+            float acc = 0.0f;
+            for (int j = 0; j <= i; j++)
+                acc += (S[j] * inv) * load_f(V[(size_t)j * ld + k]);
+            store_f(&out[(size_t)(t0 + i) * od + (size_t)h * hd + k], acc);
+        }
+        if (threadIdx.x == 0)
+            lse[(size_t)(t0 + i) * nq + h] = mx + logf(l);
+    }
+}
+
+/*
+ * Grid (n_seq, nq): dq of one query head. Per query row i: D = dO_i . O_i, then for every key
+ * j <= i dS_ij = p_ij (dO_i . v_j - D) scale, and dq_i = sum_j dS_ij k_j. Shared memory: q_i, dO_i
+ * (hd each) and dS of the row (max_len).
+ */
+template <typename T>
+__global__ void attention_dq_kernel(const T *qkv, int ld, const T *out, const float *lse,
+                                    const T *dout, T *dqkv, int nq, int nkv, int hd,
+                                    const int *seq_start, float scale) {
+    extern __shared__ float sm[];
+    __shared__ float red[WARP_SIZE];
+    float *q = sm, *dO = sm + hd, *dS = sm + 2 * hd;
+    int s = blockIdx.x, h = blockIdx.y, g = h / (nq / nkv), od = nq * hd;
+    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    int t0 = seq_start[s], T_len = seq_start[s + 1] - t0;
+    const T *base = qkv + (size_t)t0 * ld;
+    const T *K = base + (size_t)nq * hd + (size_t)g * hd;
+    const T *V = base + (size_t)(nq + nkv) * hd + (size_t)g * hd;
+    for (int i = 0; i < T_len; i++) {
+        size_t orow = (size_t)(t0 + i) * od + (size_t)h * hd;
+        float dpart = 0.0f;
+        for (int k = threadIdx.x; k < hd; k += blockDim.x) {
+            q[k] = load_f(base[(size_t)i * ld + (size_t)h * hd + k]);
+            dO[k] = load_f(dout[orow + k]);
+            dpart += dO[k] * load_f(out[orow + k]);
+        }
+        float D = block_sum(dpart, red); /* its barrier also publishes q and dO */
+        float L = lse[(size_t)(t0 + i) * nq + h];
+        for (int j = warp; j <= i; j += ATTN_WARPS) {
+            float sc = scale * warp_dot(q, K + (size_t)j * ld, hd);
+            float dp = warp_dot(dO, V + (size_t)j * ld, hd);
+            if (lane == 0) {
+                float p = expf(sc - L);
+                dS[j] = p * (dp - D) * scale;
+            }
+        }
+        __syncthreads();
+        for (int k = threadIdx.x; k < hd; k += blockDim.x) {
+            float acc = 0.0f;
+            for (int j = 0; j <= i; j++)
+                acc += dS[j] * load_f(K[(size_t)j * ld + k]);
+            store_f(&dqkv[(size_t)(t0 + i) * ld + (size_t)h * hd + k], acc);
+        }
+        __syncthreads(); /* q, dO and dS are rewritten by the next row */
+    }
+}
+
+/*
+ * Grid (n_seq, nkv): dk and dv of one KV head. Per key row j and query head h of the group:
+ * p_ij and dS_ij for every query i >= j (one warp per query, three dot products), then
+ * dk_j += sum_i dS_ij q_i and dv_j += sum_i p_ij dO_i in registers. Shared memory: k_j, v_j
+ * (hd each), p and dS of the column (max_len each).
+ */
+template <typename T>
+__global__ void attention_dkv_kernel(const T *qkv, int ld, const T *out, const float *lse,
+                                     const T *dout, T *dqkv, int nq, int nkv, int hd,
+                                     const int *seq_start, int max_len, float scale) {
+    extern __shared__ float sm[];
+    float *kj = sm, *vj = sm + hd, *P = sm + 2 * hd, *dS = P + max_len;
+    int s = blockIdx.x, g = blockIdx.y, group = nq / nkv, od = nq * hd;
+    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    int t0 = seq_start[s], T_len = seq_start[s + 1] - t0;
+    const T *base = qkv + (size_t)t0 * ld;
+    size_t kcol = (size_t)nq * hd + (size_t)g * hd, vcol = (size_t)(nq + nkv) * hd + (size_t)g * hd;
+    for (int j = 0; j < T_len; j++) {
+        for (int k = threadIdx.x; k < hd; k += blockDim.x) {
+            kj[k] = load_f(base[(size_t)j * ld + kcol + k]);
+            vj[k] = load_f(base[(size_t)j * ld + vcol + k]);
+        }
+        __syncthreads();
+        float acc_k[ATTN_COLS], acc_v[ATTN_COLS];
+#pragma unroll
+        for (int c = 0; c < ATTN_COLS; c++)
+            acc_k[c] = acc_v[c] = 0.0f;
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            for (int i = j + warp; i < T_len; i += ATTN_WARPS) {
+                const T *qi = base + (size_t)i * ld + (size_t)h * hd;
+                const T *oi = out + (size_t)(t0 + i) * od + (size_t)h * hd;
+                const T *doi = dout + (size_t)(t0 + i) * od + (size_t)h * hd;
+                float sc = 0.0f, dp = 0.0f, D = 0.0f;
+                for (int k = lane; k < hd; k += WARP_SIZE) {
+                    float dok = load_f(doi[k]);
+                    sc += load_f(qi[k]) * kj[k];
+                    dp += dok * vj[k];
+                    D += dok * load_f(oi[k]);
+                }
+                sc = scale * warp_sum(sc);
+                dp = warp_sum(dp);
+                D = warp_sum(D);
+                if (lane == 0) {
+                    float p = expf(sc - lse[(size_t)(t0 + i) * nq + h]);
+                    P[i] = p;
+                    dS[i] = p * (dp - D) * scale;
+                }
+            }
+            __syncthreads();
+#pragma unroll
+            for (int c = 0; c < ATTN_COLS; c++) {
+                int k = threadIdx.x + c * ATTN_THREADS;
+                if (k >= hd)
+                    continue;
+                for (int i = j; i < T_len; i++) {
+                    acc_k[c] += dS[i] * load_f(base[(size_t)i * ld + (size_t)h * hd + k]);
+                    acc_v[c] += P[i] * load_f(dout[(size_t)(t0 + i) * od + (size_t)h * hd + k]);
+                }
+            }
+            __syncthreads(); /* P and dS are rewritten by the next head */
+        }
+#pragma unroll
+        for (int c = 0; c < ATTN_COLS; c++) {
+            int k = threadIdx.x + c * ATTN_THREADS;
+            if (k >= hd)
+                continue;
+            store_f(&dqkv[(size_t)(t0 + j) * ld + kcol + k], acc_k[c]);
+            store_f(&dqkv[(size_t)(t0 + j) * ld + vcol + k], acc_v[c]);
+        }
+        /* kj and vj are rewritten by the next key only after every thread passed the barrier
+           that ends the head loop above */
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// kernel launchers
+
+static int attention_check(int ld, int nq, int nkv, int hd, int n_seq, int max_len) {
+    if (n_seq < 0 || nq <= 0 || nkv <= 0 || nq % nkv || hd <= 0 || max_len < 0 ||
+        ld < (nq + 2 * nkv) * hd)
+        return MELBO_EINVAL;
+    if (hd > MELBO_CUDA_ATTN_MAX_HEAD_DIM || max_len > MELBO_CUDA_ATTN_MAX_LEN)
+        return MELBO_EUNSUPPORTED;
+    return 0;
+}
+
+template <typename T>
+static int attention_launch(const T *qkv, int ld, T *out, float *lse, int nq, int nkv, int hd,
+                            const int *seq_start, int n_seq, int max_len, cudaStream_t stream) {
+    int rc = attention_check(ld, nq, nkv, hd, n_seq, max_len);
+    if (rc || n_seq == 0 || max_len == 0)
+        return rc;
+    dim3 grid(n_seq, nq);
+    size_t shmem = sizeof(float) * ((size_t)hd + max_len);
+    attention_kernel<T><<<grid, ATTN_THREADS, shmem, stream>>>(qkv, ld, out, lse, nq, nkv, hd,
+                                                               seq_start, 1.0f / sqrtf((float)hd));
+    MELBO_CUDA_LAUNCH_CHECK();
+}
+
+template <typename T>
+static int attention_dx_launch(const T *qkv, int ld, const T *out, const float *lse, const T *dout,
+                               T *dqkv, int nq, int nkv, int hd, const int *seq_start, int n_seq,
+                               int max_len, cudaStream_t stream) {
+    int rc = attention_check(ld, nq, nkv, hd, n_seq, max_len);
+    if (rc || n_seq == 0 || max_len == 0)
+        return rc;
+    float scale = 1.0f / sqrtf((float)hd);
+    size_t shmem_q = sizeof(float) * (2 * (size_t)hd + max_len);
+    attention_dq_kernel<T><<<dim3(n_seq, nq), ATTN_THREADS, shmem_q, stream>>>(
+        qkv, ld, out, lse, dout, dqkv, nq, nkv, hd, seq_start, scale);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return (int)e;
+    size_t shmem_kv = sizeof(float) * (2 * (size_t)hd + 2 * (size_t)max_len);
+    attention_dkv_kernel<T><<<dim3(n_seq, nkv), ATTN_THREADS, shmem_kv, stream>>>(
+        qkv, ld, out, lse, dout, dqkv, nq, nkv, hd, seq_start, max_len, scale);
+    MELBO_CUDA_LAUNCH_CHECK();
+}
+
+extern "C" {
+
+int melbo_cuda_attention_f32(const float *qkv, int ld, float *out, float *lse, int nq, int nkv,
+                             int hd, const int *seq_start, int n_seq, int max_len,
+                             cudaStream_t stream) {
+    return attention_launch(qkv, ld, out, lse, nq, nkv, hd, seq_start, n_seq, max_len, stream);
+}
+
+int melbo_cuda_attention_bf16(const melbo_bf16 *qkv, int ld, melbo_bf16 *out, float *lse, int nq,
+                              int nkv, int hd, const int *seq_start, int n_seq, int max_len,
+                              cudaStream_t stream) {
+    return attention_launch(as_bf(qkv), ld, as_bf(out), lse, nq, nkv, hd, seq_start, n_seq,
+                            max_len, stream);
+}
+
+int melbo_cuda_attention_dx_f32(const float *qkv, int ld, const float *out, const float *lse,
+                                const float *dout, float *dqkv, int nq, int nkv, int hd,
+                                const int *seq_start, int n_seq, int max_len,
+                                cudaStream_t stream) {
+    return attention_dx_launch(qkv, ld, out, lse, dout, dqkv, nq, nkv, hd, seq_start, n_seq,
+                               max_len, stream);
+}
+
+int melbo_cuda_attention_dx_bf16(const melbo_bf16 *qkv, int ld, const melbo_bf16 *out,
+                                 const float *lse, const melbo_bf16 *dout, melbo_bf16 *dqkv,
+                                 int nq, int nkv, int hd, const int *seq_start, int n_seq,
+                                 int max_len, cudaStream_t stream) {
+    return attention_dx_launch(as_bf(qkv), ld, as_bf(out), lse, as_bf(dout), as_bf(dqkv), nq, nkv,
+                               hd, seq_start, n_seq, max_len, stream);
+}
+
+} // extern "C"
