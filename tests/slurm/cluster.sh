@@ -18,11 +18,14 @@ stop() {
         kill -9 "$pid" 2>/dev/null || true
         rm -f "$f"
     done
+    # step daemons of jobs that were still ending belong to this cluster's slurmd
+    pkill -9 -x slurmstepd 2>/dev/null || true
 }
 
 case "$cmd" in
 start)
     stop
+    rm -rf "$dir/state" "$dir/spool" "$dir/log" "$dir/jobcomp.log"   # no jobs from an earlier run
     mkdir -p "$dir/state" "$dir/spool" "$dir/log"
     cat >"$conf" <<CONF
 ClusterName=melbotest
