@@ -361,7 +361,7 @@ int melbo_slurm_cancel(struct melbo_coord *co, struct melbo_job *job) {
 
 /* Appends a STATE event keeping the state and carrying Slurm's pending reason. */
 static void report_reason(struct melbo_coord *co, struct melbo_job *job, const char *reason) {
-    if (strcmp(job->reason, reason) == 0)
+    if (strcmp(job->reason, reason) == 0 || strcmp(reason, "None") == 0) /* None: not decided yet */
         return;
     snprintf(job->reason, sizeof job->reason, "%s", reason);
     Melbo__JobEvent ev = MELBO__JOB_EVENT__INIT;
