@@ -55,6 +55,17 @@ out=$("$rank" bank "$bank")
 grep -q "completion" <<<"$out" && grep -q "unsteered" <<<"$out" && echo "ok   bank shows completions" \
     || { echo "FAIL bank table: $out"; fail=1; }
 
+# generation_config.json: its EOS ids always stop; its repetition penalty only with the flag
+gc="$tmp/gcmodel"; mkdir -p "$gc"
+for f in config.json model.safetensors tokenizer.json tokenizer_config.json; do ln -sf "$(cd "$model" && pwd)/$f" "$gc/$f"; done
+echo '{"eos_token_id": [2], "do_sample": false, "repetition_penalty": 3.0}' > "$gc/generation_config.json"
+plain=$("$rank" gen --model "$gc" --prompt-ids 492,403,287,109,129,38,286 --source-layer 1 --max-new-tokens 24 --json 2>/dev/null)
+orig=$("$rank" gen --model "$model" --prompt-ids 492,403,287,109,129,38,286 --source-layer 1 --max-new-tokens 24 --json 2>/dev/null)
+withgc=$("$rank" gen --model "$gc" --prompt-ids 492,403,287,109,129,38,286 --source-layer 1 --max-new-tokens 24 --use-generation-config --json 2>/dev/null)
+if [ -n "$plain" ] && [ "$plain" = "$orig" ] && [ "$withgc" != "$plain" ]; then
+    echo "ok   generation_config.json's repetition penalty applies only with --use-generation-config"
+else echo "FAIL --use-generation-config: plain=$plain orig=$orig with=$withgc"; fail=1; fi
+
 expect_fail() { # expect_fail DESCRIPTION NEEDLE ARGS...
     local what=$1 needle=$2; shift 2
     out=$("$rank" "$@" 2>&1); st=$?
