@@ -14,18 +14,18 @@ extern "C" {
 #endif
 
 /* The one table of error codes: the enum and melbo_err_name() are generated from it. */
-#define MELBO_ERR_MAP(XX)                                              \
-    XX(EINVAL, 1, "invalid argument")                                  \
-    XX(ENOENT, 2, "no such file or directory")                         \
-    XX(EIO, 3, "input/output error")                                   \
-    XX(ENOMEM, 4, "out of memory")                                     \
-    XX(EFORMAT, 5, "malformed input")                                  \
-    XX(EUNSUPPORTED, 6, "unsupported")                                 \
-    XX(ERANGE, 7, "value out of range")                                \
-    XX(ESHAPE, 8, "tensor shape mismatch")                             \
-    XX(EMISSING, 9, "missing item")                                    \
-    XX(EPROTO, 10, "protocol error")                                   \
-    XX(EAUTH, 11, "authentication failed")                             \
+#define MELBO_ERR_MAP(XX)                                                                          \
+    XX(EINVAL, 1, "invalid argument")                                                              \
+    XX(ENOENT, 2, "no such file or directory")                                                     \
+    XX(EIO, 3, "input/output error")                                                               \
+    XX(ENOMEM, 4, "out of memory")                                                                 \
+    XX(EFORMAT, 5, "malformed input")                                                              \
+    XX(EUNSUPPORTED, 6, "unsupported")                                                             \
+    XX(ERANGE, 7, "value out of range")                                                            \
+    XX(ESHAPE, 8, "tensor shape mismatch")                                                         \
+    XX(EMISSING, 9, "missing item")                                                                \
+    XX(EPROTO, 10, "protocol error")                                                               \
+    XX(EAUTH, 11, "authentication failed")                                                         \
     XX(ESTATE, 12, "invalid state")
 
 enum melbo_err_code {
@@ -52,6 +52,14 @@ int melbo_err_set(struct melbo_err *err, int code, const char *fmt, ...)
 /* Prefixes the message already in err with "prefix: " (adds context on the way up). */
 int melbo_err_prefix(struct melbo_err *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Returns from the enclosing int function when expr yields a negative MELBO_E* code. */
+#define MELBO_TRY(expr)                                                                            \
+    do {                                                                                           \
+        int melbo_r_ = (expr);                                                                     \
+        if (melbo_r_ < 0)                                                                          \
+            return melbo_r_;                                                                       \
+    } while (0)
 
 /* "EINVAL", "EIO", ... for a code; "OK" for 0; "EUNKNOWN" otherwise. Static strings. */
 const char *melbo_err_name(int code);

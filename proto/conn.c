@@ -65,7 +65,7 @@ static int connect_one(const struct addrinfo *ai, int timeout_ms) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;  // stays non-blocking; send/recv poll with timeouts
+    return fd; // stays non-blocking; send/recv poll with timeouts
 }
 
 int melbo_conn_open(struct melbo_conn *c, const char *addr, int timeout_ms, struct melbo_err *err) {
@@ -98,13 +98,8 @@ void melbo_conn_close(struct melbo_conn *c) {
     melbo_frame_reader_free(&c->rd);
 }
 
-int melbo_conn_send(struct melbo_conn *c, const Melbo__Envelope *env, int timeout_ms,
-                    struct melbo_err *err) {
-    uint8_t *frame;
-    size_t len;
-    int r = melbo_wire_encode(env, 0, &frame, &len);
-    if (r != 0)
-        return melbo_err_set(err, r, "cannot encode a message (%s)", melbo_err_name(r));
+int melbo_conn_send_frame(struct melbo_conn *c, const uint8_t *frame, size_t len, int timeout_ms,
+                          struct melbo_err *err) {
     long long deadline = now_ms() + timeout_ms;
     size_t sent = 0;
     while (sent < len) {
@@ -113,20 +108,25 @@ int melbo_conn_send(struct melbo_conn *c, const Melbo__Envelope *env, int timeou
             sent += (size_t)w;
             continue;
         }
-        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            r = melbo_err_set(err, MELBO_EIO, "connection to the coordinator lost: %s",
-                              strerror(errno));
-            goto out;
-        }
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return melbo_err_set(err, MELBO_EIO, "connection to the coordinator lost: %s",
+                                 strerror(errno));
         long long left = deadline - now_ms();
         struct pollfd pfd = {c->fd, POLLOUT, 0};
-        if (left <= 0 || poll(&pfd, 1, (int)left) == 0) {
-            r = melbo_err_set(err, MELBO_EIO, "timed out sending to the coordinator");
-            goto out;
-        }
+        if (left <= 0 || poll(&pfd, 1, (int)left) == 0)
+            return melbo_err_set(err, MELBO_EIO, "timed out sending to the coordinator");
     }
-    r = 0;
-out:
+    return 0;
+}
+
+int melbo_conn_send(struct melbo_conn *c, const Melbo__Envelope *env, int timeout_ms,
+                    struct melbo_err *err) {
+    uint8_t *frame;
+    size_t len;
+    int r = melbo_wire_encode(env, 0, &frame, &len);
+    if (r != 0)
+        return melbo_err_set(err, r, "cannot encode a message (%s)", melbo_err_name(r));
+    r = melbo_conn_send_frame(c, frame, len, timeout_ms, err);
     free(frame);
     return r;
 }

@@ -15,7 +15,7 @@ extern "C" {
 #endif
 
 struct melbo_conn {
-    int fd;                          // -1 when closed
+    int fd; // -1 when closed
     struct melbo_frame_reader rd;
 };
 
@@ -26,6 +26,10 @@ struct melbo_conn {
  */
 int melbo_conn_open(struct melbo_conn *c, const char *addr, int timeout_ms, struct melbo_err *err);
 void melbo_conn_close(struct melbo_conn *c);
+
+/* Sends len bytes of an already encoded frame, blocking up to timeout_ms. 0 or MELBO_EIO. */
+int melbo_conn_send_frame(struct melbo_conn *c, const uint8_t *frame, size_t len, int timeout_ms,
+                          struct melbo_err *err);
 
 /* Sends one built envelope (whole frame, blocking up to timeout_ms). 0 or MELBO_EIO. */
 int melbo_conn_send(struct melbo_conn *c, const Melbo__Envelope *env, int timeout_ms,

@@ -9,14 +9,11 @@
  */
 #include "rank/link/link.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include "common/file.h"
@@ -27,7 +24,7 @@
 struct item {
     uint64_t seq;
     int is_step;
-    uint8_t *frame;    // encoded envelope (header + payload)
+    uint8_t *frame; // encoded envelope (header + payload)
     size_t len;
     struct item *next;
 };
@@ -38,17 +35,17 @@ struct melbo_link {
     char secret[128];
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t cv;           // signalled on new items, finish, and ack of done
+    pthread_cond_t cv; // signalled on new items, finish, and ack of done
     struct item *head, *tail, *sent;
     size_t n_items;
     uint64_t next_seq;
     long dropped;
     /* end of the job */
-    int finishing;               // 1 once melbo_link_finish was called
-    char *bank_path;             // upload this (or NULL with error)
+    int finishing;   // 1 once melbo_link_finish was called
+    char *bank_path; // upload this (or NULL with error)
     char *error;
-    int acked_done;              // the coordinator acknowledged done / failed
-    int dead;                    // refused by the coordinator (wrong secret): stop trying
+    int acked_done; // the coordinator acknowledged done / failed
+    int dead;       // refused by the coordinator (wrong secret): stop trying
     int stop;
 };
 
@@ -123,25 +120,6 @@ static void drop_acked(struct melbo_link *l, uint64_t upto) {
     }
 }
 
-static int send_raw(struct melbo_conn *c, const uint8_t *frame, size_t len) {
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = send(c->fd, frame + off, len - off, MSG_NOSIGNAL);
-        if (w > 0) {
-            off += (size_t)w;
-            continue;
-        }
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-            struct pollfd p = {c->fd, POLLOUT, 0};
-            if (poll(&p, 1, 10000) <= 0)
-                return -1;
-            continue;
-        }
-        return -1;
-    }
-    return 0;
-}
-
 /* Reads acks that are already there (or waits up to wait_ms). -1 when the connection broke. */
 static int read_acks(struct melbo_link *l, struct melbo_conn *c, int wait_ms) {
     for (;;) {
@@ -207,7 +185,7 @@ static int handshake(struct melbo_link *l, struct melbo_conn *c) {
     }
     pthread_mutex_lock(&l->mu);
     drop_acked(l, rep->rank_hello_ok->last_seq);
-    l->sent = l->head;  // resend everything not stored
+    l->sent = l->head; // resend everything not stored
     pthread_mutex_unlock(&l->mu);
     melbo__envelope__free_unpacked(rep, NULL);
     return 0;
@@ -318,7 +296,8 @@ static void *link_main(void *arg) {
             pthread_mutex_unlock(&l->mu);
             if (it == NULL)
                 break;
-            int r = frame ? send_raw(&c, frame, len) : -1;
+            struct melbo_err send_err = {0};
+            int r = frame ? melbo_conn_send_frame(&c, frame, len, 10000, &send_err) : -1;
             free(frame);
             if (r != 0) {
                 broken = 1;
@@ -330,7 +309,7 @@ static void *link_main(void *arg) {
             int ready_end = l->finishing && l->head == NULL && !end_sent;
             pthread_mutex_unlock(&l->mu);
             if (ready_end && l->bank_path == NULL && l->error == NULL) {
-                pthread_mutex_lock(&l->mu);  // flush only (checkpointed): everything is acked
+                pthread_mutex_lock(&l->mu); // flush only (checkpointed): everything is acked
                 l->acked_done = 1;
                 pthread_cond_broadcast(&l->cv);
                 pthread_mutex_unlock(&l->mu);

@@ -65,13 +65,6 @@ static void get_str(const cJSON *o, const char *key, char *out, size_t n) {
         snprintf(out, n, "%s", v->valuestring);
 }
 
-#define TRY(expr)                                                                                  \
-    do {                                                                                           \
-        int r_ = (expr);                                                                           \
-        if (r_ < 0)                                                                                \
-            return r_;                                                                             \
-    } while (0)
-
 /* A required positive integer. */
 static int need_pos_int(const cJSON *o, const char *key, int *out, const char *src,
                         struct melbo_err *err) {
@@ -93,7 +86,7 @@ static int parse_rope_object(struct melbo_model_config *cfg, const cJSON *rs, co
         return 0;
     if (!cJSON_IsObject(rs))
         return melbo_err_set(err, MELBO_EFORMAT, "%s: \"%s\" must be an object or null", src, key);
-    TRY(get_float(rs, "rope_theta", &cfg->rope_theta, src, err));
+    MELBO_TRY(get_float(rs, "rope_theta", &cfg->rope_theta, src, err));
     const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
     if (!cJSON_IsString(ty))
         ty = cJSON_GetObjectItemCaseSensitive(rs, "type"); /* legacy alias */
@@ -153,18 +146,18 @@ static int parse_qwen1(struct melbo_model_config *cfg, const cJSON *root, const 
                        struct melbo_err *err) {
     int inter = 0, no_bias = 1;
     float rotary_pct = 1.0f;
-    TRY(need_pos_int(root, "hidden_size", &cfg->d_model, src, err));
-    TRY(need_pos_int(root, "num_attention_heads", &cfg->n_heads, src, err));
-    TRY(need_pos_int(root, "num_hidden_layers", &cfg->n_layers, src, err));
-    TRY(need_pos_int(root, "intermediate_size", &inter, src, err));
-    TRY(need_pos_int(root, "vocab_size", &cfg->vocab, src, err));
+    MELBO_TRY(need_pos_int(root, "hidden_size", &cfg->d_model, src, err));
+    MELBO_TRY(need_pos_int(root, "num_attention_heads", &cfg->n_heads, src, err));
+    MELBO_TRY(need_pos_int(root, "num_hidden_layers", &cfg->n_layers, src, err));
+    MELBO_TRY(need_pos_int(root, "intermediate_size", &inter, src, err));
+    MELBO_TRY(need_pos_int(root, "vocab_size", &cfg->vocab, src, err));
     cfg->head_dim = cfg->d_model / cfg->n_heads;
-    TRY(get_int(root, "kv_channels", &cfg->head_dim, src, err));
-    TRY(get_float(root, "rotary_emb_base", &cfg->rope_theta, src, err));
-    TRY(get_float(root, "rotary_pct", &rotary_pct, src, err));
-    TRY(get_float(root, "layer_norm_epsilon", &cfg->norm_eps, src, err));
-    TRY(get_int(root, "seq_length", &cfg->max_positions, src, err));
-    TRY(get_bool(root, "no_bias", &no_bias, src, err));
+    MELBO_TRY(get_int(root, "kv_channels", &cfg->head_dim, src, err));
+    MELBO_TRY(get_float(root, "rotary_emb_base", &cfg->rope_theta, src, err));
+    MELBO_TRY(get_float(root, "rotary_pct", &rotary_pct, src, err));
+    MELBO_TRY(get_float(root, "layer_norm_epsilon", &cfg->norm_eps, src, err));
+    MELBO_TRY(get_int(root, "seq_length", &cfg->max_positions, src, err));
+    MELBO_TRY(get_bool(root, "no_bias", &no_bias, src, err));
     if (inter % 2 != 0)
         return melbo_err_set(err, MELBO_EFORMAT,
                              "%s: Qwen-1 intermediate_size %d must be even (w1 and w2 each have "
@@ -189,15 +182,15 @@ static int parse_qwen1(struct melbo_model_config *cfg, const cJSON *root, const 
 /* Llama, Mistral, Qwen2, Qwen3: the transformers key names. */
 static int parse_hf(struct melbo_model_config *cfg, const cJSON *root, const char *src,
                     struct melbo_err *err) {
-    TRY(need_pos_int(root, "hidden_size", &cfg->d_model, src, err));
-    TRY(need_pos_int(root, "num_attention_heads", &cfg->n_heads, src, err));
-    TRY(need_pos_int(root, "num_hidden_layers", &cfg->n_layers, src, err));
-    TRY(need_pos_int(root, "intermediate_size", &cfg->d_ff, src, err));
-    TRY(need_pos_int(root, "vocab_size", &cfg->vocab, src, err));
+    MELBO_TRY(need_pos_int(root, "hidden_size", &cfg->d_model, src, err));
+    MELBO_TRY(need_pos_int(root, "num_attention_heads", &cfg->n_heads, src, err));
+    MELBO_TRY(need_pos_int(root, "num_hidden_layers", &cfg->n_layers, src, err));
+    MELBO_TRY(need_pos_int(root, "intermediate_size", &cfg->d_ff, src, err));
+    MELBO_TRY(need_pos_int(root, "vocab_size", &cfg->vocab, src, err));
     cfg->n_kv_heads = cfg->n_heads;
-    TRY(get_int(root, "num_key_value_heads", &cfg->n_kv_heads, src, err));
+    MELBO_TRY(get_int(root, "num_key_value_heads", &cfg->n_kv_heads, src, err));
     cfg->head_dim = 0;
-    TRY(get_int(root, "head_dim", &cfg->head_dim, src, err));
+    MELBO_TRY(get_int(root, "head_dim", &cfg->head_dim, src, err));
     if (cfg->head_dim <= 0) {
         if (cfg->d_model % cfg->n_heads != 0)
             return melbo_err_set(err, MELBO_EFORMAT,
@@ -207,16 +200,16 @@ static int parse_hf(struct melbo_model_config *cfg, const cJSON *root, const cha
         cfg->head_dim = cfg->d_model / cfg->n_heads;
     }
     cfg->rope_dim = cfg->head_dim;
-    TRY(get_float(root, "rms_norm_eps", &cfg->norm_eps, src, err));
-    TRY(get_float(root, "rope_theta", &cfg->rope_theta, src, err));
-    TRY(get_int(root, "max_position_embeddings", &cfg->max_positions, src, err));
-    TRY(get_bool(root, "tie_word_embeddings", &cfg->tied_embeddings, src, err));
-    TRY(parse_rope_object(cfg, cJSON_GetObjectItemCaseSensitive(root, "rope_parameters"),
-                          "rope_parameters", src, err));
-    TRY(parse_rope_object(cfg, cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"),
-                          "rope_scaling", src, err));
+    MELBO_TRY(get_float(root, "rms_norm_eps", &cfg->norm_eps, src, err));
+    MELBO_TRY(get_float(root, "rope_theta", &cfg->rope_theta, src, err));
+    MELBO_TRY(get_int(root, "max_position_embeddings", &cfg->max_positions, src, err));
+    MELBO_TRY(get_bool(root, "tie_word_embeddings", &cfg->tied_embeddings, src, err));
+    MELBO_TRY(parse_rope_object(cfg, cJSON_GetObjectItemCaseSensitive(root, "rope_parameters"),
+                                "rope_parameters", src, err));
+    MELBO_TRY(parse_rope_object(cfg, cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"),
+                                "rope_scaling", src, err));
     float prf = 1.0f;
-    TRY(get_float(root, "partial_rotary_factor", &prf, src, err));
+    MELBO_TRY(get_float(root, "partial_rotary_factor", &prf, src, err));
     if (prf != 1.0f)
         return melbo_err_set(err, MELBO_EUNSUPPORTED,
                              "%s: partial_rotary_factor %g is not supported", src, prf);
@@ -228,11 +221,11 @@ static int parse_hf(struct melbo_model_config *cfg, const cJSON *root, const cha
                              "%s: hidden_act \"%s\" is not supported (melbo runs SwiGLU with silu)",
                              src, act);
     int mlp_bias = 0, attn_bias = 0;
-    TRY(get_bool(root, "mlp_bias", &mlp_bias, src, err));
+    MELBO_TRY(get_bool(root, "mlp_bias", &mlp_bias, src, err));
     if (mlp_bias)
         return melbo_err_set(err, MELBO_EUNSUPPORTED, "%s: \"mlp_bias\": true is not supported",
                              src);
-    TRY(get_bool(root, "attention_bias", &attn_bias, src, err));
+    MELBO_TRY(get_bool(root, "attention_bias", &attn_bias, src, err));
     if (cfg->arch == MELBO_ARCH_QWEN2) {
         cfg->qkv_bias = 1; /* hard-coded in transformers' Qwen2Attention; o_proj has none */
     } else if (attn_bias) {
@@ -242,8 +235,8 @@ static int parse_hf(struct melbo_model_config *cfg, const cJSON *root, const cha
     cfg->qk_norm = cfg->arch == MELBO_ARCH_QWEN3;
 
     int experts = 0;
-    TRY(get_int(root, "num_experts", &experts, src, err));
-    TRY(get_int(root, "num_local_experts", &experts, src, err));
+    MELBO_TRY(get_int(root, "num_experts", &experts, src, err));
+    MELBO_TRY(get_int(root, "num_local_experts", &experts, src, err));
     if (experts > 0)
         return melbo_err_set(err, MELBO_EUNSUPPORTED,
                              "%s: mixture-of-experts models (%d experts) are not supported", src,
@@ -251,8 +244,8 @@ static int parse_hf(struct melbo_model_config *cfg, const cJSON *root, const cha
 
     /* Sliding windows: Mistral's is on when set; Qwen2/3 only with use_sliding_window. */
     int window = 0, use_window = cfg->arch == MELBO_ARCH_MISTRAL;
-    TRY(get_bool(root, "use_sliding_window", &use_window, src, err));
-    TRY(get_int(root, "sliding_window", &window, src, err));
+    MELBO_TRY(get_bool(root, "use_sliding_window", &use_window, src, err));
+    MELBO_TRY(get_int(root, "sliding_window", &window, src, err));
     if (use_window && window > 0)
         cfg->sliding_window = window;
     return 0;

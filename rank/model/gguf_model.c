@@ -57,25 +57,19 @@ static int opt_float(const struct melbo_gguf_file *f, const char *key, float *ou
     return r;
 }
 
-#define TRY(expr)              \
-    do {                       \
-        int r_ = (expr);       \
-        if (r_ < 0)            \
-            return r_;         \
-    } while (0)
-
 /* RoPE: llama.rope.scaling.{type,factor,original_context_length}; llama3 files carry a tensor. */
 static int gguf_rope(const struct melbo_gguf_file *f, struct melbo_model_config *cfg,
                      struct melbo_err *err) {
     const char *type = NULL;
     size_t tlen = 0;
     float factor = 0;
-    TRY(melbo_gguf_get_str(f, "llama.rope.scaling.type", &type, &tlen, err));
-    TRY(opt_float(f, "rope.scaling.factor", &factor, err));
+    MELBO_TRY(melbo_gguf_get_str(f, "llama.rope.scaling.type", &type, &tlen, err));
+    MELBO_TRY(opt_float(f, "rope.scaling.factor", &factor, err));
     if (melbo_gguf_find(f, "rope_freqs.weight"))
         return melbo_err_set(err, MELBO_EUNSUPPORTED,
                              "%s: tensor 'rope_freqs.weight' (llama3-style RoPE frequency factors) "
-                             "is not supported in GGUF files", f->path);
+                             "is not supported in GGUF files",
+                             f->path);
     if (type == NULL || (tlen == 4 && !memcmp(type, "none", 4)))
         return 0;
     if (tlen == 6 && !memcmp(type, "linear", 6)) {
@@ -92,8 +86,8 @@ static int gguf_rope(const struct melbo_gguf_file *f, struct melbo_model_config 
     }
     return melbo_err_set(err, MELBO_EUNSUPPORTED,
                          "%s: RoPE scaling type \"%.*s\" (llama.rope.scaling.type) is not "
-                         "supported (melbo supports none and linear in GGUF files)", f->path,
-                         (int)tlen, type);
+                         "supported (melbo supports none and linear in GGUF files)",
+                         f->path, (int)tlen, type);
 }
 
 int melbo_gguf_config(const struct melbo_gguf_file *f, struct melbo_model_config *cfg,
@@ -105,35 +99,36 @@ int melbo_gguf_config(const struct melbo_gguf_file *f, struct melbo_model_config
     cfg->rope_factor = 1.0f;
     cfg->norm_eps = 1e-5f;
     cfg->bos_token_id = -1;
-    TRY(melbo_gguf_get_str(f, "general.architecture", &arch, &alen, err));
+    MELBO_TRY(melbo_gguf_get_str(f, "general.architecture", &arch, &alen, err));
     if (arch == NULL)
         return melbo_err_set(err, MELBO_EMISSING, "%s: missing metadata 'general.architecture'",
                              f->path);
     if (alen != 5 || memcmp(arch, "llama", 5) != 0)
         return melbo_err_set(err, MELBO_EUNSUPPORTED,
                              "%s: GGUF architecture \"%.*s\" is not supported (melbo reads "
-                             "general.architecture \"llama\")", f->path,
-                             (int)(alen > 64 ? 64 : alen), arch);
+                             "general.architecture \"llama\")",
+                             f->path, (int)(alen > 64 ? 64 : alen), arch);
     cfg->arch = MELBO_ARCH_LLAMA;
     snprintf(cfg->model_type, sizeof cfg->model_type, "llama");
     snprintf(cfg->architecture, sizeof cfg->architecture, "LlamaForCausalLM (GGUF)");
-    TRY(need_int(f, "block_count", &cfg->n_layers, err));
-    TRY(need_int(f, "embedding_length", &cfg->d_model, err));
-    TRY(need_int(f, "attention.head_count", &cfg->n_heads, err));
-    TRY(need_int(f, "feed_forward_length", &cfg->d_ff, err));
+    MELBO_TRY(need_int(f, "block_count", &cfg->n_layers, err));
+    MELBO_TRY(need_int(f, "embedding_length", &cfg->d_model, err));
+    MELBO_TRY(need_int(f, "attention.head_count", &cfg->n_heads, err));
+    MELBO_TRY(need_int(f, "feed_forward_length", &cfg->d_ff, err));
     cfg->n_kv_heads = cfg->n_heads;
-    TRY(opt_int(f, "attention.head_count_kv", &cfg->n_kv_heads, err));
+    MELBO_TRY(opt_int(f, "attention.head_count_kv", &cfg->n_kv_heads, err));
     int experts = 0;
-    TRY(opt_int(f, "expert_count", &experts, err));
+    MELBO_TRY(opt_int(f, "expert_count", &experts, err));
     if (experts > 0)
         return melbo_err_set(err, MELBO_EUNSUPPORTED,
                              "%s: mixture-of-experts models (llama.expert_count = %d) are not "
-                             "supported", f->path, experts);
+                             "supported",
+                             f->path, experts);
     if (cfg->n_kv_heads <= 0 || cfg->n_heads % cfg->n_kv_heads != 0)
         return melbo_err_set(err, MELBO_EFORMAT,
                              "%s: llama.attention.head_count %d is not a multiple of "
-                             "llama.attention.head_count_kv %d", f->path, cfg->n_heads,
-                             cfg->n_kv_heads);
+                             "llama.attention.head_count_kv %d",
+                             f->path, cfg->n_heads, cfg->n_kv_heads);
     cfg->head_dim = cfg->d_model / cfg->n_heads;
     int klen = 0, vlen = 0;
     int r = opt_int(f, "attention.key_length", &klen, err);
@@ -151,30 +146,33 @@ int melbo_gguf_config(const struct melbo_gguf_file *f, struct melbo_model_config
     if (klen == 0 && cfg->d_model % cfg->n_heads != 0)
         return melbo_err_set(err, MELBO_EFORMAT,
                              "%s: embedding_length %d is not a multiple of head_count %d and no "
-                             "llama.attention.key_length is given", f->path, cfg->d_model,
-                             cfg->n_heads);
+                             "llama.attention.key_length is given",
+                             f->path, cfg->d_model, cfg->n_heads);
     if (cfg->head_dim <= 0 || cfg->head_dim % 2 != 0 || cfg->head_dim > 1024)
         return melbo_err_set(err, MELBO_EFORMAT, "%s: head_dim %d must be even and in [2, 1024]",
                              f->path, cfg->head_dim);
     cfg->rope_dim = cfg->head_dim;
     int rdim = cfg->head_dim;
-    TRY(opt_int(f, "rope.dimension_count", &rdim, err));
+    MELBO_TRY(opt_int(f, "rope.dimension_count", &rdim, err));
     if (rdim != cfg->head_dim)
         return melbo_err_set(err, MELBO_EUNSUPPORTED,
                              "%s: llama.rope.dimension_count %d differs from head_dim %d (partial "
-                             "rotary is not supported)", f->path, rdim, cfg->head_dim);
-    TRY(opt_float(f, "attention.layer_norm_rms_epsilon", &cfg->norm_eps, err));
-    TRY(opt_float(f, "rope.freq_base", &cfg->rope_theta, err));
-    TRY(opt_int(f, "context_length", &cfg->max_positions, err));
+                             "rotary is not supported)",
+                             f->path, rdim, cfg->head_dim);
+    MELBO_TRY(opt_float(f, "attention.layer_norm_rms_epsilon", &cfg->norm_eps, err));
+    MELBO_TRY(opt_float(f, "rope.freq_base", &cfg->rope_theta, err));
+    MELBO_TRY(opt_int(f, "context_length", &cfg->max_positions, err));
     if (!(cfg->norm_eps > 0) || !(cfg->rope_theta > 0))
-        return melbo_err_set(err, MELBO_EFORMAT, "%s: norm epsilon and rope.freq_base must be "
-                             "positive", f->path);
-    TRY(gguf_rope(f, cfg, err));
+        return melbo_err_set(err, MELBO_EFORMAT,
+                             "%s: norm epsilon and rope.freq_base must be "
+                             "positive",
+                             f->path);
+    MELBO_TRY(gguf_rope(f, cfg, err));
 
     /* vocabulary: llama.vocab_size, else the token list, else the embedding's rows */
     const struct melbo_gguf_tensor *emb = melbo_gguf_find(f, "token_embd.weight");
     const struct melbo_gguf_kv *toks = melbo_gguf_find_kv(f, "tokenizer.ggml.tokens");
-    TRY(opt_int(f, "vocab_size", &cfg->vocab, err));
+    MELBO_TRY(opt_int(f, "vocab_size", &cfg->vocab, err));
     if (cfg->vocab <= 0 && toks && toks->type == MELBO_GGUF_ARRAY)
         cfg->vocab = (int)toks->n;
     if (cfg->vocab <= 0 && emb && emb->ndim == 2)
@@ -182,16 +180,19 @@ int melbo_gguf_config(const struct melbo_gguf_file *f, struct melbo_model_config
     if (cfg->vocab <= 0)
         return melbo_err_set(err, MELBO_EMISSING,
                              "%s: no vocabulary size (llama.vocab_size, tokenizer.ggml.tokens or "
-                             "token_embd.weight)", f->path);
+                             "token_embd.weight)",
+                             f->path);
     cfg->tied_embeddings = melbo_gguf_find(f, "output.weight") == NULL;
     if (melbo_gguf_find(f, "blk.0.attn_q.bias") || melbo_gguf_find(f, "blk.0.attn_output.bias"))
         return melbo_err_set(err, MELBO_EUNSUPPORTED,
                              "%s: attention biases (blk.N.attn_*.bias) are not supported in llama "
-                             "GGUF files", f->path);
+                             "GGUF files",
+                             f->path);
     if (melbo_gguf_find(f, "blk.0.ffn_gate_inp.weight"))
         return melbo_err_set(err, MELBO_EUNSUPPORTED,
                              "%s: mixture-of-experts tensors (blk.N.ffn_gate_inp) are not "
-                             "supported", f->path);
+                             "supported",
+                             f->path);
     int64_t id;
     if (melbo_gguf_get_int(f, "tokenizer.ggml.bos_token_id", &id, NULL) == 1)
         cfg->bos_token_id = (int)id;
@@ -218,15 +219,15 @@ static int64_t unpermute_row(int64_t r, int64_t hd) {
 }
 
 int melbo_gguf_read_block(const struct melbo_gguf_file *f, const struct melbo_gguf_tensor *t,
-                          int64_t row0, int64_t nrows, int64_t col0, int64_t ncols,
-                          int rope_heads, float *dst, struct melbo_err *err) {
+                          int64_t row0, int64_t nrows, int64_t col0, int64_t ncols, int rope_heads,
+                          float *dst, struct melbo_err *err) {
     int64_t row_len = t->ndim == 1 ? 1 : t->ne[0];
     int64_t n_rows = t->ndim == 1 ? t->ne[0] : t->ne[1];
     if (!melbo_ggml_can_dequant(t->type))
         return melbo_err_set(err, MELBO_EUNSUPPORTED,
                              "%s: tensor '%s' is quantised as %s, which melbo does not dequantise "
-                             "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)", f->path,
-                             t->name, melbo_ggml_type_name(t->type));
+                             "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)",
+                             f->path, t->name, melbo_ggml_type_name(t->type));
     if (row0 < 0 || nrows < 0 || row0 + nrows > n_rows || col0 < 0 || ncols < 0 ||
         col0 + ncols > row_len)
         return melbo_err_set(err, MELBO_ERANGE, "%s: block outside tensor '%s'", f->path, t->name);

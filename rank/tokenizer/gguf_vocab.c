@@ -23,31 +23,37 @@
 #include "rank/model/gguf.h"
 #include "rank/tokenizer/tok_impl.h"
 
-enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UNUSED = 5,
-       TT_BYTE = 6 };
+enum {
+    TT_NORMAL = 1,
+    TT_UNKNOWN = 2,
+    TT_CONTROL = 3,
+    TT_USER_DEFINED = 4,
+    TT_UNUSED = 5,
+    TT_BYTE = 6
+};
 
 /* ---------------------------------------------------------------------------------------------
  * llama.cpp's pre-tokenizer table (llm_tokenizer_bpe): tokenizer.ggml.pre -> split regexes.
  */
 
 #define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
-#define RE_LLAMA3                                                                              \
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|" \
+#define RE_LLAMA3                                                                                  \
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"     \
     "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define RE_QWEN2                                                                               \
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|" \
+#define RE_QWEN2                                                                                   \
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"     \
     "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 /* llama.cpp's "original regex from tokenizer.json" for GPT-4o (PCRE2 has the classes it needs) */
-#define RE_GPT4O                                                                               \
-    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"   \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+" \
-    "[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}"     \
+#define RE_GPT4O                                                                                   \
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"    \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+"    \
+    "[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}"        \
     "\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
 static const struct pre {
-    const char *names;        // space-separated tokenizer.ggml.pre values
+    const char *names; // space-separated tokenizer.ggml.pre values
     const char *re[TOK_MAX_RE];
-    int ignore_merges;        // llama.cpp sets it for the llama3 family
+    int ignore_merges; // llama.cpp sets it for the llama3 family
 } pres[] = {
     {"default", {"[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"}, 0},
     {"gpt2 mpt olmo jais trillion", {RE_GPT2}, 0},
@@ -75,9 +81,9 @@ static const struct pre *find_pre(const char *name, size_t n) {
 
 struct cand {
     float score;
-    uint32_t len_l, len_r;    // in code points
+    uint32_t len_l, len_r; // in code points
     int32_t a, b, id;
-    uint32_t order;           // position before sorting (stable ties)
+    uint32_t order; // position before sorting (stable ties)
 };
 
 static int cmp_cand(const void *x, const void *y) {
@@ -177,8 +183,10 @@ static int build(struct melbo_tokenizer *tok, const struct melbo_gguf_file *f,
     if (tt) {
         if (tt->type != MELBO_GGUF_ARRAY || tt->n != (uint64_t)n || tt->elem == MELBO_GGUF_STRING ||
             tt->elem == MELBO_GGUF_ARRAY) {
-            ret = melbo_err_set(err, MELBO_EFORMAT, "%s: tokenizer.ggml.token_type must be an "
-                                "integer array of %d entries", f->path, n);
+            ret = melbo_err_set(err, MELBO_EFORMAT,
+                                "%s: tokenizer.ggml.token_type must be an "
+                                "integer array of %d entries",
+                                f->path, n);
             goto out;
         }
         for (int32_t i = 0; i < n; i++)
@@ -187,30 +195,15 @@ static int build(struct melbo_tokenizer *tok, const struct melbo_gguf_file *f,
     tok->n_vocab = n;
     tok->ent = melbo_xcalloc((size_t)n, sizeof *tok->ent);
     tok_strmap_init(&tok->vocab, (uint32_t)n);
-    for (int32_t id = 0; id < n; id++) {
-        tok_set_entry(tok, id, str[id], (size_t)len[id]);
-        if (len[id] + 1 > buf_cap)
-            buf = melbo_xrealloc(buf, buf_cap = 2 * (size_t)len[id] + 16);
-        long k = tok->model == TOK_BYTELEVEL ? tok_bytelevel_to_bytes(str[id], len[id], buf) : -1;
-        if (k >= 0)
-            tok_strmap_put(&tok->vocab, buf, (size_t)k, id);
-        else
-            tok_strmap_put(&tok->vocab, str[id], (size_t)len[id], id);
-    }
-    for (int b = 0; b < 256; b++) {
-        char key[8];
-        if (tok->model == TOK_BYTELEVEL) {
-            key[0] = (char)b;
-            tok->byte_id[b] = tok_strmap_get(&tok->vocab, key, 1);
-        } else {
-            snprintf(key, sizeof key, "<0x%02X>", b);
-            tok->byte_id[b] = tok_strmap_get(&tok->vocab, key, 6);
-        }
-    }
+    for (int32_t id = 0; id < n; id++)
+        tok_vocab_put(tok, id, str[id], (size_t)len[id], &buf, &buf_cap);
+    tok_find_byte_ids(tok);
     if (mg) {
         if (mg->type != MELBO_GGUF_ARRAY || mg->elem != MELBO_GGUF_STRING) {
-            ret = melbo_err_set(err, MELBO_EFORMAT, "%s: tokenizer.ggml.merges must be an array of "
-                                "strings", f->path);
+            ret = melbo_err_set(err, MELBO_EFORMAT,
+                                "%s: tokenizer.ggml.merges must be an array of "
+                                "strings",
+                                f->path);
             goto out;
         }
         const char **ms = melbo_xcalloc((size_t)mg->n + 1, sizeof *ms);
@@ -232,8 +225,9 @@ static int build(struct melbo_tokenizer *tok, const struct melbo_gguf_file *f,
             if (a < 0 || b < 0 || c < 0)
                 ret = melbo_err_set(err, MELBO_EFORMAT,
                                     "%s: tokenizer.ggml.merges[%llu] \"%.*s\" is not two tokens of "
-                                    "the vocabulary whose concatenation is one", f->path,
-                                    (unsigned long long)r, (int)(ml[r] > 100 ? 100 : ml[r]), ms[r]);
+                                    "the vocabulary whose concatenation is one",
+                                    f->path, (unsigned long long)r,
+                                    (int)(ml[r] > 100 ? 100 : ml[r]), ms[r]);
             else
                 tok_pairmap_put(&tok->merges, a, b, (uint32_t)r, c);
         }
@@ -248,8 +242,10 @@ static int build(struct melbo_tokenizer *tok, const struct melbo_gguf_file *f,
     } else {
         if (!sc || sc->type != MELBO_GGUF_ARRAY || sc->n != (uint64_t)n ||
             sc->elem == MELBO_GGUF_STRING || sc->elem == MELBO_GGUF_ARRAY) {
-            ret = melbo_err_set(err, MELBO_EMISSING, "%s: a llama tokenizer without merges needs "
-                                "tokenizer.ggml.scores (%d numbers)", f->path, n);
+            ret = melbo_err_set(err, MELBO_EMISSING,
+                                "%s: a llama tokenizer without merges needs "
+                                "tokenizer.ggml.scores (%d numbers)",
+                                f->path, n);
             goto out;
         }
         scores = melbo_xcalloc((size_t)n + 1, sizeof *scores);
@@ -303,14 +299,18 @@ int tok_gguf_load(const char *path, struct melbo_tokenizer **out, struct melbo_e
         goto fail;
     const struct melbo_gguf_kv *tokens = melbo_gguf_find_kv(&f, "tokenizer.ggml.tokens");
     if (model == NULL || tokens == NULL) {
-        ret = melbo_err_set(err, MELBO_ENOENT, "%s has no tokenizer (tokenizer.ggml.model and "
-                            "tokenizer.ggml.tokens)", path);
+        ret = melbo_err_set(err, MELBO_ENOENT,
+                            "%s has no tokenizer (tokenizer.ggml.model and "
+                            "tokenizer.ggml.tokens)",
+                            path);
         goto fail;
     }
     if (tokens->type != MELBO_GGUF_ARRAY || tokens->elem != MELBO_GGUF_STRING || tokens->n == 0 ||
         tokens->n > 100000000) {
-        ret = melbo_err_set(err, MELBO_EFORMAT, "%s: tokenizer.ggml.tokens must be a non-empty "
-                            "array of strings", path);
+        ret = melbo_err_set(err, MELBO_EFORMAT,
+                            "%s: tokenizer.ggml.tokens must be a non-empty "
+                            "array of strings",
+                            path);
         goto fail;
     }
     int32_t n = (int32_t)tokens->n;
@@ -325,7 +325,8 @@ int tok_gguf_load(const char *path, struct melbo_tokenizer **out, struct melbo_e
             ret = melbo_err_set(err, MELBO_EUNSUPPORTED,
                                 "%s: pre-tokenizer \"%.*s\" (tokenizer.ggml.pre) is not supported "
                                 "(melbo knows default, gpt2, llama-bpe, qwen2, smollm, gpt-4o and "
-                                "their llama.cpp aliases)", path, (int)(plen > 64 ? 64 : plen), pre);
+                                "their llama.cpp aliases)",
+                                path, (int)(plen > 64 ? 64 : plen), pre);
             goto fail;
         }
         tok->ignore_merges = p->ignore_merges;
@@ -347,8 +348,8 @@ int tok_gguf_load(const char *path, struct melbo_tokenizer **out, struct melbo_e
     } else {
         ret = melbo_err_set(err, MELBO_EUNSUPPORTED,
                             "%s: tokenizer model \"%.*s\" (tokenizer.ggml.model) is not supported "
-                            "(melbo reads gpt2 and llama)", path, (int)(mlen > 64 ? 64 : mlen),
-                            model);
+                            "(melbo reads gpt2 and llama)",
+                            path, (int)(mlen > 64 ? 64 : mlen), model);
         goto fail;
     }
     int32_t bos = -1, eos = -1, unk = -1;

@@ -15,11 +15,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/file.h" // defines: melbo_file_read, melbo_path_join
-#include "common/mem.h"  // defines: melbo_xmalloc, melbo_xcalloc, melbo_xstrdup
+#include "common/file.h"     // defines: melbo_file_read, melbo_path_join
+#include "common/mem.h"      // defines: melbo_xmalloc, melbo_xcalloc, melbo_xstrdup
 #include "rank/model/gguf.h" // defines: melbo_gguf_is_path
 
-#define GPT2_REGEX                                                                              \
+#define GPT2_REGEX                                                                                 \
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
 /* ==== ids ================================================================================== */
@@ -138,9 +138,11 @@ static int parse_normalizer(struct melbo_tokenizer *tok, const cJSON *n, const c
     }
     if (tok->n_norm_ops == 4)
         return melbo_err_set(err, MELBO_EUNSUPPORTED, "%s: too many normalizers", path);
-    enum tok_norm form = !strcmp(type, "NFC") ? TOK_NORM_NFC : !strcmp(type, "NFD") ? TOK_NORM_NFD
-                       : !strcmp(type, "NFKC") ? TOK_NORM_NFKC
-                       : !strcmp(type, "NFKD") ? TOK_NORM_NFKD : TOK_NORM_NONE;
+    enum tok_norm form = !strcmp(type, "NFC")    ? TOK_NORM_NFC
+                         : !strcmp(type, "NFD")  ? TOK_NORM_NFD
+                         : !strcmp(type, "NFKC") ? TOK_NORM_NFKC
+                         : !strcmp(type, "NFKD") ? TOK_NORM_NFKD
+                                                 : TOK_NORM_NONE;
     if (form != TOK_NORM_NONE && tok->norm_form == TOK_NORM_NONE) {
         tok->norm_form = form;
         tok->norm_ops[tok->n_norm_ops++] = 1;
@@ -189,7 +191,8 @@ static int parse_pretok(struct melbo_tokenizer *tok, const cJSON *p, const char 
         if (!behavior || strcmp(behavior, "Isolated") || json_bool(p, "invert", 0))
             return melbo_err_set(err, MELBO_EUNSUPPORTED,
                                  "%s: Split pre-tokenizer behaviour \"%s\"%s is not supported "
-                                 "(only Isolated)", path, behavior ? behavior : "?",
+                                 "(only Isolated)",
+                                 path, behavior ? behavior : "?",
                                  json_bool(p, "invert", 0) ? " with invert" : "");
         if (json_str(pat, "Regex"))
             return tok_compile_regex(tok, json_str(pat, "Regex"), path, err);
@@ -201,8 +204,7 @@ static int parse_pretok(struct melbo_tokenizer *tok, const cJSON *p, const char 
             free(q);
             return r;
         }
-        return melbo_err_set(err, MELBO_EFORMAT, "%s: Split pre-tokenizer without a pattern",
-                             path);
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: Split pre-tokenizer without a pattern", path);
     }
     if (!strcmp(type, "ByteLevel")) {
         tok->model = TOK_BYTELEVEL;
@@ -217,13 +219,14 @@ static int parse_pretok(struct melbo_tokenizer *tok, const cJSON *p, const char 
         tok->metaspace = 1;
         snprintf(tok->metaspace_repl, sizeof(tok->metaspace_repl), "%s", r ? r : "\xE2\x96\x81");
         tok->metaspace_split = json_bool(p, "split", 1);
-        tok->metaspace_prepend = scheme ? (!strcmp(scheme, "always") ? 1
-                                           : !strcmp(scheme, "first") ? 2 : 0)
+        tok->metaspace_prepend = scheme ? (!strcmp(scheme, "always")  ? 1
+                                           : !strcmp(scheme, "first") ? 2
+                                                                      : 0)
                                         : json_bool(p, "add_prefix_space", 1);
         return 0;
     }
-    return melbo_err_set(err, MELBO_EUNSUPPORTED,
-                         "%s: pre-tokenizer type \"%s\" is not supported", path, type);
+    return melbo_err_set(err, MELBO_EUNSUPPORTED, "%s: pre-tokenizer type \"%s\" is not supported",
+                         path, type);
 }
 
 static int parse_decoder(struct melbo_tokenizer *tok, const cJSON *d, const char *path,
@@ -254,8 +257,8 @@ static int parse_decoder(struct melbo_tokenizer *tok, const cJSON *d, const char
         return 0;
     if (!strcmp(type, "Metaspace")) {
         const char *scheme = json_str(d, "prepend_scheme");
-        tok->dec_metaspace_first = scheme ? strcmp(scheme, "never") != 0
-                                          : json_bool(d, "add_prefix_space", 1);
+        tok->dec_metaspace_first =
+            scheme ? strcmp(scheme, "never") != 0 : json_bool(d, "add_prefix_space", 1);
         return 0;
     }
     if (!strcmp(type, "Replace")) {
@@ -314,9 +317,8 @@ static int parse_post(struct melbo_tokenizer *tok, const cJSON *p, const char *p
         }
         return 0;
     }
-    return melbo_err_set(err, MELBO_EUNSUPPORTED,
-                         "%s: post_processor type \"%s\" is not supported", path,
-                         type ? type : "?");
+    return melbo_err_set(err, MELBO_EUNSUPPORTED, "%s: post_processor type \"%s\" is not supported",
+                         path, type ? type : "?");
 }
 
 /* Fills each entry's decoded bytes from its string, per the decoder. */
@@ -363,6 +365,33 @@ void tok_fill_entry_bytes(struct melbo_tokenizer *tok) {
     }
 }
 
+void tok_vocab_put(struct melbo_tokenizer *tok, int32_t id, const char *s, size_t n, char **buf,
+                   size_t *buf_cap) {
+    tok_set_entry(tok, id, s, n);
+    if (n + 1 > *buf_cap) {
+        *buf_cap = 2 * n + 16;
+        *buf = melbo_xrealloc(*buf, *buf_cap);
+    }
+    long k = tok->model == TOK_BYTELEVEL ? tok_bytelevel_to_bytes(s, n, *buf) : -1;
+    if (k >= 0)
+        tok_strmap_put(&tok->vocab, *buf, (size_t)k, id);
+    else
+        tok_strmap_put(&tok->vocab, s, n, id);
+}
+
+void tok_find_byte_ids(struct melbo_tokenizer *tok) {
+    for (int b = 0; b < 256; b++) {
+        char key[8];
+        if (tok->model == TOK_BYTELEVEL) {
+            key[0] = (char)b;
+            tok->byte_id[b] = tok_strmap_get(&tok->vocab, key, 1);
+        } else {
+            snprintf(key, sizeof(key), "<0x%02X>", b);
+            tok->byte_id[b] = tok_strmap_get(&tok->vocab, key, 6);
+        }
+    }
+}
+
 static int parse_model(struct melbo_tokenizer *tok, const cJSON *m, const cJSON *added,
                        const char *path, struct melbo_err *err) {
     const char *type = json_str(m, "type");
@@ -379,7 +408,8 @@ static int parse_model(struct melbo_tokenizer *tok, const cJSON *m, const cJSON 
     if ((pre && *pre) || (suf && *suf))
         return melbo_err_set(err, MELBO_EUNSUPPORTED,
                              "%s: BPE with continuing_subword_prefix/end_of_word_suffix is not "
-                             "supported", path);
+                             "supported",
+                             path);
     tok->ignore_merges = json_bool(m, "ignore_merges", 0);
     tok->byte_fallback = json_bool(m, "byte_fallback", 0);
     tok->fuse_unk = json_bool(m, "fuse_unk", 0);
@@ -388,8 +418,8 @@ static int parse_model(struct melbo_tokenizer *tok, const cJSON *m, const cJSON 
     const cJSON *it;
     cJSON_ArrayForEach(it, vocab) {
         if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 1e8)
-            return melbo_err_set(err, MELBO_EFORMAT, "%s: vocab entry \"%s\" has no valid id",
-                                 path, it->string);
+            return melbo_err_set(err, MELBO_EFORMAT, "%s: vocab entry \"%s\" has no valid id", path,
+                                 it->string);
         if ((int32_t)it->valuedouble > max_id)
             max_id = (int32_t)it->valuedouble;
     }
@@ -404,29 +434,10 @@ static int parse_model(struct melbo_tokenizer *tok, const cJSON *m, const cJSON 
     char *buf = NULL;
     size_t buf_cap = 0;
     cJSON_ArrayForEach(it, vocab) {
-        int32_t id = (int32_t)it->valuedouble;
-        size_t n = strlen(it->string);
-        tok_set_entry(tok, id, it->string, n);
-        if (n + 1 > buf_cap) {
-            buf_cap = 2 * n + 16;
-            buf = melbo_xrealloc(buf, buf_cap);
-        }
-        long k = tok->model == TOK_BYTELEVEL ? tok_bytelevel_to_bytes(it->string, n, buf) : -1;
-        if (k >= 0)
-            tok_strmap_put(&tok->vocab, buf, (size_t)k, id);
-        else
-            tok_strmap_put(&tok->vocab, it->string, n, id);
+        tok_vocab_put(tok, (int32_t)it->valuedouble, it->string, strlen(it->string), &buf,
+                      &buf_cap);
     }
-    for (int b = 0; b < 256; b++) {
-        char key[8];
-        if (tok->model == TOK_BYTELEVEL) {
-            key[0] = (char)b;
-            tok->byte_id[b] = tok_strmap_get(&tok->vocab, key, 1);
-        } else {
-            snprintf(key, sizeof(key), "<0x%02X>", b);
-            tok->byte_id[b] = tok_strmap_get(&tok->vocab, key, 6);
-        }
-    }
+    tok_find_byte_ids(tok);
     const char *unk = json_str(m, "unk_token");
     tok->unk_id = unk ? tok_strmap_get(&tok->vocab, unk, strlen(unk)) : -1;
 
@@ -471,7 +482,8 @@ static int parse_model(struct melbo_tokenizer *tok, const cJSON *m, const cJSON 
             buf[la + lb] = '\0';
             ret = melbo_err_set(err, MELBO_EFORMAT,
                                 "%s: merge %u (\"%.*s\" + \"%.*s\") names a token missing from "
-                                "the vocab", path, rank, (int)la, a, (int)lb, b);
+                                "the vocab",
+                                path, rank, (int)la, a, (int)lb, b);
             goto out;
         }
         tok_pairmap_put(&tok->merges, ia, ib, rank, ic);
@@ -490,8 +502,7 @@ static int parse_added(struct melbo_tokenizer *tok, const cJSON *added, const ch
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         const char *content = json_str(it, "content");
         if (!cJSON_IsNumber(id) || !content)
-            return melbo_err_set(err, MELBO_EFORMAT, "%s: added token without id or content",
-                                 path);
+            return melbo_err_set(err, MELBO_EFORMAT, "%s: added token without id or content", path);
         struct tok_added *a = &tok->added[tok->n_added++];
         a->id = (int32_t)id->valuedouble;
         a->content = melbo_xstrdup(content);
@@ -541,8 +552,8 @@ static int parse_tokenizer_json(struct melbo_tokenizer *tok, const char *path, c
                                 err)) ||
         (ret = parse_model(tok, model, added, path, err)) ||
         (ret = parse_added(tok, added, path, err)) ||
-        (ret = parse_post(tok, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), path,
-                          err)))
+        (ret =
+             parse_post(tok, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), path, err)))
         goto out;
     tok_fill_entry_bytes(tok);
     tok_finish_added(tok);
@@ -652,7 +663,8 @@ int melbo_tokenizer_load(const char *dir, struct melbo_tokenizer **out, struct m
         *out = NULL;
         return melbo_err_set(err, MELBO_ENOENT,
                              "no tokenizer in %s: expected tokenizer.json (or qwen.tiktoken for "
-                             "Qwen-1)", dir);
+                             "Qwen-1)",
+                             dir);
     }
     int ret = melbo_tokenizer_load_files(tpath, access(cfg, F_OK) == 0 ? cfg : NULL, out, err);
     if (ret == 0 && !(*out)->chat_template && access(jinja, F_OK) == 0) {
@@ -699,7 +711,9 @@ void melbo_tokenizer_free(struct melbo_tokenizer *tok) {
 
 /* ==== lookups ============================================================================== */
 
-int32_t melbo_tokenizer_n_vocab(const struct melbo_tokenizer *tok) { return tok->n_vocab; }
+int32_t melbo_tokenizer_n_vocab(const struct melbo_tokenizer *tok) {
+    return tok->n_vocab;
+}
 
 int32_t melbo_tokenizer_token_id(const struct melbo_tokenizer *tok, const char *token) {
     size_t n = strlen(token);
@@ -720,8 +734,12 @@ int melbo_tokenizer_is_special(const struct melbo_tokenizer *tok, int32_t id) {
     return id >= 0 && id < tok->n_vocab && tok->ent[id].special;
 }
 
-int32_t melbo_tokenizer_bos_id(const struct melbo_tokenizer *tok) { return tok->bos_id; }
-int32_t melbo_tokenizer_eos_id(const struct melbo_tokenizer *tok) { return tok->eos_id; }
+int32_t melbo_tokenizer_bos_id(const struct melbo_tokenizer *tok) {
+    return tok->bos_id;
+}
+int32_t melbo_tokenizer_eos_id(const struct melbo_tokenizer *tok) {
+    return tok->eos_id;
+}
 const char *melbo_tokenizer_bos_token(const struct melbo_tokenizer *tok) {
     return tok->bos_token ? tok->bos_token : "";
 }
@@ -733,6 +751,7 @@ const char *melbo_tokenizer_chat_template(const struct melbo_tokenizer *tok) {
 }
 
 const char *melbo_tokenizer_kind(const struct melbo_tokenizer *tok) {
-    return tok->model == TOK_BYTELEVEL ? "bpe-bytelevel"
-           : tok->model == TOK_TIKTOKEN ? "tiktoken" : "bpe-sentencepiece";
+    return tok->model == TOK_BYTELEVEL  ? "bpe-bytelevel"
+           : tok->model == TOK_TIKTOKEN ? "tiktoken"
+                                        : "bpe-sentencepiece";
 }

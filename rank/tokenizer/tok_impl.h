@@ -23,13 +23,13 @@
 
 /* Byte string -> int32. Keys are copied into an arena owned by the map. */
 struct tok_strmap {
-    uint32_t *slots;      // entry index + 1, 0 = empty; cap slots (power of two)
+    uint32_t *slots; // entry index + 1, 0 = empty; cap slots (power of two)
     uint32_t cap;
     struct tok_strent {
         uint64_t hash;
         uint32_t off, len;
         int32_t val;
-    } *ent;
+    } * ent;
     uint32_t n, ent_cap;
     char *arena;
     size_t arena_len, arena_cap;
@@ -46,10 +46,10 @@ uint64_t tok_hash_bytes(const char *p, size_t n);
 /* (a, b) -> (rank, new id): the BPE merges. */
 struct tok_pairmap {
     struct tok_pairent {
-        uint64_t key;     // (a << 32) | b, UINT64_MAX = empty
+        uint64_t key; // (a << 32) | b, UINT64_MAX = empty
         uint32_t rank;
         int32_t id;
-    } *ent;
+    } * ent;
     uint32_t cap, n;
 };
 
@@ -78,8 +78,8 @@ static inline const struct tok_pairent *tok_pairmap_get(const struct tok_pairmap
 /* Pre-token bytes -> ids, for pre-tokens up to TOK_CACHE_MAX_KEY bytes; cleared when full. */
 #define TOK_CACHE_MAX_KEY 64
 struct tok_cache {
-    struct tok_strmap map;     // key -> offset into ids
-    int32_t *ids;              // [count, id, id, ...] records
+    struct tok_strmap map; // key -> offset into ids
+    int32_t *ids;          // [count, id, id, ...] records
     size_t n_ids, cap_ids;
 };
 
@@ -88,21 +88,21 @@ struct tok_cache {
 #define TOK_MAX_RE 4 /* llama.cpp's "default" BPE pre-tokenizer chains four regexes */
 
 enum tok_model {
-    TOK_BYTELEVEL,   // byte-level BPE (vocab keys are raw bytes)
+    TOK_BYTELEVEL,     // byte-level BPE (vocab keys are raw bytes)
     TOK_SENTENCEPIECE, // BPE over characters with byte fallback (vocab keys are UTF-8)
-    TOK_TIKTOKEN,    // tiktoken ranks (byte-level, ignore_merges)
+    TOK_TIKTOKEN,      // tiktoken ranks (byte-level, ignore_merges)
 };
 
 enum tok_norm { TOK_NORM_NONE, TOK_NORM_NFC, TOK_NORM_NFD, TOK_NORM_NFKC, TOK_NORM_NFKD };
 
 struct tok_entry {
-    char *str;            // as in tokenizer.json (NUL-terminated); NULL for a hole
+    char *str; // as in tokenizer.json (NUL-terminated); NULL for a hole
     uint32_t str_len;
-    uint32_t nbytes;      // decoded bytes
-    char *bytes;          // what it decodes to (points into str when identical)
-    uint8_t special;      // added token with special=true
-    uint8_t added;        // any added token
-    int16_t byte;         // 0..255 for a byte-fallback token <0xNN>, else -1
+    uint32_t nbytes; // decoded bytes
+    char *bytes;     // what it decodes to (points into str when identical)
+    uint8_t special; // added token with special=true
+    uint8_t added;   // any added token
+    int16_t byte;    // 0..255 for a byte-fallback token <0xNN>, else -1
 };
 
 struct tok_added {
@@ -114,48 +114,48 @@ struct tok_added {
 
 /* Post-normalisation pieces of one added-token matcher pass. */
 struct tok_matcher {
-    struct tok_added **tok;       // sorted by first byte, longest first
+    struct tok_added **tok; // sorted by first byte, longest first
     uint32_t n;
-    uint32_t first[257];          // tok[first[b] .. first[b+1]) start with byte b
+    uint32_t first[257]; // tok[first[b] .. first[b+1]) start with byte b
 };
 
 struct melbo_tokenizer {
     enum tok_model model;
-    struct tok_entry *ent;        // [n_vocab]
+    struct tok_entry *ent; // [n_vocab]
     int32_t n_vocab;
-    struct tok_strmap vocab;      // model vocabulary: bytes (byte-level) or UTF-8 -> id
+    struct tok_strmap vocab; // model vocabulary: bytes (byte-level) or UTF-8 -> id
     struct tok_pairmap merges;
-    int32_t byte_id[256];         // byte-level: the id of each byte; SP: <0xNN>, or -1
+    int32_t byte_id[256]; // byte-level: the id of each byte; SP: <0xNN>, or -1
     int ignore_merges, byte_fallback, fuse_unk;
     int32_t unk_id;
 
     /* added tokens */
     struct tok_added *added;
     uint32_t n_added;
-    struct tok_matcher match_raw;   // normalized=false tokens, matched in the raw text
-    struct tok_matcher match_norm;  // normalized=true tokens, matched after normalisation
+    struct tok_matcher match_raw;  // normalized=false tokens, matched in the raw text
+    struct tok_matcher match_norm; // normalized=true tokens, matched after normalisation
 
     /* normalizer: a unicode form, then Prepend, then Replace (the order of the sequence) */
-    int norm_ops[4];                // up to 4 steps: 1 = unicode form, 2 = prepend, 3 = replace
+    int norm_ops[4]; // up to 4 steps: 1 = unicode form, 2 = prepend, 3 = replace
     int n_norm_ops;
     enum tok_norm norm_form;
-    char *prepend;                  // Prepend normalizer string
-    char *repl_from, *repl_to;      // Replace normalizer (String pattern)
+    char *prepend;             // Prepend normalizer string
+    char *repl_from, *repl_to; // Replace normalizer (String pattern)
 
     /* pre-tokenizer */
-    pcre2_code *re[TOK_MAX_RE];     // regex splits applied in order (Isolated behaviour)
+    pcre2_code *re[TOK_MAX_RE]; // regex splits applied in order (Isolated behaviour)
     int n_re;
-    int bytelevel_prefix_space;     // ByteLevel add_prefix_space
-    int metaspace;                  // Metaspace pre-tokenizer present
+    int bytelevel_prefix_space; // ByteLevel add_prefix_space
+    int metaspace;              // Metaspace pre-tokenizer present
     int metaspace_split;
-    int metaspace_prepend;          // 0 never, 1 always, 2 first
+    int metaspace_prepend; // 0 never, 1 always, 2 first
     char metaspace_repl[8];
 
     /* decoder */
-    int dec_bytelevel;              // bytes via the byte-level table, then lossy UTF-8
-    int dec_byte_fallback;          // <0xNN> runs to bytes
-    int dec_strip_start;            // strip up to this many leading spaces of the whole text
-    int dec_metaspace_first;        // strip one leading space of the first token
+    int dec_bytelevel;       // bytes via the byte-level table, then lossy UTF-8
+    int dec_byte_fallback;   // <0xNN> runs to bytes
+    int dec_strip_start;     // strip up to this many leading spaces of the whole text
+    int dec_metaspace_first; // strip one leading space of the first token
 
     /* post-processor template: ids before and after the sequence */
     int32_t pre_ids[4], post_ids[4];
@@ -197,8 +197,7 @@ void tok_bpe_word(struct melbo_tokenizer *tok, const char *w, size_t n, struct m
 void tok_cache_free(struct tok_cache *c);
 
 /* added.c */
-void tok_matcher_build(struct tok_matcher *m, struct tok_added *added, uint32_t n,
-                       int normalized);
+void tok_matcher_build(struct tok_matcher *m, struct tok_added *added, uint32_t n, int normalized);
 void tok_matcher_free(struct tok_matcher *m);
 /*
  * Finds the next added token in s[from..n) (leftmost, then longest; single_word honoured).
@@ -210,8 +209,8 @@ int tok_matcher_find(const struct tok_matcher *m, const char *s, size_t n, size_
                      int32_t *id);
 
 /* tiktoken.c */
-int tok_tiktoken_load(struct melbo_tokenizer *tok, const char *path, const char *text,
-                      size_t len, struct melbo_err *err);
+int tok_tiktoken_load(struct melbo_tokenizer *tok, const char *path, const char *text, size_t len,
+                      struct melbo_err *err);
 /* load.c: finishes the common parts (added-token matchers, entries) after a model load. */
 void tok_finish_added(struct melbo_tokenizer *tok);
 /* load.c: helpers shared with gguf_vocab.c. */
@@ -222,6 +221,15 @@ long tok_bytelevel_to_bytes(const char *s, size_t n, char *buf);
 int32_t tok_model_lookup(const struct melbo_tokenizer *tok, const char *s, size_t n);
 /* Sets entry id's string (and decoded bytes, for now the same) to s[0..n). */
 void tok_set_entry(struct melbo_tokenizer *tok, int32_t id, const char *s, size_t n);
+/*
+ * Sets entry id to s[0..n) and records it in tok->vocab (as raw bytes for byte-level models).
+ * *buf (capacity *buf_cap, caller-owned, grown here) is scratch space reused across calls.
+ */
+void tok_vocab_put(struct melbo_tokenizer *tok, int32_t id, const char *s, size_t n, char **buf,
+                   size_t *buf_cap);
+/* Fills tok->byte_id from tok->vocab: single bytes (byte-level) or <0xXX> tokens (byte fallback).
+ */
+void tok_find_byte_ids(struct melbo_tokenizer *tok);
 /* Fills each entry's decoded bytes from its string, per the decoder flags. */
 void tok_fill_entry_bytes(struct melbo_tokenizer *tok);
 
