@@ -14,43 +14,7 @@
 #include "common/file.h"
 #include "rank/tokenizer/tokenizer.h"
 #include "tests/test.h"
-
-/* Reads a JSONL file into an array of parsed lines. */
-static cJSON **read_jsonl(const char *path, size_t *n) {
-    char *buf = NULL;
-    size_t len = 0;
-    struct melbo_err err = {0};
-    if (melbo_file_read(path, &buf, &len, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        abort();
-    }
-    size_t cap = 1024, k = 0;
-    cJSON **out = malloc(cap * sizeof(*out));
-    for (char *p = buf; *p;) {
-        char *e = strchr(p, '\n');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l > 0) {
-            if (k == cap)
-                out = realloc(out, (cap *= 2) * sizeof(*out));
-            out[k] = cJSON_ParseWithLength(p, l);
-            ASSERT(out[k] != NULL);
-            k++;
-        }
-        p += l + (e ? 1 : 0);
-    }
-    free(buf);
-    *n = k;
-    return out;
-}
-
-static int ids_equal(const struct melbo_ids *a, const cJSON *b) {
-    if ((int)a->n != cJSON_GetArraySize(b))
-        return 0;
-    for (size_t i = 0; i < a->n; i++)
-        if (a->ids[i] != (int32_t)cJSON_GetArrayItem(b, (int)i)->valuedouble)
-            return 0;
-    return 1;
-}
+#include "tests/tokenizer/golden_jsonl.h"
 
 static void print_ids(const char *what, const int32_t *ids, size_t n) {
     fprintf(stderr, "  %s:", what);

@@ -34,6 +34,7 @@
 #include "rank/tokenizer/chat.h"
 #include "rank/tokenizer/tokenizer.h"
 #include "tests/test.h"
+#include "tests/tokenizer/golden_jsonl.h"
 #include "tests/unit/golden.h"
 
 static const int32_t *ids_of(const struct melbo_st_file *g, const char *name, int *n) {
@@ -192,39 +193,6 @@ static void test_check(const char *path, const struct melbo_model *m) {
     fprintf(stderr, "ok   config, model check, fingerprint %s, main dtype Q4_1\n", ha);
     melbo_checkpoint_close(&a);
     melbo_checkpoint_close(&b);
-}
-
-/* Reads a JSONL file into parsed lines. */
-static cJSON **read_jsonl(const char *path, size_t *n) {
-    char *buf = NULL;
-    size_t len = 0, cap = 512, k = 0;
-    struct melbo_err err = {0};
-    ASSERT_OK(melbo_file_read(path, &buf, &len, &err));
-    cJSON **out = malloc(cap * sizeof *out);
-    for (char *p = buf; *p;) {
-        char *e = strchr(p, '\n');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l > 0) {
-            if (k == cap)
-                out = realloc(out, (cap *= 2) * sizeof *out);
-            out[k] = cJSON_ParseWithLength(p, l);
-            ASSERT(out[k] != NULL);
-            k++;
-        }
-        p += l + (e ? 1 : 0);
-    }
-    free(buf);
-    *n = k;
-    return out;
-}
-
-static int ids_equal(const struct melbo_ids *a, const cJSON *b) {
-    if ((int)a->n != cJSON_GetArraySize(b))
-        return 0;
-    for (size_t i = 0; i < a->n; i++)
-        if (a->ids[i] != (int32_t)cJSON_GetArrayItem(b, (int)i)->valuedouble)
-            return 0;
-    return 1;
 }
 
 static void test_tokenizer(const char *path, const char *tokdir) {
