@@ -38,7 +38,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -75,22 +74,14 @@ os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
-
-def log(*a):
-    print(*a, flush=True)
+import smollm_shape  # noqa: E402
+from smollm_shape import log, save_once, setup_torch  # noqa: E402
 
 
 def build_model(seed, attn):
-    cfg = LlamaConfig(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
-                      intermediate_size=1536, vocab_size=49152, rope_theta=100000, rms_norm_eps=1e-5,
-                      tie_word_embeddings=True, max_position_embeddings=2048,
-                      bos_token_id=None, eos_token_id=None, pad_token_id=None)
-    cfg._attn_implementation = attn
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(cfg).float().eval()
-    model.requires_grad_(False)
+    """The shared workload with no BOS/EOS/pad anywhere, so every sequence runs to --new-tokens."""
+    model = smollm_shape.build_model(seed, attn, bos_token_id=None, eos_token_id=None, pad_token_id=None)
     gc = model.generation_config
     gc.eos_token_id = None
     gc.bos_token_id = None
@@ -143,20 +134,10 @@ HF_SETTINGS = ("model.generate(input_ids=[B, T] ids, attention_mask=ones, do_sam
 # --------------------------------------------------------------------------- melbo
 
 def ensure_model_dir(model, d):
-    marker = os.path.join(d, "gen_baselines.seed")
     want = f"seed={args.seed} transformers={transformers.__version__} eos=none\n"
-    if os.path.exists(marker) and open(marker).read() == want and \
-            os.path.exists(os.path.join(d, "config.json")):
-        log(f"melbo: reusing the model in {d}")
-        return d
-    shutil.rmtree(d, ignore_errors=True)
-    t0 = time.perf_counter()
-    model.save_pretrained(d, safe_serialization=True)
-    with open(marker, "w") as f:
-        f.write(want)
-    cfg = json.load(open(os.path.join(d, "config.json")))
-    assert cfg.get("eos_token_id") is None, cfg.get("eos_token_id")
-    log(f"melbo: saved the model to {d} in {time.perf_counter() - t0:.1f} s")
+    if save_once(model, d, "gen_baselines.seed", want):
+        cfg = json.load(open(os.path.join(d, "config.json")))
+        assert cfg.get("eos_token_id") is None, cfg.get("eos_token_id")
     return d
 
 
@@ -262,13 +243,7 @@ def bench_melbo(model, ids, v, hf_new):
 # --------------------------------------------------------------------------- main
 
 def main():
-    torch.set_num_threads(args.threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
-    log(f"torch {torch.__version__}  transformers {transformers.__version__}  python {sys.version.split()[0]}")
-    log("\n".join(torch.__config__.parallel_info().splitlines()[:6]))
+    setup_torch(args.threads)
     t_start = time.perf_counter()
     model = build_model(args.seed, args.attn)
     d = model.config.hidden_size

@@ -66,7 +66,8 @@ os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
+
+from smollm_shape import build_model, log, save_once, setup_torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "golden"))
 from make_train_goldens import train_reference  # noqa: E402
@@ -75,23 +76,8 @@ S, T_LAYER, RADIUS, P, Q = 7, 22, 4.0, 2.0, 1.0
 LR, BETAS, EPS = 1e-3, (0.9, 0.98), 1e-8
 
 
-def log(*a):
-    print(*a, flush=True)
-
-
 def rel(a, b):
     return float((a.double() - b.double()).abs().max() / b.double().abs().max())
-
-
-def build_model(seed, attn):
-    cfg = LlamaConfig(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
-                      intermediate_size=1536, vocab_size=49152, rope_theta=100000, rms_norm_eps=1e-5,
-                      tie_word_embeddings=True, max_position_embeddings=2048)
-    cfg._attn_implementation = attn
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(cfg).float().eval()
-    model.requires_grad_(False)
-    return model
 
 
 # --------------------------------------------------------------------------- (a) reference
@@ -224,18 +210,7 @@ def melbo_supports_train(path):
 
 
 def ensure_model_dir(model, d):
-    marker = os.path.join(d, "train_baselines.seed")
-    want = f"seed={args.seed} transformers={transformers.__version__}\n"
-    if os.path.exists(marker) and open(marker).read() == want and \
-            os.path.exists(os.path.join(d, "config.json")):
-        log(f"melbo: reusing the model in {d}")
-        return d
-    shutil.rmtree(d, ignore_errors=True)
-    t0 = time.perf_counter()
-    model.save_pretrained(d, safe_serialization=True)
-    with open(marker, "w") as f:
-        f.write(want)
-    log(f"melbo: saved the model to {d} in {time.perf_counter() - t0:.1f} s")
+    save_once(model, d, "train_baselines.seed", f"seed={args.seed} transformers={transformers.__version__}\n")
     return d
 
 
@@ -302,13 +277,7 @@ def bench_melbo(model, ids, steps, check=None):
 # --------------------------------------------------------------------------- main
 
 def main():
-    torch.set_num_threads(args.threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
-    log(f"torch {torch.__version__}  transformers {transformers.__version__}  python {sys.version.split()[0]}")
-    log("\n".join(torch.__config__.parallel_info().splitlines()[:6]))
+    setup_torch(args.threads)
     t_start = time.perf_counter()
     model = build_model(args.seed, args.attn)
     g = torch.Generator().manual_seed(args.seed + 4)
