@@ -22,6 +22,9 @@
 #include "rank/model/safetensors.h"
 #include "rank/tokenizer/prompt.h"
 #include "rank/train/params.h"
+#ifdef MELBO_HAVE_CUDA
+#include "rank/gpu/model.h"
+#endif
 
 static void usage(FILE *f) {
     fprintf(
@@ -33,6 +36,8 @@ static void usage(FILE *f) {
         "  --vector EXPR        9, -10*22, 9-22, 0.5*3+0.5*7, random, r2, none (repeatable;\n"
         "                       default none). Indices are rows of the bank's vectors.\n"
         "  --scale X            multiplies every expression (default 1)\n"
+        "  --device cuda|cpu    backend (default: cuda when a GPU is visible)\n"
+        "  --dtype bf16|fp32    GPU weights and activations (default bf16)\n"
         "  --source-layer S     where to add it (default: the bank's source_layer)\n"
         "  --bank-prompts       the bank's own prompts (its prompt_ids)\n"
         "  --prompt TEXT | --raw-prompt TEXT | --prompts FILE | --system TEXT | --chat-format F\n"
@@ -55,6 +60,8 @@ struct gen_args {
     int *lens, n_ids;
     struct melbo_gen_settings gen;
     int gen_set[8];
+    int device;   // MELBO_DEVICE_* (--device; auto: cuda when a GPU is visible)
+    int gpu_bf16; // --dtype on cuda (1: bf16, the default)
 };
 
 /* Defaults from the bank's "generation" JSON for settings the command line did not give. */
@@ -126,6 +133,15 @@ static int parse_args(struct gen_args *a, int argc, char **argv, struct melbo_er
         } else if (!strcmp(opt, "--vector")) {
             a->exprs = melbo_xrealloc(a->exprs, sizeof *a->exprs * (size_t)(a->n_exprs + 1));
             a->exprs[a->n_exprs++] = melbo_xstrdup(val);
+        } else if (!strcmp(opt, "--device")) {
+            int ret = melbo_device_parse(val, &a->device, err);
+            if (ret)
+                return ret;
+        } else if (!strcmp(opt, "--dtype")) {
+            if (strcmp(val, "bf16") && strcmp(val, "fp32"))
+                return melbo_err_set(err, MELBO_EINVAL, "--dtype must be bf16 or fp32, not '%s'",
+                                     val);
+            a->gpu_bf16 = !strcmp(val, "bf16");
         } else if (!strcmp(opt, "--scale")) {
             char *end;
             a->scale = strtod(val, &end);
@@ -176,10 +192,15 @@ int melbo_cmd_gen(int argc, char **argv) {
     memset(&a, 0, sizeof a);
     a.scale = 1.0;
     a.source_layer = -1;
+    a.gpu_bf16 = 1;
     melbo_prompt_opts_init(&a.text);
     melbo_gen_settings_init(&a.gen);
     struct melbo_err err = {0};
     struct melbo_model m;
+#ifdef MELBO_HAVE_CUDA
+    struct melbo_gpu_model gm;
+    memset(&gm, 0, sizeof gm);
+#endif
     struct melbo_st_file bank;
     struct melbo_tokenizer *tok = NULL;
     struct melbo_prompt_list plist = {0};
@@ -312,6 +333,17 @@ int melbo_cmd_gen(int argc, char **argv) {
         }
     if (melbo_gen_settings_from_model(&a.gen, &m.cfg, a.model, &err) != 0)
         goto fail;
+    if (melbo_device_resolve(&a.device, &err) != 0)
+        goto fail;
+#ifdef MELBO_HAVE_CUDA
+    if (a.device == MELBO_DEVICE_CUDA) {
+        int dev;
+        if (melbo_gpu_select_device(&dev, &err) != 0 ||
+            melbo_gpu_model_upload(&gm, &m, a.gpu_bf16 ? MELBO_GPU_BF16 : MELBO_GPU_F32, &err) != 0)
+            goto fail;
+        a.gen.gpu = &gm;
+    }
+#endif
     if (melbo_completions_run(&m, a.source_layer, &a.gen, tok, vptr, n_vec, pids, plens, n_p, "gen",
                               NULL, &c, &err) != 0)
         goto fail;
@@ -339,6 +371,9 @@ out:
     melbo_tokenizer_free(tok);
     if (bank.map)
         melbo_st_close(&bank);
+#ifdef MELBO_HAVE_CUDA
+    melbo_gpu_model_free(&gm);
+#endif
     melbo_model_free(&m);
     melbo_prompt_opts_free(&a.text);
     for (int i = 0; i < a.n_exprs; i++)

@@ -10,5 +10,6 @@ int melbo_cmd_inspect(int argc, char **argv);
 int melbo_cmd_train(int argc, char **argv);
 int melbo_cmd_bank(int argc, char **argv);
 int melbo_cmd_gen(int argc, char **argv);
+int melbo_cmd_bench(int argc, char **argv);
 
 #endif

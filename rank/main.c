@@ -24,6 +24,7 @@ static const struct command commands[] = {
     {"train", melbo_cmd_train, "train steering vectors into a bank (--help for options)"},
     {"gen", melbo_cmd_gen, "generate with vectors from a bank (--vector EXPR, --help)"},
     {"bank", melbo_cmd_bank, "show a bank's settings and vectors (FILE [--json])"},
+    {"bench", melbo_cmd_bench, "time training and generation on the GPU (--config F --random-weights)"},
 };
 
 static void usage(FILE *f) {

@@ -16,6 +16,7 @@
  * them, trading about twice the forward's arithmetic for no scratch memory.
  */
 #include <math.h>
+#include <stdlib.h>
 
 #include "rank/cuda/common.cuh"
 
@@ -202,6 +203,193 @@ __global__ void attention_dkv_kernel(const T *qkv, int ld, const T *out, const f
     }
 }
 
+
+/* ------------------------------------------------------------------------------------------------
+ * Short sequences (T <= ATTN_SHORT_MAX_LEN, hd <= ATTN_SHORT_MAX_HD), the prompts MELBO trains
+ * on: a sequence's whole head is staged in shared memory (rows padded by one float so column
+ * walks hit distinct banks) and every product is a small dense loop with one thread per output
+ * element, a few barriers per head instead of a few per row. Forward: one block per (sequence,
+ * query head). Backward: one block per (sequence, KV head); dq is written per query head, dk and
+ * dv are summed over the group's heads in registers (ATTN_SHORT_ACC elements per thread).
+ */
+#define ATTN_SHORT_MAX_LEN 64
+#define ATTN_SHORT_MAX_HD 128
+#define ATTN_SHORT_THREADS 256
+#define ATTN_SHORT_ACC (ATTN_SHORT_MAX_LEN * ATTN_SHORT_MAX_HD / ATTN_SHORT_THREADS)
+
+/* dst (T, hd + 1) fp32 <- rows of src (ld apart) starting at column col. */
+template <typename T>
+__device__ __forceinline__ void stage_rows(float *dst, const T *src, size_t ld, int T_len, int hd) {
+    for (int e = threadIdx.x; e < T_len * hd; e += blockDim.x) {
+        int r = e / hd, k = e % hd;
+        dst[r * (hd + 1) + k] = load_f(src[(size_t)r * ld + k]);
+    }
+}
+
+/* Grid (n_seq, nq). Shared: Q, K, V (T, hd+1) and S (T, T). */
+template <typename T>
+__global__ void __launch_bounds__(ATTN_SHORT_THREADS)
+    attention_short_kernel(const T *qkv, int ld, T *out, float *lse, int nq, int nkv, int hd,
+                           const int *seq_start, float scale) {
+    extern __shared__ float sm[];
+    int s = blockIdx.x, h = blockIdx.y, g = h / (nq / nkv), od = nq * hd, hp = hd + 1;
+    int t0 = seq_start[s], n = seq_start[s + 1] - t0;
+    float *Q = sm, *K = Q + n * hp, *V = K + n * hp, *S = V + n * hp;
+    const T *base = qkv + (size_t)t0 * ld;
+    stage_rows(Q, base + (size_t)h * hd, ld, n, hd);
+    stage_rows(K, base + (size_t)nq * hd + (size_t)g * hd, ld, n, hd);
+    stage_rows(V, base + (size_t)(nq + nkv) * hd + (size_t)g * hd, ld, n, hd);
+    __syncthreads();
+    for (int e = threadIdx.x; e < n * n; e += blockDim.x) {
+        int i = e / n, j = e % n;
+        float acc = 0.0f;
+        if (j <= i)
+            for (int k = 0; k < hd; k++)
+                acc += Q[i * hp + k] * K[j * hp + k];
+        S[e] = scale * acc;
+    }
+    __syncthreads();
+    /* softmax: one warp per row */
+    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    for (int i = warp; i < n; i += blockDim.x / WARP_SIZE) {
+        float mx = -INFINITY;
+        for (int j = lane; j <= i; j += WARP_SIZE)
+            mx = fmaxf(mx, S[i * n + j]);
+        mx = warp_max(mx);
+        float l = 0.0f;
+        for (int j = lane; j < n; j += WARP_SIZE) {
+            float e = j <= i ? expf(S[i * n + j] - mx) : 0.0f;
+            S[i * n + j] = e;
+            l += e;
+        }
+        l = warp_sum(l);
+        float inv = 1.0f / l;
+        for (int j = lane; j < n; j += WARP_SIZE)
+            S[i * n + j] *= inv;
+        if (lane == 0)
+            lse[(size_t)(t0 + i) * nq + h] = mx + logf(l);
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < n * hd; e += blockDim.x) {
+        int i = e / hd, k = e % hd;
+        float acc = 0.0f;
+        for (int j = 0; j <= i; j++)
+            acc += S[i * n + j] * V[j * hp + k];
+        store_f(&out[(size_t)(t0 + i) * od + (size_t)h * hd + k], acc);
+    }
+}
+
+/* Grid (n_seq, nkv). Shared: K, V, Q, dO (T, hd+1), P and dS (T, T), D (T). */
+template <typename T>
+__global__ void __launch_bounds__(ATTN_SHORT_THREADS)
+    attention_short_dx_kernel(const T *qkv, int ld, const T *out, const float *lse, const T *dout,
+                              T *dqkv, int nq, int nkv, int hd, const int *seq_start,
+                              float scale) {
+    extern __shared__ float sm[];
+    int s = blockIdx.x, g = blockIdx.y, group = nq / nkv, od = nq * hd, hp = hd + 1;
+    int t0 = seq_start[s], n = seq_start[s + 1] - t0;
+    float *K = sm, *V = K + n * hp, *Q = V + n * hp, *dO = Q + n * hp, *P = dO + n * hp;
+    float *dS = P + n * n, *D = dS + n * n;
+    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    const T *base = qkv + (size_t)t0 * ld;
+    size_t kcol = (size_t)nq * hd + (size_t)g * hd, vcol = (size_t)(nq + nkv) * hd + (size_t)g * hd;
+    stage_rows(K, base + kcol, ld, n, hd);
+    stage_rows(V, base + vcol, ld, n, hd);
+    float acc_k[ATTN_SHORT_ACC], acc_v[ATTN_SHORT_ACC];
+#pragma unroll
+    for (int r = 0; r < ATTN_SHORT_ACC; r++)
+        acc_k[r] = acc_v[r] = 0.0f;
+    for (int h = g * group; h < (g + 1) * group; h++) {
+        __syncthreads(); /* K, V staged; the previous head's Q, dO, P, dS consumed */
+        stage_rows(Q, base + (size_t)h * hd, ld, n, hd);
+        stage_rows(dO, dout + (size_t)t0 * od + (size_t)h * hd, od, n, hd);
+        for (int i = warp; i < n; i += blockDim.x / WARP_SIZE) { /* D_i = dO_i . O_i */
+            const T *o = out + (size_t)(t0 + i) * od + (size_t)h * hd;
+            const T *dd = dout + (size_t)(t0 + i) * od + (size_t)h * hd;
+            float part = 0.0f;
+            for (int k = lane; k < hd; k += WARP_SIZE)
+                part += load_f(dd[k]) * load_f(o[k]);
+            part = warp_sum(part);
+            if (lane == 0)
+                D[i] = part;
+        }
+        __syncthreads();
+        for (int e = threadIdx.x; e < n * n; e += blockDim.x) {
+            int i = e / n, j = e % n;
+            float p = 0.0f, ds = 0.0f;
+            if (j <= i) {
+                float sc = 0.0f, dp = 0.0f;
+                for (int k = 0; k < hd; k++) {
+                    sc += Q[i * hp + k] * K[j * hp + k];
+                    dp += dO[i * hp + k] * V[j * hp + k];
+                }
+                p = expf(scale * sc - lse[(size_t)(t0 + i) * nq + h]);
+                ds = p * (dp - D[i]) * scale;
+            }
+            P[e] = p;
+            dS[e] = ds;
+        }
+        __syncthreads();
+        for (int e = threadIdx.x; e < n * hd; e += blockDim.x) { /* dq_i = sum_j dS_ij k_j */
+            int i = e / hd, k = e % hd;
+            float acc = 0.0f;
+            for (int j = 0; j <= i; j++)
+                acc += dS[i * n + j] * K[j * hp + k];
+            store_f(&dqkv[(size_t)(t0 + i) * ld + (size_t)h * hd + k], acc);
+        }
+#pragma unroll
+        for (int r = 0; r < ATTN_SHORT_ACC; r++) { /* dk_j, dv_j over queries i >= j */
+            int e = threadIdx.x + r * ATTN_SHORT_THREADS;
+            if (e < n * hd) {
+                int j = e / hd, k = e % hd;
+                float ak = 0.0f, av = 0.0f;
+                for (int i = j; i < n; i++) {
+                    ak += dS[i * n + j] * Q[i * hp + k];
+                    av += P[i * n + j] * dO[i * hp + k];
+                }
+                acc_k[r] += ak;
+                acc_v[r] += av;
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < ATTN_SHORT_ACC; r++) {
+        int e = threadIdx.x + r * ATTN_SHORT_THREADS;
+        if (e < n * hd) {
+            int j = e / hd, k = e % hd;
+            store_f(&dqkv[(size_t)(t0 + j) * ld + kcol + k], acc_k[r]);
+            store_f(&dqkv[(size_t)(t0 + j) * ld + vcol + k], acc_v[r]);
+        }
+    }
+}
+
+static size_t short_fwd_smem(int T_len, int hd) {
+    return sizeof(float) * (3 * (size_t)T_len * (hd + 1) + (size_t)T_len * T_len);
+}
+
+static size_t short_dx_smem(int T_len, int hd) {
+    return sizeof(float) * (4 * (size_t)T_len * (hd + 1) + 2 * (size_t)T_len * T_len + T_len);
+}
+
+/* 1 when the short-sequence kernels take this shape (their shared memory opted in). */
+template <typename T> static int use_short(int hd, int max_len) {
+    if (max_len > ATTN_SHORT_MAX_LEN || hd > ATTN_SHORT_MAX_HD || getenv("MELBO_ATTN_NAIVE"))
+        return 0;
+    static int opted = 0; /* per T instantiation */
+    if (!opted) {
+        int mx = (int)short_dx_smem(ATTN_SHORT_MAX_LEN, ATTN_SHORT_MAX_HD);
+        if (cudaFuncSetAttribute(attention_short_kernel<T>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, mx) != cudaSuccess ||
+            cudaFuncSetAttribute(attention_short_dx_kernel<T>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, mx) != cudaSuccess) {
+            cudaGetLastError();
+            return 0;
+        }
+        opted = 1;
+    }
+    return 1;
+}
+
 // ------------------------------------------------------------------------------------------------
 // kernel launchers
 
@@ -221,6 +409,12 @@ static int attention_launch(const T *qkv, int ld, T *out, float *lse, int nq, in
     if (rc || n_seq == 0 || max_len == 0)
         return rc;
     dim3 grid(n_seq, nq);
+    if (use_short<T>(hd, max_len)) {
+        attention_short_kernel<T><<<grid, ATTN_SHORT_THREADS, short_fwd_smem(max_len, hd),
+                                    stream>>>(qkv, ld, out, lse, nq, nkv, hd, seq_start,
+                                              1.0f / sqrtf((float)hd));
+        MELBO_CUDA_LAUNCH_CHECK();
+    }
     size_t shmem = sizeof(float) * ((size_t)hd + max_len);
     attention_kernel<T><<<grid, ATTN_THREADS, shmem, stream>>>(qkv, ld, out, lse, nq, nkv, hd,
                                                                seq_start, 1.0f / sqrtf((float)hd));
@@ -235,6 +429,12 @@ static int attention_dx_launch(const T *qkv, int ld, const T *out, const float *
     if (rc || n_seq == 0 || max_len == 0)
         return rc;
     float scale = 1.0f / sqrtf((float)hd);
+    if (use_short<T>(hd, max_len)) {
+        attention_short_dx_kernel<T><<<dim3(n_seq, nkv), ATTN_SHORT_THREADS,
+                                       short_dx_smem(max_len, hd), stream>>>(
+            qkv, ld, out, lse, dout, dqkv, nq, nkv, hd, seq_start, scale);
+        MELBO_CUDA_LAUNCH_CHECK();
+    }
     size_t shmem_q = sizeof(float) * (2 * (size_t)hd + max_len);
     attention_dq_kernel<T><<<dim3(n_seq, nq), ATTN_THREADS, shmem_q, stream>>>(
         qkv, ld, out, lse, dout, dqkv, nq, nkv, hd, seq_start, scale);

@@ -228,6 +228,47 @@ int melbo_cuda_linear_dx_bf16(struct melbo_cuda_blas *blas, const melbo_bf16 *dy
                               const melbo_bf16 *w, void *dx, enum melbo_cuda_out out_type, int n,
                               int in, int out, float beta, cudaStream_t stream);
 
+/* ---------------------------------------------------------------------------------------------
+ * Element-wise glue (rank/cuda/elementwise.cu; twins: melbo_cpu_add_bias and the residual add
+ * of melbo_cpu_row_parallel).
+ */
+
+/* out (n, d) = res (n, d) + tmp (n, d) fp32 (+ bias (d) fp32, or NULL). out may alias res. */
+int melbo_cuda_residual_add_f32(float *out, const float *res, const float *tmp, const float *bias,
+                                int n, int d, cudaStream_t stream);
+int melbo_cuda_residual_add_bf16(melbo_bf16 *out, const melbo_bf16 *res, const float *tmp,
+                                 const float *bias, int n, int d, cudaStream_t stream);
+/* x (n, ld): x[t][j] += bias[j] for j < cols; bias (cols) fp32. */
+int melbo_cuda_add_bias_f32(float *x, int ld, const float *bias, int n, int cols,
+                            cudaStream_t stream);
+int melbo_cuda_add_bias_bf16(melbo_bf16 *x, int ld, const float *bias, int n, int cols,
+                             cudaStream_t stream);
+/* dst(n) = src(n) converted (bf16 rounded to nearest even); device memory. */
+int melbo_cuda_f32_to_bf16(melbo_bf16 *dst, const float *src, size_t n, cudaStream_t stream);
+int melbo_cuda_bf16_to_f32(float *dst, const melbo_bf16 *src, size_t n, cudaStream_t stream);
+/* x(n) = mean + std * normal draws, a function of (seed, index) only (benchmark weights). */
+int melbo_cuda_fill_normal_f32(float *x, size_t n, float mean, float std, uint64_t seed,
+                               cudaStream_t stream);
+int melbo_cuda_fill_normal_bf16(melbo_bf16 *x, size_t n, float mean, float std, uint64_t seed,
+                                cudaStream_t stream);
+
+/* y (n, out) = x (n, in) W (out, in)^T + beta * y, all fp32 (cuBLASLt, fp32 compute, no TF32):
+ * the --dtype fp32 path that is checked against the CPU. */
+int melbo_cuda_linear_f32(struct melbo_cuda_blas *blas, const float *x, const float *w, float *y,
+                          int n, int in, int out, float beta, cudaStream_t stream);
+/* y (n, out) = x (n, in) W (out, in)^T + res (n, out): the product and the residual add in one
+ * cuBLASLt call (res may be y); res and y of out_type (bf16 launcher) or fp32. */
+int melbo_cuda_linear_add_bf16(struct melbo_cuda_blas *blas, const melbo_bf16 *x,
+                               const melbo_bf16 *w, const void *res, void *y,
+                               enum melbo_cuda_out out_type, int n, int in, int out,
+                               cudaStream_t stream);
+int melbo_cuda_linear_add_f32(struct melbo_cuda_blas *blas, const float *x, const float *w,
+                              const float *res, float *y, int n, int in, int out,
+                              cudaStream_t stream);
+/* dx (n, in) = dy (n, out) W (out, in) + beta * dx, all fp32. */
+int melbo_cuda_linear_dx_f32(struct melbo_cuda_blas *blas, const float *dy, const float *w,
+                             float *dx, int n, int in, int out, float beta, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

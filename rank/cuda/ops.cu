@@ -8,9 +8,10 @@
  */
 #include <string.h>
 
-#include <cublasLt.h>
 
 #include "rank/cuda/common.cuh"
+
+extern "C" const char *melbo_cuda_blas_status_string(int status);
 
 #define NORM_THREADS 256
 #define ELEM_THREADS 256
@@ -74,24 +75,24 @@ __global__ void rope_kernel(T *x, int ld, int col0, int n_heads, int head_dim, i
     store_f(&v[i + half], b * c + a * s);
 }
 
-/* One thread per (token, column). */
+/* Grid (n tokens, CEIL_DIV(ff, ELEM_THREADS)): one thread per (token, column), no division. */
 template <typename T> __global__ void swiglu_kernel(const T *gu, T *act, int n, int ff) {
-    size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (k >= (size_t)n * ff)
+    int i = blockIdx.y * blockDim.x + threadIdx.x;
+    if (i >= ff)
         return;
-    size_t t = k / ff, i = k % ff;
+    size_t t = blockIdx.x;
     float g = load_f(gu[t * 2 * ff + i]), u = load_f(gu[t * 2 * ff + ff + i]);
-    store_f(&act[k], g / (1.0f + expf(-g)) * u);
+    store_f(&act[t * ff + i], g / (1.0f + expf(-g)) * u);
 }
 
 template <typename T>
 __global__ void swiglu_dx_kernel(const T *gu, const T *dact, T *dgu, int n, int ff) {
-    size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (k >= (size_t)n * ff)
+    int i = blockIdx.y * blockDim.x + threadIdx.x;
+    if (i >= ff)
         return;
-    size_t t = k / ff, i = k % ff;
+    size_t t = blockIdx.x;
     float g = load_f(gu[t * 2 * ff + i]), u = load_f(gu[t * 2 * ff + ff + i]);
-    float da = load_f(dact[k]);
+    float da = load_f(dact[t * ff + i]);
     float sg = 1.0f / (1.0f + expf(-g));
     store_f(&dgu[t * 2 * ff + ff + i], da * g * sg);
     store_f(&dgu[t * 2 * ff + i], da * u * sg * (1.0f + g * (1.0f - sg)));
@@ -145,8 +146,8 @@ static int swiglu_launch(const T *gu, T *act, int n, int ff, cudaStream_t stream
     size_t total = (size_t)n * ff;
     if (total == 0)
         return 0;
-    swiglu_kernel<T><<<(unsigned)CEIL_DIV(total, ELEM_THREADS), ELEM_THREADS, 0, stream>>>(gu, act,
-                                                                                          n, ff);
+    dim3 grid(n, CEIL_DIV(ff, ELEM_THREADS));
+    swiglu_kernel<T><<<grid, ELEM_THREADS, 0, stream>>>(gu, act, n, ff);
     MELBO_CUDA_LAUNCH_CHECK();
 }
 
@@ -158,8 +159,8 @@ static int swiglu_dx_launch(const T *gu, const T *dact, T *dgu, int n, int ff,
     size_t total = (size_t)n * ff;
     if (total == 0)
         return 0;
-    swiglu_dx_kernel<T><<<(unsigned)CEIL_DIV(total, ELEM_THREADS), ELEM_THREADS, 0, stream>>>(
-        gu, dact, dgu, n, ff);
+    dim3 grid(n, CEIL_DIV(ff, ELEM_THREADS));
+    swiglu_dx_kernel<T><<<grid, ELEM_THREADS, 0, stream>>>(gu, dact, dgu, n, ff);
     MELBO_CUDA_LAUNCH_CHECK();
 }
 
@@ -226,7 +227,7 @@ const char *melbo_cuda_strerror(int rc) {
     if (rc < 0)
         return melbo_err_name(rc);
     if (rc >= MELBO_CUDA_BLAS_ERROR_BASE)
-        return cublasLtGetStatusString((cublasStatus_t)(rc - MELBO_CUDA_BLAS_ERROR_BASE));
+        return melbo_cuda_blas_status_string(rc - MELBO_CUDA_BLAS_ERROR_BASE);
     return cudaGetErrorString((cudaError_t)rc);
 }
 

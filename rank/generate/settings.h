@@ -33,6 +33,9 @@ struct melbo_gen_settings {
     int batch;                 // sequences decoded together (64)
     int use_generation_config; // apply generation_config.json's sampling settings
     int ignore_eos;            // never stop before max_new_tokens (benchmarks)
+    const void *gpu;           // decode on this struct melbo_gpu_model (rank/gpu/model.h, the
+                               // same weights as the host model, all blocks, tp = 1), borrowed;
+                               // NULL: the CPU decoder
 };
 
 void melbo_gen_settings_init(struct melbo_gen_settings *g);

@@ -21,6 +21,7 @@ void melbo_train_params_init(struct melbo_train_params *p) {
     p->loss_axis = MELBO_LOSS_AXIS_TOKEN;
     melbo_slice_parse(":", &p->target_tokens, NULL);
     p->steps = 300;
+    p->gpu_bf16 = 1;
     p->vectors = 32;
     p->wave = 0;
     p->orthogonal = 1;
@@ -100,6 +101,9 @@ void melbo_train_usage(void) {
         "  --stop-on-signal         after the SIGUSR1 checkpoint, stop with exit status 75\n"
         "                           (batch jobs near their time limit; resume with --resume)\n"
         "  --threads N              CPU threads (default: OMP_NUM_THREADS)\n"
+        "  --device cuda|cpu        backend (default: cuda when a GPU is visible)\n"
+        "  --dtype bf16|fp32        GPU weights and activations (default bf16; fp32 matches the\n"
+        "                           CPU backend to ~1e-5)\n"
         "  --tp T --dp D            tensor x data parallel layout (run under mpirun -np T*D)\n"
         "completions (after training, written into the bank):\n"
         "  --max-new-tokens N       tokens per completion (default 64; 0 or --no-generate: none)\n"
@@ -291,7 +295,15 @@ int melbo_train_params_parse(struct melbo_train_params *p, int argc, char **argv
             ret = parse_int(opt, val, &p->checkpoint_every, err);
         else if (!strcmp(opt, "--resume"))
             set_str(&p->resume, val);
-        else if (!strcmp(opt, "--threads"))
+        else if (!strcmp(opt, "--device"))
+            ret = melbo_device_parse(val, &p->device, err);
+        else if (!strcmp(opt, "--dtype")) {
+            if (!strcmp(val, "bf16") || !strcmp(val, "fp32"))
+                p->gpu_bf16 = !strcmp(val, "bf16");
+            else
+                ret = melbo_err_set(err, MELBO_EINVAL, "--dtype must be bf16 or fp32, not '%s'",
+                                    val);
+        } else if (!strcmp(opt, "--threads"))
             ret = parse_int(opt, val, &p->threads, err);
         else if (!strcmp(opt, "--tp"))
             ret = parse_int(opt, val, &p->tp, err);

@@ -50,6 +50,8 @@ struct melbo_train_params {
     char *resume;                   // checkpoint to resume from, or NULL
     int stop_on_signal;             // after the SIGUSR1 checkpoint, stop (exit status 75)
     int threads;                    // 0 = OMP default
+    int device;                     // MELBO_DEVICE_* (--device; auto: cuda when a GPU is seen)
+    int gpu_bf16;                   // --dtype on cuda: 1 bf16 (default), 0 fp32
     int tp, dp;                     // tensor- and data-parallel sizes (--tp, --dp; 1)
     int rank, tp_rank, dp_rank;     // this process's place (set by cmd_train from the comm)
     char *job_id;                   // recorded in the bank, "" standalone
@@ -58,6 +60,15 @@ struct melbo_train_params {
     int random_baselines;           // K random vectors of norm R, never trained (4)
     struct melbo_gen_settings gen;  // decoding settings
 };
+
+/* --device values; AUTO is resolved by melbo_device_resolve before the model is loaded. */
+enum { MELBO_DEVICE_AUTO = 0, MELBO_DEVICE_CPU = 1, MELBO_DEVICE_CUDA = 2 };
+
+/* Parses "cpu" / "cuda" into *device; MELBO_EINVAL naming the value otherwise. */
+int melbo_device_parse(const char *s, int *device, struct melbo_err *err);
+/* AUTO -> CUDA when this build has the CUDA backend and a device is visible, else CPU; CUDA in a
+ * build without the backend is refused with a message. */
+int melbo_device_resolve(int *device, struct melbo_err *err);
 
 void melbo_train_params_init(struct melbo_train_params *p);
 void melbo_train_params_free(struct melbo_train_params *p);

@@ -19,6 +19,9 @@
 #include "rank/generate/completions.h"
 #include "rank/train/optim.h"
 #include "rank/train/progress.h"
+#ifdef MELBO_HAVE_CUDA
+#include "rank/train/backend_gpu.h"
+#endif
 
 volatile sig_atomic_t melbo_train_checkpoint_requested = 0;
 
@@ -170,6 +173,8 @@ int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p,
     if (ret)
         return ret;
     ret = melbo_train_params_resolve(p, cfg.n_layers, cfg.d_model, err);
+    if (ret == 0)
+        ret = melbo_device_resolve(&p->device, err);
     if (ret)
         return ret;
     if (tr->rank0) {
@@ -214,7 +219,16 @@ int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p,
         ret = load_init(tr, err);
     if (ret)
         return ret;
-    compute_prefix(tr);
+#ifdef MELBO_HAVE_CUDA
+    if (p->device == MELBO_DEVICE_CUDA) {
+        ret = melbo_train_gpu_init(tr, err);
+        if (ret)
+            return ret;
+        if (tr->rank0)
+            fprintf(stderr, "train: backend cuda: %s\n", melbo_train_gpu_describe(tr));
+    } else
+#endif
+        compute_prefix(tr);
     if (p->radius_auto) {
         ret = melbo_calibrate_radius(tr, &tr->cal, err);
         if (ret)
@@ -236,10 +250,12 @@ int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p,
     tr->vhat = melbo_xalloc_f32(Bd);
     tr->grad = melbo_xalloc_f32(Bd);
     size_t wave_tok = (size_t)tr->B * tr->pseqs.n_tok;
-    tr->buf = melbo_xalloc_f32(wave_tok * d);
-    tr->dbuf = melbo_xalloc_f32(wave_tok * d);
     tr->scratch = melbo_xmalloc(sizeof(double) * d);
-    melbo_cpu_span_init(&tr->span, &tr->model, tr->s + 1, tr->t, (int)wave_tok, 1);
+    if (tr->gpu == NULL) { /* the CPU backend's step buffers */
+        tr->buf = melbo_xalloc_f32(wave_tok * d);
+        tr->dbuf = melbo_xalloc_f32(wave_tok * d);
+        melbo_cpu_span_init(&tr->span, &tr->model, tr->s + 1, tr->t, (int)wave_tok, 1);
+    }
     tr->K = gen ? p->random_baselines : 0;
     tr->random = melbo_xalloc_f32((size_t)(tr->K ? tr->K : 1) * d);
     tr->completions_json = melbo_xstrdup("{}");
@@ -275,6 +291,9 @@ void melbo_trainer_free(struct melbo_trainer *tr) {
     melbo_seqs_free(&tr->pseqs);
     melbo_seqs_free(&tr->wseqs);
     melbo_cpu_span_free(&tr->span);
+#ifdef MELBO_HAVE_CUDA
+    melbo_train_gpu_free(tr);
+#endif
     melbo_model_free(&tr->model);
     free(tr->X);
     free(tr->Y);
@@ -347,6 +366,20 @@ void melbo_trainer_objective(struct melbo_trainer *tr, const float *theta, int B
     wave_batch(tr, Bw);
     int k0 = tr->pair_k0, k1 = tr->pair_k1;
     const int *start = tr->wseqs.start;
+#ifdef MELBO_HAVE_CUDA
+    if (tr->gpu) {
+        double *Fg = melbo_xcalloc((size_t)Bw, sizeof *Fg);
+        melbo_train_gpu_objective(tr, theta, Bw, k0, k1, Fg, grad);
+        if (tr->p->dp > 1) {
+            melbo_comm_allreduce(tr->comm, MELBO_COMM_DP, grad, (size_t)Bw * d, MELBO_COMM_F32);
+            melbo_comm_allreduce(tr->comm, MELBO_COMM_DP, Fg, (size_t)Bw, MELBO_COMM_F64);
+        }
+        for (int b = 0; b < Bw; b++)
+            F_out[b] = (float)Fg[b];
+        free(Fg);
+        return;
+    }
+#endif
     /* inputs: X_p + theta_b at every position of prompt p, for each pair (b, p) */
     for (int k = k0; k < k1; k++) {
         int b = k / P, i = k % P;
@@ -558,6 +591,10 @@ int melbo_trainer_generate(struct melbo_trainer *tr, struct melbo_err *err) {
     if (tr->obs.on_state)
         tr->obs.on_state(tr->obs.ctx, "GENERATING", "");
     struct melbo_completions c;
+#ifdef MELBO_HAVE_CUDA
+    if (tr->gpu) /* decode on the device when it holds the whole model (tp = 1) */
+        p->gen.gpu = melbo_train_gpu_for_generation(tr);
+#endif
     ret = melbo_completions_run(&tr->model, tr->s, &p->gen, tr->tok, vecs, n_vec, tr->ids, tr->lens,
                                 tr->P, "generate", tr->comm, &c, err);
     free(vecs);

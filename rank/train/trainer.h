@@ -80,6 +80,7 @@ struct melbo_trainer {
 
     struct melbo_train_observer obs; // hooks (all NULL standalone); set before melbo_trainer_run
     struct melbo_calibration cal;   // --radius auto's result (cal.samples = 0 otherwise)
+    struct melbo_train_gpu *gpu;    // the CUDA backend (rank/train/backend_gpu.h), NULL on CPU
 };
 
 /* Loads the model (this rank's tensor-parallel share), renders and tokenizes the prompts, checks

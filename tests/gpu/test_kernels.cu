@@ -220,10 +220,16 @@ static void test_swiglu(int bf) {
     cudaFree(ggu), cudaFree(gdact), cudaFree(gact), cudaFree(gdgu);
 }
 
-static void test_attention(int bf, int nq, int nkv, int hd) {
+/* Prompts of at most 64 tokens: the shared-memory kernels for short sequences. */
+static const int SHORT_LENS[] = {1, 7, 33, 64, 3, 32, 32, 17};
+
+static void test_attention(int bf, int nq, int nkv, int hd, int short_seqs) {
     int ld = (nq + 2 * nkv) * hd, od = nq * hd;
     struct melbo_seqs s;
-    melbo_seqs_init(&s, LENS, N_SEQ);
+    if (short_seqs)
+        melbo_seqs_init(&s, SHORT_LENS, (int)(sizeof SHORT_LENS / sizeof SHORT_LENS[0]));
+    else
+        melbo_seqs_init(&s, LENS, N_SEQ);
     size_t sq = (size_t)s.n_tok * ld, so = (size_t)s.n_tok * od, sl = (size_t)s.n_tok * nq;
     float *qkv = randn(sq, 1.0f), *dout = randn(so, 1.0f);
     if (bf) {
@@ -243,7 +249,7 @@ static void test_attention(int bf, int nq, int nkv, int hd) {
                  : melbo_cuda_attention_f32(F32(gqkv), ld, F32(gout), glse, nq, nkv, hd, gstart,
                                             s.n_seq, s.max_len, stream));
     char what[64];
-    snprintf(what, sizeof what, "out (nq %d nkv %d hd %d)", nq, nkv, hd);
+    snprintf(what, sizeof what, "out (nq %d nkv %d hd %d, T <= %d)", nq, nkv, hd, s.max_len);
     check("attention", what, bf, gout, out, so, 0);
     check("attention", "lse", bf, glse, lse, sl, 1);
 
@@ -260,7 +266,8 @@ static void test_attention(int bf, int nq, int nkv, int hd) {
                  : melbo_cuda_attention_dx_f32(F32(gqkv), ld, F32(gout), glse, F32(gdout),
                                                F32(gdqkv), nq, nkv, hd, gstart, s.n_seq, s.max_len,
                                                stream));
-    check("attention_dx", "dqkv", bf, gdqkv, dqkv, sq, 0);
+    snprintf(what, sizeof what, "dqkv (nq %d nkv %d hd %d, T <= %d)", nq, nkv, hd, s.max_len);
+    check("attention_dx", what, bf, gdqkv, dqkv, sq, 0);
     free(qkv), free(dout), free(out), free(lse), free(dqkv);
     cudaFree(gqkv), cudaFree(gout), cudaFree(gdout), cudaFree(gdqkv), cudaFree(glse);
     cudaFree(gstart);
@@ -484,8 +491,11 @@ int main(void) {
         test_rope(bf, 64);
         test_rope(bf, 32); /* partial rotary: the last half of each head untouched */
         test_swiglu(bf);
-        test_attention(bf, 4, 2, 64);
-        test_attention(bf, 6, 1, 128);
+        test_attention(bf, 4, 2, 64, 0);
+        test_attention(bf, 6, 1, 128, 0);
+        test_attention(bf, 4, 2, 64, 1);
+        test_attention(bf, 10, 2, 128, 1);
+        test_attention(bf, 3, 3, 72, 1);
         test_steer(bf);
         test_objective(bf, 2.0, 1.0, 0);
         test_objective(bf, 3.0, 1.5, 0);
