@@ -16,6 +16,7 @@
  * them, trading about twice the forward's arithmetic for no scratch memory.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "rank/cuda/common.cuh"
@@ -205,48 +206,111 @@ __global__ void attention_dkv_kernel(const T *qkv, int ld, const T *out, const f
 
 
 /* ------------------------------------------------------------------------------------------------
- * Short sequences (T <= ATTN_SHORT_MAX_LEN, hd <= ATTN_SHORT_MAX_HD), the prompts MELBO trains
- * on: a sequence's whole head is staged in shared memory (rows padded by one float so column
- * walks hit distinct banks) and every product is a small dense loop with one thread per output
- * element, a few barriers per head instead of a few per row. Forward: one block per (sequence,
- * query head). Backward: one block per (sequence, KV head); dq is written per query head, dk and
- * dv are summed over the group's heads in registers (ATTN_SHORT_ACC elements per thread).
+ * Short sequences (T <= ATTN_SHORT_MAX_LEN, hd <= ATTN_SHORT_MAX_HD, hd % 4 == 0), the prompts
+ * MELBO trains on: a sequence's whole head is staged in shared memory as fp32 rows padded to
+ * hd + 4 floats, so that 16-byte loads of consecutive rows fall in distinct banks, and every
+ * product is a small dense loop over float4 with one thread per output element (or per 4
+ * consecutive columns). A few barriers per head instead of a few per row. Forward: one block
+ * per (sequence, query head). Backward: one block per (sequence, KV head); dq is written per
+ * query head, dk and dv are summed over the group's heads in registers.
  */
 #define ATTN_SHORT_MAX_LEN 64
 #define ATTN_SHORT_MAX_HD 128
 #define ATTN_SHORT_THREADS 256
-#define ATTN_SHORT_ACC (ATTN_SHORT_MAX_LEN * ATTN_SHORT_MAX_HD / ATTN_SHORT_THREADS)
+/* float4 accumulators per thread for dk and dv */
+#define ATTN_SHORT_ACC4 (ATTN_SHORT_MAX_LEN * ATTN_SHORT_MAX_HD / 4 / ATTN_SHORT_THREADS)
 
-/* dst (T, hd + 1) fp32 <- rows of src (ld apart) starting at column col. */
+/* Row-major lower triangle: e = i (i + 1) / 2 + j with 0 <= j <= i. */
+__device__ __forceinline__ void tri_index(int e, int *i, int *j) {
+    int r = (int)((sqrtf(8.0f * (float)e + 1.0f) - 1.0f) * 0.5f);
+    while (r * (r + 1) / 2 > e) /* fix the float estimate */
+        r--;
+    while ((r + 1) * (r + 2) / 2 <= e)
+        r++;
+    *i = r;
+    *j = e - r * (r + 1) / 2;
+}
+
+__device__ __forceinline__ float dot4(float4 a, float4 b, float acc) {
+    acc += a.x * b.x;
+    acc += a.y * b.y;
+    acc += a.z * b.z;
+    acc += a.w * b.w;
+    return acc;
+}
+
+__device__ __forceinline__ void axpy4(float4 &acc, float a, float4 x) {
+    acc.x += a * x.x;
+    acc.y += a * x.y;
+    acc.z += a * x.z;
+    acc.w += a * x.w;
+}
+
+/* dst (T, hd + 4) fp32 <- T rows of hd values of src, ld apart. */
 template <typename T>
 __device__ __forceinline__ void stage_rows(float *dst, const T *src, size_t ld, int T_len, int hd) {
     for (int e = threadIdx.x; e < T_len * hd; e += blockDim.x) {
         int r = e / hd, k = e % hd;
-        dst[r * (hd + 1) + k] = load_f(src[(size_t)r * ld + k]);
+        dst[r * (hd + 4) + k] = load_f(src[(size_t)r * ld + k]);
     }
 }
 
-/* Grid (n_seq, nq). Shared: Q, K, V (T, hd+1) and S (T, T). */
+/* The bf16 overload: 8 values (16 bytes) per load when rows and columns allow it (the common
+ * case: hd and ld multiples of 8 on 16-byte aligned buffers), else the scalar loop. */
+__device__ __forceinline__ void stage_rows(float *dst, const __nv_bfloat16 *src, size_t ld,
+                                           int T_len, int hd) {
+    if (hd % 8 || ld % 8 || (uintptr_t)src % 16) {
+        for (int e = threadIdx.x; e < T_len * hd; e += blockDim.x) {
+            int r = e / hd, k = e % hd;
+            dst[r * (hd + 4) + k] = __bfloat162float(src[(size_t)r * ld + k]);
+        }
+        return;
+    }
+    int hd8 = hd / 8;
+    for (int e = threadIdx.x; e < T_len * hd8; e += blockDim.x) {
+        int r = e / hd8, k = (e % hd8) * 8;
+        uint4 u = *reinterpret_cast<const uint4 *>(src + (size_t)r * ld + k);
+        const __nv_bfloat162 *h2 = reinterpret_cast<const __nv_bfloat162 *>(&u);
+        float2 a = __bfloat1622float2(h2[0]), b = __bfloat1622float2(h2[1]);
+        float2 c = __bfloat1622float2(h2[2]), d = __bfloat1622float2(h2[3]);
+        float4 *o = reinterpret_cast<float4 *>(dst + r * (hd + 4) + k);
+        o[0] = make_float4(a.x, a.y, b.x, b.y);
+        o[1] = make_float4(c.x, c.y, d.x, d.y);
+    }
+}
+
+/* Stores 4 consecutive values. */
+template <typename T> __device__ __forceinline__ void store4(T *p, float4 v) {
+    store_f(&p[0], v.x);
+    store_f(&p[1], v.y);
+    store_f(&p[2], v.z);
+    store_f(&p[3], v.w);
+}
+
+/* Grid (n_seq, nq). Shared: Q, K, V (T, hd+4) and S (T, T). */
 template <typename T>
 __global__ void __launch_bounds__(ATTN_SHORT_THREADS)
     attention_short_kernel(const T *qkv, int ld, T *out, float *lse, int nq, int nkv, int hd,
                            const int *seq_start, float scale) {
-    extern __shared__ float sm[];
-    int s = blockIdx.x, h = blockIdx.y, g = h / (nq / nkv), od = nq * hd, hp = hd + 1;
+    extern __shared__ float4 sm4[];
+    float *sm = (float *)sm4;
+    int s = blockIdx.x, h = blockIdx.y, g = h / (nq / nkv), od = nq * hd, hp = hd + 4;
+    int hp4 = hp / 4, hd4 = hd / 4;
     int t0 = seq_start[s], n = seq_start[s + 1] - t0;
     float *Q = sm, *K = Q + n * hp, *V = K + n * hp, *S = V + n * hp;
+    const float4 *Q4 = (const float4 *)Q, *K4 = (const float4 *)K, *V4 = (const float4 *)V;
     const T *base = qkv + (size_t)t0 * ld;
     stage_rows(Q, base + (size_t)h * hd, ld, n, hd);
     stage_rows(K, base + (size_t)nq * hd + (size_t)g * hd, ld, n, hd);
     stage_rows(V, base + (size_t)(nq + nkv) * hd + (size_t)g * hd, ld, n, hd);
     __syncthreads();
-    for (int e = threadIdx.x; e < n * n; e += blockDim.x) {
-        int i = e / n, j = e % n;
+    for (int e = threadIdx.x; e < n * (n + 1) / 2; e += blockDim.x) { /* j <= i only */
+        int i, j;
+        tri_index(e, &i, &j);
         float acc = 0.0f;
-        if (j <= i)
-            for (int k = 0; k < hd; k++)
-                acc += Q[i * hp + k] * K[j * hp + k];
-        S[e] = scale * acc;
+        for (int k = 0; k < hd4; k++)
+            acc = dot4(Q4[i * hp4 + k], K4[j * hp4 + k], acc);
+        S[i * n + j] = scale * acc;
     }
     __syncthreads();
     /* softmax: one warp per row */
@@ -270,35 +334,39 @@ __global__ void __launch_bounds__(ATTN_SHORT_THREADS)
             lse[(size_t)(t0 + i) * nq + h] = mx + logf(l);
     }
     __syncthreads();
-    for (int e = threadIdx.x; e < n * hd; e += blockDim.x) {
-        int i = e / hd, k = e % hd;
-        float acc = 0.0f;
+    for (int e = threadIdx.x; e < n * hd4; e += blockDim.x) {
+        int i = e / hd4, k = e % hd4;
+        float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         for (int j = 0; j <= i; j++)
-            acc += S[i * n + j] * V[j * hp + k];
-        store_f(&out[(size_t)(t0 + i) * od + (size_t)h * hd + k], acc);
+            axpy4(acc, S[i * n + j], V4[j * hp4 + k]);
+        store4(&out[(size_t)(t0 + i) * od + (size_t)h * hd + 4 * k], acc);
     }
 }
 
-/* Grid (n_seq, nkv). Shared: K, V, Q, dO (T, hd+1), P and dS (T, T), D (T). */
+/* Grid (n_seq, nkv). Shared: K, V, Q, dO (T, hd+4), P and dS (T, T), D (T). */
 template <typename T>
 __global__ void __launch_bounds__(ATTN_SHORT_THREADS)
     attention_short_dx_kernel(const T *qkv, int ld, const T *out, const float *lse, const T *dout,
                               T *dqkv, int nq, int nkv, int hd, const int *seq_start,
                               float scale) {
-    extern __shared__ float sm[];
-    int s = blockIdx.x, g = blockIdx.y, group = nq / nkv, od = nq * hd, hp = hd + 1;
+    extern __shared__ float4 sm4[];
+    float *sm = (float *)sm4;
+    int s = blockIdx.x, g = blockIdx.y, group = nq / nkv, od = nq * hd, hp = hd + 4;
+    int hp4 = hp / 4, hd4 = hd / 4;
     int t0 = seq_start[s], n = seq_start[s + 1] - t0;
     float *K = sm, *V = K + n * hp, *Q = V + n * hp, *dO = Q + n * hp, *P = dO + n * hp;
     float *dS = P + n * n, *D = dS + n * n;
+    const float4 *K4 = (const float4 *)K, *V4 = (const float4 *)V;
+    const float4 *Q4 = (const float4 *)Q, *dO4 = (const float4 *)dO;
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
     const T *base = qkv + (size_t)t0 * ld;
     size_t kcol = (size_t)nq * hd + (size_t)g * hd, vcol = (size_t)(nq + nkv) * hd + (size_t)g * hd;
     stage_rows(K, base + kcol, ld, n, hd);
     stage_rows(V, base + vcol, ld, n, hd);
-    float acc_k[ATTN_SHORT_ACC], acc_v[ATTN_SHORT_ACC];
+    float4 acc_k[ATTN_SHORT_ACC4], acc_v[ATTN_SHORT_ACC4];
 #pragma unroll
-    for (int r = 0; r < ATTN_SHORT_ACC; r++)
-        acc_k[r] = acc_v[r] = 0.0f;
+    for (int r = 0; r < ATTN_SHORT_ACC4; r++)
+        acc_k[r] = acc_v[r] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     for (int h = g * group; h < (g + 1) * group; h++) {
         __syncthreads(); /* K, V staged; the previous head's Q, dO, P, dS consumed */
         stage_rows(Q, base + (size_t)h * hd, ld, n, hd);
@@ -314,66 +382,61 @@ __global__ void __launch_bounds__(ATTN_SHORT_THREADS)
                 D[i] = part;
         }
         __syncthreads();
-        for (int e = threadIdx.x; e < n * n; e += blockDim.x) {
-            int i = e / n, j = e % n;
-            float p = 0.0f, ds = 0.0f;
-            if (j <= i) {
-                float sc = 0.0f, dp = 0.0f;
-                for (int k = 0; k < hd; k++) {
-                    sc += Q[i * hp + k] * K[j * hp + k];
-                    dp += dO[i * hp + k] * V[j * hp + k];
-                }
-                p = expf(scale * sc - lse[(size_t)(t0 + i) * nq + h]);
-                ds = p * (dp - D[i]) * scale;
+        for (int e = threadIdx.x; e < n * (n + 1) / 2; e += blockDim.x) { /* j <= i only */
+            int i, j;
+            tri_index(e, &i, &j);
+            float sc = 0.0f, dp = 0.0f;
+            for (int k = 0; k < hd4; k++) {
+                sc = dot4(Q4[i * hp4 + k], K4[j * hp4 + k], sc);
+                dp = dot4(dO4[i * hp4 + k], V4[j * hp4 + k], dp);
             }
-            P[e] = p;
-            dS[e] = ds;
+            float p = expf(scale * sc - lse[(size_t)(t0 + i) * nq + h]);
+            P[i * n + j] = p;
+            dS[i * n + j] = p * (dp - D[i]) * scale;
         }
         __syncthreads();
-        for (int e = threadIdx.x; e < n * hd; e += blockDim.x) { /* dq_i = sum_j dS_ij k_j */
-            int i = e / hd, k = e % hd;
-            float acc = 0.0f;
+        for (int e = threadIdx.x; e < n * hd4; e += blockDim.x) { /* dq_i = sum_j dS_ij k_j */
+            int i = e / hd4, k = e % hd4;
+            float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             for (int j = 0; j <= i; j++)
-                acc += dS[i * n + j] * K[j * hp + k];
-            store_f(&dqkv[(size_t)(t0 + i) * ld + (size_t)h * hd + k], acc);
+                axpy4(acc, dS[i * n + j], K4[j * hp4 + k]);
+            store4(&dqkv[(size_t)(t0 + i) * ld + (size_t)h * hd + 4 * k], acc);
         }
 #pragma unroll
-        for (int r = 0; r < ATTN_SHORT_ACC; r++) { /* dk_j, dv_j over queries i >= j */
+        for (int r = 0; r < ATTN_SHORT_ACC4; r++) { /* dk_j, dv_j over queries i >= j */
             int e = threadIdx.x + r * ATTN_SHORT_THREADS;
-            if (e < n * hd) {
-                int j = e / hd, k = e % hd;
-                float ak = 0.0f, av = 0.0f;
+            if (e < n * hd4) {
+                int j = e / hd4, k = e % hd4;
                 for (int i = j; i < n; i++) {
-                    ak += dS[i * n + j] * Q[i * hp + k];
-                    av += P[i * n + j] * dO[i * hp + k];
+                    axpy4(acc_k[r], dS[i * n + j], Q4[i * hp4 + k]);
+                    axpy4(acc_v[r], P[i * n + j], dO4[i * hp4 + k]);
                 }
-                acc_k[r] += ak;
-                acc_v[r] += av;
             }
         }
     }
 #pragma unroll
-    for (int r = 0; r < ATTN_SHORT_ACC; r++) {
+    for (int r = 0; r < ATTN_SHORT_ACC4; r++) {
         int e = threadIdx.x + r * ATTN_SHORT_THREADS;
-        if (e < n * hd) {
-            int j = e / hd, k = e % hd;
-            store_f(&dqkv[(size_t)(t0 + j) * ld + kcol + k], acc_k[r]);
-            store_f(&dqkv[(size_t)(t0 + j) * ld + vcol + k], acc_v[r]);
+        if (e < n * hd4) {
+            int j = e / hd4, k = e % hd4;
+            store4(&dqkv[(size_t)(t0 + j) * ld + kcol + 4 * k], acc_k[r]);
+            store4(&dqkv[(size_t)(t0 + j) * ld + vcol + 4 * k], acc_v[r]);
         }
     }
 }
 
 static size_t short_fwd_smem(int T_len, int hd) {
-    return sizeof(float) * (3 * (size_t)T_len * (hd + 1) + (size_t)T_len * T_len);
+    return sizeof(float) * (3 * (size_t)T_len * (hd + 4) + (size_t)T_len * T_len);
 }
 
 static size_t short_dx_smem(int T_len, int hd) {
-    return sizeof(float) * (4 * (size_t)T_len * (hd + 1) + 2 * (size_t)T_len * T_len + T_len);
+    return sizeof(float) * (4 * (size_t)T_len * (hd + 4) + 2 * (size_t)T_len * T_len + T_len);
 }
 
 /* 1 when the short-sequence kernels take this shape (their shared memory opted in). */
 template <typename T> static int use_short(int hd, int max_len) {
-    if (max_len > ATTN_SHORT_MAX_LEN || hd > ATTN_SHORT_MAX_HD || getenv("MELBO_ATTN_NAIVE"))
+    if (max_len > ATTN_SHORT_MAX_LEN || hd > ATTN_SHORT_MAX_HD || hd % 4 ||
+        getenv("MELBO_ATTN_NAIVE"))
         return 0;
     static int opted = 0; /* per T instantiation */
     if (!opted) {
