@@ -18,8 +18,10 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/file.h"
 #include "rank/commands.h"
 #include "rank/model/config.h"
+#include "rank/train/params.h"
 
 #ifdef MELBO_HAVE_CUDA
 #include <math.h>
@@ -111,12 +113,9 @@ static int bench_parse(struct bench_opts *o, int argc, char **argv, struct melbo
         i++;
         if (!strcmp(opt, "--config"))
             o->config = val;
-        else if (!strcmp(opt, "--dtype")) {
-            if (strcmp(val, "bf16") && strcmp(val, "fp32"))
-                return melbo_err_set(err, MELBO_EINVAL, "--dtype must be bf16 or fp32, not '%s'",
-                                     val);
-            o->bf16 = !strcmp(val, "bf16");
-        } else if (!strcmp(opt, "--waves"))
+        else if (!strcmp(opt, "--dtype"))
+            ret = melbo_dtype_flag_parse(val, &o->bf16, err);
+        else if (!strcmp(opt, "--waves"))
             ret = parse_waves(val, o, err);
         else if (!strcmp(opt, "--source"))
             ret = parse_pos_int(opt, val, &o->source, err);
@@ -152,26 +151,12 @@ static int bench_parse(struct bench_opts *o, int argc, char **argv, struct melbo
 }
 
 static int load_config(const char *path, struct melbo_model_config *cfg, struct melbo_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return melbo_err_set(err, MELBO_ENOENT, "cannot open --config %s", path);
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 > cap)
-            buf = realloc(buf, cap = (cap + 4096) * 2);
-        if (buf == NULL) {
-            fclose(f);
-            return melbo_err_set(err, MELBO_ENOMEM, "reading %s", path);
-        }
-        size_t r = fread(buf + len, 1, 4096, f);
-        len += r;
-        if (r < 4096)
-            break;
-    }
-    fclose(f);
-    int ret = melbo_config_parse(cfg, buf, len, path, err);
-    free(buf);
+    char *text = NULL;
+    size_t len = 0;
+    int ret = melbo_file_read(path, &text, &len, err);
+    if (ret == 0)
+        ret = melbo_config_parse(cfg, text, len, path, err);
+    free(text);
     return ret;
 }
 
@@ -194,7 +179,6 @@ static int bench_wave(const struct bench_opts *o, const struct melbo_gpu_model *
         idx[i] = i;
     int n_idx[1] = {o->tokens};
     struct melbo_gpu_wave w;
-    size_t used0 = melbo_gpu_device_used();
     int ret = melbo_gpu_wave_init(&w, g, s, t, lens, P, &idx, n_idx, B, x0, 0, err);
     free(idx);
     if (ret) {
@@ -256,7 +240,6 @@ static int bench_wave(const struct bench_opts *o, const struct melbo_gpu_model *
                B, per_step / B, per_step, tflops, peak, used / 1e9,
                w.span.mode == MELBO_GPU_SPAN_RECOMPUTE, F_first, F_last);
     }
-    (void)used0;
     fflush(stdout);
     melbo_gpu_wave_free(&w);
     return melbo_gpu_err(err, rc, "benchmark training step");

@@ -138,10 +138,9 @@ static int parse_args(struct gen_args *a, int argc, char **argv, struct melbo_er
             if (ret)
                 return ret;
         } else if (!strcmp(opt, "--dtype")) {
-            if (strcmp(val, "bf16") && strcmp(val, "fp32"))
-                return melbo_err_set(err, MELBO_EINVAL, "--dtype must be bf16 or fp32, not '%s'",
-                                     val);
-            a->gpu_bf16 = !strcmp(val, "bf16");
+            int ret = melbo_dtype_flag_parse(val, &a->gpu_bf16, err);
+            if (ret)
+                return ret;
         } else if (!strcmp(opt, "--scale")) {
             char *end;
             a->scale = strtod(val, &end);

@@ -435,22 +435,26 @@ static size_t short_dx_smem(int T_len, int hd) {
 
 /* 1 when the short-sequence kernels take this shape (their shared memory opted in). */
 template <typename T> static int use_short(int hd, int max_len) {
-    if (max_len > ATTN_SHORT_MAX_LEN || hd > ATTN_SHORT_MAX_HD || hd % 4 ||
-        getenv("MELBO_ATTN_NAIVE"))
+    if (max_len > ATTN_SHORT_MAX_LEN || hd > ATTN_SHORT_MAX_HD || hd % 4)
         return 0;
-    static int opted = 0; /* per T instantiation */
-    if (!opted) {
+    static int opted = 0; /* per T instantiation: 1 usable, -1 off (MELBO_ATTN_NAIVE or refused) */
+    if (opted == 0) {
+        if (getenv("MELBO_ATTN_NAIVE")) { /* debugging: force the per-row kernels */
+            opted = -1;
+            return 0;
+        }
         int mx = (int)short_dx_smem(ATTN_SHORT_MAX_LEN, ATTN_SHORT_MAX_HD);
         if (cudaFuncSetAttribute(attention_short_kernel<T>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize, mx) != cudaSuccess ||
             cudaFuncSetAttribute(attention_short_dx_kernel<T>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize, mx) != cudaSuccess) {
             cudaGetLastError();
+            opted = -1;
             return 0;
         }
         opted = 1;
     }
-    return 1;
+    return opted == 1;
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -8,12 +8,6 @@
 #include "rank/cuda/decode_kernels.h"
 #include "rank/gpu/ops.h"
 
-static void *carve(char *base, size_t *used, size_t bytes) {
-    void *r = base ? base + *used : NULL;
-    *used += (bytes + 255) & ~(size_t)255;
-    return r;
-}
-
 static void decoder_layout(struct melbo_gpu_decoder *dec, char *base, size_t *used) {
     const struct melbo_model_config *c = &dec->g->cfg;
     size_t es = melbo_gpu_dtype_size(dec->g->dtype), n = (size_t)dec->cap_tok;
@@ -22,24 +16,23 @@ static void decoder_layout(struct melbo_gpu_decoder *dec, char *base, size_t *us
     size_t kvw = (size_t)c->n_kv_heads * c->head_dim;
     size_t cache = (size_t)c->n_layers * S * (size_t)dec->cap * kvw * es;
     *used = 0;
-    dec->k = carve(base, used, cache);
-    dec->v = carve(base, used, cache);
-    dec->x = carve(base, used, n * d * es);
-    dec->x1 = carve(base, used, n * d * es);
-    dec->qkv = carve(base, used, n * rows * es);
-    dec->attn = carve(base, used, n * qd * es);
-    dec->gu = carve(base, used, n * 2 * ff * es);
-    dec->act = carve(base, used, n * ff * es);
-    dec->tmp = carve(base, used, n * d * 4);
-    dec->last = carve(base, used, S * d * es);
-    dec->logits = carve(base, used, S * (size_t)c->vocab * 4);
-    dec->vec = carve(base, used, S * d * 4);
-    dec->tok_slot = carve(base, used, n * sizeof(int));
-    dec->tok_pos = carve(base, used, n * sizeof(int));
-    dec->row_vec = carve(base, used, n * sizeof(int));
-    dec->last_row = carve(base, used, S * sizeof(int));
-    dec->ids = carve(base, used, n * sizeof(int32_t));
-    dec->chosen = carve(base, used, (size_t)dec->cap * S * sizeof(int32_t));
+    dec->k = melbo_gpu_carve(base, used, cache);
+    dec->v = melbo_gpu_carve(base, used, cache);
+    dec->x = melbo_gpu_carve(base, used, n * d * es);
+    dec->x1 = melbo_gpu_carve(base, used, n * d * es);
+    dec->qkv = melbo_gpu_carve(base, used, n * rows * es);
+    dec->attn = melbo_gpu_carve(base, used, n * qd * es);
+    dec->gu = melbo_gpu_carve(base, used, n * 2 * ff * es);
+    dec->act = melbo_gpu_carve(base, used, n * ff * es);
+    dec->last = melbo_gpu_carve(base, used, S * d * es);
+    dec->logits = melbo_gpu_carve(base, used, S * (size_t)c->vocab * 4);
+    dec->vec = melbo_gpu_carve(base, used, S * d * 4);
+    dec->tok_slot = melbo_gpu_carve(base, used, n * sizeof(int));
+    dec->tok_pos = melbo_gpu_carve(base, used, n * sizeof(int));
+    dec->row_vec = melbo_gpu_carve(base, used, n * sizeof(int));
+    dec->last_row = melbo_gpu_carve(base, used, S * sizeof(int));
+    dec->ids = melbo_gpu_carve(base, used, n * sizeof(int32_t));
+    dec->chosen = melbo_gpu_carve(base, used, (size_t)dec->cap * S * sizeof(int32_t));
 }
 
 int melbo_gpu_decoder_init(struct melbo_gpu_decoder *dec, const struct melbo_gpu_model *g,

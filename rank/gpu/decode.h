@@ -24,7 +24,6 @@ struct melbo_gpu_decoder {
     int n_slots, cap, cap_tok, source; // steering is added after block source (-1: never)
     void *k, *v;                       // (L, n_slots, cap, nkv*hd) T
     void *x, *x1, *qkv, *attn, *gu, *act; // (cap_tok, width) T scratch
-    float *tmp;                        // (cap_tok, d) fp32
     void *last;                        // (n_slots, d) T the last row of each run
     float *logits;                     // (n_slots, V) fp32
     float *vec;                        // (n_slots, d) fp32 steering vector of each slot

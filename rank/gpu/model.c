@@ -13,16 +13,6 @@ const char *melbo_gpu_dtype_name(enum melbo_gpu_dtype t) {
     return t == MELBO_GPU_F32 ? "fp32" : "bf16";
 }
 
-int melbo_gpu_dtype_parse(const char *s, enum melbo_gpu_dtype *out, struct melbo_err *err) {
-    if (!strcmp(s, "bf16") || !strcmp(s, "bfloat16"))
-        *out = MELBO_GPU_BF16;
-    else if (!strcmp(s, "fp32") || !strcmp(s, "float32"))
-        *out = MELBO_GPU_F32;
-    else
-        return melbo_err_set(err, MELBO_EINVAL, "--dtype must be bf16 or fp32, not '%s'", s);
-    return 0;
-}
-
 int melbo_gpu_err(struct melbo_err *err, int rc, const char *what) {
     if (rc == 0)
         return 0;
@@ -55,13 +45,6 @@ size_t melbo_gpu_device_used(void) {
     return total_b - free_b;
 }
 
-/* Hands out bytes from the arena (a NULL base only counts), 256-byte aligned. */
-static void *carve(char *base, size_t *used, size_t bytes) {
-    void *r = base ? base + *used : NULL;
-    *used += (bytes + 255) & ~(size_t)255;
-    return r;
-}
-
 /* Lays out every tensor of g in base (NULL: count only). Needs g->cfg, range, flags set. */
 static void model_layout(struct melbo_gpu_model *g, char *base, size_t *used, int embed, int head,
                          int tied) {
@@ -73,27 +56,27 @@ static void model_layout(struct melbo_gpu_model *g, char *base, size_t *used, in
     for (int l = g->layer_begin; l < g->layer_end; l++) {
         struct melbo_gpu_layer *w = &g->layers[l];
         int has_bqkv = w->b_qkv != NULL, has_bo = w->b_o != NULL;
-        w->attn_norm = carve(base, used, d * es);
-        w->w_qkv = carve(base, used, rows * d * es);
-        w->b_qkv = has_bqkv ? carve(base, used, rows * 4) : NULL;
-        w->q_norm = c->qk_norm ? carve(base, used, hd * es) : NULL;
-        w->k_norm = c->qk_norm ? carve(base, used, hd * es) : NULL;
-        w->w_o = carve(base, used, d * qd * es);
-        w->b_o = has_bo ? carve(base, used, d * 4) : NULL;
-        w->mlp_norm = carve(base, used, d * es);
-        w->w_gu = carve(base, used, 2 * ff * d * es);
-        w->w_down = carve(base, used, d * ff * es);
+        w->attn_norm = melbo_gpu_carve(base, used, d * es);
+        w->w_qkv = melbo_gpu_carve(base, used, rows * d * es);
+        w->b_qkv = has_bqkv ? melbo_gpu_carve(base, used, rows * 4) : NULL;
+        w->q_norm = c->qk_norm ? melbo_gpu_carve(base, used, hd * es) : NULL;
+        w->k_norm = c->qk_norm ? melbo_gpu_carve(base, used, hd * es) : NULL;
+        w->w_o = melbo_gpu_carve(base, used, d * qd * es);
+        w->b_o = has_bo ? melbo_gpu_carve(base, used, d * 4) : NULL;
+        w->mlp_norm = melbo_gpu_carve(base, used, d * es);
+        w->w_gu = melbo_gpu_carve(base, used, 2 * ff * d * es);
+        w->w_down = melbo_gpu_carve(base, used, d * ff * es);
         /* keep the "has bias" marks when only counting */
         if (base == NULL) {
             w->b_qkv = has_bqkv ? (float *)1 : NULL;
             w->b_o = has_bo ? (float *)1 : NULL;
         }
     }
-    g->embed = embed ? carve(base, used, (size_t)c->vocab * d * es) : NULL;
-    g->final_norm = head ? carve(base, used, d * es) : NULL;
-    g->lm_head = head ? (tied && embed ? g->embed : carve(base, used, (size_t)c->vocab * d * es))
+    g->embed = embed ? melbo_gpu_carve(base, used, (size_t)c->vocab * d * es) : NULL;
+    g->final_norm = head ? melbo_gpu_carve(base, used, d * es) : NULL;
+    g->lm_head = head ? (tied && embed ? g->embed : melbo_gpu_carve(base, used, (size_t)c->vocab * d * es))
                       : NULL;
-    g->rope_inv_freq = carve(base, used, (size_t)(c->rope_dim / 2) * 4);
+    g->rope_inv_freq = melbo_gpu_carve(base, used, (size_t)(c->rope_dim / 2) * 4);
 }
 
 /* Stream, cuBLASLt handle and the arena for the layout; layers[] must hold the bias marks. */

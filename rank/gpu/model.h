@@ -32,11 +32,20 @@ enum melbo_gpu_dtype {
     MELBO_GPU_F32 = 1,
 };
 
+/*
+ * Lays buffers out in one device arena: returns base + *used (NULL when base is NULL, a pass that
+ * only counts) and advances *used by bytes rounded up to 256, the alignment cuBLASLt and the
+ * 16-byte vector loads assume. Callers run their layout twice: count, allocate, carve.
+ */
+static inline void *melbo_gpu_carve(char *base, size_t *used, size_t bytes) {
+    void *r = base ? base + *used : NULL;
+    *used += (bytes + 255) & ~(size_t)255;
+    return r;
+}
+
 /* Bytes of one stored element, and the dtype's name ("bf16", "fp32"). */
 size_t melbo_gpu_dtype_size(enum melbo_gpu_dtype t);
 const char *melbo_gpu_dtype_name(enum melbo_gpu_dtype t);
-/* Parses "bf16" / "fp32"; returns MELBO_EINVAL naming the value otherwise. */
-int melbo_gpu_dtype_parse(const char *s, enum melbo_gpu_dtype *out, struct melbo_err *err);
 
 /* Device pointers; T is the model's dtype. Shapes as in struct melbo_layer_weights. */
 struct melbo_gpu_layer {

@@ -8,29 +8,22 @@
 #include "rank/gpu/ops.h"
 #include "rank/gpu/prof.h"
 
-/* Hands out bytes from base (NULL: count only), 256-byte aligned. */
-static void *carve(char *base, size_t *used, size_t bytes) {
-    void *r = base ? base + *used : NULL;
-    *used += (bytes + 255) & ~(size_t)255;
-    return r;
-}
-
 static void acts_layout(const struct melbo_gpu_model *g, struct melbo_gpu_block_acts *A,
                         char *base, size_t *used, size_t n) {
     const struct melbo_model_config *c = &g->cfg;
     size_t es = melbo_gpu_dtype_size(g->dtype), d = (size_t)c->d_model, ff = (size_t)c->d_ff;
     size_t rows = (size_t)melbo_model_qkv_rows(c), qd = (size_t)c->n_heads * c->head_dim;
     size_t nh = (size_t)(c->n_heads + c->n_kv_heads);
-    A->x = carve(base, used, n * d * es);
-    A->rstd1 = carve(base, used, n * 4);
-    A->qk_pre = c->qk_norm ? carve(base, used, n * rows * es) : NULL;
-    A->rstd_qk = c->qk_norm ? carve(base, used, nh * n * 4) : NULL;
-    A->qkv = carve(base, used, n * rows * es);
-    A->attn = carve(base, used, n * qd * es);
-    A->lse = carve(base, used, n * (size_t)c->n_heads * 4);
-    A->h = carve(base, used, n * d * es);
-    A->rstd2 = carve(base, used, n * 4);
-    A->gu = carve(base, used, n * 2 * ff * es);
+    A->x = melbo_gpu_carve(base, used, n * d * es);
+    A->rstd1 = melbo_gpu_carve(base, used, n * 4);
+    A->qk_pre = c->qk_norm ? melbo_gpu_carve(base, used, n * rows * es) : NULL;
+    A->rstd_qk = c->qk_norm ? melbo_gpu_carve(base, used, nh * n * 4) : NULL;
+    A->qkv = melbo_gpu_carve(base, used, n * rows * es);
+    A->attn = melbo_gpu_carve(base, used, n * qd * es);
+    A->lse = melbo_gpu_carve(base, used, n * (size_t)c->n_heads * 4);
+    A->h = melbo_gpu_carve(base, used, n * d * es);
+    A->rstd2 = melbo_gpu_carve(base, used, n * 4);
+    A->gu = melbo_gpu_carve(base, used, n * 2 * ff * es);
 }
 
 static void span_layout(struct melbo_gpu_span *s, char *base, size_t *used) {
@@ -46,15 +39,15 @@ static void span_layout(struct melbo_gpu_span *s, char *base, size_t *used) {
         acts_layout(g, &s->acts[i], base, used, n);
     if (s->mode == MELBO_GPU_SPAN_RECOMPUTE)
         for (int i = 0; i < n_blocks; i++)
-            s->xin[i] = carve(base, used, n * d * es);
-    s->x1 = carve(base, used, n * d * es);
-    s->act = carve(base, used, n * ff * es);
-    s->dgu = back ? carve(base, used, n * 2 * ff * es) : NULL;
-    s->dattn = back ? carve(base, used, n * qd * es) : NULL;
-    s->dqkv = back ? carve(base, used, n * rows * es) : NULL;
-    s->tmp = carve(base, used, n * d * 4);
-    s->seq_start = carve(base, used, (size_t)(s->cap_seq + 1) * sizeof(int));
-    s->pos = carve(base, used, n * sizeof(int));
+            s->xin[i] = melbo_gpu_carve(base, used, n * d * es);
+    s->x1 = melbo_gpu_carve(base, used, n * d * es);
+    s->act = melbo_gpu_carve(base, used, n * ff * es);
+    s->dgu = back ? melbo_gpu_carve(base, used, n * 2 * ff * es) : NULL;
+    s->dattn = back ? melbo_gpu_carve(base, used, n * qd * es) : NULL;
+    s->dqkv = back ? melbo_gpu_carve(base, used, n * rows * es) : NULL;
+    s->tmp = melbo_gpu_carve(base, used, n * d * 4);
+    s->seq_start = melbo_gpu_carve(base, used, (size_t)(s->cap_seq + 1) * sizeof(int));
+    s->pos = melbo_gpu_carve(base, used, n * sizeof(int));
 }
 
 static void span_shape(struct melbo_gpu_span *s, const struct melbo_gpu_model *g, int a, int b,

@@ -9,12 +9,6 @@
 #include "rank/gpu/ops.h"
 #include "rank/gpu/prof.h"
 
-static void *carve(char *base, size_t *used, size_t bytes) {
-    void *r = base ? base + *used : NULL;
-    *used += (bytes + 255) & ~(size_t)255;
-    return r;
-}
-
 static void wave_layout(struct melbo_gpu_wave *w, char *base, size_t *used) {
     size_t es = melbo_gpu_dtype_size(w->g->dtype), d = (size_t)w->d;
     size_t n_p = (size_t)w->pseqs.n_tok, cap_tok = (size_t)w->cap_B * n_p;
@@ -22,21 +16,21 @@ static void wave_layout(struct melbo_gpu_wave *w, char *base, size_t *used) {
     for (int i = 0; i < w->P; i++)
         n_idx += (size_t)w->n_idx[i];
     *used = 0;
-    w->X = carve(base, used, n_p * d * es);
-    w->Y = carve(base, used, n_p * d * 4);
-    w->base = carve(base, used, cap_tok * d * es);
-    w->buf = carve(base, used, cap_tok * d * es);
-    w->dbuf = carve(base, used, cap_tok * d * es);
-    w->theta = carve(base, used, Bd * 4);
-    w->grad = carve(base, used, Bd * 4);
-    w->m = carve(base, used, Bd * 4);
-    w->v = carve(base, used, Bd * 4);
-    w->vhat = carve(base, used, Bd * 4);
-    w->F = carve(base, used, pairs * 4);
-    w->seq_vec = carve(base, used, pairs * sizeof(int));
-    w->y_start = carve(base, used, pairs * sizeof(int));
-    w->idx_start = carve(base, used, (pairs + 1) * sizeof(int));
-    w->idx_dev = carve(base, used, (size_t)w->cap_B * n_idx * sizeof(int));
+    w->X = melbo_gpu_carve(base, used, n_p * d * es);
+    w->Y = melbo_gpu_carve(base, used, n_p * d * 4);
+    w->base = melbo_gpu_carve(base, used, cap_tok * d * es);
+    w->buf = melbo_gpu_carve(base, used, cap_tok * d * es);
+    w->dbuf = melbo_gpu_carve(base, used, cap_tok * d * es);
+    w->theta = melbo_gpu_carve(base, used, Bd * 4);
+    w->grad = melbo_gpu_carve(base, used, Bd * 4);
+    w->m = melbo_gpu_carve(base, used, Bd * 4);
+    w->v = melbo_gpu_carve(base, used, Bd * 4);
+    w->vhat = melbo_gpu_carve(base, used, Bd * 4);
+    w->F = melbo_gpu_carve(base, used, pairs * 4);
+    w->seq_vec = melbo_gpu_carve(base, used, pairs * sizeof(int));
+    w->y_start = melbo_gpu_carve(base, used, pairs * sizeof(int));
+    w->idx_start = melbo_gpu_carve(base, used, (pairs + 1) * sizeof(int));
+    w->idx_dev = melbo_gpu_carve(base, used, (size_t)w->cap_B * n_idx * sizeof(int));
 }
 
 /* X = blocks [0, s] of x0, Y = blocks [s+1, t) of X in fp32. */

@@ -1,4 +1,4 @@
-/* rank/train/device.c - choosing the backend: --device cpu|cuda (rank/train/params.h). */
+/* rank/train/device.c - choosing the backend: --device cpu|cuda, --dtype (rank/train/params.h). */
 #include "rank/train/params.h"
 
 #include <string.h>
@@ -14,6 +14,13 @@ int melbo_device_parse(const char *s, int *device, struct melbo_err *err) {
         *device = MELBO_DEVICE_CUDA;
     else
         return melbo_err_set(err, MELBO_EINVAL, "--device must be cuda or cpu, not '%s'", s);
+    return 0;
+}
+
+int melbo_dtype_flag_parse(const char *s, int *bf16, struct melbo_err *err) {
+    if (strcmp(s, "bf16") && strcmp(s, "fp32"))
+        return melbo_err_set(err, MELBO_EINVAL, "--dtype must be bf16 or fp32, not '%s'", s);
+    *bf16 = !strcmp(s, "bf16");
     return 0;
 }
 

@@ -297,13 +297,9 @@ int melbo_train_params_parse(struct melbo_train_params *p, int argc, char **argv
             set_str(&p->resume, val);
         else if (!strcmp(opt, "--device"))
             ret = melbo_device_parse(val, &p->device, err);
-        else if (!strcmp(opt, "--dtype")) {
-            if (!strcmp(val, "bf16") || !strcmp(val, "fp32"))
-                p->gpu_bf16 = !strcmp(val, "bf16");
-            else
-                ret = melbo_err_set(err, MELBO_EINVAL, "--dtype must be bf16 or fp32, not '%s'",
-                                    val);
-        } else if (!strcmp(opt, "--threads"))
+        else if (!strcmp(opt, "--dtype"))
+            ret = melbo_dtype_flag_parse(val, &p->gpu_bf16, err);
+        else if (!strcmp(opt, "--threads"))
             ret = parse_int(opt, val, &p->threads, err);
         else if (!strcmp(opt, "--tp"))
             ret = parse_int(opt, val, &p->tp, err);

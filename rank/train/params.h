@@ -66,6 +66,8 @@ enum { MELBO_DEVICE_AUTO = 0, MELBO_DEVICE_CPU = 1, MELBO_DEVICE_CUDA = 2 };
 
 /* Parses "cpu" / "cuda" into *device; MELBO_EINVAL naming the value otherwise. */
 int melbo_device_parse(const char *s, int *device, struct melbo_err *err);
+/* Parses --dtype "bf16" (*bf16 = 1) or "fp32" (*bf16 = 0); MELBO_EINVAL naming the value. */
+int melbo_dtype_flag_parse(const char *s, int *bf16, struct melbo_err *err);
 /* AUTO -> CUDA when this build has the CUDA backend and a device is visible, else CPU; CUDA in a
  * build without the backend is refused with a message. */
 int melbo_device_resolve(int *device, struct melbo_err *err);

@@ -40,6 +40,21 @@ expect_fail "unwritable output" "cannot write the output $tmp/no/such/dir/x.bank
     --out "$tmp/no/such/dir/x.bank.safetensors"
 expect_fail "unwritable checkpoint" "cannot write the checkpoint /proc/nope.ckpt" "${base[@]}" --out "$o" \
     --checkpoint /proc/nope.ckpt
+expect_fail "unknown dtype" "--dtype must be bf16 or fp32, not 'fp16'" "${base[@]}" --out "$o" --dtype fp16
+expect_fail "unknown device" "--device must be cuda or cpu, not 'tpu'" "${base[@]}" --out "$o" --device tpu
+# this suite runs without a GPU: a CUDA build says no device is seen, a CPU-only build says it
+# has no CUDA; both name --device cuda and neither trains
+if ! nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+    expect_fail "cuda without a GPU" "--device cuda:" "${base[@]}" --out "$o" --device cuda
+fi
+expect_fail "gen: unknown dtype" "--dtype must be bf16 or fp32, not 'x'" gen --model "$model" \
+    --prompt-ids 1,2 --dtype x
+expect_fail "bench without --random-weights" "bench needs --config config.json --random-weights" \
+    bench --config "$model/config.json"
+expect_fail "bench: missing config" "cannot open $tmp/none.json" bench --config "$tmp/none.json" \
+    --random-weights
+expect_fail "bench: wave size" "--waves '0'" bench --config "$model/config.json" --random-weights \
+    --waves 0
 expect_fail "no prompt" "no prompt" train --model "$model" --radius 4 --out "$o"
 expect_fail "unknown option" "unknown option --frobnicate" "${base[@]}" --frobnicate 3 --out "$o"
 expect_fail "bad loss axis" "--loss-axis must be token or dim" "${base[@]}" --loss-axis both --out "$o"
