@@ -22,6 +22,7 @@
 #include "common/threads.h"
 #include "common/rng.h"
 #include "rank/cpu/span.h"
+#include "rank/model/flops.h"
 #include "rank/model/model.h"
 
 extern void openblas_set_num_threads(int);

@@ -1,11 +1,27 @@
 /*
- * cli/cli.h - the `melbo` client: shared pieces of its subcommands.
+ * cli/cli.h - the `melbo` client's internals: the state every subcommand shares, the helpers
+ * that talk to melbo-coord, and the subcommands.
  *
- * Exit codes a script can rely on (also in `melbo --help` and the README):
+ * Files:
+ *   main.c    global options, where the coordinator and the token come from, connecting, one
+ *             request/reply exchange, and the subcommand table
+ *   submit.c  `melbo submit`: a job spec of options by name, checked with options/job.h
+ *   watch.c   `melbo watch`: a job's event log, live or as JSON lines
+ *   cmds.c    the short request/reply subcommands: ls, show, cancel, fetch, bank
+ *
+ * Model: one process, one blocking connection (proto/conn.h), opened by the subcommand that
+ * needs it with melbo_cli_connect and closed by main() when the subcommand returns. Requests
+ * carry increasing ids; a reply is matched to its request by id. Messages sent are built on the
+ * stack (MELBO__X__INIT, pointers borrowed from argv or locals, never freed); messages received
+ * are unpacked, owned by whoever received them and freed with melbo__envelope__free_unpacked.
+ *
+ * Exit codes a script can rely on (also in `melbo --help` and the README's "melbo exit codes").
+ * Every subcommand returns one of them and main() exits with it:
  *   0  success (watch: the job is DONE)
- *   1  the coordinator refused the request (bad spec, no such job or bank, wrong state, ...)
+ *   1  the coordinator refused the request (bad spec, no such job or bank, wrong state, ...),
+ *      or a local file could not be written
  *   2  usage error (bad flags)
- *   3  cannot reach the coordinator, or authentication failed
+ *   3  cannot reach the coordinator, or authentication failed, or the connection broke
  *   4  watch: the job ended FAILED
  *   5  watch: the job ended CANCELLED
  * Errors go to stderr as one line "melbo: ..."; stdout carries only the result.
@@ -17,6 +33,7 @@
 
 #include "proto/conn.h"
 
+/* The exit codes above. */
 enum {
     MELBO_CLI_OK = 0,
     MELBO_CLI_REFUSED = 1,
@@ -26,32 +43,91 @@ enum {
     MELBO_CLI_JOB_CANCELLED = 5,
 };
 
+/* The state of one `melbo` invocation; main() owns it and fills the first three fields. */
 struct melbo_cli {
-    char coord[256];       // HOST:PORT
-    char token[256];
-    int json;              // --json
-    struct melbo_conn conn;
-    uint64_t next_id;
+    char coord[256];        // HOST:PORT, "" when none was given anywhere
+    char token[256];        // the user's token, "" when none was given
+    int json;               // --json: machine-readable output
+    struct melbo_conn conn; // fd -1 until melbo_cli_connect; closed by main()
+    uint64_t next_id;       // id of the last request sent on conn
 };
 
-/* Connects and authenticates. Returns 0 or an exit code (message printed). */
-int melbo_cli_connect(struct melbo_cli *c);
+/* ==== talking to the coordinator (main.c) ================================================== */
+
 /*
- * Sends req (built; its id is set here) and waits for the reply with the same id. On success
- * *out is unpacked (caller frees). An Error reply is printed and mapped to an exit code.
+ * Opens c->conn (closed on entry) to c->coord within 5 s and authenticates with c->token
+ * (Hello). Returns 0, or MELBO_CLI_UNREACHABLE with a message printed: no address, no
+ * connection, or any refusal of the Hello (token, protocol version). c->conn may be left open
+ * on failure; melbo_conn_close is safe either way.
+ */
+int melbo_cli_connect(struct melbo_cli *c);
+
+/*
+ * Sends req (built by the caller, still the caller's; its id is set here) on the open c->conn and
+ * waits, up to 30 s per frame, for the reply with the same id; other frames are dropped, except
+ * an Error with id 0, which is the coordinator's answer to anything. Returns 0 with *out the
+ * unpacked reply (the caller frees it), or, with *out untouched: MELBO_CLI_UNREACHABLE when
+ * sending or receiving fails, or the exit code of an Error reply (printed; see
+ * melbo_cli_error). The reply may be of any body; checking it is the caller's.
  */
 int melbo_cli_call(struct melbo_cli *c, Melbo__Envelope *req, Melbo__Envelope **out);
-/* Prints "melbo: <message>" for an Error and returns its exit code. */
+
+/*
+ * Prints "melbo: <message>" for an Error reply (borrowed) and returns its exit code:
+ * MELBO_CLI_UNREACHABLE for an authentication or protocol-version error, MELBO_CLI_REFUSED for
+ * everything else.
+ */
 int melbo_cli_error(const Melbo__Error *e);
-/* Parses a job id ("42"); 0 on success. */
+
+/* Parses a job id (a positive decimal number) into *id. Returns 0, or MELBO_CLI_USAGE with a
+ * message printed. */
 int melbo_cli_job_id(const char *s, uint64_t *id);
 
-int melbo_cmd_submit(struct melbo_cli *c, int argc, char **argv);
-int melbo_cmd_watch(struct melbo_cli *c, int argc, char **argv);
-int melbo_cmd_ls(struct melbo_cli *c, int argc, char **argv);
-int melbo_cmd_show(struct melbo_cli *c, int argc, char **argv);
-int melbo_cmd_cancel(struct melbo_cli *c, int argc, char **argv);
-int melbo_cmd_fetch(struct melbo_cli *c, int argc, char **argv);
-int melbo_cmd_bank(struct melbo_cli *c, int argc, char **argv);
+/* ==== subcommands ========================================================================== */
+
+/*
+ * Every subcommand takes the invocation state and its own arguments: argv[0] is the command's
+ * name, argv[1..argc) its options with --coord, --token and --json already taken out by main()
+ * (argv is borrowed). It connects when it needs to, prints its result, and returns an exit code.
+ */
+
+/* `melbo submit`: the job table's flags (options/job.h) sent as options by name; prints the new
+ * job's id (cli/submit.c). */
+int melbo_cli_cmd_submit(struct melbo_cli *c, int argc, char **argv);
+
+/*
+ * `melbo watch JOB [--from N]`: follows the job's events from number N (default 1) until the
+ * coordinator ends the watch: a live view on a terminal, JSON lines otherwise or with --json.
+ * A dropped connection (or a slow-consumer disconnect) is retried 1 s apart, up to 30 times
+ * without progress, resuming after the last event printed. Returns MELBO_CLI_OK when the job
+ * ended DONE, MELBO_CLI_JOB_FAILED, MELBO_CLI_JOB_CANCELLED, MELBO_CLI_REFUSED when the watch
+ * ended in another state or the coordinator refused it, MELBO_CLI_UNREACHABLE when it cannot
+ * connect (at once while it is still to receive event 1) or the coordinator stayed away,
+ * MELBO_CLI_USAGE.
+ */
+int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv);
+
+/* `melbo ls [--limit N] [--user NAME]`: the jobs, a table or a JSON array. Exit 0, 1, 2 or 3. */
+int melbo_cli_cmd_ls(struct melbo_cli *c, int argc, char **argv);
+
+/* `melbo show JOB`: one job with its vectors' objectives and first completion lines (or the
+ * last step's objectives while it runs). Exit 0, 1, 2 or 3. */
+int melbo_cli_cmd_show(struct melbo_cli *c, int argc, char **argv);
+
+/* `melbo cancel JOB`: asks the coordinator to stop the job; prints the state it reported to
+ * stderr. Exit 0, 1, 2 or 3. */
+int melbo_cli_cmd_cancel(struct melbo_cli *c, int argc, char **argv);
+
+/*
+ * `melbo fetch JOB -o FILE` or `melbo fetch --bank ID -o FILE`: downloads the bank into
+ * FILE.partPID, checks the coordinator's sha256, syncs, and renames it to FILE; on any failure
+ * the partial file is removed and FILE is untouched. Exit 0, 1 (refused, or FILE cannot be
+ * written), 2, or 3 (the transfer broke or the checksum differs).
+ */
+int melbo_cli_cmd_fetch(struct melbo_cli *c, int argc, char **argv);
+
+/* `melbo bank ls [--model M] [--prompt TEXT] [--user U] [--fingerprint F]` and `melbo bank show
+ * ID`: the bank catalog, a table or JSON. Exit 0, 1, 2 or 3. */
+int melbo_cli_cmd_bank(struct melbo_cli *c, int argc, char **argv);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * cli/cmds.c - the short request/reply subcommands of `melbo`: ls, show, cancel, fetch and bank
- * (ls / show). Tables for people, --json for scripts.
+ * (ls / show). Tables for people, --json for scripts. Each connects, sends one request, prints
+ * the reply and returns an exit code (cli/cli.h); the reply is freed before returning.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -13,6 +14,11 @@
 #include "cli/cli.h"
 #include "common/sha256.h"
 
+/*
+ * Connects, sends env (built, borrowed) and receives its reply. Returns 0 with *rep the unpacked
+ * reply of body `expect` (the caller frees it), or an exit code with *rep not to be freed: that of
+ * melbo_cli_connect / melbo_cli_call, or MELBO_CLI_UNREACHABLE for a reply of another body.
+ */
 static int call(struct melbo_cli *c, Melbo__Envelope *env, Melbo__Envelope **rep, int expect) {
     int st = melbo_cli_connect(c);
     if (st == 0)
@@ -25,6 +31,7 @@ static int call(struct melbo_cli *c, Melbo__Envelope *env, Melbo__Envelope **rep
     return st;
 }
 
+/* Seconds since the epoch as local "YYYY-MM-DD HH:MM:SS" in buf (n bytes). */
 static void fmt_time(double t, char *buf, size_t n) {
     time_t s = (time_t)t;
     struct tm tm;
@@ -32,11 +39,13 @@ static void fmt_time(double t, char *buf, size_t n) {
     strftime(buf, n, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
+/* The last path component of p (p itself when it ends in '/'); "" for NULL. Points into p. */
 static const char *base(const char *p) {
     const char *s = strrchr(p ? p : "", '/');
     return s && s[1] ? s + 1 : p ? p : "";
 }
 
+/* A job summary (borrowed) as a new JSON object the caller owns (--json of ls and show). */
 static cJSON *job_json(const Melbo__JobSummary *j) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "job", (double)j->job_id);
@@ -44,16 +53,21 @@ static cJSON *job_json(const Melbo__JobSummary *j) {
     cJSON_AddStringToObject(o, "state", melbo_job_state_name(j->state));
     cJSON_AddStringToObject(o, "model", j->model ? j->model : "");
     cJSON_AddNumberToObject(o, "created", j->created);
-    if (j->has_finished) cJSON_AddNumberToObject(o, "finished", j->finished);
-    if (j->error && *j->error) cJSON_AddStringToObject(o, "error", j->error);
-    if (j->bank_id && *j->bank_id) cJSON_AddStringToObject(o, "bank", j->bank_id);
+    if (j->has_finished)
+        cJSON_AddNumberToObject(o, "finished", j->finished);
+    if (j->error && *j->error)
+        cJSON_AddStringToObject(o, "error", j->error);
+    if (j->bank_id && *j->bank_id)
+        cJSON_AddStringToObject(o, "bank", j->bank_id);
     cJSON_AddNumberToObject(o, "events", (double)j->last_event);
     cJSON_AddNumberToObject(o, "vectors", j->vectors);
     cJSON_AddNumberToObject(o, "steps", j->steps);
-    if (j->name && *j->name) cJSON_AddStringToObject(o, "name", j->name);
+    if (j->name && *j->name)
+        cJSON_AddStringToObject(o, "name", j->name);
     return o;
 }
 
+/* Prints o as one line on stdout and frees it. */
 static void print_json(cJSON *o) {
     char *s = cJSON_PrintUnformatted(o);
     printf("%s\n", s);
@@ -61,7 +75,7 @@ static void print_json(cJSON *o) {
     cJSON_Delete(o);
 }
 
-int melbo_cmd_ls(struct melbo_cli *c, int argc, char **argv) {
+int melbo_cli_cmd_ls(struct melbo_cli *c, int argc, char **argv) {
     Melbo__ListJobsRequest q = MELBO__LIST_JOBS_REQUEST__INIT;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
@@ -94,14 +108,16 @@ int melbo_cmd_ls(struct melbo_cli *c, int argc, char **argv) {
             fmt_time(j->created, t, sizeof t);
             printf("%-6llu %-10s %-12s %-19s %-24.24s %.60s\n", (unsigned long long)j->job_id,
                    j->user, melbo_job_state_name(j->state), t, base(j->model),
-                   j->bank_id && *j->bank_id ? j->bank_id : j->error ? j->error : "");
+                   j->bank_id && *j->bank_id ? j->bank_id
+                   : j->error                ? j->error
+                                             : "");
         }
     }
     melbo__envelope__free_unpacked(rep, NULL);
     return 0;
 }
 
-int melbo_cmd_show(struct melbo_cli *c, int argc, char **argv) {
+int melbo_cli_cmd_show(struct melbo_cli *c, int argc, char **argv) {
     uint64_t id;
     if (argc != 2) {
         fprintf(stderr, "usage: melbo show JOB [--json]\n");
@@ -126,7 +142,8 @@ int melbo_cmd_show(struct melbo_cli *c, int argc, char **argv) {
             cJSON *v = cJSON_CreateObject();
             cJSON_AddNumberToObject(v, "vector", r->vectors[i]->index);
             cJSON_AddNumberToObject(v, "objective", r->vectors[i]->objective);
-            cJSON_AddStringToObject(v, "completion", r->vectors[i]->completion ? r->vectors[i]->completion : "");
+            cJSON_AddStringToObject(v, "completion",
+                                    r->vectors[i]->completion ? r->vectors[i]->completion : "");
             cJSON_AddItemToArray(a, v);
         }
         print_json(o);
@@ -155,7 +172,7 @@ int melbo_cmd_show(struct melbo_cli *c, int argc, char **argv) {
     return 0;
 }
 
-int melbo_cmd_cancel(struct melbo_cli *c, int argc, char **argv) {
+int melbo_cli_cmd_cancel(struct melbo_cli *c, int argc, char **argv) {
     uint64_t id;
     if (argc != 2) {
         fprintf(stderr, "usage: melbo cancel JOB\n");
@@ -178,7 +195,7 @@ int melbo_cmd_cancel(struct melbo_cli *c, int argc, char **argv) {
     return 0;
 }
 
-int melbo_cmd_fetch(struct melbo_cli *c, int argc, char **argv) {
+int melbo_cli_cmd_fetch(struct melbo_cli *c, int argc, char **argv) {
     uint64_t id = 0;
     const char *out = NULL, *bank = NULL;
     int st;
@@ -208,7 +225,8 @@ int melbo_cmd_fetch(struct melbo_cli *c, int argc, char **argv) {
     env.fetch = &q;
     if ((st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_BANK_CHUNK)) != 0)
         return st;
-    /* Written to a temporary file next to out and renamed when complete and verified. */
+    /* Written to a temporary file next to out and renamed when complete and verified. Chunks
+     * arrive in order as replies to the one request; each is checked to continue the file. */
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.part%d", out, (int)getpid());
     FILE *f = fopen(tmp, "wb");
@@ -270,6 +288,8 @@ int melbo_cmd_fetch(struct melbo_cli *c, int argc, char **argv) {
     return st;
 }
 
+/* A bank's catalog entry (borrowed) as a new JSON object the caller owns; its prompts (a JSON
+ * text in the entry) are parsed into an array. */
 static cJSON *bank_json(const Melbo__BankInfo *b) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "bank", b->bank_id);
@@ -293,7 +313,7 @@ static cJSON *bank_json(const Melbo__BankInfo *b) {
     return o;
 }
 
-int melbo_cmd_bank(struct melbo_cli *c, int argc, char **argv) {
+int melbo_cli_cmd_bank(struct melbo_cli *c, int argc, char **argv) {
     Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
     int st;
     if (argc >= 2 && !strcmp(argv[1], "ls")) {
@@ -301,11 +321,16 @@ int melbo_cmd_bank(struct melbo_cli *c, int argc, char **argv) {
         for (int i = 2; i < argc; i++) {
             if (i + 1 >= argc)
                 goto usage;
-            if (!strcmp(argv[i], "--model")) q.model = argv[++i];
-            else if (!strcmp(argv[i], "--prompt")) q.prompt = argv[++i];
-            else if (!strcmp(argv[i], "--user")) q.user = argv[++i];
-            else if (!strcmp(argv[i], "--fingerprint")) q.fingerprint = argv[++i];
-            else goto usage;
+            if (!strcmp(argv[i], "--model"))
+                q.model = argv[++i];
+            else if (!strcmp(argv[i], "--prompt"))
+                q.prompt = argv[++i];
+            else if (!strcmp(argv[i], "--user"))
+                q.user = argv[++i];
+            else if (!strcmp(argv[i], "--fingerprint"))
+                q.fingerprint = argv[++i];
+            else
+                goto usage;
         }
         env.body_case = MELBO__ENVELOPE__BODY_LIST_BANKS;
         env.list_banks = &q;

@@ -5,6 +5,8 @@
  * Address and token, first found wins: --coord/--token, MELBO_COORD/MELBO_TOKEN, then
  * ~/.config/melbo/config (lines MELBO_COORD=HOST:PORT and MELBO_TOKEN=..., as `melbo-coord init`
  * prints them; "coord = ..." and "token = ..." are accepted too).
+ *
+ * The process exits with the subcommand's exit code (cli/cli.h); main() closes the connection.
  */
 #include <errno.h>
 #include <signal.h>
@@ -16,13 +18,14 @@
 
 #define MELBO_CLI_TIMEOUT_MS 30000
 
+/* The global help text, to f (stdout for --help, stderr after a usage error). */
 static void usage(FILE *f) {
     fprintf(f,
             "usage: melbo [--coord HOST:PORT] [--token TOKEN] <command> [options]\n"
             "\n"
             "commands:\n"
             "  submit [train options]   submit a training job; prints its id (melbo-rank train's\n"
-            "                           flags, plus --tp N --dp N --name TEXT; see submit --help)\n"
+            "                           flags, plus --name TEXT and Slurm's; see submit --help)\n"
             "  watch JOB [--json] [--from N]   follow a job live; exit 0 when DONE\n"
             "  ls [--json] [--limit N]  list jobs\n"
             "  show JOB [--json]        a job's vectors: objective and first line of completion\n"
@@ -38,12 +41,18 @@ static void usage(FILE *f) {
             "3 coordinator unreachable or authentication failed, 4 job FAILED, 5 job CANCELLED\n");
 }
 
+/* Removes trailing newlines, carriage returns, spaces and tabs from s, in place. */
 static void trim(char *s) {
     size_t n = strlen(s);
     while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
         s[--n] = '\0';
 }
 
+/*
+ * Fills c->coord and c->token, where still empty, from $XDG_CONFIG_HOME/melbo/config (else
+ * ~/.config/melbo/config). A missing or unreadable file is not an error; lines without '=' and
+ * lines starting with '#' are skipped.
+ */
 static void read_config(struct melbo_cli *c) {
     const char *home = getenv("HOME");
     const char *xdg = getenv("XDG_CONFIG_HOME");
@@ -136,7 +145,7 @@ int melbo_cli_call(struct melbo_cli *c, Melbo__Envelope *req, Melbo__Envelope **
             *out = rep;
             return 0;
         }
-        melbo__envelope__free_unpacked(rep, NULL);  // not ours (an event of another watch)
+        melbo__envelope__free_unpacked(rep, NULL); // not ours (an event of another watch)
     }
 }
 
@@ -152,17 +161,23 @@ int melbo_cli_job_id(const char *s, uint64_t *id) {
     return 0;
 }
 
+/* The subcommands, by the name typed after the global options (cli/cli.h documents each). */
 struct command {
     const char *name;
     int (*run)(struct melbo_cli *c, int argc, char **argv);
 };
 
 static const struct command commands[] = {
-    {"submit", melbo_cmd_submit}, {"watch", melbo_cmd_watch},   {"ls", melbo_cmd_ls},
-    {"show", melbo_cmd_show},     {"cancel", melbo_cmd_cancel}, {"fetch", melbo_cmd_fetch},
-    {"bank", melbo_cmd_bank},
+    {"submit", melbo_cli_cmd_submit}, {"watch", melbo_cli_cmd_watch},   {"ls", melbo_cli_cmd_ls},
+    {"show", melbo_cli_cmd_show}, {"cancel", melbo_cli_cmd_cancel}, {"fetch", melbo_cli_cmd_fetch},
+    {"bank", melbo_cli_cmd_bank},
 };
 
+/*
+ * Global options (--coord, --token, --help, --version) come before the command; --coord, --token
+ * and --json may also appear among the command's options and are taken out before it runs.
+ * Exits with the command's exit code, MELBO_CLI_USAGE for an unknown option or command.
+ */
 int main(int argc, char **argv) {
     struct melbo_cli c;
     memset(&c, 0, sizeof c);

@@ -5,7 +5,7 @@
  * step, steps/s, ETA, TFLOP/s, a sparkline of each vector's objective, and the Slurm reason while
  * pending. Otherwise it prints one JSON object per event. If the connection drops it reconnects
  * and resumes from the last event number it printed (the coordinator sends exactly the missing
- * ones). Exit: 0 when the job is DONE, 4 FAILED, 5 CANCELLED.
+ * ones). Exit: 0 when the job is DONE, 4 FAILED, 5 CANCELLED (all codes: cli/cli.h).
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -17,17 +17,19 @@
 
 #define SPARK_LEN 24
 
+/* What the live view shows, updated from each event (update_view) and drawn whole (draw). */
 struct view {
     int state;
     char detail[256], error[512], reason[128], bank[72];
     int wave, n_waves, step, steps, first, n_vec;
     double sps, eta, tflops;
-    int n_hist;                       // objective history per vector of the current wave
+    int n_hist; // objective history per vector of the current wave
     float hist[64][SPARK_LEN];
     int hist_len[64];
     char log[256];
 };
 
+/* Prints one event (borrowed) as one JSON line on stdout and flushes, for scripts. */
 static void print_json(const Melbo__JobEvent *e) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "job", (double)e->job_id);
@@ -36,13 +38,20 @@ static void print_json(const Melbo__JobEvent *e) {
     static const char *kinds[] = {"state", "step", "generate", "checkpoint", "log", "bank"};
     cJSON_AddStringToObject(o, "kind", e->kind < 6 ? kinds[e->kind] : "unknown");
     cJSON_AddStringToObject(o, "state", melbo_job_state_name(e->state));
-    if (e->detail && *e->detail) cJSON_AddStringToObject(o, "detail", e->detail);
-    if (e->error && *e->error) cJSON_AddStringToObject(o, "error", e->error);
-    if (e->has_failed_rank) cJSON_AddNumberToObject(o, "failed_rank", e->failed_rank);
-    if (e->reason && *e->reason) cJSON_AddStringToObject(o, "reason", e->reason);
-    if (e->bank_id && *e->bank_id) cJSON_AddStringToObject(o, "bank", e->bank_id);
-    if (e->log && *e->log) cJSON_AddStringToObject(o, "log", e->log);
-    if (e->has_rank_time) cJSON_AddNumberToObject(o, "rank_time", e->rank_time);
+    if (e->detail && *e->detail)
+        cJSON_AddStringToObject(o, "detail", e->detail);
+    if (e->error && *e->error)
+        cJSON_AddStringToObject(o, "error", e->error);
+    if (e->has_failed_rank)
+        cJSON_AddNumberToObject(o, "failed_rank", e->failed_rank);
+    if (e->reason && *e->reason)
+        cJSON_AddStringToObject(o, "reason", e->reason);
+    if (e->bank_id && *e->bank_id)
+        cJSON_AddStringToObject(o, "bank", e->bank_id);
+    if (e->log && *e->log)
+        cJSON_AddStringToObject(o, "log", e->log);
+    if (e->has_rank_time)
+        cJSON_AddNumberToObject(o, "rank_time", e->rank_time);
     if (e->step) {
         const Melbo__StepInfo *s = e->step;
         cJSON_AddNumberToObject(o, "wave", s->wave);
@@ -70,6 +79,10 @@ static void print_json(const Melbo__JobEvent *e) {
     cJSON_Delete(o);
 }
 
+/*
+ * Folds one event (borrowed) into v: state, texts, the step counters and the objective history
+ * of the first 64 vectors (the last SPARK_LEN values each, reset when a new wave starts).
+ */
 static void update_view(struct view *v, const Melbo__JobEvent *e) {
     v->state = e->state;
     if (e->kind == MELBO__JOB_EVENT__KIND__STATE && e->detail)
@@ -99,6 +112,7 @@ static void update_view(struct view *v, const Melbo__JobEvent *e) {
     }
 }
 
+/* Clears the terminal and draws v for job: state, wave progress, one sparkline per vector. */
 static void draw(const struct view *v, uint64_t job) {
     static const char *const bars[] = {"\u2581", "\u2582", "\u2583", "\u2584",
                                        "\u2585", "\u2586", "\u2587", "\u2588"};
@@ -139,7 +153,7 @@ static void draw(const struct view *v, uint64_t job) {
     fflush(stdout);
 }
 
-int melbo_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
+int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
     uint64_t job = 0, from = 1;
     int st;
     for (int i = 1; i < argc; i++) {
@@ -163,7 +177,7 @@ int melbo_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
     for (;;) {
         if ((st = melbo_cli_connect(c)) != 0) {
             if (st == MELBO_CLI_UNREACHABLE && tries++ < 30 && from > 1) {
-                sleep(1);  // the coordinator restarts: keep trying for a while
+                sleep(1); // the coordinator restarts: keep trying for a while
                 continue;
             }
             status = st;
@@ -185,13 +199,13 @@ int melbo_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
             for (;;) {
                 Melbo__Envelope *e = NULL;
                 if (melbo_conn_recv(&c->conn, -1, &e, &err) != 0)
-                    break;  // reconnect
+                    break; // reconnect
                 if (e->body_case == MELBO__ENVELOPE__BODY_ERROR) {
                     int slow = e->error->code == MELBO__ERROR_CODE__ERROR_SLOW_CONSUMER;
                     int code = melbo_cli_error(e->error);
                     melbo__envelope__free_unpacked(e, NULL);
                     if (slow)
-                        break;  // reconnect from our last event
+                        break; // reconnect from our last event
                     status = code;
                     done = 1;
                     break;
@@ -203,10 +217,8 @@ int melbo_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
                     if (live) {
                         update_view(v, e->event);
                         draw(v, job);
-                    } else if (c->json) {
-                        print_json(e->event);
                     } else {
-                        print_json(e->event);
+                        print_json(e->event); // --json, or not a terminal
                     }
                     v->state = e->event->state;
                 } else if (e->body_case == MELBO__ENVELOPE__BODY_WATCH_END) {

@@ -1,5 +1,6 @@
 /*
- * coord/banks.c - the bank store (STATE/banks/ID.bank.safetensors) and its catalog row.
+ * coord/banks.c - the bank store (STATE/banks/ID.bank.safetensors) and its catalog row
+ * (coord/banks.h).
  *
  * An upload from rank 0 is written to STATE/banks/.upload-JOB.tmp as chunks arrive; when the last
  * chunk comes, the size and sha256 are checked, the file is fsynced and renamed into place (a
@@ -12,10 +13,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "coord/banks.h"
+
 #include "common/file.h"
 #include "common/log.h"
-#include "coord/coord.h"
-#include "coord/db.h"
+#include "coord/clock.h"  // defines: melbo_coord_now
+#include "coord/db.h"     // defines: melbo_db_bank_insert
 #include "rank/model/safetensors.h"
 
 int melbo_bank_id_valid(const char *id) {
@@ -28,10 +31,10 @@ int melbo_bank_id_valid(const char *id) {
     return 1;
 }
 
-int melbo_bank_path(const struct melbo_coord *co, const char *id, char *buf, size_t n) {
+int melbo_bank_path(const char *state_dir, const char *id, char *buf, size_t n) {
     if (!melbo_bank_id_valid(id))
         return MELBO_EINVAL;
-    int w = snprintf(buf, n, "%s/banks/%s.bank.safetensors", co->state_dir, id);
+    int w = snprintf(buf, n, "%s/banks/%s.bank.safetensors", state_dir, id);
     return w < 0 || (size_t)w >= n ? MELBO_ERANGE : 0;
 }
 
@@ -45,30 +48,39 @@ static double meta_double(const struct melbo_st_file *f, const char *k) {
     return v ? atof(v) : 0;
 }
 
-int melbo_bank_store(struct melbo_coord *co, struct melbo_client *cl, const char *sha256_hex,
-                     char *bank_id, size_t n, struct melbo_err *err) {
+void melbo_bank_upload_abort(struct melbo_bank_upload *up) {
+    if (up->f == NULL)
+        return;
+    fclose(up->f);
+    up->f = NULL;
+    remove(up->path);
+}
+
+int melbo_bank_store(const char *state_dir, sqlite3 *db, struct melbo_bank_upload *up,
+                     const struct melbo_job *job, const char *sha256_hex, char *bank_id, size_t n,
+                     struct melbo_err *err) {
     struct melbo_st_file f;
     uint8_t d[32];
     char hex[65], path[PATH_MAX];
     int ret = 0;
     memset(&f, 0, sizeof f);
-    melbo_sha256_final(&cl->up_sha, d);
+    melbo_sha256_final(&up->sha, d);
     melbo_sha256_hex(d, hex);
     if (sha256_hex == NULL || strcmp(hex, sha256_hex) != 0) {
         ret = melbo_err_set(err, MELBO_EFORMAT, "bank upload corrupted: sha256 %s, announced %s",
                             hex, sha256_hex ? sha256_hex : "(none)");
         goto fail;
     }
-    if (fflush(cl->up) != 0 || fsync(fileno(cl->up)) != 0) {
-        ret = melbo_err_set(err, MELBO_EIO, "cannot write %s", cl->up_path);
+    if (fflush(up->f) != 0 || fsync(fileno(up->f)) != 0) {
+        ret = melbo_err_set(err, MELBO_EIO, "cannot write %s", up->path);
         goto fail;
     }
-    fclose(cl->up);
-    cl->up = NULL;
+    fclose(up->f);
+    up->f = NULL;
     snprintf(bank_id, n, "%.16s", hex);
-    if ((ret = melbo_bank_path(co, bank_id, path, sizeof path)) != 0)
+    if ((ret = melbo_bank_path(state_dir, bank_id, path, sizeof path)) != 0)
         goto fail;
-    if (rename(cl->up_path, path) != 0) {
+    if (rename(up->path, path) != 0) {
         ret = melbo_err_set(err, MELBO_EIO, "cannot store the bank as %s", path);
         goto fail;
     }
@@ -82,7 +94,7 @@ int melbo_bank_store(struct melbo_coord *co, struct melbo_client *cl, const char
     Melbo__BankInfo b = MELBO__BANK_INFO__INIT;
     const struct melbo_st_tensor *vt = melbo_st_find(&f, "vectors");
     b.bank_id = bank_id;
-    b.has_job_id = 1, b.job_id = cl->job->id;
+    b.has_job_id = 1, b.job_id = job->id;
     b.model = (char *)(melbo_st_meta(&f, "model_name") ? melbo_st_meta(&f, "model_name") : "");
     b.fingerprint = (char *)(melbo_st_meta(&f, "model_fingerprint") ? melbo_st_meta(&f, "model_fingerprint") : "");
     b.source_layer = meta_int(&f, "source_layer");
@@ -93,28 +105,28 @@ int melbo_bank_store(struct melbo_coord *co, struct melbo_client *cl, const char
     b.vectors = vt && vt->ndim == 2 ? (int)vt->shape[0] : 0;
     b.d_model = meta_int(&f, "d_model");
     b.steps = meta_int(&f, "steps");
-    b.user = cl->job->user;
+    b.user = (char *)job->user;
     b.created = melbo_coord_now();
     b.prompts = (char *)(melbo_st_meta(&f, "prompts") ? melbo_st_meta(&f, "prompts") : "[]");
     b.size = f.size;
     b.sha256 = hex;
-    if (melbo_db_bank_insert(co->db, &b, path) != 0) {
+    if (melbo_db_bank_insert(db, &b, path) != 0) {
         ret = melbo_err_set(err, MELBO_EIO, "cannot record the bank in the catalog");
         goto fail_stored;
     }
     melbo_st_close(&f);
     melbo_log(MELBO_LOG_INFO, "coord: job %llu: bank %s stored (%zu bytes)",
-              (unsigned long long)cl->job->id, bank_id, (size_t)b.size);
+              (unsigned long long)job->id, bank_id, (size_t)b.size);
     return 0;
 fail_stored:
     melbo_st_close(&f);
     remove(path);
     return ret;
 fail:
-    if (cl->up) {
-        fclose(cl->up);
-        cl->up = NULL;
+    if (up->f) {
+        fclose(up->f);
+        up->f = NULL;
     }
-    remove(cl->up_path);
+    remove(up->path);
     return ret;
 }

@@ -137,7 +137,7 @@ static void copy_col(sqlite3_stmt *st, int i, char *dst, size_t n) {
     snprintf(dst, n, "%s", s ? (const char *)s : "");
 }
 
-int melbo_db_jobs_load(struct melbo_coord *co, struct melbo_err *err) {
+int melbo_db_jobs_load(sqlite3 *db, struct melbo_job **list, struct melbo_err *err) {
     sqlite3_stmt *st = NULL;
     int ret = 0;
     const char *sql =
@@ -147,8 +147,8 @@ int melbo_db_jobs_load(struct melbo_coord *co, struct melbo_err *err) {
         "(SELECT COALESCE(MAX(num), 0) FROM events e WHERE e.job_id = jobs.id), "
         "(SELECT COALESCE(MAX(rank_seq), 0) FROM events e WHERE e.job_id = jobs.id) "
         "FROM jobs ORDER BY id ASC";
-    if (sqlite3_prepare_v2(co->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        ret = melbo_err_set(err, MELBO_EIO, "cannot read the job table: %s", sqlite3_errmsg(co->db));
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        ret = melbo_err_set(err, MELBO_EIO, "cannot read the job table: %s", sqlite3_errmsg(db));
         goto out;
     }
     int rc;
@@ -158,11 +158,17 @@ int melbo_db_jobs_load(struct melbo_coord *co, struct melbo_err *err) {
             ret = melbo_err_set(err, MELBO_ENOMEM, "out of memory loading jobs");
             goto out;
         }
+        j->next = *list;  // owned by the list from here on, also when a copy below fails
+        *list = j;
         j->id = (uint64_t)sqlite3_column_int64(st, 0);
         copy_col(st, 1, j->user, sizeof j->user);
         j->state = sqlite3_column_int(st, 2);
         j->spec_len = (size_t)sqlite3_column_bytes(st, 3);
         j->spec = malloc(j->spec_len ? j->spec_len : 1);
+        if (j->spec == NULL) {
+            ret = melbo_err_set(err, MELBO_ENOMEM, "out of memory loading jobs");
+            goto out;
+        }
         if (j->spec_len)
             memcpy(j->spec, sqlite3_column_blob(st, 3), j->spec_len);
         copy_col(st, 4, j->secret, sizeof j->secret);
@@ -180,18 +186,20 @@ int melbo_db_jobs_load(struct melbo_coord *co, struct melbo_err *err) {
         j->cancel_requested = sqlite3_column_int(st, 16);
         if (sqlite3_column_type(st, 17) == SQLITE_BLOB) {
             j->last_step_len = (size_t)sqlite3_column_bytes(st, 17);
-            j->last_step = malloc(j->last_step_len);
+            j->last_step = malloc(j->last_step_len ? j->last_step_len : 1);
+            if (j->last_step == NULL) {
+                ret = melbo_err_set(err, MELBO_ENOMEM, "out of memory loading jobs");
+                goto out;
+            }
             memcpy(j->last_step, sqlite3_column_blob(st, 17), j->last_step_len);
         }
         copy_col(st, 18, j->slurm_id, sizeof j->slurm_id);
         j->resubmits = sqlite3_column_int(st, 19);
         j->last_event = (uint64_t)sqlite3_column_int64(st, 20);
         j->rank_seq = (uint64_t)sqlite3_column_int64(st, 21);
-        j->next = co->jobs;
-        co->jobs = j;
     }
     if (rc != SQLITE_DONE)
-        ret = melbo_err_set(err, MELBO_EIO, "cannot read the job table: %s", sqlite3_errmsg(co->db));
+        ret = melbo_err_set(err, MELBO_EIO, "cannot read the job table: %s", sqlite3_errmsg(db));
 out:
     sqlite3_finalize(st);
     return ret;

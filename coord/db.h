@@ -5,6 +5,9 @@
  * Durability: WAL with synchronous=NORMAL survives a kill -9 of the coordinator (what the issue
  * asks); every event is committed before it is sent to any watcher, so a watcher never sees an
  * event that a restart forgets.
+ *
+ * Layer: above job.h only; included by jobs.c, the launchers, the request handlers and main.c.
+ * Every function returns 0 or a negative MELBO_E* code unless it says otherwise.
  */
 #ifndef MELBO_COORD_DB_H
 #define MELBO_COORD_DB_H
@@ -13,7 +16,8 @@
 #include <stdint.h>
 
 #include "common/err.h"
-#include "coord/coord.h"
+#include "coord/job.h"  // defines: struct melbo_job
+#include "proto/melbo.pb-c.h"
 
 /* Opens (creating if needed) the database at path and its schema. */
 int melbo_db_open(const char *path, sqlite3 **db, struct melbo_err *err);
@@ -22,8 +26,12 @@ int melbo_db_open(const char *path, sqlite3 **db, struct melbo_err *err);
 int melbo_db_job_insert(sqlite3 *db, struct melbo_job *job, struct melbo_err *err);
 /* Writes the job's mutable columns (state, error, bank, pid, finished, ...). */
 int melbo_db_job_update(sqlite3 *db, const struct melbo_job *job);
-/* Loads every job into co->jobs (newest first), with last_event and rank_seq from the log. */
-int melbo_db_jobs_load(struct melbo_coord *co, struct melbo_err *err);
+/*
+ * Loads every job of the table and prepends each to *list, so that *list ends newest first;
+ * last_event and rank_seq come from the event log. The jobs are malloc'ed and owned by the list
+ * (coord/jobs.h frees them). On failure the jobs loaded so far stay on *list.
+ */
+int melbo_db_jobs_load(sqlite3 *db, struct melbo_job **list, struct melbo_err *err);
 
 /* Stores one event (packed JobEvent) of job; rank_seq is 0 for coordinator events. */
 int melbo_db_event_insert(sqlite3 *db, uint64_t job_id, uint64_t num, uint64_t rank_seq,

@@ -1,148 +1,75 @@
 /*
- * coord/jobs.c - the job table's state machine, every job's numbered event log, and the watches
- * that stream the log to clients.
+ * coord/jobs.c - the job table, the state machine and every job's numbered event log
+ * (coord/jobs.h).
  *
- * An event is numbered, committed to SQLite and only then encoded once and pushed to every
- * watcher that is caught up (one shared frame, one reference per write). A watcher that asked
- * for old events, or fell behind, is "lagging": melbo_watch_pump() reads its next events from the
- * database in batches while its connection has less than MELBO_COORD_LOW_WATER bytes queued, and
- * continues from the write callback; it rejoins the live stream when it reaches the end of the
- * log. Either way a watcher sees every event exactly once, in order, and costs bounded memory.
- *
- * States only move forward: QUEUED -> STARTING -> RUNNING <-> GENERATING / CHECKPOINTED, and
- * any of them -> DONE, FAILED or CANCELLED, which are final.
+ * melbo_job_append() is the one place where an event becomes part of a job's history: it numbers
+ * the event, commits it to SQLite, moves the job's state, keeps the last STEP for `melbo show`,
+ * and only then tells the subscribers. A subscriber therefore never sees an event that a restart
+ * would forget, and sees every stored event exactly once, in order.
  */
+#include "coord/jobs.h"
+
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "common/log.h"
-#include "coord/coord.h"
-#include "coord/db.h"
+#include "coord/clock.h"  // defines: melbo_coord_now
+#include "coord/db.h"     // defines: melbo_db_event_insert, melbo_db_job_update
+#include "proto/wire.h"   // defines: melbo_job_state_terminal, melbo_job_state_name
 
-struct melbo_job *melbo_job_find(struct melbo_coord *co, uint64_t id) {
-    for (struct melbo_job *j = co->jobs; j; j = j->next)
+void melbo_jobs_init(struct melbo_jobs *jt, sqlite3 *db) {
+    memset(jt, 0, sizeof *jt);
+    jt->db = db;
+}
+
+void melbo_jobs_free(struct melbo_jobs *jt) {
+    for (struct melbo_job *j = jt->list, *n; j; j = n) {
+        n = j->next;
+        free(j->spec);
+        free(j->last_step);
+        free(j);
+    }
+    jt->list = NULL;
+}
+
+int melbo_jobs_subscribe(struct melbo_jobs *jt, struct melbo_job_sink sink) {
+    if (jt->n_sinks >= MELBO_JOBS_MAX_SINKS)
+        return MELBO_ERANGE;
+    jt->sinks[jt->n_sinks++] = sink;
+    return 0;
+}
+
+void melbo_jobs_add(struct melbo_jobs *jt, struct melbo_job *job) {
+    job->next = jt->list;
+    jt->list = job;
+}
+
+struct melbo_job *melbo_job_find(struct melbo_jobs *jt, uint64_t id) {
+    for (struct melbo_job *j = jt->list; j; j = j->next)
         if (j->id == id)
             return j;
     return NULL;
 }
 
-static void watch_remove(struct melbo_watch *w) {
-    struct melbo_watch **pp;
-    for (pp = &w->job->watchers; *pp; pp = &(*pp)->next_in_job)
-        if (*pp == w) {
-            *pp = w->next_in_job;
-            break;
-        }
-    for (pp = &w->cl->watches; *pp; pp = &(*pp)->next_in_client)
-        if (*pp == w) {
-            *pp = w->next_in_client;
-            break;
-        }
-    free(w);
+int melbo_job_append(struct melbo_jobs *jt, struct melbo_job *job, Melbo__JobEvent *ev) {
+    return melbo_job_append_ranked(jt, job, ev, 0);
 }
 
-void melbo_watch_drop_client(struct melbo_client *cl) {
-    while (cl->watches)
-        watch_remove(cl->watches);
+/* Keeps the packed StepInfo of ev (a STEP event) as job->last_step; on no memory keeps the old. */
+static void keep_last_step(struct melbo_job *job, const Melbo__JobEvent *ev) {
+    size_t sl = melbo__step_info__get_packed_size(ev->step);
+    uint8_t *sb = malloc(sl ? sl : 1);
+    if (sb == NULL)
+        return;
+    melbo__step_info__pack(ev->step, sb);
+    free(job->last_step);
+    job->last_step = sb;
+    job->last_step_len = sl;
 }
 
-/* Sends WatchEnd and forgets w. */
-static void watch_end(struct melbo_watch *w) {
-    Melbo__WatchEnd we = MELBO__WATCH_END__INIT;
-    we.has_job_id = we.has_last_event = 1;
-    we.job_id = w->job->id;
-    we.last_event = w->next - 1;
-    Melbo__Envelope env = MELBO__ENVELOPE__INIT;
-    env.has_id = 1;
-    env.id = w->req_id;
-    env.body_case = MELBO__ENVELOPE__BODY_WATCH_END;
-    env.watch_end = &we;
-    struct melbo_client *cl = w->cl;
-    watch_remove(w);
-    melbo_client_send(cl, &env);
-}
-
-/* The event frames carry envelope id 0; the JobEvent names its job. */
-static struct melbo_frame_buf *event_frame(const uint8_t *blob, size_t len) {
-    Melbo__JobEvent *ev = melbo__job_event__unpack(NULL, len, blob);
-    if (ev == NULL)
-        return NULL;
-    Melbo__Envelope env = MELBO__ENVELOPE__INIT;
-    env.body_case = MELBO__ENVELOPE__BODY_EVENT;
-    env.event = ev;
-    struct melbo_frame_buf *fb = melbo_frame_buf_encode(&env);
-    melbo__job_event__free_unpacked(ev, NULL);
-    return fb;
-}
-
-struct pump_ctx {
-    struct melbo_watch *w;
-    int stop;
-};
-
-static int pump_one(void *ctx, uint64_t num, const uint8_t *blob, size_t len) {
-    struct pump_ctx *pc = ctx;
-    struct melbo_frame_buf *fb = event_frame(blob, len);
-    if (fb == NULL || num != pc->w->next) {
-        melbo_frame_buf_unref(fb);
-        pc->stop = 1;
-        return 1;
-    }
-    int r = melbo_client_send_frame(pc->w->cl, fb);
-    melbo_frame_buf_unref(fb);
-    if (r < 0) {
-        pc->stop = 1;
-        return 1;
-    }
-    pc->w->next++;
-    return melbo_client_queued(pc->w->cl) >= MELBO_COORD_LOW_WATER;
-}
-
-void melbo_watch_pump(struct melbo_watch *w) {
-    struct melbo_client *cl = w->cl;
-    while (!cl->closing && w->next <= w->job->last_event &&
-           melbo_client_queued(cl) < MELBO_COORD_LOW_WATER) {
-        struct pump_ctx pc = {w, 0};
-        int n = melbo_db_events_read(cl->co->db, w->job->id, w->next, 256, pump_one, &pc);
-        if (cl->closing)
-            return;  // the watch was dropped with the client
-        if (n <= 0 || pc.stop) {
-            if (n <= 0 || w->next <= w->job->last_event) {
-                melbo_client_error(cl, w->req_id, MELBO__ERROR_CODE__ERROR_INTERNAL, 1,
-                                   "cannot read event %llu of job %llu",
-                                   (unsigned long long)w->next, (unsigned long long)w->job->id);
-                return;
-            }
-        }
-    }
-    if (!cl->closing && w->next > w->job->last_event &&
-        (!w->follow || melbo_job_state_terminal(w->job->state)))
-        watch_end(w);
-}
-
-int melbo_watch_add(struct melbo_client *cl, struct melbo_job *job, uint64_t from, int follow,
-                    uint64_t req_id) {
-    struct melbo_watch *w = calloc(1, sizeof *w);
-    if (w == NULL)
-        return MELBO_ENOMEM;
-    w->cl = cl;
-    w->job = job;
-    w->next = from < 1 ? 1 : from;
-    w->follow = follow;
-    w->req_id = req_id;
-    w->next_in_job = job->watchers;
-    job->watchers = w;
-    w->next_in_client = cl->watches;
-    cl->watches = w;
-    melbo_watch_pump(w);
-    return 0;
-}
-
-int melbo_job_append(struct melbo_coord *co, struct melbo_job *job, Melbo__JobEvent *ev) {
-    return melbo_job_append_ranked(co, job, ev, 0);
-}
-
-int melbo_job_append_ranked(struct melbo_coord *co, struct melbo_job *job, Melbo__JobEvent *ev,
+int melbo_job_append_ranked(struct melbo_jobs *jt, struct melbo_job *job, Melbo__JobEvent *ev,
                             uint64_t rank_seq) {
     ev->has_job_id = ev->has_number = ev->has_time = 1;
     ev->job_id = job->id;
@@ -153,55 +80,23 @@ int melbo_job_append_ranked(struct melbo_coord *co, struct melbo_job *job, Melbo
     if (blob == NULL)
         return MELBO_ENOMEM;
     melbo__job_event__pack(ev, blob);
-    int r = melbo_db_event_insert(co->db, job->id, ev->number, rank_seq, blob, len);
-    if (r != 0) {
-        free(blob);
+    int r = melbo_db_event_insert(jt->db, job->id, ev->number, rank_seq, blob, len);
+    free(blob);
+    if (r != 0)
         return r;
-    }
     job->last_event = ev->number;
     if (ev->has_state && (int)ev->state != job->state && !melbo_job_state_terminal(job->state)) {
         job->state = (int)ev->state;
-        melbo_db_job_update(co->db, job); /* a restart must see the state the log shows */
+        melbo_db_job_update(jt->db, job); /* a restart must see the state the log shows */
     }
-    if (ev->step) {
-        size_t sl = melbo__step_info__get_packed_size(ev->step);
-        uint8_t *sb = malloc(sl ? sl : 1);
-        if (sb) {
-            melbo__step_info__pack(ev->step, sb);
-            free(job->last_step);
-            job->last_step = sb;
-            job->last_step_len = sl;
-        }
-    }
-    /* Push: one frame shared by every caught-up watcher; lagging ones read the log. */
-    struct melbo_frame_buf *fb = NULL;
-    struct melbo_watch *w = job->watchers, *wn;
-    for (; w; w = wn) {
-        wn = w->next_in_job;
-        if (w->next == ev->number) {
-            if (fb == NULL) {
-                Melbo__Envelope env = MELBO__ENVELOPE__INIT;
-                env.body_case = MELBO__ENVELOPE__BODY_EVENT;
-                env.event = ev;
-                fb = melbo_frame_buf_encode(&env);
-                if (fb == NULL)
-                    break;
-            }
-            if (melbo_client_send_frame(w->cl, fb) == 0) {
-                w->next++;
-                if (melbo_job_state_terminal(job->state))
-                    watch_end(w);
-            }
-        } else if (melbo_client_queued(w->cl) < MELBO_COORD_LOW_WATER) {
-            melbo_watch_pump(w);
-        }
-    }
-    melbo_frame_buf_unref(fb);
-    free(blob);
+    if (ev->step)
+        keep_last_step(job, ev);
+    for (int i = 0; i < jt->n_sinks; i++)
+        jt->sinks[i].on_event(jt->sinks[i].ctx, job, ev);
     return 0;
 }
 
-int melbo_job_set_state(struct melbo_coord *co, struct melbo_job *job, int state,
+int melbo_job_set_state(struct melbo_jobs *jt, struct melbo_job *job, int state,
                         const char *detail, const char *error) {
     if (melbo_job_state_terminal(job->state))
         return MELBO_ESTATE;
@@ -220,13 +115,11 @@ int melbo_job_set_state(struct melbo_coord *co, struct melbo_job *job, int state
         job->finished = melbo_coord_now();
     if (state == MELBO__JOB_STATE__DONE && job->bank_id[0])
         ev.bank_id = job->bank_id;
-    int r = melbo_job_append(co, job, &ev);
+    int r = melbo_job_append(jt, job, &ev);
     job->state = state;
-    melbo_db_job_update(co->db, job);
+    melbo_db_job_update(jt->db, job);
     melbo_log(MELBO_LOG_INFO, "coord: job %llu %s%s%s", (unsigned long long)job->id,
               melbo_job_state_name(state), error ? ": " : "", error ? error : "");
-    if (melbo_job_state_terminal(state))
-        melbo_jobs_schedule(co);
     return r;
 }
 
@@ -246,29 +139,4 @@ void melbo_jobs_summary(const struct melbo_job *job, Melbo__JobSummary *s) {
     s->has_vectors = s->has_steps = 1;
     s->vectors = job->vectors;
     s->steps = job->steps;
-}
-
-void melbo_jobs_schedule(struct melbo_coord *co) {
-    int running = 0;
-    for (struct melbo_job *j = co->jobs; j; j = j->next)
-        if (!melbo_job_state_terminal(j->state) &&
-            (j->state != MELBO__JOB_STATE__QUEUED || j->slurm_id[0]))
-            running++;
-    /* Oldest queued first: co->jobs is newest first, so find the last queued repeatedly. */
-    /* Slurm queues jobs itself: submit every job; locally, at most max_running at once */
-    while (co->launcher == MELBO_LAUNCHER_SLURM || running < co->max_running) {
-        struct melbo_job *pick = NULL;
-        for (struct melbo_job *j = co->jobs; j; j = j->next)
-            if (j->state == MELBO__JOB_STATE__QUEUED && j->slurm_id[0] == '\0')
-                pick = j;
-        if (pick == NULL)
-            return;
-        struct melbo_err err = {0};
-        if (melbo_launcher_start(co, pick, &err) != 0) {
-            pick->failed_rank = -1;
-            melbo_job_set_state(co, pick, MELBO__JOB_STATE__FAILED, "launch failed", err.msg);
-            continue;
-        }
-        running++;
-    }
 }

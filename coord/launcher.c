@@ -10,6 +10,10 @@
  * MELBO_JOB_SECRET_FILE (a 0600 file in the job directory); mpirun forwards the environment to
  * local ranks. Cancel is SIGTERM to the whole process group, then SIGKILL after a grace period,
  * so no rank outlives its job.
+ *
+ * The local launcher is one implementation of the launcher seam (coord/launcher.h:
+ * melbo_launcher_local); this file also holds the seam's dispatch over co->launchers and the
+ * job directory helpers both launchers share.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -21,19 +25,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "coord/launcher.h"
+
 #include "common/file.h"
 #include "common/log.h"
-#include "coord/coord.h"
-#include "coord/db.h"
-#include "coord/jobspec.h"
+#include "coord/db.h"       // defines: melbo_db_job_update
+#include "coord/jobspec.h"  // defines: melbo_jobspec_to_argv
+#include "proto/wire.h"     // defines: melbo_job_state_terminal
 
 #define MELBO_CANCEL_GRACE_MS 4000
+
+static int local_start(struct melbo_coord *co, struct melbo_job *job, struct melbo_err *err);
 
 int melbo_job_dir(const struct melbo_coord *co, uint64_t id, char *buf, size_t n) {
     int w = snprintf(buf, n, "%s/jobs/%llu", co->state_dir, (unsigned long long)id);
     return w < 0 || (size_t)w >= n ? MELBO_ERANGE : 0;
 }
 
+/* Close callbacks of the mpirun and kill-timer handles: their memory is freed only here. */
 static void on_proc_close(uv_handle_t *h) {
     free(h);
 }
@@ -42,6 +51,7 @@ static void on_timer_close(uv_handle_t *h) {
     free(h);
 }
 
+/* Stops and closes job's kill timer, if any (freed in its close callback). */
 static void stop_kill_timer(struct melbo_job *job) {
     if (job->kill_timer) {
         uv_timer_stop(job->kill_timer);
@@ -81,7 +91,11 @@ static void log_tail(const struct melbo_coord *co, const struct melbo_job *job, 
             *p = ' ';
 }
 
-/* The ranks are gone (our child exited, or an adopted group vanished): settle the job. */
+/*
+ * The ranks are gone (our child exited, or an adopted group vanished): settle the job. how says
+ * why ("exited with status N", ...); status 75 means they checkpointed on SIGUSR1, and the job
+ * is relaunched with --resume (at most 5 times).
+ */
 static void ranks_ended(struct melbo_coord *co, struct melbo_job *job, const char *how) {
     stop_kill_timer(job);
     job->pid = 0;
@@ -91,17 +105,19 @@ static void ranks_ended(struct melbo_coord *co, struct melbo_job *job, const cha
         return;
     }
     if (job->cancel_requested) {
-        melbo_job_set_state(co, job, MELBO__JOB_STATE__CANCELLED, "cancelled by its owner", NULL);
+        melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__CANCELLED, "cancelled by its owner",
+                            NULL);
         return;
     }
     if (strstr(how, "exited with status 75") && job->resubmits < 5) {
         /* the ranks checkpointed on SIGUSR1 and stopped: start them again with --resume */
         struct melbo_err err = {0};
         job->resubmits++;
-        melbo_job_set_state(co, job, MELBO__JOB_STATE__CHECKPOINTED,
+        melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__CHECKPOINTED,
                             "checkpointed on SIGUSR1; relaunching with --resume", NULL);
-        if (melbo_launcher_start(co, job, &err) != 0)
-            melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, "relaunch failed", err.msg);
+        if (local_start(co, job, &err) != 0)
+            melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__FAILED, "relaunch failed",
+                                err.msg);
         return;
     }
     char tail[512], msg[1024];
@@ -109,12 +125,13 @@ static void ranks_ended(struct melbo_coord *co, struct melbo_job *job, const cha
     snprintf(msg, sizeof msg, "ranks %s before the bank was stored%s%s", how, tail[0] ? ": " : "",
              tail);
     job->failed_rank = 0;
-    melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, "ranks exited", msg);
+    melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__FAILED, "ranks exited", msg);
 }
 
+/* mpirun (our child) exited; proc->data is its job, or NULL after close_all let go of it. */
 static void on_exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
     struct melbo_job *job = proc->data;
-    struct melbo_coord *co = job ? job->co : NULL;
+    struct melbo_coord *co = proc->loop->data;
     uv_close((uv_handle_t *)proc, on_proc_close);
     if (job == NULL)
         return;
@@ -158,9 +175,12 @@ int melbo_launcher_prepare(struct melbo_coord *co, struct melbo_job *job, const 
                                  err);
 }
 
-int melbo_launcher_start(struct melbo_coord *co, struct melbo_job *job, struct melbo_err *err) {
-    if (co->launcher == MELBO_LAUNCHER_SLURM)
-        return melbo_slurm_start(co, job, err);
+/*
+ * The local launcher's start: spawns mpirun detached with the rank command line, its output
+ * appended to the job's ranks.log, and moves the job to STARTING. Returns 0, or a negative code
+ * with err set (nothing is left running then; the caller settles the job).
+ */
+static int local_start(struct melbo_coord *co, struct melbo_job *job, struct melbo_err *err) {
     char dir[PATH_MAX], secret_path[PATH_MAX], log_path[PATH_MAX], id[32], np[16];
     struct melbo_argv av = {0};
     char **env = NULL;
@@ -237,11 +257,10 @@ int melbo_launcher_start(struct melbo_coord *co, struct melbo_job *job, struct m
     }
     job->proc = proc;
     job->pid = proc->pid;
-    job->co = co;
     proc = NULL;
     melbo_log(MELBO_LOG_INFO, "coord: job %llu: started mpirun pid %d (%s)",
               (unsigned long long)job->id, job->pid, log_path);
-    melbo_job_set_state(co, job, MELBO__JOB_STATE__STARTING, "ranks launched", NULL);
+    melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__STARTING, "ranks launched", NULL);
 out:
     free(proc);
     free(env);
@@ -253,6 +272,7 @@ out:
     return ret;
 }
 
+/* The cancel grace period is over: SIGKILL to mpirun's process group. */
 static void on_kill_timer(uv_timer_t *t) {
     struct melbo_job *job = t->data;
     if (job->pid > 0) {
@@ -263,14 +283,14 @@ static void on_kill_timer(uv_timer_t *t) {
     stop_kill_timer(job);
 }
 
-int melbo_launcher_cancel(struct melbo_coord *co, struct melbo_job *job) {
-    if (job->slurm_id[0])
-        return melbo_slurm_cancel(co, job);
+/* The local launcher's cancel: SIGTERM to mpirun's process group, SIGKILL after the grace
+ * period; a job with no ranks is CANCELLED at once. */
+static int local_cancel(struct melbo_coord *co, struct melbo_job *job) {
     job->cancel_requested = 1;
     melbo_db_job_update(co->db, job);
     if (job->pid <= 0)
-        return melbo_job_set_state(co, job, MELBO__JOB_STATE__CANCELLED, "cancelled by its owner",
-                                   NULL);
+        return melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__CANCELLED,
+                                   "cancelled by its owner", NULL);
     kill(-job->pid, SIGTERM);
     if (job->kill_timer == NULL) {
         job->kill_timer = malloc(sizeof *job->kill_timer);
@@ -318,9 +338,9 @@ static int group_alive(int pgid) {
     return alive;
 }
 
-void melbo_launcher_tick(struct melbo_coord *co) {
-    melbo_slurm_tick(co);
-    for (struct melbo_job *j = co->jobs; j; j = j->next) {
+/* The local launcher's tick: adopted ranks (not our children) that died are noticed here. */
+static void local_tick(struct melbo_coord *co) {
+    for (struct melbo_job *j = co->jobs.list; j; j = j->next) {
         if (!j->adopted || j->proc)
             continue;
         if (j->pid > 0 && group_alive(j->pid))
@@ -331,8 +351,10 @@ void melbo_launcher_tick(struct melbo_coord *co) {
     }
 }
 
-void melbo_launcher_close_all(struct melbo_coord *co) {
-    for (struct melbo_job *j = co->jobs; j; j = j->next) {
+/* The local launcher's close_all: closes the kill timers and lets go of mpirun (the ranks keep
+ * running; a restart adopts them). */
+static void local_close_all(struct melbo_coord *co) {
+    for (struct melbo_job *j = co->jobs.list; j; j = j->next) {
         stop_kill_timer(j);
         if (j->proc) {
             j->proc->data = NULL;  // the ranks keep running; a restart adopts them
@@ -340,4 +362,45 @@ void melbo_launcher_close_all(struct melbo_coord *co) {
             j->proc = NULL;
         }
     }
+}
+
+/* The local launcher holds a job while its mpirun (ours or adopted) may still run. */
+static int local_holds(const struct melbo_job *job) {
+    return job->pid > 0 || job->proc != NULL;
+}
+
+const struct melbo_launcher melbo_launcher_local = {
+    .name = "local",
+    .queues_jobs = 0,
+    .start = local_start,
+    .cancel = local_cancel,
+    .holds = local_holds,
+    .tick = local_tick,
+    .close_all = local_close_all,
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * The seam's dispatch: co->launchers is filled by main.c, so this file names no other launcher.
+ */
+
+const struct melbo_launcher *melbo_launcher_of(const struct melbo_coord *co,
+                                               const struct melbo_job *job) {
+    for (int i = 0; i < co->n_launchers; i++)
+        if (co->launchers[i]->holds(job))
+            return co->launchers[i];
+    return co->launcher;
+}
+
+int melbo_launcher_cancel(struct melbo_coord *co, struct melbo_job *job) {
+    return melbo_launcher_of(co, job)->cancel(co, job);
+}
+
+void melbo_launchers_tick(struct melbo_coord *co) {
+    for (int i = 0; i < co->n_launchers; i++)
+        co->launchers[i]->tick(co);
+}
+
+void melbo_launchers_close_all(struct melbo_coord *co) {
+    for (int i = 0; i < co->n_launchers; i++)
+        co->launchers[i]->close_all(co);
 }

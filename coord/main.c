@@ -5,6 +5,26 @@
  * State directory (0700): melbo.db (SQLite, WAL: jobs, events, bank catalog), tokens (0600),
  * banks/ (stored banks), jobs/ID/ (each job's secret, rank log, checkpoint and output), address
  * (the host:port `serve` bound, rewritten at every start) and coord.conf (listen=HOST:PORT).
+ *
+ * The layering of coord/ (a file includes only headers on its own line or above it; calls go
+ * down, news comes up through the two interfaces named in brackets):
+ *
+ *   clock.h  tokens.h  job.h  server.h  slurm.h   leaves (common/, proto/, libuv, SQLite)
+ *   db.h                  SQLite persistence of job records, events and the bank catalog
+ *   jobs.h                job table, state machine, numbered event log  [struct melbo_job_sink]
+ *   banks.h               bank store and catalog rows
+ *   watch.h               fan-out: watchers subscribed to jobs' events (jobs.h + server.h)
+ *   coord.h               struct melbo_coord: settings, loop, db, job table, launchers in use
+ *   launcher.h            the launcher seam [struct melbo_launcher]; launcher.c = local,
+ *                         slurm.c = Slurm (both above coord.h; neither names the other)
+ *   sched.h               scheduler: a job-event subscriber that runs a pass from a uv_idle
+ *   client.h              sessions [struct melbo_peer_handler]: client.c routes each
+ *                         connection's messages to requests.c (users) and ranks.c (rank 0)
+ *   main.c                wiring: server + fan-out + scheduler + launchers, tick, signals
+ *
+ * The state machine (jobs.c) calls no launcher and writes to no socket: it stores an event and
+ * tells its subscribers (the fan-out, the scheduler). The server (server.c) knows frames, not
+ * meanings: it hands each message to the handler client.c installs.
  */
 #include <errno.h>
 #include <signal.h>
@@ -16,8 +36,16 @@
 
 #include "common/file.h"
 #include "common/log.h"
-#include "coord/coord.h"
-#include "coord/db.h"
+#include "coord/client.h"    // defines: melbo_clients_handler, struct melbo_clients
+#include "coord/coord.h"     // defines: struct melbo_coord
+#include "coord/db.h"        // defines: melbo_db_open, melbo_db_jobs_load
+#include "coord/jobs.h"      // defines: melbo_jobs_init, melbo_job_set_state
+#include "coord/launcher.h"  // defines: melbo_launcher_local, melbo_launchers_tick
+#include "coord/sched.h"     // defines: struct melbo_sched
+#include "coord/server.h"    // defines: struct melbo_server
+#include "coord/slurm.h"     // defines: melbo_launcher_slurm, struct melbo_slurm_conf
+#include "coord/tokens.h"    // defines: melbo_tokens_add
+#include "coord/watch.h"     // defines: struct melbo_fanout
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -61,6 +89,7 @@ static int check_args(int argc, char **argv, int first, const char *const *known
     return 0;
 }
 
+/* The listen=HOST:PORT line of STATE/coord.conf into buf (n bytes). Returns 0, or -1. */
 static int read_conf_listen(const char *state, char *buf, size_t n) {
     char path[PATH_MAX], *text = NULL;
     size_t len;
@@ -82,6 +111,8 @@ static int read_conf_listen(const char *state, char *buf, size_t n) {
     return r;
 }
 
+/* `init`: creates the state directory, its database, coord.conf and the first user's token.
+ * Returns the exit status. */
 static int cmd_init(int argc, char **argv) {
     static const char *const known[] = {"--state", "--listen", "--user", NULL};
     if (check_args(argc, argv, 1, known))
@@ -136,6 +167,7 @@ fail:
     return 1;
 }
 
+/* `token add NAME`: adds a user to an existing state directory. Returns the exit status. */
 static int cmd_token(int argc, char **argv) {
     if (argc < 3 || strcmp(argv[1], "add") != 0) {
         usage(stderr);
@@ -163,23 +195,68 @@ static int cmd_token(int argc, char **argv) {
     return 0;
 }
 
-static void on_tick(uv_timer_t *t) {
-    struct melbo_coord *co = t->data;
-    melbo_launcher_tick(co);
-    melbo_coord_sweep_clients(co);
-    melbo_jobs_schedule(co);
-}
+/* Everything `serve` runs, wired together; lives on cmd_serve's stack for the loop's life. */
+struct melbo_service {
+    struct melbo_coord co;           // settings, db, job table, launchers
+    struct melbo_server server;      // connections (handler: coord/client.c)
+    struct melbo_clients clients;    // what sessions borrow: &co, &fanout
+    struct melbo_fanout fanout;      // watchers, subscribed to co.jobs
+    struct melbo_sched sched;        // the scheduler, subscribed to co.jobs
+    uv_timer_t tick;
+    uv_signal_t sigterm, sigint;
+    int tick_open, signals_open;     // handles initialised (closed at shutdown)
+};
 
-static void close_walk(uv_handle_t *h, void *arg) {
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);  // the listener, the tick timer, the signal handles
+/*
+ * Every second: launchers notice ended ranks and poll Slurm, half-closed connections are swept,
+ * and a scheduling pass is requested (a safety net for a slot freed without a stored state
+ * event, e.g. when the database refused the event).
+ */
+static void on_tick(uv_timer_t *t) {
+    struct melbo_service *svc = t->data;
+    melbo_launchers_tick(&svc->co);
+    melbo_server_sweep(&svc->server);
+    melbo_sched_request(&svc->sched);
 }
 
 static void on_signal(uv_signal_t *s, int sig) {
-    struct melbo_coord *co = s->data;
+    struct melbo_service *svc = s->data;
     melbo_log(MELBO_LOG_INFO, "coord: signal %d; stopping (running jobs keep running)", sig);
-    uv_stop(co->loop);
+    uv_stop(svc->co.loop);
+}
+
+/* uv_walk callback at exit: counts the handles still open (there should be none). */
+static void count_open(uv_handle_t *h, void *arg) {
+    int *n = arg;
+    melbo_log(MELBO_LOG_ERROR, "coord: a %s handle is still open at exit",
+              uv_handle_type_name(uv_handle_get_type(h)));
+    (*n)++;
+}
+
+/*
+ * Orderly stop: every handle the service opened is closed explicitly (connections and the
+ * listener, the launchers' process, timer and command handles, the scheduler's idle handle, the
+ * tick timer and the signal handles), the loop runs their close callbacks, and the loop must
+ * then close with no handle left. Returns 0, or -1 when a handle was left open.
+ */
+static int service_stop(struct melbo_service *svc) {
+    uv_loop_t *loop = svc->co.loop;
+    int left = 0;
+    melbo_server_close(&svc->server);
+    melbo_launchers_close_all(&svc->co);
+    melbo_sched_close(&svc->sched);
+    if (svc->tick_open)
+        uv_close((uv_handle_t *)&svc->tick, NULL);
+    if (svc->signals_open) {
+        uv_close((uv_handle_t *)&svc->sigterm, NULL);
+        uv_close((uv_handle_t *)&svc->sigint, NULL);
+    }
+    svc->tick_open = svc->signals_open = 0;
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_walk(loop, count_open, &left);
+    if (uv_loop_close(loop) != 0 && left == 0)
+        left = 1;  // only requests are pending: libuv counts them too
+    return left ? -1 : 0;
 }
 
 /* Finds melbo-rank next to this binary: build/coord/melbo-coord -> build/rank/melbo-rank. */
@@ -202,8 +279,7 @@ static void default_rank_binary(char *buf, size_t n) {
 
 /* Jobs that were running when the coordinator stopped: their ranks may still be there. */
 static void adopt_jobs(struct melbo_coord *co) {
-    for (struct melbo_job *j = co->jobs; j; j = j->next) {
-        j->co = co;
+    for (struct melbo_job *j = co->jobs.list; j; j = j->next) {
         if (melbo_job_state_terminal(j->state))
             continue;
         if (j->slurm_id[0]) { /* still in Slurm's hands: the tick's squeue picks it up again */
@@ -219,123 +295,155 @@ static void adopt_jobs(struct melbo_coord *co) {
                       (unsigned long long)j->id, melbo_job_state_name(j->state), j->pid);
         } else {
             j->failed_rank = -1;
-            melbo_job_set_state(co, j, MELBO__JOB_STATE__FAILED, "lost",
+            melbo_job_set_state(&co->jobs, j, MELBO__JOB_STATE__FAILED, "lost",
                                 "the coordinator stopped before the ranks started");
         }
     }
 }
 
+/*
+ * Fills svc->co's settings from the command line and STATE/coord.conf. Returns 0, or the exit
+ * status (1 or 2) after printing why.
+ */
+static int serve_settings(struct melbo_service *svc, int argc, char **argv, const char **listen,
+                          char *listen_buf, size_t listen_n) {
+    struct melbo_coord *co = &svc->co;
+    const char *state = arg_value(argc, argv, "--state");
+    *listen = arg_value(argc, argv, "--listen");
+    if (state == NULL) {
+        fprintf(stderr, "melbo-coord serve: --state DIR is required\n");
+        return 2;
+    }
+    if (realpath(state, co->state_dir) == NULL || !melbo_file_is_dir(co->state_dir)) {
+        fprintf(stderr, "melbo-coord serve: %s is not a state directory (run melbo-coord init)\n",
+                state);
+        return 1;
+    }
+    if (*listen == NULL && read_conf_listen(co->state_dir, listen_buf, listen_n) == 0)
+        *listen = listen_buf;
+    if (*listen == NULL)
+        *listen = "127.0.0.1:7878";
+    const char *rb = arg_value(argc, argv, "--rank-binary");
+    if (rb)
+        snprintf(co->rank_binary, sizeof co->rank_binary, "%s", rb);
+    else
+        default_rank_binary(co->rank_binary, sizeof co->rank_binary);
+    const char *mp = arg_value(argc, argv, "--mpirun");
+    snprintf(co->mpirun, sizeof co->mpirun, "%s", mp ? mp : "mpirun");
+    const char *mr = arg_value(argc, argv, "--max-running");
+    co->max_running = mr ? atoi(mr) : 2;
+    if (co->max_running < 1)
+        co->max_running = 1;
+    const char *ln = arg_value(argc, argv, "--launcher");
+    if (ln && strcmp(ln, "local") && strcmp(ln, "slurm")) {
+        fprintf(stderr, "melbo-coord serve: --launcher must be local or slurm, not '%s'\n", ln);
+        return 2;
+    }
+    /* every launcher may hold jobs from an earlier run; new jobs go to the one chosen */
+    co->launchers[0] = &melbo_launcher_local;
+    co->launchers[1] = &melbo_launcher_slurm;
+    co->n_launchers = 2;
+    co->launcher = ln && !strcmp(ln, "slurm") ? &melbo_launcher_slurm : &melbo_launcher_local;
+    melbo_slurm_conf_defaults(&co->slurm);
+    snprintf(co->slurm.template_path, sizeof co->slurm.template_path, "%s", MELBO_SLURM_TEMPLATE);
+    char conf[PATH_MAX], *text = NULL;
+    melbo_path_join(conf, sizeof conf, co->state_dir, "coord.conf");
+    if (melbo_file_read(conf, &text, NULL, NULL) == 0) {
+        melbo_slurm_conf_parse(&co->slurm, text);
+        if (ln == NULL && strstr(text, "launcher=slurm"))
+            co->launcher = &melbo_launcher_slurm;
+        free(text);
+    }
+    const char *tp = arg_value(argc, argv, "--slurm-template");
+    if (tp)
+        snprintf(co->slurm.template_path, sizeof co->slurm.template_path, "%s", tp);
+    if (co->launcher == &melbo_launcher_slurm && access(co->slurm.template_path, R_OK) != 0) {
+        fprintf(stderr, "melbo-coord serve: cannot read the Slurm template %s (--slurm-template)\n",
+                co->slurm.template_path);
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * `serve`: wires the coordinator together (database and job table; the fan-out and the scheduler
+ * subscribed to it; the server with the session handler; tick and signals), runs the loop until
+ * SIGTERM / SIGINT, then stops every handle. Returns the exit status (1 also when a handle was
+ * left open at exit).
+ */
 static int cmd_serve(int argc, char **argv) {
     static const char *const known[] = {"--state", "--listen", "--rank-binary", "--mpirun",
                                         "--max-running", "--client-cap", "--launcher",
                                         "--slurm-template", NULL};
     if (check_args(argc, argv, 1, known))
         return 2;
-    struct melbo_coord co;
+    struct melbo_service svc;
+    struct melbo_coord *co = &svc.co;
     struct melbo_err err = {0};
-    char path[PATH_MAX], listen_buf[128];
-    int status = 1;
-    memset(&co, 0, sizeof co);
-    const char *state = arg_value(argc, argv, "--state");
-    const char *listen = arg_value(argc, argv, "--listen");
-    if (state == NULL) {
-        fprintf(stderr, "melbo-coord serve: --state DIR is required\n");
-        return 2;
-    }
-    if (realpath(state, co.state_dir) == NULL || !melbo_file_is_dir(co.state_dir)) {
-        fprintf(stderr, "melbo-coord serve: %s is not a state directory (run melbo-coord init)\n",
-                state);
-        return 1;
-    }
-    if (listen == NULL && read_conf_listen(co.state_dir, listen_buf, sizeof listen_buf) == 0)
-        listen = listen_buf;
-    if (listen == NULL)
-        listen = "127.0.0.1:7878";
-    const char *rb = arg_value(argc, argv, "--rank-binary");
-    if (rb)
-        snprintf(co.rank_binary, sizeof co.rank_binary, "%s", rb);
-    else
-        default_rank_binary(co.rank_binary, sizeof co.rank_binary);
-    const char *mp = arg_value(argc, argv, "--mpirun");
-    snprintf(co.mpirun, sizeof co.mpirun, "%s", mp ? mp : "mpirun");
-    const char *mr = arg_value(argc, argv, "--max-running");
-    co.max_running = mr ? atoi(mr) : 2;
-    if (co.max_running < 1)
-        co.max_running = 1;
-    const char *ln = arg_value(argc, argv, "--launcher");
-    if (ln && strcmp(ln, "local") && strcmp(ln, "slurm")) {
-        fprintf(stderr, "melbo-coord serve: --launcher must be local or slurm, not '%s'\n", ln);
-        return 2;
-    }
-    co.launcher = ln && !strcmp(ln, "slurm") ? MELBO_LAUNCHER_SLURM : MELBO_LAUNCHER_LOCAL;
-    melbo_slurm_conf_defaults(&co.slurm);
-    snprintf(co.slurm.template_path, sizeof co.slurm.template_path, "%s", MELBO_SLURM_TEMPLATE);
-    {
-        char conf[PATH_MAX], *text = NULL;
-        melbo_path_join(conf, sizeof conf, co.state_dir, "coord.conf");
-        if (melbo_file_read(conf, &text, NULL, NULL) == 0) {
-            melbo_slurm_conf_parse(&co.slurm, text);
-            if (ln == NULL && strstr(text, "launcher=slurm"))
-                co.launcher = MELBO_LAUNCHER_SLURM;
-            free(text);
-        }
-    }
-    const char *tp = arg_value(argc, argv, "--slurm-template");
-    if (tp)
-        snprintf(co.slurm.template_path, sizeof co.slurm.template_path, "%s", tp);
-    if (co.launcher == MELBO_LAUNCHER_SLURM && access(co.slurm.template_path, R_OK) != 0) {
-        fprintf(stderr, "melbo-coord serve: cannot read the Slurm template %s (--slurm-template)\n",
-                co.slurm.template_path);
-        return 1;
-    }
+    char path[PATH_MAX], listen_buf[128], addr_line[160];
+    const char *listen = NULL;
+    int status;
+    memset(&svc, 0, sizeof svc);
+    if ((status = serve_settings(&svc, argc, argv, &listen, listen_buf, sizeof listen_buf)) != 0)
+        return status;
     const char *cc = arg_value(argc, argv, "--client-cap");
-    co.client_cap = cc ? (size_t)strtoull(cc, NULL, 10) : MELBO_COORD_CLIENT_CAP;
-    if (co.client_cap < 65536)
-        co.client_cap = 65536;
+    size_t client_cap = cc ? (size_t)strtoull(cc, NULL, 10) : MELBO_COORD_CLIENT_CAP;
+    if (client_cap < 65536)
+        client_cap = 65536;
     signal(SIGPIPE, SIG_IGN);
-    co.loop = uv_default_loop();
-    co.started = melbo_coord_now();
-    melbo_path_join(path, sizeof path, co.state_dir, "melbo.db");
-    if (melbo_db_open(path, &co.db, &err) != 0 || melbo_db_jobs_load(&co, &err) != 0)
+    co->loop = uv_default_loop();
+    co->loop->data = co;  // the launchers' libuv callbacks find the coordinator here
+    status = 1;
+    /* the pieces, bottom up: job table, its subscribers (fan-out, scheduler), the server */
+    melbo_path_join(path, sizeof path, co->state_dir, "melbo.db");
+    if (melbo_db_open(path, &co->db, &err) != 0)
         goto fail;
-    if (melbo_coord_listen(&co, listen, &err) != 0)
+    melbo_jobs_init(&co->jobs, co->db);
+    if (melbo_db_jobs_load(co->db, &co->jobs.list, &err) != 0)
         goto fail;
-    melbo_path_join(path, sizeof path, co.state_dir, "address");
-    char addr_line[160];
-    int al = snprintf(addr_line, sizeof addr_line, "%s\n", co.address);
+    if (melbo_fanout_init(&svc.fanout, &co->jobs) != 0 ||
+        melbo_sched_init(&svc.sched, co) != 0) {
+        melbo_err_set(&err, MELBO_ENOMEM, "cannot start the scheduler");
+        goto fail;
+    }
+    svc.clients.co = co;
+    svc.clients.fanout = &svc.fanout;
+    struct melbo_peer_handler h = melbo_clients_handler;
+    h.ctx = &svc.clients;
+    melbo_server_init(&svc.server, co->loop, client_cap, &h);
+    if (melbo_server_listen(&svc.server, listen, &err) != 0)
+        goto fail;
+    snprintf(co->address, sizeof co->address, "%s", svc.server.address);
+    melbo_path_join(path, sizeof path, co->state_dir, "address");
+    int al = snprintf(addr_line, sizeof addr_line, "%s\n", co->address);
     if (melbo_file_write_atomic(path, addr_line, (size_t)al, &err) != 0)
         goto fail;
-    melbo_log(MELBO_LOG_INFO, "coord: serving %s on %s (ranks: %s, launcher %s)", co.state_dir,
-              co.address, co.rank_binary, co.launcher == MELBO_LAUNCHER_SLURM ? "slurm" : "local");
-    adopt_jobs(&co);
-    uv_timer_init(co.loop, &co.tick);
-    co.tick.data = &co;
-    uv_timer_start(&co.tick, on_tick, 1000, 1000);
-    uv_signal_init(co.loop, &co.sigterm);
-    uv_signal_init(co.loop, &co.sigint);
-    co.sigterm.data = co.sigint.data = &co;
-    uv_signal_start(&co.sigterm, on_signal, SIGTERM);
-    uv_signal_start(&co.sigint, on_signal, SIGINT);
-    melbo_jobs_schedule(&co);
-    uv_run(co.loop, UV_RUN_DEFAULT);
-    /* Orderly stop: close every handle, let the callbacks run, then the database. */
-    melbo_coord_close_all(&co);
-    melbo_launcher_close_all(&co);
-    uv_walk(co.loop, close_walk, &co);
-    uv_run(co.loop, UV_RUN_DEFAULT);
+    melbo_log(MELBO_LOG_INFO, "coord: serving %s on %s (ranks: %s, launcher %s)", co->state_dir,
+              co->address, co->rank_binary, co->launcher->name);
+    adopt_jobs(co);
+    uv_timer_init(co->loop, &svc.tick);
+    svc.tick.data = &svc;
+    svc.tick_open = 1;
+    uv_timer_start(&svc.tick, on_tick, 1000, 1000);
+    uv_signal_init(co->loop, &svc.sigterm);
+    uv_signal_init(co->loop, &svc.sigint);
+    svc.signals_open = 1;
+    svc.sigterm.data = svc.sigint.data = &svc;
+    uv_signal_start(&svc.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&svc.sigint, on_signal, SIGINT);
+    melbo_sched_request(&svc.sched);  // jobs left QUEUED by an earlier run
+    uv_run(co->loop, UV_RUN_DEFAULT);
     status = 0;
     goto out;
 fail:
     fprintf(stderr, "melbo-coord serve: %s\n", err.msg);
 out:
-    for (struct melbo_job *j = co.jobs, *n; j; j = n) {
-        n = j->next;
-        free(j->spec);
-        free(j->last_step);
-        free(j);
-    }
-    if (co.db)
-        sqlite3_close(co.db);
+    if (co->loop && service_stop(&svc) != 0)
+        status = 1;
+    melbo_fanout_free(&svc.fanout);
+    melbo_jobs_free(&co->jobs);
+    if (co->db)
+        sqlite3_close(co->db);
     return status;
 }
 

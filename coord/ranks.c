@@ -5,6 +5,9 @@
  * Resend after reconnect: the rank numbers its events 1, 2, ...; RankHelloOk tells it the last
  * number stored (the maximum rank_seq in the event log, which survives a kill -9), and any event
  * at or below it is acknowledged again but not stored twice.
+ *
+ * The rank link of a job is recorded in the job as the connection's id (job->rank_conn), never
+ * as a pointer, so the job table knows nothing of connections.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,9 +16,13 @@
 
 #include "common/file.h"
 #include "common/log.h"
-#include "coord/coord.h"
-#include "coord/db.h"
+#include "coord/banks.h"   // defines: struct melbo_bank_upload, melbo_bank_store
+#include "coord/client.h"  // defines: struct melbo_client
+#include "coord/db.h"      // defines: melbo_db_job_update
+#include "coord/jobs.h"    // defines: melbo_job_append*, melbo_job_set_state, melbo_job_find
+#include "coord/tokens.h"  // defines: melbo_secret_equal
 
+/* Sends RankAck with the last rank event stored (done: the job is settled, the rank may go). */
 static void send_ack(struct melbo_client *cl, int done) {
     Melbo__RankAck ack = MELBO__RANK_ACK__INIT;
     ack.has_last_seq = 1;
@@ -37,10 +44,10 @@ void melbo_coord_rank_hello(struct melbo_client *cl, const Melbo__Envelope *env)
                            h->protocol_version, MELBO_PROTOCOL_VERSION);
         return;
     }
-    struct melbo_job *job = h->has_job_id ? melbo_job_find(co, h->job_id) : NULL;
+    struct melbo_job *job = h->has_job_id ? melbo_job_find(&co->jobs, h->job_id) : NULL;
     if (job == NULL || h->secret == NULL || !melbo_secret_equal(h->secret, job->secret)) {
         melbo_log(MELBO_LOG_WARN, "coord: %s: rank hello for job %llu refused (wrong secret)",
-                  cl->peer, (unsigned long long)h->job_id);
+                  cl->conn.peer, (unsigned long long)h->job_id);
         melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_AUTH, 1,
                            "job %llu: wrong job secret", (unsigned long long)h->job_id);
         return;
@@ -50,18 +57,21 @@ void melbo_coord_rank_hello(struct melbo_client *cl, const Melbo__Envelope *env)
                            (unsigned long long)job->id, melbo_job_state_name(job->state));
         return;
     }
-    if (job->rank && job->rank != cl) {  // the old connection is stale: the new one wins
-        struct melbo_client *old = job->rank;
-        job->rank = NULL;
+    struct melbo_peer *oc = job->rank_conn && job->rank_conn != cl->conn.id
+                                ? melbo_server_find(cl->conn.srv, job->rank_conn)
+                                : NULL;
+    job->rank_conn = 0;
+    if (oc) {  // the old connection is stale: the new one wins
+        struct melbo_client *old = melbo_client_of(oc);
         old->job = NULL;
         old->kind = MELBO_CLIENT_NEW;
         melbo_client_close(old);
     }
     cl->kind = MELBO_CLIENT_RANK;
     cl->job = job;
-    job->rank = cl;
+    job->rank_conn = cl->conn.id;
     melbo_log(MELBO_LOG_INFO, "coord: job %llu: rank 0 connected from %s (resend after %llu)",
-              (unsigned long long)job->id, cl->peer, (unsigned long long)job->rank_seq);
+              (unsigned long long)job->id, cl->conn.peer, (unsigned long long)job->rank_seq);
     Melbo__RankHelloOk ok = MELBO__RANK_HELLO_OK__INIT;
     ok.has_last_seq = 1;
     ok.last_seq = job->rank_seq;
@@ -74,11 +84,16 @@ void melbo_coord_rank_hello(struct melbo_client *cl, const Melbo__Envelope *env)
 }
 
 void melbo_coord_rank_gone(struct melbo_client *cl) {
-    if (cl->job && cl->job->rank == cl)
-        cl->job->rank = NULL;
+    if (cl->job && cl->job->rank_conn == cl->conn.id)
+        cl->job->rank_conn = 0;
     cl->job = NULL;
 }
 
+/*
+ * A numbered event from rank 0: stored once (a resend of a stored one is only acknowledged),
+ * with the state the coordinator allows (the rank may report RUNNING, GENERATING, CHECKPOINTED;
+ * final states are the coordinator's). re is unpacked; its event is modified and not kept.
+ */
 static void on_event(struct melbo_client *cl, const Melbo__RankEvent *re) {
     struct melbo_job *job = cl->job;
     if (!re->has_seq || re->event == NULL) {
@@ -99,7 +114,7 @@ static void on_event(struct melbo_client *cl, const Melbo__RankEvent *re) {
     ev->has_state = 1;
     ev->state = st;
     /* Stored with its rank_seq, so a restart knows what to ask for again. */
-    int r = melbo_job_append_ranked(cl->co, job, ev, re->seq);
+    int r = melbo_job_append_ranked(&cl->co->jobs, job, ev, re->seq);
     if (r == 0)
         job->rank_seq = re->seq;
     else
@@ -107,48 +122,54 @@ static void on_event(struct melbo_client *cl, const Melbo__RankEvent *re) {
                            "cannot store the event: %s", melbo_err_name(r));
 }
 
+/*
+ * One chunk of the bank upload: offset 0 (re)starts it in STATE/banks/.upload-JOB.tmp, chunks
+ * must come in order, and the last one stores the bank (coord/banks.h), records it as the job's
+ * and appends a BANK event. Anything out of order closes the connection with an Error.
+ */
 static void on_upload(struct melbo_client *cl, const Melbo__BankUpload *u) {
     struct melbo_coord *co = cl->co;
+    struct melbo_bank_upload *up = &cl->up;
     struct melbo_err err = {0};
     uint64_t off = u->has_offset ? u->offset : 0;
     if (off == 0) {  // (re)start
-        if (cl->up)
-            fclose(cl->up);
-        snprintf(cl->up_path, sizeof cl->up_path, "%s/banks/.upload-%llu.tmp", co->state_dir,
+        if (up->f)
+            fclose(up->f);
+        snprintf(up->path, sizeof up->path, "%s/banks/.upload-%llu.tmp", co->state_dir,
                  (unsigned long long)cl->job->id);
-        cl->up = fopen(cl->up_path, "wb");
-        cl->up_off = 0;
-        melbo_sha256_init(&cl->up_sha);
-        if (cl->up == NULL) {
+        up->f = fopen(up->path, "wb");
+        up->off = 0;
+        melbo_sha256_init(&up->sha);
+        if (up->f == NULL) {
             melbo_client_error(cl, 0, MELBO__ERROR_CODE__ERROR_INTERNAL, 1, "cannot write %s: %s",
-                               cl->up_path, strerror(errno));
+                               up->path, strerror(errno));
             return;
         }
     }
-    if (cl->up == NULL || off != cl->up_off || !u->has_data || u->data.len > MELBO_CHUNK_MAX ||
+    if (up->f == NULL || off != up->off || !u->has_data || u->data.len > MELBO_CHUNK_MAX ||
         (u->has_total_size && u->total_size > (1ull << 40))) {
         melbo_client_error(cl, 0, MELBO__ERROR_CODE__ERROR_PROTOCOL, 1,
                            "bank upload out of order (offset %llu, expected %llu)",
-                           (unsigned long long)off, (unsigned long long)cl->up_off);
+                           (unsigned long long)off, (unsigned long long)up->off);
         return;
     }
-    if (u->data.len && fwrite(u->data.data, 1, u->data.len, cl->up) != u->data.len) {
+    if (u->data.len && fwrite(u->data.data, 1, u->data.len, up->f) != u->data.len) {
         melbo_client_error(cl, 0, MELBO__ERROR_CODE__ERROR_INTERNAL, 1, "cannot write %s",
-                           cl->up_path);
+                           up->path);
         return;
     }
-    melbo_sha256_update(&cl->up_sha, u->data.data, u->data.len);
-    cl->up_off += u->data.len;
+    melbo_sha256_update(&up->sha, u->data.data, u->data.len);
+    up->off += u->data.len;
     if (!u->last)
         return;
-    if (u->has_total_size && u->total_size != cl->up_off) {
+    if (u->has_total_size && u->total_size != up->off) {
         melbo_client_error(cl, 0, MELBO__ERROR_CODE__ERROR_PROTOCOL, 1,
                            "bank upload has %llu bytes, announced %llu",
-                           (unsigned long long)cl->up_off, (unsigned long long)u->total_size);
+                           (unsigned long long)up->off, (unsigned long long)u->total_size);
         return;
     }
     char id[72];
-    if (melbo_bank_store(co, cl, u->sha256, id, sizeof id, &err) != 0) {
+    if (melbo_bank_store(co->state_dir, co->db, up, cl->job, u->sha256, id, sizeof id, &err) != 0) {
         melbo_client_error(cl, 0, MELBO__ERROR_CODE__ERROR_INVALID, 1, "%s", err.msg);
         return;
     }
@@ -159,7 +180,7 @@ static void on_upload(struct melbo_client *cl, const Melbo__BankUpload *u) {
     ev.kind = MELBO__JOB_EVENT__KIND__BANK;
     ev.state = cl->job->state;
     ev.bank_id = id;
-    melbo_job_append(co, cl->job, &ev);
+    melbo_job_append(&co->jobs, cl->job, &ev);
 }
 
 void melbo_coord_on_rank_message(struct melbo_client *cl, const Melbo__Envelope *env) {
@@ -181,7 +202,7 @@ void melbo_coord_on_rank_message(struct melbo_client *cl, const Melbo__Envelope 
         char line[1024];
         snprintf(line, sizeof line, "%s", env->rank_log->line ? env->rank_log->line : "");
         ev.log = line;
-        melbo_job_append(co, job, &ev);
+        melbo_job_append(&co->jobs, job, &ev);
         break;
     }
     case MELBO__ENVELOPE__BODY_BANK_UPLOAD:
@@ -194,15 +215,16 @@ void melbo_coord_on_rank_message(struct melbo_client *cl, const Melbo__Envelope 
             return;
         }
         if (!melbo_job_state_terminal(job->state))
-            melbo_job_set_state(co, job, MELBO__JOB_STATE__DONE, "bank stored", NULL);
+            melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__DONE, "bank stored", NULL);
         send_ack(cl, 1);
         break;
     case MELBO__ENVELOPE__BODY_RANK_FAILED: {
         const Melbo__RankFailed *f = env->rank_failed;
         job->failed_rank = f->has_rank ? f->rank : 0;
         if (!melbo_job_state_terminal(job->state))
-            melbo_job_set_state(co, job, job->cancel_requested ? MELBO__JOB_STATE__CANCELLED
-                                                               : MELBO__JOB_STATE__FAILED,
+            melbo_job_set_state(&co->jobs, job,
+                                job->cancel_requested ? MELBO__JOB_STATE__CANCELLED
+                                                      : MELBO__JOB_STATE__FAILED,
                                 "rank failed", f->error ? f->error : "unknown error");
         send_ack(cl, 1);
         break;
@@ -214,7 +236,7 @@ void melbo_coord_on_rank_message(struct melbo_client *cl, const Melbo__Envelope 
 }
 
 void melbo_coord_rank_after_read(struct melbo_client *cl) {
-    if (cl->acked_in_read && cl->job && !cl->closing)
+    if (cl->acked_in_read && cl->job && !cl->conn.closing)
         send_ack(cl, 0);
     cl->acked_in_read = 0;
 }

@@ -4,6 +4,9 @@
  * Hello with a known token; anything else, or a wrong token, is refused and the connection
  * closed. Every reply carries the request's envelope id; every refusal is an Error with a code
  * and a sentence naming the problem.
+ *
+ * A submitted job is only queued here (a QUEUED event); the scheduler (coord/sched.h) hears of
+ * the event and starts the job after this callback returns.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -11,17 +14,26 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "coord/coord.h"
-#include "coord/db.h"
+#include "coord/banks.h"     // defines: melbo_bank_path, melbo_bank_id_valid
+#include "coord/client.h"    // defines: struct melbo_client
+#include "coord/clock.h"     // defines: melbo_coord_now
+#include "coord/db.h"        // defines: melbo_db_job_insert, melbo_db_banks_query
+#include "coord/jobs.h"      // defines: melbo_job_append, melbo_job_find, melbo_jobs_summary
 #include "coord/jobspec.h"
+#include "coord/launcher.h"  // defines: melbo_launcher_cancel
+#include "coord/tokens.h"    // defines: melbo_tokens_check, melbo_random_hex
+#include "coord/watch.h"     // defines: melbo_watch_add
 #include "rank/model/safetensors.h"
 
+/* Sends env (built) as the reply to request id. */
 static void reply(struct melbo_client *cl, uint64_t id, Melbo__Envelope *env) {
     env->has_id = 1;
     env->id = id;
     melbo_client_send(cl, env);
 }
 
+/* Hello: the protocol version must match and the token be known; the connection then belongs
+ * to that user. Anything else is refused and the connection closed. */
 static void on_hello(struct melbo_client *cl, const Melbo__Envelope *env) {
     const Melbo__Hello *h = env->hello;
     if (!h->has_protocol_version || h->protocol_version != MELBO_PROTOCOL_VERSION) {
@@ -31,7 +43,7 @@ static void on_hello(struct melbo_client *cl, const Melbo__Envelope *env) {
         return;
     }
     if (melbo_tokens_check(cl->co->state_dir, h->token, cl->user, sizeof cl->user) != 0) {
-        melbo_log(MELBO_LOG_WARN, "coord: %s: wrong or missing token", cl->peer);
+        melbo_log(MELBO_LOG_WARN, "coord: %s: wrong or missing token", cl->conn.peer);
         melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_AUTH, 1,
                            h->token && *h->token ? "wrong token" : "missing token");
         return;
@@ -48,6 +60,11 @@ static void on_hello(struct melbo_client *cl, const Melbo__Envelope *env) {
     reply(cl, env->id, &r);
 }
 
+/*
+ * Submit: validates the spec as the ranks would, records the job (row, secret, QUEUED event) and
+ * replies with its id; the job table owns the job from melbo_jobs_add on. A refused spec or a
+ * database failure is answered with an Error and nothing is kept.
+ */
 static void on_submit(struct melbo_client *cl, const Melbo__Envelope *env) {
     struct melbo_coord *co = cl->co;
     struct melbo_err err = {0};
@@ -57,43 +74,44 @@ static void on_submit(struct melbo_client *cl, const Melbo__Envelope *env) {
         melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INVALID, 0, "submit without spec");
         return;
     }
-    int vectors = 0, steps = 0;
-    if (melbo_jobspec_validate(spec, &vectors, &steps, &err) != 0) {
+    /* validated with the ranks' own option table; what the job table keeps is read off it */
+    struct melbo_job_params jp;
+    int valid = melbo_jobspec_validate(spec, &jp, &err) == 0;
+    job = valid ? calloc(1, sizeof *job) : NULL;
+    if (job) {
+        snprintf(job->model, sizeof job->model, "%s", jp.train.model);
+        snprintf(job->name, sizeof job->name, "%s", jp.job.name ? jp.job.name : "");
+        job->vectors = jp.train.vectors;
+        job->steps = jp.train.steps;
+        job->n_ranks = melbo_job_ranks(&jp);
+    }
+    melbo_job_params_free(&jp);
+    if (!valid) {
         melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INVALID, 0, "%s", err.msg);
         return;
     }
-    job = calloc(1, sizeof *job);
     if (job == NULL)
         goto fail_mem;
-    job->co = co;
     job->spec_len = melbo__job_spec__get_packed_size(spec);
     job->spec = malloc(job->spec_len ? job->spec_len : 1);
     if (job->spec == NULL)
         goto fail_mem;
     melbo__job_spec__pack(spec, job->spec);
     snprintf(job->user, sizeof job->user, "%s", cl->user);
-    snprintf(job->model, sizeof job->model, "%s", spec->model);
-    snprintf(job->name, sizeof job->name, "%s", spec->name ? spec->name : "");
-    job->vectors = vectors;
-    job->steps = steps;
-    job->n_ranks = melbo_jobspec_ranks(spec);
     job->created = melbo_coord_now();
     job->state = MELBO__JOB_STATE__QUEUED;
     if (melbo_random_hex(job->secret, 32) != 0 || melbo_db_job_insert(co->db, job, &err) != 0) {
         melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INTERNAL, 0,
                            "cannot record the job: %s", err.msg);
-        free(job->spec);
-        free(job);
-        return;
+        goto fail;
     }
-    job->next = co->jobs;
-    co->jobs = job;
+    melbo_jobs_add(&co->jobs, job);
     Melbo__JobEvent ev = MELBO__JOB_EVENT__INIT;
     ev.has_kind = ev.has_state = 1;
     ev.kind = MELBO__JOB_EVENT__KIND__STATE;
     ev.state = MELBO__JOB_STATE__QUEUED;
     ev.detail = "accepted";
-    melbo_job_append(co, job, &ev);
+    melbo_job_append(&co->jobs, job, &ev);  // the scheduler starts it after this callback
     melbo_log(MELBO_LOG_INFO, "coord: job %llu submitted by %s (%s)", (unsigned long long)job->id,
               cl->user, job->model);
     Melbo__SubmitReply sr = MELBO__SUBMIT_REPLY__INIT;
@@ -103,23 +121,25 @@ static void on_submit(struct melbo_client *cl, const Melbo__Envelope *env) {
     r.body_case = MELBO__ENVELOPE__BODY_SUBMITTED;
     r.submitted = &sr;
     reply(cl, env->id, &r);
-    melbo_jobs_schedule(co);
     return;
 fail_mem:
+    melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INTERNAL, 0, "out of memory");
+fail:
     if (job)
         free(job->spec);
     free(job);
-    melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INTERNAL, 0, "out of memory");
 }
 
+/* The job with id (when has), or NULL after answering request req with ERROR_NOT_FOUND. */
 static struct melbo_job *need_job(struct melbo_client *cl, uint64_t req, int has, uint64_t id) {
-    struct melbo_job *job = has ? melbo_job_find(cl->co, id) : NULL;
+    struct melbo_job *job = has ? melbo_job_find(&cl->co->jobs, id) : NULL;
     if (job == NULL)
         melbo_client_error(cl, req, MELBO__ERROR_CODE__ERROR_NOT_FOUND, 0, "no job %llu",
                            (unsigned long long)id);
     return job;
 }
 
+/* ListJobs: summaries of the newest jobs (of one user when asked), at most limit (1000). */
 static void on_list_jobs(struct melbo_client *cl, const Melbo__Envelope *env) {
     const Melbo__ListJobsRequest *q = env->list_jobs;
     size_t limit = q->has_limit && q->limit > 0 ? q->limit : 1000, n = 0;
@@ -127,7 +147,7 @@ static void on_list_jobs(struct melbo_client *cl, const Melbo__Envelope *env) {
     Melbo__JobSummary **ptrs = calloc(limit, sizeof *ptrs);
     if (sums == NULL || ptrs == NULL)
         goto out;
-    for (struct melbo_job *j = cl->co->jobs; j && n < limit; j = j->next) {
+    for (struct melbo_job *j = cl->co->jobs.list; j && n < limit; j = j->next) {
         if (q->user && *q->user && strcmp(q->user, j->user))
             continue;
         melbo__job_summary__init(&sums[n]);
@@ -156,6 +176,8 @@ static void first_line(const char *s, char *buf, size_t n) {
     buf[i] = '\0';
 }
 
+/* ShowJob: the summary, the spec, the last STEP, and per vector of a stored bank its final
+ * objective and the first line of its first completion. Everything built here is freed here. */
 static void on_show_job(struct melbo_client *cl, const Melbo__Envelope *env) {
     struct melbo_coord *co = cl->co;
     struct melbo_job *job = need_job(cl, env->id, env->show_job->has_job_id, env->show_job->job_id);
@@ -175,7 +197,7 @@ static void on_show_job(struct melbo_client *cl, const Melbo__Envelope *env) {
     cJSON *comp = NULL;
     char path[PATH_MAX];
     struct melbo_err err = {0};
-    if (job->bank_id[0] && melbo_bank_path(co, job->bank_id, path, sizeof path) == 0 &&
+    if (job->bank_id[0] && melbo_bank_path(co->state_dir, job->bank_id, path, sizeof path) == 0 &&
         melbo_st_open(&f, path, &err) == 0) {
         const struct melbo_st_tensor *obj = melbo_st_find(&f, "objective");
         const char *cj = melbo_st_meta(&f, "completions");
@@ -218,6 +240,8 @@ static void on_show_job(struct melbo_client *cl, const Melbo__Envelope *env) {
         melbo__step_info__free_unpacked(sr.last_step, NULL);
 }
 
+/* Cancel: only the owner, only a job not yet final; the launcher holding the job stops it (or
+ * it becomes CANCELLED at once) and the reply carries the state after the request. */
 static void on_cancel(struct melbo_client *cl, const Melbo__Envelope *env) {
     struct melbo_job *job = need_job(cl, env->id, env->cancel->has_job_id, env->cancel->job_id);
     if (job == NULL)
@@ -247,7 +271,7 @@ static void on_cancel(struct melbo_client *cl, const Melbo__Envelope *env) {
 
 void melbo_coord_fetch_pump(struct melbo_client *cl) {
     static uint8_t chunk[MELBO_CHUNK_MAX];
-    while (cl->fetch && !cl->closing && melbo_client_queued(cl) < MELBO_COORD_LOW_WATER) {
+    while (cl->fetch && !cl->conn.closing && melbo_client_queued(cl) < MELBO_COORD_LOW_WATER) {
         size_t got = fread(chunk, 1, sizeof chunk, cl->fetch);
         if (got == 0 && ferror(cl->fetch)) {
             fclose(cl->fetch);
@@ -282,6 +306,8 @@ void melbo_coord_fetch_pump(struct melbo_client *cl) {
     }
 }
 
+/* Fetch: opens the bank (by id, or the job's) and starts sending it in chunks, paced by the
+ * connection's queue (melbo_coord_fetch_pump); one fetch per connection at a time. */
 static void on_fetch(struct melbo_client *cl, const Melbo__Envelope *env) {
     const Melbo__FetchRequest *q = env->fetch;
     char id[72], path[PATH_MAX];
@@ -309,7 +335,7 @@ static void on_fetch(struct melbo_client *cl, const Melbo__Envelope *env) {
         }
         snprintf(id, sizeof id, "%s", job->bank_id);
     }
-    if (melbo_bank_path(cl->co, id, path, sizeof path) != 0 ||
+    if (melbo_bank_path(cl->co->state_dir, id, path, sizeof path) != 0 ||
         (cl->fetch = fopen(path, "rb")) == NULL) {
         melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_NOT_FOUND, 0, "no bank %s", id);
         return;
@@ -333,6 +359,7 @@ static char *dup_s(const char *s) {
     return strdup(s ? s : "");
 }
 
+/* melbo_db_banks_query callback: keeps a copy of b (strings duplicated) in the bank_list ctx. */
 static int collect_bank(void *ctx, const Melbo__BankInfo *b) {
     struct bank_list *bl = ctx;
     if (bl->n == bl->cap) {
@@ -357,6 +384,7 @@ static int collect_bank(void *ctx, const Melbo__BankInfo *b) {
     return 0;
 }
 
+/* Frees every copy collect_bank made, and the list. */
 static void bank_list_free(struct bank_list *bl) {
     for (size_t i = 0; i < bl->n; i++) {
         Melbo__BankInfo *c = bl->items[i];
@@ -366,6 +394,7 @@ static void bank_list_free(struct bank_list *bl) {
     free(bl->items);
 }
 
+/* ListBanks (show == 0: the catalog rows matching the filter) or ShowBank (show: one row). */
 static void on_banks(struct melbo_client *cl, const Melbo__Envelope *env, int show) {
     struct bank_list bl = {0};
     const char *id = show ? env->show_bank->bank_id : NULL;
@@ -411,7 +440,8 @@ void melbo_coord_on_client_message(struct melbo_client *cl, const Melbo__Envelop
     case MELBO__ENVELOPE__BODY_WATCH: {
         const Melbo__WatchRequest *w = env->watch;
         struct melbo_job *job = need_job(cl, env->id, w->has_job_id, w->job_id);
-        if (job && melbo_watch_add(cl, job, w->has_from_event ? w->from_event : 1,
+        if (job && melbo_watch_add(cl->fanout, &cl->conn, &cl->watches, job,
+                                   w->has_from_event ? w->from_event : 1,
                                    w->has_follow ? w->follow : 1, env->id) != 0)
             melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INTERNAL, 0, "out of memory");
         break;

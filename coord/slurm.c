@@ -12,9 +12,12 @@
 #include "common/file.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "coord/coord.h"
-#include "coord/db.h"
+#include "coord/clock.h"     // defines: melbo_coord_now
+#include "coord/coord.h"     // defines: struct melbo_coord
+#include "coord/db.h"        // defines: melbo_db_job_update
 #include "coord/jobspec.h"
+#include "coord/launcher.h"  // defines: struct melbo_launcher, melbo_launcher_prepare
+#include "proto/wire.h"      // defines: melbo_job_state_terminal
 
 #define SLURM_POLL_S 2.0
 #define SLURM_LOST_S 60.0     // a job neither queued nor recorded for this long is lost
@@ -97,11 +100,13 @@ long melbo_slurm_time_seconds(const char *t) {
 
 /* ---------------------------------------------------------------------------------------------
  * Commands run asynchronously: `sh -c "CMD 2>&1"`, output collected, a callback at the end.
+ * A command owns its process and pipe handles and is freed when both are closed; while it runs
+ * it is on co->slurm_cmds, so that shutdown can close it (slurm_close_all).
  */
 
 enum cmd_kind { CMD_SBATCH, CMD_SQUEUE, CMD_SCANCEL };
 
-struct slurm_cmd {
+struct melbo_slurm_cmd {
     uv_process_t proc;
     uv_pipe_t out;
     struct melbo_coord *co;
@@ -110,28 +115,39 @@ struct slurm_cmd {
     int exited, eof, closes;
     int64_t status;
     size_t len;
+    struct melbo_slurm_cmd *next;    // on co->slurm_cmds while running
     char buf[64 * 1024];
 };
 
+/* Takes c off co->slurm_cmds (it is done, or the coordinator is stopping). */
+static void cmd_unlink(struct melbo_slurm_cmd *c) {
+    for (struct melbo_slurm_cmd **pp = &c->co->slurm_cmds; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+}
+
 static void cmd_closed(uv_handle_t *h) {
-    struct slurm_cmd *c = h->data;
+    struct melbo_slurm_cmd *c = h->data;
     if (++c->closes == 2)
         free(c);
 }
 
-static void cmd_done(struct slurm_cmd *c);
+static void cmd_done(struct melbo_slurm_cmd *c);
 
-static void cmd_maybe_done(struct slurm_cmd *c) {
+static void cmd_maybe_done(struct melbo_slurm_cmd *c) {
     if (!c->exited || !c->eof)
         return;
     c->buf[c->len] = '\0';
+    cmd_unlink(c);
     cmd_done(c);
     uv_close((uv_handle_t *)&c->proc, cmd_closed);
     uv_close((uv_handle_t *)&c->out, cmd_closed);
 }
 
 static void cmd_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
-    struct slurm_cmd *c = h->data;
+    struct melbo_slurm_cmd *c = h->data;
     (void)suggested;
     size_t room = sizeof c->buf - 1 - c->len;
     static char sink[4096];
@@ -145,7 +161,7 @@ static void cmd_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
 }
 
 static void cmd_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
-    struct slurm_cmd *c = s->data;
+    struct melbo_slurm_cmd *c = s->data;
     if (n > 0 && b->base >= c->buf && b->base < c->buf + sizeof c->buf)
         c->len += (size_t)n;
     if (n < 0) {
@@ -156,7 +172,7 @@ static void cmd_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
 }
 
 static void cmd_exit(uv_process_t *p, int64_t status, int sig) {
-    struct slurm_cmd *c = p->data;
+    struct melbo_slurm_cmd *c = p->data;
     c->exited = 1;
     c->status = sig ? 128 + sig : status;
     cmd_maybe_done(c);
@@ -164,7 +180,7 @@ static void cmd_exit(uv_process_t *p, int64_t status, int sig) {
 
 /* Starts `sh -c "<line> 2>&1"`. Returns 0, or a negative code (no callback then). */
 static int cmd_run(struct melbo_coord *co, enum cmd_kind kind, uint64_t job_id, const char *line) {
-    struct slurm_cmd *c = calloc(1, sizeof *c);
+    struct melbo_slurm_cmd *c = calloc(1, sizeof *c);
     if (c == NULL)
         return MELBO_ENOMEM;
     c->co = co;
@@ -175,8 +191,8 @@ static int cmd_run(struct melbo_coord *co, enum cmd_kind kind, uint64_t job_id, 
     size_t n = strlen(line) + 8;
     char *full = malloc(n);
     if (full == NULL) {
-        uv_close((uv_handle_t *)&c->out, NULL);
-        free(c);
+        c->closes = 1; /* proc was never initialised: only the pipe's close frees c */
+        uv_close((uv_handle_t *)&c->out, cmd_closed);
         return MELBO_ENOMEM;
     }
     snprintf(full, n, "%s 2>&1", line);
@@ -195,12 +211,14 @@ static int cmd_run(struct melbo_coord *co, enum cmd_kind kind, uint64_t job_id, 
     opt.stdio = stdio;
     int r = uv_spawn(co->loop, &c->proc, &opt);
     free(full);
-    if (r != 0) {
-        c->closes = 1; /* proc never became a live handle */
+    if (r != 0) { /* uv_spawn initialised proc all the same: both handles are closed */
+        uv_close((uv_handle_t *)&c->proc, cmd_closed);
         uv_close((uv_handle_t *)&c->out, cmd_closed);
         return r;
     }
     uv_read_start((uv_stream_t *)&c->out, cmd_alloc, cmd_read);
+    c->next = co->slurm_cmds;
+    co->slurm_cmds = c;
     return 0;
 }
 
@@ -261,7 +279,9 @@ int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melb
     char *tmpl = NULL, *args = NULL;
     size_t alen = 0, acap = 256;
     struct melbo_argv av = {0};
+    struct melbo_job_params jp; /* the spec's Slurm settings (options/job.h) */
     int ret;
+    memset(&jp, 0, sizeof jp);
     Melbo__JobSpec *spec = melbo__job_spec__unpack(NULL, job->spec_len, job->spec);
     if (spec == NULL)
         return melbo_err_set(err, MELBO_EFORMAT, "the stored job spec is unreadable");
@@ -277,10 +297,11 @@ int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melb
         melbo_err_prefix(err, "the Slurm template");
         goto out;
     }
-    int ranks = melbo_jobspec_ranks(spec), nodes = spec->has_nodes && spec->nodes > 0 ? spec->nodes : 1;
-    int gpus = spec->has_gpus && spec->gpus > 0 ? spec->gpus : 0;
-    int cpus = spec->has_cpus_per_task && spec->cpus_per_task > 0 ? spec->cpus_per_task : sc->cpus_per_task;
-    const char *time = spec->time && spec->time[0] ? spec->time : sc->time;
+    if ((ret = melbo_jobspec_parse(spec, &jp, err)) != 0)
+        goto out;
+    int ranks = melbo_job_ranks(&jp), nodes = jp.job.nodes, gpus = jp.job.gpus;
+    int cpus = jp.job.cpus_per_task > 0 ? jp.job.cpus_per_task : sc->cpus_per_task;
+    const char *time = jp.job.time ? jp.job.time : sc->time;
     long limit = melbo_slurm_time_seconds(time);
     if (limit <= 0) {
         ret = melbo_err_set(err, MELBO_EINVAL, "time limit '%s' is not a Slurm time", time);
@@ -310,7 +331,7 @@ int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melb
     if (gpus)
         snprintf(gl, sizeof gl, "#SBATCH --gpus-per-node=%d", gpus);
     subst(&tmpl, "GPUS_LINE", gl);
-    sbatch_line(b, sizeof b, "partition", spec->partition && spec->partition[0] ? spec->partition : sc->partition);
+    sbatch_line(b, sizeof b, "partition", jp.job.partition ? jp.job.partition : sc->partition);
     subst(&tmpl, "PARTITION_LINE", b);
     sbatch_line(b, sizeof b, "account", sc->account);
     subst(&tmpl, "ACCOUNT_LINE", b);
@@ -339,6 +360,7 @@ out:
     free(tmpl);
     free(args);
     melbo_argv_free(&av);
+    melbo_job_params_free(&jp);
     melbo__job_spec__free_unpacked(spec, NULL);
     return ret;
 }
@@ -348,7 +370,7 @@ int melbo_slurm_cancel(struct melbo_coord *co, struct melbo_job *job) {
     melbo_db_job_update(co->db, job);
     if (!isdigit((unsigned char)job->slurm_id[0])) /* not in Slurm (yet): sbatch's answer cancels */
         return job->slurm_id[0] ? 0
-                                : melbo_job_set_state(co, job, MELBO__JOB_STATE__CANCELLED,
+                                : melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__CANCELLED,
                                                       "cancelled by its owner", NULL);
     char line[256];
     snprintf(line, sizeof line, "%s %s", co->slurm.scancel, job->slurm_id);
@@ -372,7 +394,7 @@ static void report_reason(struct melbo_coord *co, struct melbo_job *job, const c
     ev.state = job->state;
     ev.detail = detail;
     ev.reason = (char *)reason;
-    melbo_job_append(co, job, &ev);
+    melbo_job_append(&co->jobs, job, &ev);
 }
 
 /* The tail of the batch output (the ranks' last words) into buf. */
@@ -405,16 +427,17 @@ static void resubmit(struct melbo_coord *co, struct melbo_job *job, const char *
     char detail[256];
     if (job->resubmits >= co->slurm.resubmit_max) {
         snprintf(detail, sizeof detail, "%s %d times; giving up", why, job->resubmits + 1);
-        melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, "time limit", detail);
+        melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__FAILED, "time limit", detail);
         return;
     }
     job->resubmits++;
     snprintf(detail, sizeof detail, "%s: checkpointed; resubmitting with --resume (%d of %d)", why,
              job->resubmits, co->slurm.resubmit_max);
-    melbo_job_set_state(co, job, MELBO__JOB_STATE__CHECKPOINTED, detail, NULL);
+    melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__CHECKPOINTED, detail, NULL);
     struct melbo_err err = {0};
     if (melbo_slurm_start(co, job, &err) != 0)
-        melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, "resubmission failed", err.msg);
+        melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__FAILED, "resubmission failed",
+                            err.msg);
 }
 
 /* The job has left Slurm's queue (or never was seen): its exit record decides. */
@@ -428,7 +451,8 @@ static void settle(struct melbo_coord *co, struct melbo_job *job, const char *sl
         free(rec);
     }
     if (job->cancel_requested || !strcmp(st, "CANCELLED") || !strcmp(slurm_state, "CANCELLED")) {
-        melbo_job_set_state(co, job, MELBO__JOB_STATE__CANCELLED, "cancelled by its owner", NULL);
+        melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__CANCELLED, "cancelled by its owner",
+                            NULL);
     } else if (!strcmp(st, "CHECKPOINTED") ||
                (!st[0] && (!strcmp(slurm_state, "TIMEOUT") || !strcmp(slurm_state, "PREEMPTED")))) {
         char ck[PATH_MAX];
@@ -436,39 +460,41 @@ static void settle(struct melbo_coord *co, struct melbo_job *job, const char *sl
         if (!strcmp(st, "CHECKPOINTED") || access(ck, R_OK) == 0)
             resubmit(co, job, st[0] ? "time limit" : slurm_state);
         else
-            melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, slurm_state,
+            melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__FAILED, slurm_state,
                                 "the job ended at its time limit before writing a checkpoint");
     } else if (!strcmp(st, "COMPLETED")) {
         /* DONE comes with the bank upload; give a late upload some time */
-        if (job->rank != NULL)
+        if (job->rank_conn != 0)
             return;
         if (job->ended_at == 0)
             job->ended_at = now;
         if (now - job->ended_at > SLURM_BANK_WAIT_S)
-            melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, "no bank",
+            melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__FAILED, "no bank",
                                 "the ranks finished but no bank reached the coordinator");
     } else if (st[0] || slurm_state[0]) {
         output_tail(co, job, tail, sizeof tail);
         snprintf(msg, sizeof msg, "Slurm job %s ended %s%s%s", job->slurm_id,
                  st[0] ? st : slurm_state, tail[0] ? ": " : "", tail);
         job->failed_rank = -1;
-        melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, "ranks failed", msg);
+        melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__FAILED, "ranks failed", msg);
     } else { /* neither queued nor recorded */
         if (job->ended_at == 0)
             job->ended_at = now;
         if (now - job->ended_at > SLURM_LOST_S)
-            melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, "lost",
+            melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__FAILED, "lost",
                                 "Slurm has no record of the job and it left no exit record");
     }
 }
 
+/* squeue's answer (lines ID|STATE|REASON): PENDING reports the reason, RUNNING moves the job to
+ * STARTING, a job no longer listed is settled from its exit record. */
 static void on_squeue(struct melbo_coord *co, const char *text, int status) {
     co->slurm_polling = 0;
     if (status != 0) {
         melbo_log(MELBO_LOG_WARN, "coord: squeue failed (%d): %.200s", status, text);
         return;
     }
-    for (struct melbo_job *j = co->jobs; j; j = j->next) {
+    for (struct melbo_job *j = co->jobs.list; j; j = j->next) {
         if (melbo_job_state_terminal(j->state) || !isdigit((unsigned char)j->slurm_id[0]))
             continue;
         /* this job's line: ID|STATE|REASON */
@@ -491,7 +517,7 @@ static void on_squeue(struct melbo_coord *co, const char *text, int status) {
                 char d[96];
                 snprintf(d, sizeof d, "running in Slurm as job %s", j->slurm_id);
                 j->reason[0] = '\0';
-                melbo_job_set_state(co, j, MELBO__JOB_STATE__STARTING, d, NULL);
+                melbo_job_set_state(&co->jobs, j, MELBO__JOB_STATE__STARTING, d, NULL);
             }
         } else {
             settle(co, j, state);
@@ -499,13 +525,15 @@ static void on_squeue(struct melbo_coord *co, const char *text, int status) {
     }
 }
 
-static void cmd_done(struct slurm_cmd *c) {
+/* A command finished (c->buf holds its output, c->status its exit status): squeue updates every
+ * Slurm job, sbatch records the Slurm id or fails the job, scancel only logs a failure. */
+static void cmd_done(struct melbo_slurm_cmd *c) {
     struct melbo_coord *co = c->co;
     if (c->kind == CMD_SQUEUE) {
         on_squeue(co, c->buf, (int)c->status);
         return;
     }
-    struct melbo_job *job = melbo_job_find(co, c->job_id);
+    struct melbo_job *job = melbo_job_find(&co->jobs, c->job_id);
     if (job == NULL)
         return;
     if (c->kind == CMD_SCANCEL) {
@@ -521,7 +549,7 @@ static void cmd_done(struct slurm_cmd *c) {
         char msg[600];
         snprintf(msg, sizeof msg, "sbatch failed: %.500s", c->buf);
         job->failed_rank = -1;
-        melbo_job_set_state(co, job, MELBO__JOB_STATE__FAILED, "submission failed", msg);
+        melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__FAILED, "submission failed", msg);
         return;
     }
     snprintf(job->slurm_id, sizeof job->slurm_id, "%ld", sid);
@@ -538,7 +566,7 @@ static void cmd_done(struct slurm_cmd *c) {
     ev.kind = MELBO__JOB_EVENT__KIND__STATE;
     ev.state = job->state;
     ev.detail = d;
-    melbo_job_append(co, job, &ev);
+    melbo_job_append(&co->jobs, job, &ev);
 }
 
 void melbo_slurm_tick(struct melbo_coord *co) {
@@ -546,7 +574,7 @@ void melbo_slurm_tick(struct melbo_coord *co) {
     if (co->slurm_polling || now - co->slurm_last_poll < SLURM_POLL_S)
         return;
     int any = 0;
-    for (struct melbo_job *j = co->jobs; j && !any; j = j->next)
+    for (struct melbo_job *j = co->jobs.list; j && !any; j = j->next)
         any = !melbo_job_state_terminal(j->state) && isdigit((unsigned char)j->slurm_id[0]);
     if (!any)
         return;
@@ -556,3 +584,34 @@ void melbo_slurm_tick(struct melbo_coord *co) {
     if (cmd_run(co, CMD_SQUEUE, 0, line) == 0)
         co->slurm_polling = 1;
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * The launcher seam (coord/launcher.h).
+ */
+
+/* Slurm holds a job from sbatch on ("submitting", then its id) until the job leaves Slurm. */
+static int slurm_holds(const struct melbo_job *job) {
+    return job->slurm_id[0] != '\0';
+}
+
+/* Shutdown: closes the commands still running (their callbacks will not run; the Slurm jobs
+ * are tracked again by the next coordinator). */
+static void slurm_close_all(struct melbo_coord *co) {
+    while (co->slurm_cmds) {
+        struct melbo_slurm_cmd *c = co->slurm_cmds;
+        co->slurm_cmds = c->next;
+        uv_close((uv_handle_t *)&c->proc, cmd_closed);
+        uv_close((uv_handle_t *)&c->out, cmd_closed);
+    }
+    co->slurm_polling = 0;
+}
+
+const struct melbo_launcher melbo_launcher_slurm = {
+    .name = "slurm",
+    .queues_jobs = 1,
+    .start = melbo_slurm_start,
+    .cancel = melbo_slurm_cancel,
+    .holds = slurm_holds,
+    .tick = melbo_slurm_tick,
+    .close_all = slurm_close_all,
+};

@@ -11,6 +11,14 @@
  *           ranks' last output), CANCELLED
  *   cancel  scancel
  * After a coordinator restart the jobs that still have a Slurm id are tracked again.
+ *
+ * melbo_launcher_slurm is this launcher behind the launcher seam (coord/launcher.h); the
+ * functions below are its start, cancel and tick. It holds a job while the job has a Slurm id
+ * (or "submitting"), and queues jobs itself (the scheduler hands it every queued job).
+ *
+ * Layer: this header is a leaf (common/ only; struct melbo_coord and struct melbo_job are only
+ * named), so coord.h can embed the site defaults; slurm.c sits beside launcher.c, above
+ * coord.h, and includes launcher.h for the shared job-directory helpers.
  */
 #ifndef MELBO_COORD_SLURM_H
 #define MELBO_COORD_SLURM_H
@@ -21,6 +29,7 @@
 
 struct melbo_coord;
 struct melbo_job;
+struct melbo_launcher;
 
 /* Site defaults, from `serve --launcher slurm` options or STATE/coord.conf (slurm.KEY=VALUE). */
 struct melbo_slurm_conf {
@@ -40,8 +49,15 @@ void melbo_slurm_conf_parse(struct melbo_slurm_conf *c, const char *text);
 /* Seconds in a Slurm time string (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS); -1 if bad. */
 long melbo_slurm_time_seconds(const char *t);
 
-/* Renders the batch script for job into its directory and submits it. */
+/* The Slurm launcher (coord/slurm.c), for co->launcher / co->launchers. */
+extern const struct melbo_launcher melbo_launcher_slurm;
+
+/* Renders the batch script for job into its directory and submits it (sbatch runs in the
+ * background; its answer records the Slurm id or fails the job). Returns 0 or a negative code
+ * with err set. */
 int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melbo_err *err);
+/* scancel for a job in Slurm; a job not yet there is cancelled when sbatch answers, one never
+ * submitted is CANCELLED at once. Returns 0 or a negative code. */
 int melbo_slurm_cancel(struct melbo_coord *co, struct melbo_job *job);
 /* Polls squeue and settles finished jobs (called every second; polls every 2). */
 void melbo_slurm_tick(struct melbo_coord *co);

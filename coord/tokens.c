@@ -1,25 +1,21 @@
 /*
  * coord/tokens.c - user tokens: STATE/tokens (0600) holds one line "NAME SHA256HEX" per user; the
  * token itself is shown once (by init / token add) and never stored. Lookups re-read the file,
- * so `melbo-coord token add` takes effect without a restart. Comparisons are constant-time.
+ * so `melbo-coord token add` takes effect without a restart. Comparisons are constant-time
+ * (coord/tokens.h).
  */
+#include "coord/tokens.h"
+
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/file.h"
 #include "common/sha256.h"
-#include "coord/coord.h"
-
-double melbo_coord_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 int melbo_secret_equal(const char *a, const char *b) {
     size_t la = strlen(a), lb = strlen(b);

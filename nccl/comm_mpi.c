@@ -8,9 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/bf16.h" // defines: melbo_bf16_to_f32, melbo_f32_to_bf16
 #include "common/mem.h"
 #include "nccl/comm_impl.h"
-#include "rank/model/dtype.h"
 
 static void bf16_sum(void *in, void *inout, int *len, MPI_Datatype *dt) {
     (void)dt;

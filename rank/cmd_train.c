@@ -17,7 +17,7 @@
 #include "nccl/comm.h"
 #include "rank/commands.h"
 #include "rank/link/link.h"
-#include "rank/train/params.h"
+#include "options/train.h"
 #include "rank/train/state.h"
 #include "rank/train/trainer.h"
 
@@ -46,6 +46,48 @@ static int under_mpi(void) {
            getenv("PMI_SIZE");
 }
 
+/*
+ * Joins the MPI world when started by a launcher (the layout is checked before anything is
+ * loaded) and records this process's place in p. Returns 0, or the exit status of a job that
+ * cannot start (2: a usage error, reported on rank 0; MPI is finalised then).
+ */
+static int join_world(struct melbo_train_params *p, struct melbo_comm **comm, int *mpi) {
+    struct melbo_err err = {0};
+    if (!under_mpi()) {
+        if (p->tp * p->dp == 1)
+            return 0;
+        fprintf(stderr,
+                "melbo-rank train: --tp %d --dp %d needs %d ranks: start it with "
+                "mpirun -np %d melbo-rank train ...\n",
+                p->tp, p->dp, p->tp * p->dp, p->tp * p->dp);
+        return 2;
+    }
+    MPI_Init(NULL, NULL);
+    if (melbo_comm_init(comm, p->tp, p->dp, MELBO_COMM_MPI, &err) != 0) {
+        int rank = 0;
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        if (rank == 0)
+            fprintf(stderr, "melbo-rank train: %s\n", err.msg);
+        MPI_Barrier(MPI_COMM_WORLD);
+        MPI_Finalize();
+        return 2;
+    }
+    *mpi = 1;
+    p->rank = melbo_comm_rank(*comm);
+    p->tp_rank = melbo_comm_tp_rank(*comm);
+    p->dp_rank = melbo_comm_dp_rank(*comm);
+    return 0;
+}
+
+static void print_plan(const struct melbo_trainer *tr, const struct melbo_train_params *p) {
+    fprintf(stderr,
+            "train: %s, %d prompt(s), blocks %d..%d (source %d, target %d), %d vectors in waves "
+            "of %d, %d steps, R %g, p %g, q %g, axis %s, target tokens %s%s, tp %d x dp %d\n",
+            tr->model_name, tr->pr.P, tr->s + 1, tr->t - 1, tr->s, tr->t, tr->N, tr->B, tr->steps,
+            p->radius, p->p, p->q, p->loss_axis == MELBO_LOSS_AXIS_DIM ? "dim" : "token",
+            p->target_tokens.text, p->orthogonal ? ", orthogonal" : "", p->tp, p->dp);
+}
+
 int melbo_cmd_train(int argc, char **argv) {
     struct melbo_train_params p;
     struct melbo_trainer tr;
@@ -53,7 +95,7 @@ int melbo_cmd_train(int argc, char **argv) {
     struct melbo_link *link = NULL;  // rank 0's coordinator link, NULL standalone (rank/link/)
     struct melbo_err err = {0};
     int status = 1, mpi = 0;
-    melbo_train_install_signal();
+    melbo_train_install_signal(); /* the only place: before anything slow */
     melbo_train_params_init(&p);
     memset(&tr, 0, sizeof tr);
     int r = melbo_train_params_parse(&p, argc, argv, &err);
@@ -66,29 +108,10 @@ int melbo_cmd_train(int argc, char **argv) {
         status = 2;
         goto out_params;
     }
-    if (under_mpi()) {
-        MPI_Init(NULL, NULL);
-        mpi = 1;
-        /* the layout is checked before anything is loaded */
-        if (melbo_comm_init(&comm, p.tp, p.dp, MELBO_COMM_MPI, &err) != 0) {
-            int rank = 0;
-            MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-            if (rank == 0)
-                fprintf(stderr, "melbo-rank train: %s\n", err.msg);
-            MPI_Barrier(MPI_COMM_WORLD);
-            MPI_Finalize();
-            status = 2;
-            goto out_params;
-        }
-        p.rank = melbo_comm_rank(comm);
-        p.tp_rank = melbo_comm_tp_rank(comm);
-        p.dp_rank = melbo_comm_dp_rank(comm);
-    } else if (p.tp * p.dp > 1) {
-        fprintf(stderr, "melbo-rank train: --tp %d --dp %d needs %d ranks: start it with "
-                        "mpirun -np %d melbo-rank train ...\n", p.tp, p.dp, p.tp * p.dp, p.tp * p.dp);
-        status = 2;
+    status = join_world(&p, &comm, &mpi);
+    if (status != 0)
         goto out_params;
-    }
+    status = 1;
     link = melbo_link_start_from_env();
     melbo_link_state(link, "STARTING", "loading the model");
     if (p.threads > 0) {
@@ -100,18 +123,13 @@ int melbo_cmd_train(int argc, char **argv) {
     if (link)
         tr.obs = melbo_link_observer(link);
     if (tr.rank0)
-        fprintf(stderr,
-                "train: %s, %d prompt(s), blocks %d..%d (source %d, target %d), %d vectors in waves "
-                "of %d, %d steps, R %g, p %g, q %g, axis %s, target tokens %s%s, tp %d x dp %d\n",
-                tr.model_name, tr.P, tr.s + 1, tr.t - 1, tr.s, tr.t, tr.N, tr.B, tr.steps, p.radius,
-                p.p, p.q, p.loss_axis == MELBO_LOSS_AXIS_DIM ? "dim" : "token", p.target_tokens.text,
-                p.orthogonal ? ", orthogonal" : "", p.tp, p.dp);
+        print_plan(&tr, &p);
     if (p.resume) {
         if (melbo_trainer_resume(&tr, p.resume, &err) != 0)
             goto fail;
         if (tr.rank0)
             fprintf(stderr, "train: resumed from %s at vector %d, step %d of its wave\n", p.resume,
-                    tr.n_done, tr.wave_step);
+                    tr.ws.n_done, tr.ws.wave_step);
     }
     r = melbo_trainer_run(&tr, &err);
     if (r == MELBO_ESTATE) { /* checkpointed on SIGUSR1 and asked to stop */

@@ -2,7 +2,11 @@
 """Encode throughput: melbo's tokenizer vs HF tokenizers (Rust, one thread), same text, same run.
 
 usage: python3 bench/tokenizer/bench_tokenizer.py --bench BUILD/bench/tokenizer/bench_tokenizer \
-           [--shared ../shared] [--mb 4] [--seconds 3] [--tokenizers qwen3,llama3.1,mistral]
+           [--fixtures DIR] [--mb 4] [--seconds 3] [--tokenizers qwen3,llama3.1,mistral]
+
+--fixtures is a folder with <name>/tokenizer.json (e.g. ../shared/fixtures/tokenizers); by default
+the copies the build unpacked next to the benchmark (BUILD/tests/tokenizer/fixtures), else the
+repository's tests/tokenizer/fixtures unpacked into a temporary folder.
 
 Builds a large mixed text (English prose, code, CJK, Cyrillic, Arabic, Devanagari, Thai, emoji,
 numbers, whitespace runs; one ~1 kB document per line, fixed seed), encodes every line with HF
@@ -52,12 +56,27 @@ def make_text(mb, seed=1):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", required=True, help="path of the bench_tokenizer executable")
-    ap.add_argument("--shared", default=os.path.join(HERE, "..", "..", "..", "shared"))
+    ap.add_argument("--fixtures", help="folder of <name>/tokenizer.json (default: the build's "
+                    "or the repository's copies)")
     ap.add_argument("--mb", type=float, default=4.0)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--tokenizers", default="qwen3,llama3.1,mistral")
     args = ap.parse_args()
     from tokenizers import Tokenizer
+
+    fixtures, tmpdir = args.fixtures, None
+    if fixtures is None:
+        built = os.path.join(os.path.dirname(os.path.abspath(args.bench)), "..", "..", "tests",
+                             "tokenizer", "fixtures")
+        if all(os.path.isfile(os.path.join(built, n, "tokenizer.json"))
+               for n in args.tokenizers.split(",")):
+            fixtures = os.path.normpath(built)
+        else:
+            sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "tokenizer", "fixtures"))
+            from unpack import unpack
+            tmpdir = tempfile.TemporaryDirectory(prefix="melbo-tok-fixtures-")
+            fixtures = unpack(tmpdir.name)
+    print(f"fixtures: {fixtures}")
 
     text = make_text(args.mb)
     nbytes = len(text.encode("utf-8"))
@@ -68,7 +87,7 @@ def main():
     print(f"text: {nbytes / 1e6:.2f} MB, {len(lines)} lines")
     try:
         for name in args.tokenizers.split(","):
-            d = os.path.join(args.shared, "fixtures", "tokenizers", name)
+            d = os.path.join(fixtures, name)
             tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
             enc = tok.encode_batch(lines, add_special_tokens=False)  # warm-up
             hf_tokens = sum(len(e.ids) for e in enc)

@@ -77,12 +77,6 @@ void melbo_cpu_final_norm(const struct melbo_model *m, const float *x, int n, fl
 /* logits(n, V) = y(n, d) lm_head^T. */
 void melbo_cpu_logits(const struct melbo_model *m, const float *y, int n, float *logits);
 
-/* Matrix-product FLOPs of one forward of blocks [a, b) over seqs (the backward costs the same). */
-double melbo_span_gemm_flops(const struct melbo_model_config *c, int a, int b, int n_tok);
-/* Attention FLOPs (scores and weighted sum) of one forward over seqs; backward is about 2x. */
-double melbo_span_attention_flops(const struct melbo_model_config *c, int a, int b,
-                                  const struct melbo_seqs *seqs);
-
 #ifdef __cplusplus
 }
 #endif

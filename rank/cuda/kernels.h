@@ -143,8 +143,8 @@ int melbo_cuda_attention_dx_bf16(const melbo_bf16 *qkv, int ld, const melbo_bf16
 
 /* ---------------------------------------------------------------------------------------------
  * Steering: the vector enters the residual stream at every position of a sequence, and its
- * gradient is the sum of the residual gradient over those positions (rank/train/trainer.c,
- * melbo_trainer_objective). seq_vec (n_seq) on the device names the vector row of each
+ * gradient is the sum of the residual gradient over those positions (rank/cpu/wave.c,
+ * melbo_cpu_wave_step). seq_vec (n_seq) on the device names the vector row of each
  * sequence (for the trainer's pair k = b*P + i, seq_vec[k - k0] = b).
  */
 
@@ -157,7 +157,7 @@ int melbo_cuda_add_steer_bf16(melbo_bf16 *x, const float *theta, const int *seq_
 /*
  * grad (B, d) fp32, overwritten: grad[b] = sum of dx[t] over the tokens t of the sequences s with
  * seq_vec[s] == b (zero for a b without sequences). Accumulated in fp64 in a fixed order, so
- * the result does not depend on the launch and matches the CPU trainer's double sum.
+ * the result does not depend on the launch and matches the CPU wave's double sum.
  */
 int melbo_cuda_reduce_positions_f32(const float *dx, const int *seq_vec, const int *seq_start,
                                     int n_seq, int d, float *grad, int B, cudaStream_t stream);
@@ -167,7 +167,7 @@ int melbo_cuda_reduce_positions_bf16(const melbo_bf16 *dx, const int *seq_vec,
 
 /* ---------------------------------------------------------------------------------------------
  * The MELBO objective of each (vector, prompt) pair and the gradient of the loss -F with respect
- * to the steered rows (twin: melbo_objective in rank/train/objective.h; axis 0 = token,
+ * to the steered rows (twin: melbo_objective in rank/method/objective.h; axis 0 = token,
  * 1 = dim). One block per pair.
  *
  * Pair k's steered rows are z[z_start[k] .. z_start[k+1]) (z (n_tok, d), z_start (n_pair + 1),
@@ -188,7 +188,7 @@ int melbo_cuda_objective_bf16(const melbo_bf16 *z, const float *y, const int *z_
                               melbo_bf16 *dz, cudaStream_t stream);
 
 /* ---------------------------------------------------------------------------------------------
- * The optimiser step of B vectors (twin: melbo_vector_update in rank/train/optim.h), one block
+ * The optimiser step of B vectors (twin: melbo_vector_update in rank/method/optim.h), one block
  * per vector, all fp32 state: theta, g, m, v, vhat (B, d). In the reference order: g projected
  * off the rows of Q (n_q, d) (the finished vectors; Q = NULL or n_q = 0 for none), onto the
  * tangent space of the sphere at theta; AMSGrad with PyTorch's AdamW(amsgrad=True,

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
-
+#include "common/bf16.h" // defines: melbo_f32_to_bf16, melbo_bf16_to_f32 (the host conversions)
 #include "rank/cuda/common.cuh"
 
 extern "C" const char *melbo_cuda_blas_status_string(int status);
@@ -380,23 +380,13 @@ const char *melbo_cuda_strerror(int rc) {
 }
 
 void melbo_bf16_from_f32_host(melbo_bf16 *dst, const float *src, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &src[i], sizeof u);
-        if ((u & 0x7fffffffu) > 0x7f800000u) { /* NaN: keep it quiet, keep the sign */
-            dst[i] = (melbo_bf16)((u >> 16) | 0x0040u);
-            continue;
-        }
-        u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even */
-        dst[i] = (melbo_bf16)(u >> 16);
-    }
+    for (size_t i = 0; i < n; i++)
+        dst[i] = melbo_f32_to_bf16(src[i]);
 }
 
 void melbo_bf16_to_f32_host(float *dst, const melbo_bf16 *src, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = (uint32_t)src[i] << 16;
-        memcpy(&dst[i], &u, sizeof u);
-    }
+    for (size_t i = 0; i < n; i++)
+        dst[i] = melbo_bf16_to_f32(src[i]);
 }
 
 } // extern "C"

@@ -1,6 +1,6 @@
 /*
  * rank/cuda/optim.cu - the steering-vector update of a wave (rank/cuda/kernels.h). Twin:
- * melbo_vector_update in rank/train/optim.c.
+ * melbo_vector_update in rank/method/optim.c.
  *
  * One block of 1024 threads per vector; each thread keeps its columns (j = tid + c * 1024) of
  * the fp64 working copy in registers, so no scratch memory is needed for d up to

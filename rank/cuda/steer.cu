@@ -4,8 +4,8 @@
  * back into one gradient per vector, and the objective of every (vector, prompt) pair with its
  * gradient.
  *
- * Twins: the loops of melbo_trainer_objective (rank/train/trainer.c) and melbo_objective
- * (rank/train/objective.c). Sums are formed in fp64 in a fixed order, as the CPU does, so the
+ * Twins: the loops of melbo_cpu_wave_step (rank/cpu/wave.c) and melbo_objective
+ * (rank/method/objective.c). Sums are formed in fp64 in a fixed order, as the CPU does, so the
  * results do not depend on the grid and agree with the CPU to fp32 rounding.
  */
 #include <math.h>

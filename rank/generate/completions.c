@@ -98,7 +98,7 @@ static void unpack(const char *p, int n, struct melbo_gen_result *r) {
     }
 }
 
-int melbo_completions_run(const struct melbo_model *m, int source_layer,
+int melbo_completions_run(struct melbo_backend *be, int source_layer,
                           const struct melbo_gen_settings *g, struct melbo_tokenizer *tok,
                           const float *const *vectors, int n_vec, int32_t *const *prompts,
                           const int *lens, int n_prompts, const char *label,
@@ -120,8 +120,8 @@ int melbo_completions_run(const struct melbo_model *m, int source_layer,
         }
     struct melbo_gen_result *mine = melbo_xcalloc((size_t)(j1 - j0) + 1, sizeof *mine);
     struct progress_ctx pc = {label, now(), 0, isatty(STDERR_FILENO)};
-    int ret = melbo_generate(m, source_layer, g, jobs + j0, j1 - j0, mine, rank0 ? on_progress : NULL,
-                             &pc, err);
+    int ret = melbo_generate(be, source_layer, g, jobs + j0, j1 - j0, mine,
+                             rank0 ? on_progress : NULL, &pc, err);
     free(jobs);
     if (ret) {
         free(mine);

@@ -15,7 +15,6 @@
 #include "common/err.h"
 #include "nccl/comm.h"
 #include "rank/generate/generate.h"
-#include "rank/model/model.h"
 #include "rank/tokenizer/tokenizer.h"
 
 #ifdef __cplusplus
@@ -24,18 +23,18 @@ extern "C" {
 
 struct melbo_completions {
     int n_vec, n_prompts;
-    struct melbo_gen_result *res;  // (n_vec * n_prompts), vector-major
-    char **text;                   // (n_vec * n_prompts), owned; "" without a tokenizer
+    struct melbo_gen_result *res; // (n_vec * n_prompts), vector-major
+    char **text;                  // (n_vec * n_prompts), owned; "" without a tokenizer
 };
 
 /*
- * Generates prompt i under vector v for all pairs. vectors[v] (d) is added as it is (multiply by
- * the scale first), NULL for none. tok may be NULL (no text). label names the phase in progress
- * lines ("generate"). With comm (NULL: one process), the jobs are split over the data-parallel
- * groups and world rank 0 gathers every result; only rank 0's out holds them (and prints
- * progress); the other ranks' out is empty.
+ * Generates prompt i under vector v for all pairs on be's decoder (melbo_generate). vectors[v]
+ * (d) is added as it is (multiply by the scale first), NULL for none. tok may be NULL (no text).
+ * label names the phase in progress lines ("generate"). With comm (NULL: one process), the jobs are
+ * split over the data-parallel groups and world rank 0 gathers every result; only rank 0's out
+ * holds them (and prints progress); the other ranks' out is empty.
  */
-int melbo_completions_run(const struct melbo_model *m, int source_layer,
+int melbo_completions_run(struct melbo_backend *be, int source_layer,
                           const struct melbo_gen_settings *g, struct melbo_tokenizer *tok,
                           const float *const *vectors, int n_vec, int32_t *const *prompts,
                           const int *lens, int n_prompts, const char *label,

@@ -1,5 +1,5 @@
 /*
- * rank/generate/generate.h - batched, steered generation on the CPU backend.
+ * rank/generate/generate.h - batched, steered generation on any backend (rank/backend.h).
  *
  * Every job is one sequence: a prompt, a steering vector (already multiplied by its scale; NULL
  * for none) added to the output of the source block at every position, prompt and generated
@@ -13,8 +13,8 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "rank/backend.h"
 #include "rank/generate/settings.h"
-#include "rank/model/model.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,11 +37,11 @@ struct melbo_gen_result {
 typedef void (*melbo_gen_progress_cb)(void *ctx, int jobs_done, int n_jobs, long tokens);
 
 /*
- * Generates every job. m must hold all blocks, the embedding and the head. out[n_jobs] is
- * filled (free each ids). Returns 0 or a negative code (a prompt too long for the model, an id
- * outside the vocabulary).
+ * Generates every job on be's decoder (its host model, and the device's copy, must hold all
+ * blocks, the embedding and the head). out[n_jobs] is filled (free each ids). Returns 0 or a
+ * negative code (a prompt too long for the model, an id outside the vocabulary, a device error).
  */
-int melbo_generate(const struct melbo_model *m, int source_layer, const struct melbo_gen_settings *g,
+int melbo_generate(struct melbo_backend *be, int source_layer, const struct melbo_gen_settings *g,
                    const struct melbo_gen_job *jobs, int n_jobs, struct melbo_gen_result *out,
                    melbo_gen_progress_cb cb, void *ctx, struct melbo_err *err);
 

@@ -13,11 +13,7 @@
 
 void melbo_gen_settings_init(struct melbo_gen_settings *g) {
     memset(g, 0, sizeof *g);
-    g->max_new_tokens = 64;
-    g->temperature = 0.0;
-    g->top_p = 1.0;
-    g->repetition_penalty = 1.0;
-    g->batch = 64;
+    melbo_opts_init(&melbo_gen_table, g);
 }
 
 void melbo_gen_add_stop(struct melbo_gen_settings *g, int32_t id) {
@@ -72,71 +68,6 @@ int melbo_gen_settings_from_model(struct melbo_gen_settings *g, const struct mel
     }
     cJSON_Delete(root);
     return 0;
-}
-
-int melbo_gen_settings_parse_one(struct melbo_gen_settings *g, const char *opt, const char *val,
-                                 struct melbo_err *err) {
-    if (!strcmp(opt, "--use-generation-config")) {
-        g->use_generation_config = 1;
-        return 2;
-    }
-    if (!strcmp(opt, "--ignore-eos")) {
-        g->ignore_eos = 1;
-        return 2;
-    }
-    static const char *known[] = {"--max-new-tokens", "--temperature", "--top-p", "--top-k",
-                                  "--gen-seed", "--repetition-penalty", "--gen-batch"};
-    size_t k;
-    for (k = 0; k < sizeof known / sizeof known[0]; k++)
-        if (!strcmp(opt, known[k]))
-            break;
-    if (k == sizeof known / sizeof known[0])
-        return 0;
-    if (val == NULL)
-        return melbo_err_set(err, MELBO_EINVAL, "%s needs a value", opt);
-    char *end;
-    errno = 0;
-    double x = strtod(val, &end);
-    if (*val == '\0' || *end != '\0' || errno || !isfinite(x))
-        return melbo_err_set(err, MELBO_EINVAL, "%s: '%s' is not a number", opt, val);
-    switch (k) {
-    case 0:
-        if (x < 0 || x > 1e6 || x != floor(x))
-            return melbo_err_set(err, MELBO_EINVAL, "--max-new-tokens must be an integer >= 0");
-        g->max_new_tokens = (int)x;
-        break;
-    case 1:
-        if (x < 0)
-            return melbo_err_set(err, MELBO_EINVAL, "--temperature must be >= 0 (0 is greedy)");
-        g->temperature = x;
-        break;
-    case 2:
-        if (!(x > 0 && x <= 1))
-            return melbo_err_set(err, MELBO_EINVAL, "--top-p must be in (0, 1]");
-        g->top_p = x;
-        break;
-    case 3:
-        if (x < 0 || x != floor(x))
-            return melbo_err_set(err, MELBO_EINVAL, "--top-k must be an integer >= 0 (0 is off)");
-        g->top_k = (int)x;
-        break;
-    case 4:
-        if (x < 0 || x != floor(x))
-            return melbo_err_set(err, MELBO_EINVAL, "--gen-seed must be a non-negative integer");
-        g->seed = (uint64_t)x;
-        break;
-    case 5:
-        if (!(x > 0))
-            return melbo_err_set(err, MELBO_EINVAL, "--repetition-penalty must be positive");
-        g->repetition_penalty = x;
-        break;
-    case 6:
-        if (x < 1 || x > 4096 || x != floor(x))
-            return melbo_err_set(err, MELBO_EINVAL, "--gen-batch must be an integer in 1..4096");
-        g->batch = (int)x;
-        break;
-    }
-    return 1;
 }
 
 char *melbo_gen_settings_json(const struct melbo_gen_settings *g, double scale, int random_baselines) {

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "common/mem.h"
-#include "rank/cpu/span.h"
+#include "rank/model/flops.h"
 #include "rank/gpu/ops.h"
 #include "rank/gpu/prof.h"
 

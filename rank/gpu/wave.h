@@ -1,6 +1,7 @@
 /*
- * rank/gpu/wave.h - one MELBO training step of a wave of vectors on the GPU: the device half of
- * melbo_trainer_objective (rank/train/trainer.h) and, for the benchmark, the optimiser step.
+ * rank/gpu/wave.h - one MELBO training step of a wave of vectors on the GPU: the twin of
+ * rank/cpu/wave.h behind the CUDA backend's prefix and wave_objective (rank/gpu/backend.h), and,
+ * for the benchmark, the optimiser step.
  *
  *   prefix  x0 (the prompts' embeddings) through blocks [0, s] -> X, then [s+1, t) -> Y (fp32)
  *   batch   the (vector, prompt) pairs [k0, k1) of a wave of Bw vectors packed (pair k = b*P + i

@@ -1,72 +1,51 @@
 /*
- * rank/link/link.c - rank 0's coordinator link: an event queue filled by the training thread and
- * drained by one background thread over a blocking framed socket (proto/conn.h).
- *
- * Queue: a singly linked list of encoded RankEvent envelopes, numbered 1, 2, ... in order.
- * `sent` points at the first one not yet written on the current connection; acknowledged ones
- * are freed from the head. A reconnect rewinds `sent` to the head after dropping what the
- * coordinator says it has (RankHelloOk.last_seq).
+ * rank/link/link.c - rank 0's coordinator link, the training side: starting it from the
+ * environment, turning progress into encoded events on the queue (never blocking on I/O), and
+ * finishing. The thread that drains the queue and uploads the bank is sender.c; the queue and
+ * its locking are described in link_impl.h.
  */
-#include "rank/link/link.h"
+#include "rank/link/link_impl.h"
 
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "common/file.h"
-#include "common/log.h"
-#include "common/sha256.h"
-#include "proto/conn.h"
+#include "common/file.h" // defines: melbo_file_read
+#include "common/log.h"  // defines: melbo_log
+#include "proto/conn.h"  // defines: melbo_wire_encode, melbo_job_state_parse
 
-struct item {
-    uint64_t seq;
-    int is_step;
-    uint8_t *frame; // encoded envelope (header + payload)
-    size_t len;
-    struct item *next;
-};
+/* ==== small helpers ======================================================================== */
 
-struct melbo_link {
-    char addr[256];
-    uint64_t job_id;
-    char secret[128];
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv; // signalled on new items, finish, and ack of done
-    struct item *head, *tail, *sent;
-    size_t n_items;
-    uint64_t next_seq;
-    long dropped;
-    /* end of the job */
-    int finishing;   // 1 once melbo_link_finish was called
-    char *bank_path; // upload this (or NULL with error)
-    char *error;
-    int acked_done; // the coordinator acknowledged done / failed
-    int dead;       // refused by the coordinator (wrong secret): stop trying
-    int stop;
-};
-
+/* Wall-clock seconds: event times and the first event number. */
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Monotonic seconds: the finish timeout. */
 static double mono_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* The JobState of a state name ("RUNNING", ...), JOB_STATE_UNKNOWN for any other text. */
 static int state_code(const char *s) {
     int v = melbo_job_state_parse(s);
     return v < 0 ? MELBO__JOB_STATE__JOB_STATE_UNKNOWN : v;
 }
 
-/* Encodes ev as the next RankEvent and queues it (training thread; never blocks on I/O). */
+/* ==== the queue ============================================================================ */
+
+/*
+ * Encodes ev (built by the caller, borrowed) as the next numbered RankEvent and appends it to the
+ * queue, which owns the encoded frame; wakes the sender. Training thread only; never blocks on
+ * I/O. When the queue holds MELBO_LINK_MAX_QUEUED items a step event is dropped and counted; an
+ * event that cannot be allocated or encoded is dropped silently.
+ */
 static void enqueue(struct melbo_link *l, Melbo__JobEvent *ev, int is_step) {
     pthread_mutex_lock(&l->mu);
     if (is_step && l->n_items >= MELBO_LINK_MAX_QUEUED) {
@@ -85,7 +64,7 @@ static void enqueue(struct melbo_link *l, Melbo__JobEvent *ev, int is_step) {
     Melbo__Envelope env = MELBO__ENVELOPE__INIT;
     env.body_case = MELBO__ENVELOPE__BODY_RANK_EVENT;
     env.rank_event = &re;
-    struct item *it = calloc(1, sizeof *it);
+    struct melbo__link_item *it = calloc(1, sizeof *it);
     if (it == NULL || melbo_wire_encode(&env, 0, &it->frame, &it->len) != 0) {
         free(it);
         return;
@@ -105,10 +84,9 @@ static void enqueue(struct melbo_link *l, Melbo__JobEvent *ev, int is_step) {
     pthread_mutex_unlock(&l->mu);
 }
 
-/* Frees items with seq <= upto (caller holds mu). */
-static void drop_acked(struct melbo_link *l, uint64_t upto) {
+void melbo__link_drop_acked(struct melbo_link *l, uint64_t upto) {
     while (l->head && l->head->seq <= upto) {
-        struct item *it = l->head;
+        struct melbo__link_item *it = l->head;
         l->head = it->next;
         if (l->sent == it)
             l->sent = it->next;
@@ -120,227 +98,7 @@ static void drop_acked(struct melbo_link *l, uint64_t upto) {
     }
 }
 
-/* Reads acks that are already there (or waits up to wait_ms). -1 when the connection broke. */
-static int read_acks(struct melbo_link *l, struct melbo_conn *c, int wait_ms) {
-    for (;;) {
-        Melbo__Envelope *e = NULL;
-        struct melbo_err err = {0};
-        int r = melbo_conn_recv(c, wait_ms, &e, &err);
-        if (r == MELBO_EMISSING)
-            return 0;
-        if (r != 0)
-            return -1;
-        if (e->body_case == MELBO__ENVELOPE__BODY_RANK_ACK) {
-            pthread_mutex_lock(&l->mu);
-            drop_acked(l, e->rank_ack->last_seq);
-            if (e->rank_ack->done) {
-                l->acked_done = 1;
-                pthread_cond_broadcast(&l->cv);
-            }
-            pthread_mutex_unlock(&l->mu);
-        } else if (e->body_case == MELBO__ENVELOPE__BODY_ERROR) {
-            melbo_log(MELBO_LOG_WARN, "link: coordinator: %s", e->error->message);
-            melbo__envelope__free_unpacked(e, NULL);
-            return -1;
-        }
-        melbo__envelope__free_unpacked(e, NULL);
-        wait_ms = 0;
-    }
-}
-
-static int handshake(struct melbo_link *l, struct melbo_conn *c) {
-    struct melbo_err err = {0};
-    if (melbo_conn_open(c, l->addr, 3000, &err) != 0)
-        return -1;
-    Melbo__RankHello h = MELBO__RANK_HELLO__INIT;
-    h.has_protocol_version = h.has_job_id = 1;
-    h.protocol_version = MELBO_PROTOCOL_VERSION;
-    h.job_id = l->job_id;
-    h.secret = l->secret;
-    Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
-    env.has_id = 1;
-    env.id = 1;
-    env.body_case = MELBO__ENVELOPE__BODY_RANK_HELLO;
-    env.rank_hello = &h;
-    if (melbo_conn_send(c, &env, 5000, &err) != 0 || melbo_conn_recv(c, 10000, &rep, &err) != 0) {
-        melbo_conn_close(c);
-        return -1;
-    }
-    int ok = rep->body_case == MELBO__ENVELOPE__BODY_RANK_HELLO_OK;
-    if (!ok) {
-        int code = rep->body_case == MELBO__ENVELOPE__BODY_ERROR ? (int)rep->error->code : -1;
-        melbo_log(MELBO_LOG_ERROR, "link: the coordinator refused job %llu: %s",
-                  (unsigned long long)l->job_id,
-                  rep->body_case == MELBO__ENVELOPE__BODY_ERROR ? rep->error->message : "?");
-        if (code == MELBO__ERROR_CODE__ERROR_AUTH || code == MELBO__ERROR_CODE__ERROR_STATE ||
-            code == MELBO__ERROR_CODE__ERROR_VERSION) {
-            pthread_mutex_lock(&l->mu);
-            l->dead = 1;
-            pthread_cond_broadcast(&l->cv);
-            pthread_mutex_unlock(&l->mu);
-        }
-        melbo__envelope__free_unpacked(rep, NULL);
-        melbo_conn_close(c);
-        return -1;
-    }
-    pthread_mutex_lock(&l->mu);
-    drop_acked(l, rep->rank_hello_ok->last_seq);
-    l->sent = l->head; // resend everything not stored
-    pthread_mutex_unlock(&l->mu);
-    melbo__envelope__free_unpacked(rep, NULL);
-    return 0;
-}
-
-/* Uploads the bank and sends done (or sends failed). -1 on a broken connection. */
-static int send_end(struct melbo_link *l, struct melbo_conn *c) {
-    struct melbo_err err = {0};
-    Melbo__Envelope env = MELBO__ENVELOPE__INIT;
-    if (l->bank_path == NULL) {
-        Melbo__RankFailed f = MELBO__RANK_FAILED__INIT;
-        f.error = l->error ? l->error : "failed";
-        f.has_rank = 1;
-        f.rank = 0;
-        env.body_case = MELBO__ENVELOPE__BODY_RANK_FAILED;
-        env.rank_failed = &f;
-        return melbo_conn_send(c, &env, 10000, &err) == 0 ? 0 : -1;
-    }
-    FILE *fp = fopen(l->bank_path, "rb");
-    if (fp == NULL) {
-        free(l->bank_path);
-        l->bank_path = NULL;
-        free(l->error);
-        l->error = strdup("the bank file cannot be read for upload");
-        return send_end(l, c);
-    }
-    fseek(fp, 0, SEEK_END);
-    uint64_t total = (uint64_t)ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    uint8_t *buf = malloc(MELBO_CHUNK_MAX);
-    struct melbo_sha256 h;
-    melbo_sha256_init(&h);
-    uint64_t off = 0;
-    int ret = buf ? 0 : -1;
-    while (ret == 0) {
-        size_t got = fread(buf, 1, MELBO_CHUNK_MAX, fp);
-        melbo_sha256_update(&h, buf, got);
-        Melbo__BankUpload u = MELBO__BANK_UPLOAD__INIT;
-        u.has_offset = u.has_data = u.has_total_size = u.has_last = 1;
-        u.offset = off;
-        u.data.data = buf;
-        u.data.len = got;
-        u.total_size = total;
-        off += got;
-        u.last = off >= total || got == 0;
-        char hex[65];
-        if (u.last) {
-            uint8_t d[32];
-            melbo_sha256_final(&h, d);
-            melbo_sha256_hex(d, hex);
-            u.sha256 = hex;
-        }
-        env.body_case = MELBO__ENVELOPE__BODY_BANK_UPLOAD;
-        env.bank_upload = &u;
-        if (melbo_conn_send(c, &env, 30000, &err) != 0)
-            ret = -1;
-        if (u.last)
-            break;
-    }
-    free(buf);
-    fclose(fp);
-    if (ret)
-        return ret;
-    Melbo__RankDone d = MELBO__RANK_DONE__INIT;
-    d.has_last_seq = 1;
-    d.last_seq = l->next_seq;
-    env.body_case = MELBO__ENVELOPE__BODY_RANK_DONE;
-    env.rank_done = &d;
-    return melbo_conn_send(c, &env, 10000, &err) == 0 ? 0 : -1;
-}
-
-static void *link_main(void *arg) {
-    struct melbo_link *l = arg;
-    struct melbo_conn c = {.fd = -1};
-    double backoff = 0.1;
-    int end_sent = 0;
-    for (;;) {
-        pthread_mutex_lock(&l->mu);
-        int stop = l->stop || l->dead || l->acked_done;
-        pthread_mutex_unlock(&l->mu);
-        if (stop)
-            break;
-        if (c.fd < 0) {
-            if (handshake(l, &c) != 0) {
-                struct timespec ts = {(time_t)backoff, (long)((backoff - (time_t)backoff) * 1e9)};
-                nanosleep(&ts, NULL);
-                backoff = backoff * 2 > 5 ? 5 : backoff * 2;
-                continue;
-            }
-            backoff = 0.1;
-            end_sent = 0;
-        }
-        /* Send what is queued, without holding the lock during I/O. */
-        int broken = 0;
-        for (;;) {
-            pthread_mutex_lock(&l->mu);
-            struct item *it = l->sent;
-            uint8_t *frame = NULL;
-            size_t len = 0;
-            if (it) {
-                frame = malloc(it->len);
-                if (frame) {
-                    memcpy(frame, it->frame, it->len);
-                    len = it->len;
-                }
-                l->sent = it->next;
-            }
-            pthread_mutex_unlock(&l->mu);
-            if (it == NULL)
-                break;
-            struct melbo_err send_err = {0};
-            int r = frame ? melbo_conn_send_frame(&c, frame, len, 10000, &send_err) : -1;
-            free(frame);
-            if (r != 0) {
-                broken = 1;
-                break;
-            }
-        }
-        if (!broken) {
-            pthread_mutex_lock(&l->mu);
-            int ready_end = l->finishing && l->head == NULL && !end_sent;
-            pthread_mutex_unlock(&l->mu);
-            if (ready_end && l->bank_path == NULL && l->error == NULL) {
-                pthread_mutex_lock(&l->mu); // flush only (checkpointed): everything is acked
-                l->acked_done = 1;
-                pthread_cond_broadcast(&l->cv);
-                pthread_mutex_unlock(&l->mu);
-            } else if (ready_end) {
-                if (send_end(l, &c) != 0)
-                    broken = 1;
-                else
-                    end_sent = 1;
-            }
-        }
-        if (!broken && read_acks(l, &c, 0) != 0)
-            broken = 1;
-        if (broken) {
-            melbo_conn_close(&c);
-            continue;
-        }
-        /* Idle: wait for new items (acks are read on the next turn). */
-        pthread_mutex_lock(&l->mu);
-        if (l->sent == NULL && !l->stop && !(l->finishing && !end_sent && l->head == NULL)) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 20 * 1000000;
-            if (ts.tv_nsec >= 1000000000)
-                ts.tv_sec++, ts.tv_nsec -= 1000000000;
-            pthread_cond_timedwait(&l->cv, &l->mu, &ts);
-        }
-        pthread_mutex_unlock(&l->mu);
-    }
-    melbo_conn_close(&c);
-    return NULL;
-}
+/* ==== start, events, finish (link.h) ======================================================= */
 
 struct melbo_link *melbo_link_start_from_env(void) {
     const char *addr = getenv("MELBO_COORD_ADDR"), *id = getenv("MELBO_JOB_ID");
@@ -382,7 +140,7 @@ struct melbo_link *melbo_link_start_from_env(void) {
     free(secret);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
-    if (pthread_create(&l->thread, NULL, link_main, l) != 0) {
+    if (pthread_create(&l->thread, NULL, melbo__link_thread, l) != 0) {
         free(l);
         return NULL;
     }
@@ -415,6 +173,8 @@ void melbo_link_log(struct melbo_link *l, const char *fmt, ...) {
     enqueue(l, &ev, 0);
 }
 
+/* The observer hooks (ctx is the link): each builds a JobEvent on the stack and queues it. Step,
+ * generation and checkpoint events are "step" events, dropped first when the queue is full. */
 static void obs_state(void *ctx, const char *state, const char *detail) {
     melbo_link_state(ctx, state, detail);
 }
@@ -504,7 +264,7 @@ int melbo_link_finish(struct melbo_link *l, const char *bank_path, const char *e
                   (unsigned long long)l->job_id);
     if (l->dropped)
         melbo_log(MELBO_LOG_WARN, "link: %ld step events dropped (queue full)", l->dropped);
-    drop_acked(l, UINT64_MAX);
+    melbo__link_drop_acked(l, UINT64_MAX);
     free(l->bank_path);
     free(l->error);
     pthread_mutex_destroy(&l->mu);

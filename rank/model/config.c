@@ -341,6 +341,24 @@ int melbo_config_load(struct melbo_model_config *cfg, const char *dir, struct me
     return ret;
 }
 
+int melbo_tp_check(const struct melbo_model_config *c, int tp, struct melbo_err *err) {
+    if (tp < 1)
+        return melbo_err_set(err, MELBO_EINVAL, "--tp must be >= 1");
+    if (c->n_heads % tp != 0)
+        return melbo_err_set(err, MELBO_EINVAL,
+                             "--tp %d does not divide the model's %d attention heads", tp,
+                             c->n_heads);
+    if (c->n_kv_heads % tp != 0 && tp % c->n_kv_heads != 0)
+        return melbo_err_set(
+            err, MELBO_EINVAL,
+            "--tp %d and the model's %d key/value heads: one must divide the other", tp,
+            c->n_kv_heads);
+    if (c->d_ff % tp != 0)
+        return melbo_err_set(err, MELBO_EINVAL, "--tp %d does not divide the MLP width %d", tp,
+                             c->d_ff);
+    return 0;
+}
+
 int melbo_config_check_seq_len(const struct melbo_model_config *cfg, int n_tokens,
                                struct melbo_err *err) {
     if (cfg->arch == MELBO_ARCH_QWEN && cfg->max_positions > 0 && n_tokens > cfg->max_positions)

@@ -89,6 +89,16 @@ int melbo_config_check_seq_len(const struct melbo_model_config *cfg, int n_token
  */
 void melbo_config_rope_inv_freq(const struct melbo_model_config *cfg, float *inv_freq);
 
+/*
+ * Tensor parallelism (DESIGN §4 "Parallelism"): Q/K/V and gate/up are split by rows
+ * (column-parallel), O and down by columns (row-parallel, one all-reduce each). Allowed when
+ * n_heads % tp == 0, d_ff % tp == 0 and (n_kv_heads % tp == 0, or tp % n_kv_heads == 0 with each
+ * KV head replicated on tp / n_kv_heads ranks). Q/K/V biases follow their heads; the per-head
+ * q/k norms, the O bias, the norms, the embedding and the LM head are replicated. Returns 0 or
+ * MELBO_EINVAL naming the rule the layout breaks.
+ */
+int melbo_tp_check(const struct melbo_model_config *c, int tp, struct melbo_err *err);
+
 const char *melbo_arch_name(enum melbo_arch a);
 const char *melbo_rope_type_name(enum melbo_rope_type t);
 

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "common/bf16.h" // defines: melbo_bf16_to_f32
+
 static const struct {
     const char *name;
     size_t size;

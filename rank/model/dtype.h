@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/bf16.h" // defines: melbo_bf16_to_f32, melbo_f32_to_bf16 (for this header's users)
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -32,22 +34,7 @@ int melbo_dtype_parse(const char *s);
 /* 1 for the floating types model weights may be stored in (F32, F16, BF16). */
 int melbo_dtype_is_weight(enum melbo_dtype t);
 
-static inline float melbo_bf16_to_f32(uint16_t h) {
-    union { uint32_t u; float f; } v;
-    v.u = (uint32_t)h << 16;
-    return v.f;
-}
-
-/* Round-to-nearest-even, NaN kept NaN (as torch's .to(torch.bfloat16)). */
-static inline uint16_t melbo_f32_to_bf16(float f) {
-    union { uint32_t u; float f; } v;
-    v.f = f;
-    if ((v.u & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((v.u >> 16) | 0x40);
-    uint32_t rounding = 0x7fffu + ((v.u >> 16) & 1u);
-    return (uint16_t)((v.u + rounding) >> 16);
-}
-
+/* The fp32 value of IEEE half bits h (exact; subnormals, infinities and NaN kept). */
 float melbo_f16_to_f32(uint16_t h);
 
 /*

@@ -18,24 +18,6 @@ struct melbo_load_opts melbo_load_opts_all(void) {
     return o;
 }
 
-int melbo_tp_check(const struct melbo_model_config *c, int tp, struct melbo_err *err) {
-    if (tp < 1)
-        return melbo_err_set(err, MELBO_EINVAL, "--tp must be >= 1");
-    if (c->n_heads % tp != 0)
-        return melbo_err_set(err, MELBO_EINVAL,
-                             "--tp %d does not divide the model's %d attention heads", tp,
-                             c->n_heads);
-    if (c->n_kv_heads % tp != 0 && tp % c->n_kv_heads != 0)
-        return melbo_err_set(
-            err, MELBO_EINVAL,
-            "--tp %d and the model's %d key/value heads: one must divide the other", tp,
-            c->n_kv_heads);
-    if (c->d_ff % tp != 0)
-        return melbo_err_set(err, MELBO_EINVAL, "--tp %d does not divide the MLP width %d", tp,
-                             c->d_ff);
-    return 0;
-}
-
 void melbo_tp_local_config(const struct melbo_model_config *full, int tp_rank, int tp,
                            struct melbo_model_config *local, int *q_head0, int *kv_head0) {
     *local = *full;

@@ -74,15 +74,6 @@ struct melbo_load_opts {
     int tp_size;
 };
 
-/*
- * Tensor parallelism (DESIGN §4 "Parallelism"): Q/K/V and gate/up are split by rows
- * (column-parallel), O and down by columns (row-parallel, one all-reduce each). Allowed when
- * n_heads % tp == 0, d_ff % tp == 0 and (n_kv_heads % tp == 0, or tp % n_kv_heads == 0 with each
- * KV head replicated on tp / n_kv_heads ranks). Q/K/V biases follow their heads; the per-head
- * q/k norms, the O bias, the norms, the embedding and the LM head are replicated. Returns 0 or
- * MELBO_EINVAL naming the rule the layout breaks.
- */
-int melbo_tp_check(const struct melbo_model_config *c, int tp, struct melbo_err *err);
 
 /* Every block, the embedding and the head. */
 struct melbo_load_opts melbo_load_opts_all(void);

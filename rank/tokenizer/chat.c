@@ -12,21 +12,22 @@
 #include <string.h>
 
 #include "common/mem.h"                // defines: melbo_xmalloc, melbo_xstrdup
+#include "options/prompts.h"            // defines: melbo_chat_format_names
 #include "rank/tokenizer/tok_impl.h"   // defines: tok_buf_put, tok_utf8_next
 
-static const char *const format_names[] = {"raw", "chatml", "qwen2.5", "qwen3",
-                                           "llama3", "llama2", "mistral"};
+/* The --chat-format spellings are the option table's (options/prompts.h), in enum order. */
+_Static_assert(MELBO_CHAT_MISTRAL + 1 == MELBO_CHAT_N_FORMATS, "one spelling per chat format");
 
 #define QWEN25_DEFAULT_SYSTEM "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
 const char *melbo_chat_format_name(enum melbo_chat_format fmt) {
-    return (unsigned)fmt < MELBO_ARRAY_SIZE(format_names) ? format_names[fmt] : "?";
+    return (unsigned)fmt < MELBO_CHAT_N_FORMATS ? melbo_chat_format_names[fmt] : "?";
 }
 
 int melbo_chat_format_parse(const char *name, enum melbo_chat_format *fmt,
                             struct melbo_err *err) {
-    for (size_t i = 0; i < MELBO_ARRAY_SIZE(format_names); i++) {
-        if (!strcmp(name, format_names[i])) {
+    for (size_t i = 0; i < MELBO_CHAT_N_FORMATS; i++) {
+        if (!strcmp(name, melbo_chat_format_names[i])) {
             *fmt = (enum melbo_chat_format)i;
             return 0;
         }

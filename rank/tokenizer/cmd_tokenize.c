@@ -150,6 +150,11 @@ int melbo_cmd_tokenize(int argc, char **argv) {
         if (!inline_val)
             i++;
     }
+    if (opts.ids.n > 0) {
+        fprintf(stderr, "melbo-rank tokenize: --prompt-ids are tokens already (see detokenize)\n");
+        rc = 2;
+        goto out;
+    }
     if (!dir || opts.n == 0) {
         fprintf(stderr, "melbo-rank tokenize: %s\n%s",
                 !dir ? "--model or --tokenizer is required" : "no prompt given", tokenize_usage);

@@ -15,13 +15,14 @@
  * add_bos_token/add_eos_token (SentencePiece defaults to adding BOS); tokenizer.chat_template is
  * the chat template.
  */
+#include "rank/tokenizer/loaders.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/mem.h"
-#include "rank/model/gguf.h"
-#include "rank/tokenizer/tok_impl.h"
+#include "common/mem.h"      // defines: melbo_xmalloc, melbo_xcalloc, melbo_xrealloc, melbo_xstrdup
+#include "rank/model/gguf.h" // defines: melbo_gguf_open, melbo_gguf_find_kv, melbo_gguf_strings
 
 enum {
     TT_NORMAL = 1,
@@ -161,100 +162,101 @@ static int get_id(const struct melbo_gguf_file *f, const char *key, int32_t n, i
     return 1;
 }
 
-/* Vocabulary, merges and added tokens; f is open, tok zeroed with its model kind set. */
-static int build(struct melbo_tokenizer *tok, const struct melbo_gguf_file *f,
-                 const struct melbo_gguf_kv *tokens, struct melbo_err *err) {
-    int32_t n = (int32_t)tokens->n;
-    const char **str = melbo_xcalloc((size_t)n + 1, sizeof *str);
-    uint64_t *len = melbo_xcalloc((size_t)n + 1, sizeof *len);
-    float *scores = NULL;
-    int32_t *types = NULL;
-    char *buf = NULL;
-    size_t buf_cap = 0;
-    int ret = melbo_gguf_strings(tokens, str, len, err);
-    if (ret)
-        goto out;
+/*
+ * The token types of the n tokens into *types (allocated here, caller frees; TT_NORMAL where the
+ * file has no tokenizer.ggml.token_type). 0, or MELBO_EFORMAT when the array is malformed.
+ */
+static int read_types(const struct melbo_gguf_file *f, int32_t n, int32_t **types,
+                      struct melbo_err *err) {
     const struct melbo_gguf_kv *tt = melbo_gguf_find_kv(f, "tokenizer.ggml.token_type");
-    const struct melbo_gguf_kv *sc = melbo_gguf_find_kv(f, "tokenizer.ggml.scores");
-    const struct melbo_gguf_kv *mg = melbo_gguf_find_kv(f, "tokenizer.ggml.merges");
-    types = melbo_xcalloc((size_t)n + 1, sizeof *types);
+    *types = melbo_xcalloc((size_t)n + 1, sizeof **types);
     for (int32_t i = 0; i < n; i++)
-        types[i] = TT_NORMAL;
+        (*types)[i] = TT_NORMAL;
     if (tt) {
         if (tt->type != MELBO_GGUF_ARRAY || tt->n != (uint64_t)n || tt->elem == MELBO_GGUF_STRING ||
-            tt->elem == MELBO_GGUF_ARRAY) {
-            ret = melbo_err_set(err, MELBO_EFORMAT,
-                                "%s: tokenizer.ggml.token_type must be an "
-                                "integer array of %d entries",
-                                f->path, n);
-            goto out;
-        }
+            tt->elem == MELBO_GGUF_ARRAY)
+            return melbo_err_set(err, MELBO_EFORMAT,
+                                 "%s: tokenizer.ggml.token_type must be an "
+                                 "integer array of %d entries",
+                                 f->path, n);
         for (int32_t i = 0; i < n; i++)
-            types[i] = (int32_t)melbo_gguf_array_num(tt, (uint64_t)i);
+            (*types)[i] = (int32_t)melbo_gguf_array_num(tt, (uint64_t)i);
     }
-    tok->n_vocab = n;
-    tok->ent = melbo_xcalloc((size_t)n, sizeof *tok->ent);
-    tok_strmap_init(&tok->vocab, (uint32_t)n);
-    for (int32_t id = 0; id < n; id++)
-        tok_vocab_put(tok, id, str[id], (size_t)len[id], &buf, &buf_cap);
-    tok_find_byte_ids(tok);
-    if (mg) {
-        if (mg->type != MELBO_GGUF_ARRAY || mg->elem != MELBO_GGUF_STRING) {
-            ret = melbo_err_set(err, MELBO_EFORMAT,
-                                "%s: tokenizer.ggml.merges must be an array of "
-                                "strings",
-                                f->path);
-            goto out;
-        }
-        const char **ms = melbo_xcalloc((size_t)mg->n + 1, sizeof *ms);
-        uint64_t *ml = melbo_xcalloc((size_t)mg->n + 1, sizeof *ml);
-        melbo_gguf_strings(mg, ms, ml, NULL);
-        tok_pairmap_init(&tok->merges, (uint32_t)mg->n + 1);
-        for (uint64_t r = 0; r < mg->n && ret == 0; r++) {
-            const char *sp = memchr(ms[r], ' ', (size_t)ml[r]);
-            size_t la = sp ? (size_t)(sp - ms[r]) : 0, lb = sp ? (size_t)ml[r] - la - 1 : 0;
-            if (ml[r] + 1 > buf_cap)
-                buf = melbo_xrealloc(buf, buf_cap = 2 * (size_t)ml[r] + 16);
-            if (sp) {
-                memcpy(buf, ms[r], la);
-                memcpy(buf + la, sp + 1, lb);
-            }
-            int32_t a = sp ? tok_model_lookup(tok, ms[r], la) : -1;
-            int32_t b = sp ? tok_model_lookup(tok, sp + 1, lb) : -1;
-            int32_t c = sp ? tok_model_lookup(tok, buf, la + lb) : -1;
-            if (a < 0 || b < 0 || c < 0)
-                ret = melbo_err_set(err, MELBO_EFORMAT,
-                                    "%s: tokenizer.ggml.merges[%llu] \"%.*s\" is not two tokens of "
-                                    "the vocabulary whose concatenation is one",
-                                    f->path, (unsigned long long)r,
-                                    (int)(ml[r] > 100 ? 100 : ml[r]), ms[r]);
-            else
-                tok_pairmap_put(&tok->merges, a, b, (uint32_t)r, c);
-        }
-        free(ms);
-        free(ml);
-        if (ret)
-            goto out;
-    } else if (tok->model == TOK_BYTELEVEL) {
-        ret = melbo_err_set(err, MELBO_EMISSING, "%s: a gpt2 tokenizer needs tokenizer.ggml.merges",
-                            f->path);
-        goto out;
-    } else {
-        if (!sc || sc->type != MELBO_GGUF_ARRAY || sc->n != (uint64_t)n ||
-            sc->elem == MELBO_GGUF_STRING || sc->elem == MELBO_GGUF_ARRAY) {
-            ret = melbo_err_set(err, MELBO_EMISSING,
-                                "%s: a llama tokenizer without merges needs "
-                                "tokenizer.ggml.scores (%d numbers)",
-                                f->path, n);
-            goto out;
-        }
-        scores = melbo_xcalloc((size_t)n + 1, sizeof *scores);
-        for (int32_t i = 0; i < n; i++)
-            scores[i] = (float)melbo_gguf_array_num(sc, (uint64_t)i);
-        sp_merges(tok, str, len, scores, n);
-    }
+    return 0;
+}
 
-    /* added tokens: CONTROL special, USER_DEFINED plain; the unknown token is special too */
+/*
+ * tokenizer.ggml.merges ("a b" strings, rank = position) into tok->merges; tok->vocab is filled.
+ * *buf / *buf_cap is the caller's scratch buffer, grown here. 0, or MELBO_EFORMAT naming the
+ * first merge that is not two tokens whose concatenation is a third.
+ */
+static int read_merges(struct melbo_tokenizer *tok, const struct melbo_gguf_file *f,
+                       const struct melbo_gguf_kv *mg, char **buf, size_t *buf_cap,
+                       struct melbo_err *err) {
+    int ret = 0;
+    if (mg->type != MELBO_GGUF_ARRAY || mg->elem != MELBO_GGUF_STRING)
+        return melbo_err_set(err, MELBO_EFORMAT,
+                             "%s: tokenizer.ggml.merges must be an array of "
+                             "strings",
+                             f->path);
+    const char **ms = melbo_xcalloc((size_t)mg->n + 1, sizeof *ms);
+    uint64_t *ml = melbo_xcalloc((size_t)mg->n + 1, sizeof *ml);
+    melbo_gguf_strings(mg, ms, ml, NULL);
+    tok_pairmap_init(&tok->merges, (uint32_t)mg->n + 1);
+    for (uint64_t r = 0; r < mg->n && ret == 0; r++) {
+        const char *sp = memchr(ms[r], ' ', (size_t)ml[r]);
+        size_t la = sp ? (size_t)(sp - ms[r]) : 0, lb = sp ? (size_t)ml[r] - la - 1 : 0;
+        if (ml[r] + 1 > *buf_cap)
+            *buf = melbo_xrealloc(*buf, *buf_cap = 2 * (size_t)ml[r] + 16);
+        if (sp) {
+            memcpy(*buf, ms[r], la);
+            memcpy(*buf + la, sp + 1, lb);
+        }
+        int32_t a = sp ? tok_model_lookup(tok, ms[r], la) : -1;
+        int32_t b = sp ? tok_model_lookup(tok, sp + 1, lb) : -1;
+        int32_t c = sp ? tok_model_lookup(tok, *buf, la + lb) : -1;
+        if (a < 0 || b < 0 || c < 0)
+            ret = melbo_err_set(err, MELBO_EFORMAT,
+                                "%s: tokenizer.ggml.merges[%llu] \"%.*s\" is not two tokens of "
+                                "the vocabulary whose concatenation is one",
+                                f->path, (unsigned long long)r, (int)(ml[r] > 100 ? 100 : ml[r]),
+                                ms[r]);
+        else
+            tok_pairmap_put(&tok->merges, a, b, (uint32_t)r, c);
+    }
+    free(ms);
+    free(ml);
+    return ret;
+}
+
+/*
+ * A llama tokenizer without merges: merges derived from tokenizer.ggml.scores (sp_merges). The
+ * n token strings str/len are borrowed. 0, or MELBO_EMISSING when the scores are absent or not
+ * n numbers.
+ */
+static int score_merges(struct melbo_tokenizer *tok, const struct melbo_gguf_file *f,
+                        const char **str, const uint64_t *len, int32_t n, struct melbo_err *err) {
+    const struct melbo_gguf_kv *sc = melbo_gguf_find_kv(f, "tokenizer.ggml.scores");
+    if (!sc || sc->type != MELBO_GGUF_ARRAY || sc->n != (uint64_t)n ||
+        sc->elem == MELBO_GGUF_STRING || sc->elem == MELBO_GGUF_ARRAY)
+        return melbo_err_set(err, MELBO_EMISSING,
+                             "%s: a llama tokenizer without merges needs "
+                             "tokenizer.ggml.scores (%d numbers)",
+                             f->path, n);
+    float *scores = melbo_xcalloc((size_t)n + 1, sizeof *scores);
+    for (int32_t i = 0; i < n; i++)
+        scores[i] = (float)melbo_gguf_array_num(sc, (uint64_t)i);
+    sp_merges(tok, str, len, scores, n);
+    free(scores);
+    return 0;
+}
+
+/*
+ * Added tokens: CONTROL special, USER_DEFINED plain; the unknown token is special too. buf is
+ * scratch of at least the longest token's length (the vocabulary loop's buffer).
+ */
+static void add_tokens(struct melbo_tokenizer *tok, const int32_t *types, const char **str,
+                       const uint64_t *len, int32_t n, char *buf) {
     tok->added = melbo_xcalloc((size_t)n + 1, sizeof *tok->added);
     for (int32_t id = 0; id < n; id++) {
         int control = types[id] == TT_CONTROL || (types[id] == TT_UNKNOWN && id == tok->unk_id);
@@ -271,11 +273,41 @@ static int build(struct melbo_tokenizer *tok, const struct melbo_gguf_file *f,
         a->len = (size_t)len[id];
         a->special = (uint8_t)control;
     }
+}
+
+/* Vocabulary, merges and added tokens; f is open, tok zeroed with its model kind set. */
+static int build(struct melbo_tokenizer *tok, const struct melbo_gguf_file *f,
+                 const struct melbo_gguf_kv *tokens, struct melbo_err *err) {
+    int32_t n = (int32_t)tokens->n;
+    const char **str = melbo_xcalloc((size_t)n + 1, sizeof *str);
+    uint64_t *len = melbo_xcalloc((size_t)n + 1, sizeof *len);
+    int32_t *types = NULL;
+    char *buf = NULL;
+    size_t buf_cap = 0;
+    int ret = melbo_gguf_strings(tokens, str, len, err);
+    if (ret || (ret = read_types(f, n, &types, err)))
+        goto out;
+    tok->n_vocab = n;
+    tok->ent = melbo_xcalloc((size_t)n, sizeof *tok->ent);
+    tok_strmap_init(&tok->vocab, (uint32_t)n);
+    for (int32_t id = 0; id < n; id++)
+        tok_vocab_put(tok, id, str[id], (size_t)len[id], &buf, &buf_cap);
+    tok_find_byte_ids(tok);
+    const struct melbo_gguf_kv *mg = melbo_gguf_find_kv(f, "tokenizer.ggml.merges");
+    if (mg)
+        ret = read_merges(tok, f, mg, &buf, &buf_cap, err);
+    else if (tok->model == TOK_BYTELEVEL)
+        ret = melbo_err_set(err, MELBO_EMISSING, "%s: a gpt2 tokenizer needs tokenizer.ggml.merges",
+                            f->path);
+    else
+        ret = score_merges(tok, f, str, len, n, err);
+    if (ret)
+        goto out;
+    add_tokens(tok, types, str, len, n, buf);
 out:
     free(buf);
     free(str);
     free(len);
-    free(scores);
     free(types);
     return ret;
 }
@@ -284,17 +316,64 @@ static char *dup_token(const struct melbo_tokenizer *tok, int32_t id) {
     return id >= 0 ? melbo_xstrdup(tok->ent[id].str) : NULL;
 }
 
+/*
+ * The model kind from tokenizer.ggml.model ("gpt2" or "llama", model[0..mlen)) and what follows
+ * from it: the byte-level split regexes chosen by tokenizer.ggml.pre, or SentencePiece's
+ * Metaspace settings; *add_bos is set to the kind's default. 0, or a negative code.
+ */
+static int set_model(struct melbo_tokenizer *tok, const struct melbo_gguf_file *f,
+                     const char *model, size_t mlen, int *add_bos, struct melbo_err *err) {
+    const char *path = f->path, *pre = NULL;
+    size_t plen = 0;
+    int ret, add_space = 1;
+    if (mlen == 4 && !memcmp(model, "gpt2", 4)) {
+        tok->model = TOK_BYTELEVEL;
+        tok->dec_bytelevel = 1;
+        if ((ret = melbo_gguf_get_str(f, "tokenizer.ggml.pre", &pre, &plen, err)) < 0)
+            return ret;
+        const struct pre *p = pre ? find_pre(pre, plen) : find_pre("default", 7);
+        if (p == NULL)
+            return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                                 "%s: pre-tokenizer \"%.*s\" (tokenizer.ggml.pre) is not supported "
+                                 "(melbo knows default, gpt2, llama-bpe, qwen2, smollm, gpt-4o and "
+                                 "their llama.cpp aliases)",
+                                 path, (int)(plen > 64 ? 64 : plen), pre);
+        tok->ignore_merges = p->ignore_merges;
+        for (int i = 0; i < TOK_MAX_RE && p->re[i]; i++)
+            if ((ret = tok_compile_regex(tok, p->re[i], path, err)))
+                return ret;
+        return 0;
+    }
+    if (mlen == 5 && !memcmp(model, "llama", 5)) {
+        tok->model = TOK_SENTENCEPIECE;
+        tok->byte_fallback = tok->fuse_unk = 1;
+        tok->dec_byte_fallback = 1;
+        *add_bos = 1; /* llama.cpp and transformers add BOS unless the file says otherwise */
+        if ((ret = melbo_gguf_get_bool(f, "tokenizer.ggml.add_space_prefix", &add_space, err)) < 0)
+            return ret;
+        tok->metaspace = 1;
+        tok->metaspace_split = 0;
+        tok->metaspace_prepend = add_space ? 2 : 0;
+        snprintf(tok->metaspace_repl, sizeof tok->metaspace_repl, "\xE2\x96\x81");
+        tok->dec_strip_start = add_space ? 1 : 0;
+        return 0;
+    }
+    return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                         "%s: tokenizer model \"%.*s\" (tokenizer.ggml.model) is not supported "
+                         "(melbo reads gpt2 and llama)",
+                         path, (int)(mlen > 64 ? 64 : mlen), model);
+}
+
 int tok_gguf_load(const char *path, struct melbo_tokenizer **out, struct melbo_err *err) {
     struct melbo_gguf_file f;
     struct melbo_tokenizer *tok = NULL;
-    const char *model = NULL, *pre = NULL, *tpl = NULL;
-    size_t mlen = 0, plen = 0, tlen = 0;
+    const char *model = NULL, *tpl = NULL;
+    size_t mlen = 0, tlen = 0;
     *out = NULL;
     int ret = melbo_gguf_open(&f, path, err);
     if (ret)
         return ret;
-    tok = melbo_xcalloc(1, sizeof *tok);
-    tok->bos_id = tok->eos_id = tok->unk_id = -1;
+    tok = tok_alloc();
     if ((ret = melbo_gguf_get_str(&f, "tokenizer.ggml.model", &model, &mlen, err)) < 0)
         goto fail;
     const struct melbo_gguf_kv *tokens = melbo_gguf_find_kv(&f, "tokenizer.ggml.tokens");
@@ -314,44 +393,9 @@ int tok_gguf_load(const char *path, struct melbo_tokenizer **out, struct melbo_e
         goto fail;
     }
     int32_t n = (int32_t)tokens->n;
-    int add_bos = 0, add_eos = 0, add_space = 1;
-    if (mlen == 4 && !memcmp(model, "gpt2", 4)) {
-        tok->model = TOK_BYTELEVEL;
-        tok->dec_bytelevel = 1;
-        if ((ret = melbo_gguf_get_str(&f, "tokenizer.ggml.pre", &pre, &plen, err)) < 0)
-            goto fail;
-        const struct pre *p = pre ? find_pre(pre, plen) : find_pre("default", 7);
-        if (p == NULL) {
-            ret = melbo_err_set(err, MELBO_EUNSUPPORTED,
-                                "%s: pre-tokenizer \"%.*s\" (tokenizer.ggml.pre) is not supported "
-                                "(melbo knows default, gpt2, llama-bpe, qwen2, smollm, gpt-4o and "
-                                "their llama.cpp aliases)",
-                                path, (int)(plen > 64 ? 64 : plen), pre);
-            goto fail;
-        }
-        tok->ignore_merges = p->ignore_merges;
-        for (int i = 0; i < TOK_MAX_RE && p->re[i]; i++)
-            if ((ret = tok_compile_regex(tok, p->re[i], path, err)))
-                goto fail;
-    } else if (mlen == 5 && !memcmp(model, "llama", 5)) {
-        tok->model = TOK_SENTENCEPIECE;
-        tok->byte_fallback = tok->fuse_unk = 1;
-        tok->dec_byte_fallback = 1;
-        add_bos = 1; /* llama.cpp and transformers add BOS unless the file says otherwise */
-        if ((ret = melbo_gguf_get_bool(&f, "tokenizer.ggml.add_space_prefix", &add_space, err)) < 0)
-            goto fail;
-        tok->metaspace = 1;
-        tok->metaspace_split = 0;
-        tok->metaspace_prepend = add_space ? 2 : 0;
-        snprintf(tok->metaspace_repl, sizeof tok->metaspace_repl, "\xE2\x96\x81");
-        tok->dec_strip_start = add_space ? 1 : 0;
-    } else {
-        ret = melbo_err_set(err, MELBO_EUNSUPPORTED,
-                            "%s: tokenizer model \"%.*s\" (tokenizer.ggml.model) is not supported "
-                            "(melbo reads gpt2 and llama)",
-                            path, (int)(mlen > 64 ? 64 : mlen), model);
+    int add_bos = 0, add_eos = 0;
+    if ((ret = set_model(tok, &f, model, mlen, &add_bos, err)) < 0)
         goto fail;
-    }
     int32_t bos = -1, eos = -1, unk = -1;
     if ((ret = get_id(&f, "tokenizer.ggml.bos_token_id", n, &bos, err)) < 0 ||
         (ret = get_id(&f, "tokenizer.ggml.eos_token_id", n, &eos, err)) < 0 ||

@@ -1,6 +1,7 @@
 /*
- * rank/tokenizer/maps.c - the two hash maps of the tokenizer (tok_impl.h): byte string -> id
- * for the vocabulary and the word cache, and (id, id) -> merge for the BPE merges.
+ * rank/tokenizer/maps.c - the containers of the tokenizer module: the two hash maps (tok_impl.h),
+ * byte string -> id for the vocabulary and the word cache and (id, id) -> merge for the BPE
+ * merges, and tokenizer.h's growable list of ids (struct melbo_ids).
  *
  * Both are open-addressing tables with linear probing, grown at 50% load, never shrunk.
  * Lookups are on the encoder's hot path, so the hash reads 8 bytes at a time.
@@ -148,4 +149,19 @@ void tok_pairmap_put(struct tok_pairmap *m, int32_t a, int32_t b, uint32_t rank,
         free(old);
     }
     pairmap_insert(m, ((uint64_t)(uint32_t)a << 32) | (uint32_t)b, rank, id);
+}
+
+/* ==== struct melbo_ids ===================================================================== */
+
+void melbo_ids_push(struct melbo_ids *v, int32_t id) {
+    if (v->n == v->cap) {
+        v->cap = v->cap ? v->cap * 2 : 64;
+        v->ids = melbo_xrealloc(v->ids, v->cap * sizeof(*v->ids));
+    }
+    v->ids[v->n++] = id;
+}
+
+void melbo_ids_free(struct melbo_ids *v) {
+    free(v->ids);
+    memset(v, 0, sizeof(*v));
 }

@@ -1,159 +1,24 @@
 /*
- * rank/tokenizer/prompt.c - the shared prompt options (prompt.h): collecting --prompt,
- * --raw-prompt, --prompts FILE, --system and --chat-format, then rendering and tokenizing.
+ * rank/tokenizer/prompt.c - rendering and tokenizing the shared prompt options (prompt.h); the
+ * options themselves are collected by options/prompts.c.
  */
 #include "rank/tokenizer/prompt.h"
 
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/file.h" // defines: melbo_file_read
 #include "common/mem.h"  // defines: melbo_xmalloc, melbo_xcalloc, melbo_xstrdup
 
-void melbo_prompt_opts_init(struct melbo_prompt_opts *o) { memset(o, 0, sizeof(*o)); }
-
-static void item_free(struct melbo_prompt_item *it) {
-    free(it->text);
-    for (size_t i = 0; i < it->n_msgs; i++) {
-        free((char *)it->msgs[i].role);
-        free((char *)it->msgs[i].content);
+/* A conversation of a --prompts file as the chat renderer takes it (new array, strings
+ * borrowed from it). */
+static struct melbo_chat_msg *chat_msgs(const struct melbo_prompt_item *it) {
+    struct melbo_chat_msg *m = melbo_xcalloc(it->n_msgs ? it->n_msgs : 1, sizeof *m);
+    for (size_t k = 0; k < it->n_msgs; k++) {
+        m[k].role = it->msgs[k].role;
+        m[k].content = it->msgs[k].content;
     }
-    free(it->msgs);
-    free(it->where);
-}
-
-void melbo_prompt_opts_free(struct melbo_prompt_opts *o) {
-    for (size_t i = 0; i < o->n; i++)
-        item_free(&o->items[i]);
-    free(o->items);
-    free(o->system);
-    free(o->chat_format);
-    memset(o, 0, sizeof(*o));
-}
-
-static struct melbo_prompt_item *add_item(struct melbo_prompt_opts *o, enum melbo_prompt_kind k,
-                                          const char *where) {
-    if (o->n == o->cap) {
-        o->cap = o->cap ? 2 * o->cap : 8;
-        o->items = melbo_xrealloc(o->items, o->cap * sizeof(*o->items));
-    }
-    struct melbo_prompt_item *it = &o->items[o->n++];
-    memset(it, 0, sizeof(*it));
-    it->kind = k;
-    it->where = melbo_xstrdup(where);
-    return it;
-}
-
-/* Parses one JSONL line of a --prompts file into a new item. */
-static int parse_line(struct melbo_prompt_opts *o, const char *line, size_t len,
-                      const char *where, struct melbo_err *err) {
-    int ret = 0;
-    cJSON *j = cJSON_ParseWithLength(line, len);
-    if (!cJSON_IsObject(j)) {
-        ret = melbo_err_set(err, MELBO_EFORMAT, "%s: not a JSON object", where);
-        goto out;
-    }
-    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(j, "messages");
-    const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text");
-    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt");
-    if (cJSON_IsArray(msgs)) {
-        size_t n = (size_t)cJSON_GetArraySize(msgs), k = 0;
-        if (n == 0) {
-            ret = melbo_err_set(err, MELBO_EFORMAT, "%s: \"messages\" is empty", where);
-            goto out;
-        }
-        struct melbo_prompt_item *it = add_item(o, MELBO_PROMPT_MESSAGES, where);
-        it->msgs = melbo_xcalloc(n, sizeof(*it->msgs));
-        const cJSON *m;
-        cJSON_ArrayForEach(m, msgs) {
-            const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-            const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-            if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
-                ret = melbo_err_set(err, MELBO_EFORMAT,
-                                    "%s: message %zu needs string \"role\" and \"content\"",
-                                    where, k);
-                goto out;
-            }
-            it->msgs[k].role = melbo_xstrdup(role->valuestring);
-            it->msgs[k].content = melbo_xstrdup(content->valuestring);
-            it->n_msgs = ++k;
-        }
-    } else if (cJSON_IsString(text)) {
-        add_item(o, MELBO_PROMPT_RAW, where)->text = melbo_xstrdup(text->valuestring);
-    } else if (cJSON_IsString(prompt)) {
-        add_item(o, MELBO_PROMPT_USER, where)->text = melbo_xstrdup(prompt->valuestring);
-    } else {
-        ret = melbo_err_set(err, MELBO_EFORMAT,
-                            "%s: expected {\"messages\": [...]}, {\"text\": ...} or "
-                            "{\"prompt\": ...}", where);
-    }
-out:
-    cJSON_Delete(j);
-    return ret;
-}
-
-static int read_prompts_file(struct melbo_prompt_opts *o, const char *path,
-                             struct melbo_err *err) {
-    char *buf = NULL;
-    size_t len = 0;
-    int ret = melbo_file_read(path, &buf, &len, err);
-    if (ret)
-        return ret;
-    size_t pos = 0, lineno = 0, before = o->n;
-    while (pos < len && ret == 0) {
-        size_t end = pos;
-        while (end < len && buf[end] != '\n')
-            end++;
-        lineno++;
-        size_t k = pos;
-        while (k < end && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\r'))
-            k++;
-        if (k < end) {
-            char where[512];
-            snprintf(where, sizeof(where), "%s:%zu", path, lineno);
-            ret = parse_line(o, buf + pos, end - pos, where, err);
-        }
-        pos = end + 1;
-    }
-    if (ret == 0 && o->n == before)
-        ret = melbo_err_set(err, MELBO_EFORMAT, "%s: no prompts in the file", path);
-    free(buf);
-    return ret;
-}
-
-int melbo_prompt_opts_parse_one(struct melbo_prompt_opts *o, const char *opt, const char *val,
-                                struct melbo_err *err) {
-    int ours = !strcmp(opt, "--prompt") || !strcmp(opt, "--raw-prompt") ||
-               !strcmp(opt, "--prompts") || !strcmp(opt, "--system") ||
-               !strcmp(opt, "--chat-format");
-    if (!ours)
-        return 0;
-    if (!val)
-        return melbo_err_set(err, MELBO_EINVAL, "%s needs a value", opt);
-    char where[64];
-    int ret;
-    if (!strcmp(opt, "--prompt") || !strcmp(opt, "--raw-prompt")) {
-        int raw = opt[2] == 'r';
-        snprintf(where, sizeof(where), "%s %zu", opt, o->n + 1);
-        add_item(o, raw ? MELBO_PROMPT_RAW : MELBO_PROMPT_USER, where)->text = melbo_xstrdup(val);
-        return 1;
-    }
-    if (!strcmp(opt, "--prompts"))
-        return (ret = read_prompts_file(o, val, err)) ? ret : 1;
-    if (!strcmp(opt, "--system")) {
-        if (o->system)
-            return melbo_err_set(err, MELBO_EINVAL, "--system given twice");
-        o->system = melbo_xstrdup(val);
-        return 1;
-    }
-    enum melbo_chat_format fmt;
-    if ((ret = melbo_chat_format_parse(val, &fmt, err)))
-        return ret;
-    free(o->chat_format);
-    o->chat_format = melbo_xstrdup(val);
-    return 1;
+    return m;
 }
 
 void melbo_prompt_list_free(struct melbo_prompt_list *l) {
@@ -202,8 +67,9 @@ int melbo_prompt_opts_render(const struct melbo_prompt_opts *o, struct melbo_tok
                             : melbo_chat_encode(tok, out->format, m + 1, 1, &p->text, &p->ids,
                                                 err);
         } else {
-            ret = melbo_chat_encode(tok, out->format, it->msgs, it->n_msgs, &p->text, &p->ids,
-                                    err);
+            struct melbo_chat_msg *m = chat_msgs(it);
+            ret = melbo_chat_encode(tok, out->format, m, it->n_msgs, &p->text, &p->ids, err);
+            free(m);
         }
         if (ret)
             melbo_err_prefix(err, "%s", it->where);

@@ -1,6 +1,8 @@
 /*
  * rank/tokenizer/tok_impl.h - the inside of struct melbo_tokenizer, shared by the files of
- * the tokenizer module only (load.c, tiktoken.c, encode.c, bpe.c, decode.c, maps.c, utf8.c).
+ * the tokenizer module only, and the lowest level of the module: the containers (maps.c), UTF-8
+ * and the byte table (utf8.c), the BPE word loop (bpe.c) and the added-token matchers
+ * (added.c). The loaders' building blocks are in vocab.h, the loaders in loaders.h.
  *
  * Representation: every token id has an entry with its string as written in tokenizer.json
  * (for display and lookup by name) and the bytes it decodes to. The BPE model works on ids:
@@ -188,15 +190,23 @@ int tok_utf8_next(const unsigned char *s, size_t n, uint32_t *cp);
 size_t tok_utf8_check(const char *s, size_t n);
 /* Appends the UTF-8 encoding of cp to buf (at most 4 bytes); returns the count. */
 int tok_utf8_put(char *buf, uint32_t cp);
-/* Appends s with invalid sequences replaced by U+FFFD to the growable buffer. */
+/*
+ * Appends s[0..n) to the growable, NUL-terminated buffer *buf (length *len, capacity *cap; grown
+ * with melbo_xrealloc, the caller owns and frees it). The _lossy form replaces invalid UTF-8
+ * sequences with U+FFFD.
+ */
 void tok_buf_put_lossy(char **buf, size_t *len, size_t *cap, const char *s, size_t n);
 void tok_buf_put(char **buf, size_t *len, size_t *cap, const char *s, size_t n);
 
 /* bpe.c: tokenizes one pre-token (bytes after normalisation) and appends its ids. */
 void tok_bpe_word(struct melbo_tokenizer *tok, const char *w, size_t n, struct melbo_ids *out);
+/* Frees the word cache and zeroes it (safe on a zeroed cache). */
 void tok_cache_free(struct tok_cache *c);
 
-/* added.c */
+/*
+ * added.c: a matcher over the added tokens whose normalized flag equals `normalized`. It points
+ * into added[0..n), which must outlive it; tok_matcher_free frees only the matcher's own index.
+ */
 void tok_matcher_build(struct tok_matcher *m, struct tok_added *added, uint32_t n, int normalized);
 void tok_matcher_free(struct tok_matcher *m);
 /*
@@ -207,37 +217,5 @@ void tok_matcher_free(struct tok_matcher *m);
 int tok_matcher_find(const struct tok_matcher *m, const char *s, size_t n, size_t from,
                      size_t floor, unsigned flags, size_t *start, size_t *end, size_t *mend,
                      int32_t *id);
-
-/* tiktoken.c */
-int tok_tiktoken_load(struct melbo_tokenizer *tok, const char *path, const char *text, size_t len,
-                      struct melbo_err *err);
-/* load.c: finishes the common parts (added-token matchers, entries) after a model load. */
-void tok_finish_added(struct melbo_tokenizer *tok);
-/* load.c: helpers shared with gguf_vocab.c. */
-/* A byte-level vocabulary string as raw bytes in buf (>= n bytes); -1 if a character is outside
- * the byte table. */
-long tok_bytelevel_to_bytes(const char *s, size_t n, char *buf);
-/* The id of a token written as in the model vocabulary, or -1. */
-int32_t tok_model_lookup(const struct melbo_tokenizer *tok, const char *s, size_t n);
-/* Sets entry id's string (and decoded bytes, for now the same) to s[0..n). */
-void tok_set_entry(struct melbo_tokenizer *tok, int32_t id, const char *s, size_t n);
-/*
- * Sets entry id to s[0..n) and records it in tok->vocab (as raw bytes for byte-level models).
- * *buf (capacity *buf_cap, caller-owned, grown here) is scratch space reused across calls.
- */
-void tok_vocab_put(struct melbo_tokenizer *tok, int32_t id, const char *s, size_t n, char **buf,
-                   size_t *buf_cap);
-/* Fills tok->byte_id from tok->vocab: single bytes (byte-level) or <0xXX> tokens (byte fallback).
- */
-void tok_find_byte_ids(struct melbo_tokenizer *tok);
-/* Fills each entry's decoded bytes from its string, per the decoder flags. */
-void tok_fill_entry_bytes(struct melbo_tokenizer *tok);
-
-/* gguf_vocab.c: the tokenizer of a GGUF file (tokenizer.ggml.* metadata). */
-int tok_gguf_load(const char *path, struct melbo_tokenizer **out, struct melbo_err *err);
-
-/* load.c: compiles a split regex (Oniguruma syntax as tokenizers writes it) with PCRE2. */
-int tok_compile_regex(struct melbo_tokenizer *tok, const char *pattern, const char *path,
-                      struct melbo_err *err);
 
 #endif

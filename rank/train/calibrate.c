@@ -9,27 +9,28 @@
 #include "common/mem.h"
 #include "common/rng.h"
 #include "rank/model/safetensors.h"
-#include "rank/train/trainer.h"
+#include "rank/cpu/span.h"
 
 /*
  * D(theta_i) for m vectors thetas (m, d): out (m, P*d), each prompt's mean change of the target
  * activations over its target positions. One forward of m x P sequences through the span.
  */
-static void deltas(struct melbo_trainer *tr, struct melbo_cpu_span *sp, const float *thetas, int m,
-                   double *out) {
-    int P = tr->P, d = tr->d;
+static void deltas(const struct melbo_prompts *pr, const struct melbo_prefix *pre, int d,
+                   struct melbo_cpu_span *sp, const float *thetas, int m, double *out) {
+    int P = pr->P;
     int *lens = melbo_xmalloc(sizeof(int) * (size_t)m * P);
     for (int i = 0; i < m; i++)
         for (int p = 0; p < P; p++)
-            lens[i * P + p] = tr->lens[p];
+            lens[i * P + p] = pr->lens[p];
     struct melbo_seqs seqs;
     melbo_seqs_init(&seqs, lens, m * P);
     float *x = melbo_xalloc_f32((size_t)seqs.n_tok * d);
     for (int i = 0; i < m; i++)
         for (int p = 0; p < P; p++) {
             float *dst = x + (size_t)seqs.start[i * P + p] * d;
-            const float *src = tr->X + (size_t)tr->pseqs.start[p] * d, *th = thetas + (size_t)i * d;
-            for (int r = 0; r < tr->lens[p]; r++)
+            const float *src = pre->X + (size_t)pr->seqs.start[p] * d;
+            const float *th = thetas + (size_t)i * d;
+            for (int r = 0; r < pr->lens[p]; r++)
                 for (int j = 0; j < d; j++)
                     dst[(size_t)r * d + j] = src[(size_t)r * d + j] + th[j];
         }
@@ -38,15 +39,15 @@ static void deltas(struct melbo_trainer *tr, struct melbo_cpu_span *sp, const fl
         for (int p = 0; p < P; p++) {
             double *o = out + ((size_t)i * P + p) * d;
             const float *z = x + (size_t)seqs.start[i * P + p] * d;
-            const float *y = tr->Y + (size_t)tr->pseqs.start[p] * d;
+            const float *y = pre->Y + (size_t)pr->seqs.start[p] * d;
             memset(o, 0, sizeof(double) * (size_t)d);
-            for (int k = 0; k < tr->n_idx[p]; k++) {
-                size_t row = (size_t)tr->idx[p][k] * d;
+            for (int k = 0; k < pr->n_idx[p]; k++) {
+                size_t row = (size_t)pr->idx[p][k] * d;
                 for (int j = 0; j < d; j++)
                     o[j] += (double)z[row + j] - (double)y[row + j];
             }
             for (int j = 0; j < d; j++)
-                o[j] /= tr->n_idx[p];
+                o[j] /= pr->n_idx[p];
         }
     free(x);
     free(lens);
@@ -54,7 +55,9 @@ static void deltas(struct melbo_trainer *tr, struct melbo_cpu_span *sp, const fl
 }
 
 struct cal {
-    struct melbo_trainer *tr;
+    const struct melbo_prompts *pr;
+    const struct melbo_prefix *pre;
+    int d;
     struct melbo_cpu_span sp;
     const float *dirs; // (n, d) unit
     int n;
@@ -64,10 +67,10 @@ struct cal {
 };
 
 static double ratio(struct cal *c, double R) {
-    int d = c->tr->d, w = c->tr->P * d;
+    int d = c->d, w = c->pr->P * d;
     for (size_t k = 0; k < (size_t)c->n * d; k++)
         c->th[k] = (float)(R * c->dirs[k]);
-    deltas(c->tr, &c->sp, c->th, c->n, c->D);
+    deltas(c->pr, c->pre, d, &c->sp, c->th, c->n, c->D);
     double acc = 0;
     for (int l = 0; l < c->n; l++) {
         double num = 0, den = 0;
@@ -82,11 +85,11 @@ static double ratio(struct cal *c, double R) {
     return sqrt(acc / c->n);
 }
 
-static int load_directions(struct melbo_trainer *tr, int n, float *dirs, struct melbo_err *err) {
-    int d = tr->d;
-    if (tr->p->calibration_init) {
+static int load_directions(const struct melbo_calibration_opts *o, int n, int d, float *dirs,
+                           struct melbo_err *err) {
+    if (o->init) {
         struct melbo_st_file f;
-        int ret = melbo_st_open(&f, tr->p->calibration_init, err);
+        int ret = melbo_st_open(&f, o->init, err);
         if (ret)
             return melbo_err_prefix(err, "--calibration-init");
         const struct melbo_st_tensor *t = melbo_st_find(&f, "directions");
@@ -95,15 +98,15 @@ static int load_directions(struct melbo_trainer *tr, int n, float *dirs, struct 
             melbo_st_close(&f);
             return melbo_err_set(
                 err, MELBO_EFORMAT,
-                "--calibration-init %s needs a tensor 'directions' of shape [%d, %d]",
-                tr->p->calibration_init, n, d);
+                "--calibration-init %s needs a tensor 'directions' of shape [%d, %d]", o->init, n,
+                d);
         }
         melbo_convert_to_f32(dirs, t->data, t->dtype, (size_t)n * d);
         melbo_st_close(&f);
     } else {
         double *g = melbo_xmalloc(sizeof(double) * (size_t)d);
         for (int l = 0; l < n; l++) {
-            melbo_rng_normal_f64(tr->p->seed, ((uint64_t)1 << 40) + (uint64_t)l, g, (size_t)d);
+            melbo_rng_normal_f64(o->seed, ((uint64_t)1 << 40) + (uint64_t)l, g, (size_t)d);
             for (int j = 0; j < d; j++)
                 dirs[(size_t)l * d + j] = (float)g[j];
         }
@@ -120,21 +123,23 @@ static int load_directions(struct melbo_trainer *tr, int n, float *dirs, struct 
     return 0;
 }
 
-int melbo_calibrate_radius(struct melbo_trainer *tr, struct melbo_calibration *out,
+int melbo_calibrate_radius(const struct melbo_model *m, int s, int t,
+                           const struct melbo_prompts *pr, const struct melbo_prefix *pre,
+                           const struct melbo_calibration_opts *o, struct melbo_calibration *out,
                            struct melbo_err *err) {
-    int n = tr->p->calibration_samples, d = tr->d, w = tr->P * d, ret;
-    double lambda = tr->p->calibration_lambda;
-    struct cal c = {tr, {0}, NULL, n, NULL, NULL, NULL};
+    int n = o->samples, d = m->cfg.d_model, w = pr->P * d, ret;
+    double lambda = o->lambda;
+    struct cal c = {pr, pre, d, {0}, NULL, n, NULL, NULL, NULL};
     float *dirs = melbo_xalloc_f32((size_t)n * d), *pm = melbo_xalloc_f32((size_t)2 * n * d);
     double *dpm = melbo_xmalloc(sizeof(double) * (size_t)2 * n * w);
     c.jv = melbo_xmalloc(sizeof(double) * (size_t)n * w);
     c.th = melbo_xalloc_f32((size_t)2 * n * d);
     c.D = melbo_xmalloc(sizeof(double) * (size_t)n * w);
     c.dirs = dirs;
-    ret = load_directions(tr, n, dirs, err);
+    ret = load_directions(o, n, d, dirs, err);
     if (ret)
         goto out;
-    melbo_cpu_span_init(&c.sp, &tr->model, tr->s + 1, tr->t, 2 * n * tr->pseqs.n_tok, 0);
+    melbo_cpu_span_init(&c.sp, m, s + 1, t, 2 * n * pr->seqs.n_tok, 0);
     /* J v by central differences: D(h v) and D(-h v) in one batch */
     double h = MELBO_CAL_FD_STEP;
     for (int l = 0; l < n; l++)
@@ -142,7 +147,7 @@ int melbo_calibrate_radius(struct melbo_trainer *tr, struct melbo_calibration *o
             pm[(size_t)l * d + j] = (float)(h * dirs[(size_t)l * d + j]);
             pm[(size_t)(n + l) * d + j] = (float)(-h * dirs[(size_t)l * d + j]);
         }
-    deltas(tr, &c.sp, pm, 2 * n, dpm);
+    deltas(pr, pre, d, &c.sp, pm, 2 * n, dpm);
     for (int l = 0; l < n; l++)
         for (int j = 0; j < w; j++)
             c.jv[(size_t)l * w + j] =
@@ -176,7 +181,6 @@ int melbo_calibrate_radius(struct melbo_trainer *tr, struct melbo_calibration *o
     }
     out->iterations = it;
     out->radius = exp(0.5 * (lo + hi));
-    tr->p->radius = out->radius;
 out_span:
     melbo_cpu_span_free(&c.sp);
 out:

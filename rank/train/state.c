@@ -11,12 +11,6 @@
 #include "common/sha256.h"
 #include "rank/model/safetensors.h"
 
-static void meta_num(struct melbo_st_writer *w, const char *key, double v) {
-    char buf[64];
-    snprintf(buf, sizeof buf, "%.9g", v);
-    melbo_st_writer_meta(w, key, buf);
-}
-
 static void meta_int(struct melbo_st_writer *w, const char *key, long v) {
     char buf[32];
     snprintf(buf, sizeof buf, "%ld", v);
@@ -27,39 +21,37 @@ static void meta_int(struct melbo_st_writer *w, const char *key, long v) {
 static void prompts_hash(const struct melbo_trainer *tr, char hex[65]) {
     struct melbo_sha256 h;
     melbo_sha256_init(&h);
-    for (int i = 0; i < tr->P; i++) {
-        int32_t n = tr->lens[i];
+    for (int i = 0; i < tr->pr.P; i++) {
+        int32_t n = tr->pr.lens[i];
         melbo_sha256_update(&h, &n, sizeof n);
-        melbo_sha256_update(&h, tr->ids[i], sizeof(int32_t) * (size_t)n);
+        melbo_sha256_update(&h, tr->pr.ids[i], sizeof(int32_t) * (size_t)n);
     }
     uint8_t dg[32];
     melbo_sha256_final(&h, dg);
     melbo_sha256_hex(dg, hex);
 }
 
+/* melbo_opts_each's callback: one option as "<prefix><key>" metadata in style. */
+struct meta_out {
+    struct melbo_st_writer *w;
+    const char *prefix;
+    enum melbo_opt_style style;
+};
+
+static void meta_option(void *ctx, const struct melbo_opt *row, const void *base) {
+    const struct meta_out *o = ctx;
+    char key[96], name[64], value[256];
+    melbo_opt_key(row, name, sizeof name);
+    snprintf(key, sizeof key, "%s%s", o->prefix, name);
+    if (melbo_opts_format(row, base, o->style, value, sizeof value) == 0)
+        melbo_st_writer_meta(o->w, key, value);
+}
+
 void melbo_trainer_settings(const struct melbo_trainer *tr, struct melbo_st_writer *w) {
-    const struct melbo_train_params *p = tr->p;
-    char buf[128], hex[65];
+    char hex[65];
+    struct meta_out out = {w, "setting.", MELBO_OPT_STYLE_EXACT};
     melbo_st_writer_meta(w, "setting.model_fingerprint", tr->fingerprint);
-    meta_int(w, "setting.source_layer", tr->s);
-    meta_int(w, "setting.target_layer", tr->t);
-    snprintf(buf, sizeof buf, "%.17g", p->radius);
-    melbo_st_writer_meta(w, "setting.radius", buf);
-    snprintf(buf, sizeof buf, "%.17g", p->p);
-    melbo_st_writer_meta(w, "setting.p", buf);
-    snprintf(buf, sizeof buf, "%.17g", p->q);
-    melbo_st_writer_meta(w, "setting.q", buf);
-    melbo_st_writer_meta(w, "setting.loss_axis",
-                         p->loss_axis == MELBO_LOSS_AXIS_DIM ? "dim" : "token");
-    melbo_st_writer_meta(w, "setting.target_tokens", p->target_tokens.text);
-    meta_int(w, "setting.steps", tr->steps);
-    meta_int(w, "setting.vectors", tr->N);
-    meta_int(w, "setting.wave", tr->B);
-    melbo_st_writer_meta(w, "setting.orthogonal", p->orthogonal ? "true" : "false");
-    snprintf(buf, sizeof buf, "%.17g,%.17g,%.17g,%.17g", p->lr, p->beta1, p->beta2, p->eps);
-    melbo_st_writer_meta(w, "setting.adam", buf);
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)p->seed);
-    melbo_st_writer_meta(w, "setting.seed", buf);
+    melbo_opts_each(&melbo_train_table, &tr->set, MELBO_OPT_RESULT, meta_option, &out);
     if (tr->init_draws) {
         struct melbo_sha256 h;
         uint8_t dg[32];
@@ -81,31 +73,32 @@ void melbo_trainer_settings(const struct melbo_trainer *tr, struct melbo_st_writ
 
 static char *json_prompts(const struct melbo_trainer *tr) {
     cJSON *a = cJSON_CreateArray();
-    for (int i = 0; i < tr->P; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateString(tr->texts[i]));
+    for (int i = 0; i < tr->pr.P; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(tr->pr.texts[i]));
     char *s = cJSON_PrintUnformatted(a);
     cJSON_Delete(a);
     return s;
 }
 
 int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct melbo_err *err) {
-    const struct melbo_train_params *p = tr->p;
+    const struct melbo_train_params *p = &tr->set;
     struct melbo_st_writer w;
     melbo_st_writer_init(&w);
     int64_t vshape[2] = {tr->N, tr->d}, oshape[2] = {tr->N, tr->steps};
-    melbo_st_writer_add(&w, "vectors", MELBO_DTYPE_F32, 2, vshape, tr->vectors);
-    melbo_st_writer_add(&w, "objective", MELBO_DTYPE_F32, 2, oshape, tr->objective);
+    melbo_st_writer_add(&w, "vectors", MELBO_DTYPE_F32, 2, vshape, tr->ws.vectors);
+    melbo_st_writer_add(&w, "objective", MELBO_DTYPE_F32, 2, oshape, tr->ws.objective);
+    const struct melbo_prompts *pr = &tr->pr;
     int tmax = 0;
-    for (int i = 0; i < tr->P; i++)
-        tmax = tr->lens[i] > tmax ? tr->lens[i] : tmax;
-    int32_t *pids = melbo_xmalloc(sizeof(int32_t) * (size_t)tr->P * tmax);
-    int32_t *plens = melbo_xmalloc(sizeof(int32_t) * (size_t)tr->P);
-    for (int i = 0; i < tr->P; i++) {
-        plens[i] = tr->lens[i];
+    for (int i = 0; i < pr->P; i++)
+        tmax = pr->lens[i] > tmax ? pr->lens[i] : tmax;
+    int32_t *pids = melbo_xmalloc(sizeof(int32_t) * (size_t)pr->P * tmax);
+    int32_t *plens = melbo_xmalloc(sizeof(int32_t) * (size_t)pr->P);
+    for (int i = 0; i < pr->P; i++) {
+        plens[i] = pr->lens[i];
         for (int j = 0; j < tmax; j++)
-            pids[(size_t)i * tmax + j] = j < tr->lens[i] ? tr->ids[i][j] : -1;
+            pids[(size_t)i * tmax + j] = j < pr->lens[i] ? pr->ids[i][j] : -1;
     }
-    int64_t pshape[2] = {tr->P, tmax}, lshape[1] = {tr->P};
+    int64_t pshape[2] = {pr->P, tmax}, lshape[1] = {pr->P};
     melbo_st_writer_add(&w, "prompt_ids", MELBO_DTYPE_I32, 2, pshape, pids);
     melbo_st_writer_add(&w, "prompt_lengths", MELBO_DTYPE_I32, 1, lshape, plens);
     int64_t rshape[2] = {tr->K, tr->d};
@@ -122,25 +115,11 @@ int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct me
                                                        : tr->model.cfg.model_type);
     meta_int(&w, "d_model", tr->d);
     meta_int(&w, "n_layers", tr->L);
-    meta_int(&w, "source_layer", tr->s);
-    meta_int(&w, "target_layer", tr->t);
-    meta_num(&w, "radius", p->radius);
-    meta_num(&w, "p", p->p);
-    meta_num(&w, "q", p->q);
-    melbo_st_writer_meta(&w, "loss_axis", p->loss_axis == MELBO_LOSS_AXIS_DIM ? "dim" : "token");
-    melbo_st_writer_meta(&w, "target_tokens", p->target_tokens.text);
-    meta_int(&w, "steps", tr->steps);
-    meta_int(&w, "vectors", tr->N);
-    meta_num(&w, "lr", p->lr);
-    snprintf(buf, sizeof buf, "[%.9g, %.9g]", p->beta1, p->beta2);
-    melbo_st_writer_meta(&w, "betas", buf);
-    meta_num(&w, "eps", p->eps);
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)p->seed);
-    melbo_st_writer_meta(&w, "seed", buf);
+    /* every option of the table flagged MELBO_OPT_BANK, as the run resolved it */
+    struct meta_out out = {&w, "", MELBO_OPT_STYLE_BANK};
+    melbo_opts_each(&melbo_train_table, p, MELBO_OPT_BANK, meta_option, &out);
     melbo_st_writer_meta(&w, "init", p->init ? "file" : "generator");
-    melbo_st_writer_meta(&w, "orthogonal", p->orthogonal ? "true" : "false");
-    meta_int(&w, "wave", tr->B);
-    melbo_st_writer_meta(&w, "chat_format", tr->chat_format);
+    melbo_st_writer_meta(&w, "chat_format", tr->pr.chat_format);
     char *prompts = json_prompts(tr);
     melbo_st_writer_meta(&w, "prompts", prompts);
     free(prompts);
@@ -173,46 +152,63 @@ int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct me
  * Checkpoint.
  */
 
-int melbo_trainer_checkpoint(const struct melbo_trainer *tr, const char *path,
-                             struct melbo_err *err) {
+int melbo_train_checkpoint_write(const struct melbo_wave_state *ws,
+                                 const struct melbo_st_writer *settings, const char *path,
+                                 struct melbo_err *err) {
     struct melbo_st_writer w;
     melbo_st_writer_init(&w);
-    int64_t fin[2] = {tr->n_done, tr->d}, wave[2] = {tr->wave_B, tr->d};
-    int64_t obj[2] = {tr->N, tr->steps};
-    melbo_st_writer_add(&w, "finished", MELBO_DTYPE_F32, 2, fin, tr->vectors);
-    melbo_st_writer_add(&w, "objective", MELBO_DTYPE_F32, 2, obj, tr->objective);
-    melbo_st_writer_add(&w, "theta", MELBO_DTYPE_F32, 2, wave, tr->theta);
-    melbo_st_writer_add(&w, "m", MELBO_DTYPE_F32, 2, wave, tr->m);
-    melbo_st_writer_add(&w, "v", MELBO_DTYPE_F32, 2, wave, tr->v);
-    melbo_st_writer_add(&w, "vhat", MELBO_DTYPE_F32, 2, wave, tr->vhat);
+    int64_t fin[2] = {ws->n_done, ws->d}, wave[2] = {ws->wave_B, ws->d};
+    int64_t obj[2] = {ws->N, ws->steps};
+    melbo_st_writer_add(&w, "finished", MELBO_DTYPE_F32, 2, fin, ws->vectors);
+    melbo_st_writer_add(&w, "objective", MELBO_DTYPE_F32, 2, obj, ws->objective);
+    melbo_st_writer_add(&w, "theta", MELBO_DTYPE_F32, 2, wave, ws->theta);
+    melbo_st_writer_add(&w, "m", MELBO_DTYPE_F32, 2, wave, ws->m);
+    melbo_st_writer_add(&w, "v", MELBO_DTYPE_F32, 2, wave, ws->v);
+    melbo_st_writer_add(&w, "vhat", MELBO_DTYPE_F32, 2, wave, ws->vhat);
     melbo_st_writer_meta(&w, "format", "melbo-checkpoint");
-    melbo_st_writer_meta(&w, "format_version", "1");
-    meta_int(&w, "n_done", tr->n_done);
-    meta_int(&w, "wave_step", tr->wave_step);
-    meta_int(&w, "wave_B", tr->wave_B);
-    meta_int(&w, "next_draw", tr->n_done + tr->wave_B);
-    melbo_trainer_settings(tr, &w);
+    melbo_st_writer_meta(&w, "format_version", MELBO_CHECKPOINT_FORMAT_VERSION);
+    meta_int(&w, "n_done", ws->n_done);
+    meta_int(&w, "wave_step", ws->wave_step);
+    meta_int(&w, "wave_B", ws->wave_B);
+    meta_int(&w, "next_draw", ws->n_done + ws->wave_B);
+    for (int k = 0; k < settings->n_meta; k++)
+        melbo_st_writer_meta(&w, settings->keys[k], settings->values[k]);
     int ret = melbo_st_writer_write(&w, path, err);
     melbo_st_writer_free(&w);
     return ret;
 }
 
-static const char *names[] = {"model_fingerprint",
-                              "source_layer",
-                              "target_layer",
-                              "radius",
-                              "p",
-                              "q",
-                              "loss_axis",
-                              "target_tokens",
-                              "steps",
-                              "vectors",
-                              "wave",
-                              "orthogonal",
-                              "adam",
-                              "seed",
-                              "init",
-                              "prompt_ids"};
+/* The value of key in the writer's metadata, or NULL. */
+static const char *writer_meta(const struct melbo_st_writer *w, const char *key) {
+    for (int k = 0; k < w->n_meta; k++)
+        if (strcmp(w->keys[k], key) == 0)
+            return w->values[k];
+    return NULL;
+}
+
+/* 0 when the checkpoint f records exactly this run's settings (mine), else MELBO_EINVAL naming
+ * the first that differs either way. */
+static int same_settings(const struct melbo_st_file *f, const struct melbo_st_writer *mine,
+                         struct melbo_err *err) {
+    for (int pass = 0; pass < 2; pass++) {
+        int n = pass == 0 ? mine->n_meta : f->n_meta;
+        for (int k = 0; k < n; k++) {
+            const char *key = pass == 0 ? mine->keys[k] : f->meta_keys[k];
+            if (strncmp(key, "setting.", 8) != 0)
+                continue;
+            const char *ours = writer_meta(mine, key), *theirs = melbo_st_meta(f, key);
+            if (theirs && ours && strcmp(theirs, ours) == 0)
+                continue;
+            return melbo_err_set(err, MELBO_EINVAL,
+                                 "--resume %s was written by a different run: its %s is %s, this "
+                                 "run's is %s (a checkpoint resumes only the same model, prompts "
+                                 "and settings)",
+                                 f->path, key + 8, theirs ? theirs : "(missing)",
+                                 ours ? ours : "(missing)");
+        }
+    }
+    return 0;
+}
 
 /* Copies the F32 tensor name of shape (rows, cols) into dst. */
 static int take(const struct melbo_st_file *f, const char *name, long rows, long cols, float *dst,
@@ -228,60 +224,51 @@ static int take(const struct melbo_st_file *f, const char *name, long rows, long
     return 0;
 }
 
-int melbo_trainer_resume(struct melbo_trainer *tr, const char *path, struct melbo_err *err) {
+int melbo_train_checkpoint_read(struct melbo_wave_state *ws, const struct melbo_st_writer *mine,
+                                const char *path, struct melbo_err *err) {
     struct melbo_st_file f;
-    struct melbo_st_writer mine;
     int ret = melbo_st_open(&f, path, err);
     if (ret)
         return melbo_err_prefix(err, "--resume");
-    melbo_st_writer_init(&mine);
     const char *fmt = melbo_st_meta(&f, "format");
     if (fmt == NULL || strcmp(fmt, "melbo-checkpoint") != 0) {
         ret = melbo_err_set(err, MELBO_EFORMAT, "--resume %s is not a melbo checkpoint", path);
         goto out;
     }
-    melbo_trainer_settings(tr, &mine);
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char key[64];
-        snprintf(key, sizeof key, "setting.%s", names[i]);
-        const char *theirs = melbo_st_meta(&f, key), *ours = NULL;
-        for (int k = 0; k < mine.n_meta; k++)
-            if (strcmp(mine.keys[k], key) == 0)
-                ours = mine.values[k];
-        if (theirs == NULL || strcmp(theirs, ours) != 0) {
-            ret = melbo_err_set(err, MELBO_EINVAL,
-                                "--resume %s was written by a different run: its %s is %s, this "
-                                "run's is %s (a checkpoint resumes only the same model, prompts "
-                                "and settings)",
-                                path, names[i], theirs ? theirs : "(missing)", ours);
-            goto out;
-        }
+    const char *version = melbo_st_meta(&f, "format_version");
+    if (version == NULL || strcmp(version, MELBO_CHECKPOINT_FORMAT_VERSION) != 0) {
+        ret = melbo_err_set(err, MELBO_EFORMAT,
+                            "--resume %s is a checkpoint of format %s; this melbo reads format %s "
+                            "(start the run again)",
+                            path, version ? version : "(none)", MELBO_CHECKPOINT_FORMAT_VERSION);
+        goto out;
     }
-    const char *nd = melbo_st_meta(&f, "n_done"), *ws = melbo_st_meta(&f, "wave_step"),
+    if ((ret = same_settings(&f, mine, err)) != 0)
+        goto out;
+    const char *nd = melbo_st_meta(&f, "n_done"), *st = melbo_st_meta(&f, "wave_step"),
                *wb = melbo_st_meta(&f, "wave_B");
-    if (!nd || !ws || !wb) {
+    if (!nd || !st || !wb) {
         ret = melbo_err_set(err, MELBO_EFORMAT, "checkpoint %s: missing position", path);
         goto out;
     }
-    tr->n_done = atoi(nd);
-    tr->wave_step = atoi(ws);
-    tr->wave_B = atoi(wb);
-    if (tr->n_done < 0 || tr->n_done > tr->N || tr->wave_B < 0 || tr->wave_B > tr->B ||
-        tr->wave_step < 0 || tr->wave_step > tr->steps) {
+    ws->n_done = atoi(nd);
+    ws->wave_step = atoi(st);
+    ws->wave_B = atoi(wb);
+    if (ws->n_done < 0 || ws->n_done > ws->N || ws->wave_B < 0 || ws->wave_B > ws->B ||
+        ws->wave_step < 0 || ws->wave_step > ws->steps) {
         ret = melbo_err_set(err, MELBO_EFORMAT, "checkpoint %s: inconsistent position", path);
         goto out;
     }
-    if ((ret = take(&f, "finished", tr->n_done, tr->d, tr->vectors, err)) ||
-        (ret = take(&f, "objective", tr->N, tr->steps, tr->objective, err)) ||
-        (ret = take(&f, "theta", tr->wave_B, tr->d, tr->theta, err)) ||
-        (ret = take(&f, "m", tr->wave_B, tr->d, tr->m, err)) ||
-        (ret = take(&f, "v", tr->wave_B, tr->d, tr->v, err)) ||
-        (ret = take(&f, "vhat", tr->wave_B, tr->d, tr->vhat, err)))
+    if ((ret = take(&f, "finished", ws->n_done, ws->d, ws->vectors, err)) ||
+        (ret = take(&f, "objective", ws->N, ws->steps, ws->objective, err)) ||
+        (ret = take(&f, "theta", ws->wave_B, ws->d, ws->theta, err)) ||
+        (ret = take(&f, "m", ws->wave_B, ws->d, ws->m, err)) ||
+        (ret = take(&f, "v", ws->wave_B, ws->d, ws->v, err)) ||
+        (ret = take(&f, "vhat", ws->wave_B, ws->d, ws->vhat, err)))
         goto out;
-    if (tr->wave_step == 0)
-        tr->wave_B = 0;
+    if (ws->wave_step == 0)
+        ws->wave_B = 0;
 out:
-    melbo_st_writer_free(&mine);
     melbo_st_close(&f);
     return ret;
 }
@@ -343,5 +330,28 @@ int melbo_bank_equal(const char *a, const char *b, char *why, size_t why_len,
         snprintf(why, why_len, "equal");
     melbo_st_close(&fa);
     melbo_st_close(&fb);
+    return ret;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The trainer's checkpoints: its optimiser state and the settings that decide the result.
+ */
+
+int melbo_trainer_checkpoint(const struct melbo_trainer *tr, const char *path,
+                             struct melbo_err *err) {
+    struct melbo_st_writer settings;
+    melbo_st_writer_init(&settings);
+    melbo_trainer_settings(tr, &settings);
+    int ret = melbo_train_checkpoint_write(&tr->ws, &settings, path, err);
+    melbo_st_writer_free(&settings);
+    return ret;
+}
+
+int melbo_trainer_resume(struct melbo_trainer *tr, const char *path, struct melbo_err *err) {
+    struct melbo_st_writer settings;
+    melbo_st_writer_init(&settings);
+    melbo_trainer_settings(tr, &settings);
+    int ret = melbo_train_checkpoint_read(&tr->ws, &settings, path, err);
+    melbo_st_writer_free(&settings);
     return ret;
 }

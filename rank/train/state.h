@@ -12,6 +12,7 @@
 
 #include "common/err.h"
 #include "rank/model/safetensors_write.h"
+#include "rank/method/optim.h"
 #include "rank/train/trainer.h"
 
 #ifdef __cplusplus
@@ -19,6 +20,8 @@ extern "C" {
 #endif
 
 #define MELBO_BANK_FORMAT_VERSION "1"
+/* 2: one "setting.<key>" per option of the table flagged MELBO_OPT_RESULT (options/train.h). */
+#define MELBO_CHECKPOINT_FORMAT_VERSION "2"
 
 /* Writes the bank of a finished run to path. */
 int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct melbo_err *err);
@@ -30,8 +33,26 @@ int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct me
  */
 int melbo_bank_equal(const char *a, const char *b, char *why, size_t why_len, struct melbo_err *err);
 
-/* Adds "setting.<name>" metadata for every setting that determines the result. */
+/* Adds "setting.<key>" metadata for every setting that determines the result: the options
+ * flagged MELBO_OPT_RESULT (round-trip precision), the model's fingerprint, the raw draws
+ * (generator or the sha256 of --init) and the sha256 of the prompts' ids. */
 void melbo_trainer_settings(const struct melbo_trainer *tr, struct melbo_st_writer *w);
+
+/*
+ * Writes the checkpoint of ws (atomically) to path, with the run's settings: the metadata of
+ * settings (melbo_trainer_settings' "setting.*" entries) copied in.
+ */
+int melbo_train_checkpoint_write(const struct melbo_wave_state *ws,
+                                 const struct melbo_st_writer *settings, const char *path,
+                                 struct melbo_err *err);
+
+/*
+ * Reads the checkpoint at path into ws (sized for the same run) after checking that every
+ * setting it records equals this run's (settings' metadata); refuses any other checkpoint,
+ * naming the first setting that differs.
+ */
+int melbo_train_checkpoint_read(struct melbo_wave_state *ws, const struct melbo_st_writer *settings,
+                                const char *path, struct melbo_err *err);
 
 #ifdef __cplusplus
 }

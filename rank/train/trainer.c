@@ -1,11 +1,9 @@
-/* rank/train/trainer.c - waves of steering vectors on the CPU backend (rank/train/trainer.h). */
+/* rank/train/trainer.c - waves of steering vectors on a backend (rank/train/trainer.h). */
 #include "rank/train/trainer.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,15 +11,12 @@
 
 #include "common/mem.h"
 #include "common/rng.h"
+#include "rank/model/flops.h"
 #include "rank/model/checkpoint.h"
 #include "rank/model/safetensors.h"
-#include "rank/tokenizer/tokenizer.h"
-#include "rank/generate/completions.h"
-#include "rank/train/optim.h"
+#include "rank/generate/settings.h"
 #include "rank/train/progress.h"
-#ifdef MELBO_HAVE_CUDA
-#include "rank/train/backend_gpu.h"
-#endif
+#include "rank/train/state.h"
 
 volatile sig_atomic_t melbo_train_checkpoint_requested = 0;
 
@@ -37,75 +32,9 @@ static int check_writable(const char *what, const char *path, struct melbo_err *
     return 0;
 }
 
-/* ---------------------------------------------------------------------------------------------
- * Prompts: text through the tokenizer, then ids; target positions from the slice.
- */
-
-static void add_prompt(struct melbo_trainer *tr, const int32_t *ids, int n, const char *text) {
-    tr->ids = melbo_xrealloc(tr->ids, sizeof *tr->ids * (size_t)(tr->P + 1));
-    tr->lens = melbo_xrealloc(tr->lens, sizeof *tr->lens * (size_t)(tr->P + 1));
-    tr->texts = melbo_xrealloc(tr->texts, sizeof *tr->texts * (size_t)(tr->P + 1));
-    tr->ids[tr->P] = melbo_xmalloc(sizeof(int32_t) * (size_t)n);
-    memcpy(tr->ids[tr->P], ids, sizeof(int32_t) * (size_t)n);
-    tr->lens[tr->P] = n;
-    tr->texts[tr->P] = melbo_xstrdup(text);
-    tr->P++;
-}
-
-static int load_prompts(struct melbo_trainer *tr, struct melbo_err *err) {
-    struct melbo_train_params *p = tr->p;
-    snprintf(tr->chat_format, sizeof tr->chat_format, "none");
-    tr->end_of_turn = -1;
-    if (p->text.n > 0) {
-        struct melbo_prompt_list list = {0};
-        int ret = melbo_tokenizer_load(p->model, &tr->tok, err);
-        if (ret)
-            return ret;
-        ret = melbo_prompt_opts_render(&p->text, tr->tok, &list, err);
-        if (ret == 0) {
-            for (size_t i = 0; i < list.n; i++)
-                add_prompt(tr, list.p[i].ids.ids, (int)list.p[i].ids.n, list.p[i].text);
-            snprintf(tr->chat_format, sizeof tr->chat_format, "%s",
-                     list.format_used ? melbo_chat_format_name(list.format) : "raw");
-            if (list.format_used)
-                tr->end_of_turn = list.end_of_turn;
-        }
-        melbo_prompt_list_free(&list);
-        if (ret)
-            return ret;
-    } else if (p->generate) {
-        /* id prompts: a tokenizer, when the model has one, only turns completions into text */
-        struct melbo_err ignored;
-        if (melbo_tokenizer_load(p->model, &tr->tok, &ignored) != 0)
-            tr->tok = NULL;
-    }
-    for (int i = 0; i < p->n_id_prompts; i++)
-        add_prompt(tr, p->id_prompts[i], p->id_lens[i], "");
-    tr->idx = melbo_xcalloc((size_t)tr->P, sizeof *tr->idx);
-    tr->n_idx = melbo_xcalloc((size_t)tr->P, sizeof *tr->n_idx);
-    for (int i = 0; i < tr->P; i++) {
-        if (tr->lens[i] == 0)
-            return melbo_err_set(err, MELBO_EINVAL, "prompt %d has no tokens", i);
-        for (int j = 0; j < tr->lens[i]; j++)
-            if (tr->ids[i][j] < 0 || tr->ids[i][j] >= tr->model.cfg.vocab)
-                return melbo_err_set(err, MELBO_ERANGE,
-                                     "prompt %d: token id %d at position %d is outside the "
-                                     "model's vocabulary of %d",
-                                     i, tr->ids[i][j], j, tr->model.cfg.vocab);
-        tr->idx[i] = melbo_xmalloc(sizeof(int) * (size_t)tr->lens[i]);
-        tr->n_idx[i] = melbo_slice_indices(&p->target_tokens, tr->lens[i], tr->idx[i]);
-        if (tr->n_idx[i] == 0)
-            return melbo_err_set(err, MELBO_EINVAL,
-                                 "--target-tokens %s selects no token of prompt %d (%d tokens)",
-                                 p->target_tokens.text, i, tr->lens[i]);
-    }
-    melbo_seqs_init(&tr->pseqs, tr->lens, tr->P);
-    return melbo_seqs_check(&tr->pseqs, &tr->model.cfg, err);
-}
-
 static int load_init(struct melbo_trainer *tr, struct melbo_err *err) {
     struct melbo_st_file f;
-    int ret = melbo_st_open(&f, tr->p->init, err);
+    int ret = melbo_st_open(&f, tr->set.init, err);
     if (ret)
         return melbo_err_prefix(err, "--init");
     const struct melbo_st_tensor *t = melbo_st_find(&f, "vectors");
@@ -114,7 +43,7 @@ static int load_init(struct melbo_trainer *tr, struct melbo_err *err) {
         ret = melbo_err_set(err, MELBO_EFORMAT,
                             "--init %s needs a tensor 'vectors' of shape [%d, %d] (F32/F16/BF16) "
                             "holding the raw draws",
-                            tr->p->init, tr->N, tr->d);
+                            tr->set.init, tr->N, tr->d);
         goto out;
     }
     tr->init_draws = melbo_xalloc_f32((size_t)tr->N * tr->d);
@@ -129,50 +58,30 @@ void melbo_trainer_raw_draw(const struct melbo_trainer *tr, int k, double *g) {
         for (int j = 0; j < tr->d; j++)
             g[j] = tr->init_draws[(size_t)k * tr->d + j];
     } else {
-        melbo_rng_normal_f64(tr->p->seed, (uint64_t)k, g, (size_t)tr->d);
+        melbo_rng_normal_f64(tr->set.seed, (uint64_t)k, g, (size_t)tr->d);
     }
-}
-
-/* Prefix: X = hidden_states[s+1] and Y = hidden_states[t] of every prompt, unsteered. */
-static void compute_prefix(struct melbo_trainer *tr) {
-    int n = tr->pseqs.n_tok, d = tr->d;
-    int32_t *packed = melbo_xmalloc(sizeof(int32_t) * (size_t)n);
-    for (int i = 0; i < tr->P; i++)
-        memcpy(packed + tr->pseqs.start[i], tr->ids[i], sizeof(int32_t) * (size_t)tr->lens[i]);
-    tr->X = melbo_xalloc_f32((size_t)n * d);
-    tr->Y = melbo_xalloc_f32((size_t)n * d);
-    melbo_cpu_embed(&tr->model, packed, n, tr->X);
-    struct melbo_cpu_span sp;
-    melbo_cpu_span_init(&sp, &tr->model, 0, tr->s + 1, n, 0);
-    melbo_cpu_span_forward(&sp, &tr->pseqs, tr->X);
-    melbo_cpu_span_free(&sp);
-    memcpy(tr->Y, tr->X, sizeof(float) * (size_t)n * d);
-    melbo_cpu_span_init(&sp, &tr->model, tr->s + 1, tr->t, n, 0);
-    melbo_cpu_span_forward(&sp, &tr->pseqs, tr->Y);
-    melbo_cpu_span_free(&sp);
-    free(packed);
 }
 
 static void tp_reduce(void *ctx, float *buf, size_t n) {
     melbo_comm_allreduce(ctx, MELBO_COMM_TP, buf, n, MELBO_COMM_F32);
 }
 
-int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p,
-                       struct melbo_comm *comm, struct melbo_err *err) {
-    memset(tr, 0, sizeof *tr);
-    tr->p = p;
-    tr->comm = comm;
-    tr->rank0 = comm == NULL || melbo_comm_rank(comm) == 0;
-    double t0 = melbo_now();
-    struct melbo_model_config cfg;
+/* ---------------------------------------------------------------------------------------------
+ * Setup.
+ */
+
+/* The settings that need the model's config, the output paths, the fingerprint and the name. */
+static int resolve(struct melbo_trainer *tr, struct melbo_model_config *cfg,
+                   struct melbo_err *err) {
+    struct melbo_train_params *p = &tr->set;
     struct melbo_checkpoint ck;
-    int ret = melbo_config_load(&cfg, p->model, err);
+    int ret = melbo_config_load(cfg, p->model, err);
     if (ret)
         return ret;
-    ret = melbo_tp_check(&cfg, p->tp, err);
+    ret = melbo_tp_check(cfg, p->tp, err);
     if (ret)
         return ret;
-    ret = melbo_train_params_resolve(p, cfg.n_layers, cfg.d_model, err);
+    ret = melbo_train_params_resolve(p, cfg->n_layers, cfg->d_model, err);
     if (ret == 0)
         ret = melbo_device_resolve(&p->device, err);
     if (ret)
@@ -197,7 +106,80 @@ int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p,
         dcopy[--l] = '\0';
     snprintf(tr->model_name, sizeof tr->model_name, "%s", basename(dcopy));
     free(dcopy);
+    return 0;
+}
 
+/* Opens the backend on the host model and computes the prefix there. */
+static int start_backend(struct melbo_trainer *tr, struct melbo_err *err) {
+    struct melbo_train_params *p = &tr->set;
+    int ret = melbo_backend_open(&tr->be, p->device, p->gpu_bf16, &tr->model, tr->comm, err);
+    if (ret)
+        return ret;
+    size_t nd = (size_t)tr->pr.seqs.n_tok * tr->d;
+    tr->pre.X = melbo_xalloc_f32(nd);
+    tr->pre.Y = melbo_xalloc_f32(nd);
+    struct melbo_train_task task = {&tr->pr, tr->s, tr->t, tr->B, p->p, p->q, p->loss_axis};
+    ret = melbo_backend_prefix(&tr->be, &task, tr->pre.X, tr->pre.Y, err);
+    if (ret)
+        return ret;
+    if (tr->rank0 && tr->be.device != MELBO_DEVICE_CPU)
+        fprintf(stderr, "train: backend cuda: %s\n", melbo_backend_describe(&tr->be));
+    return 0;
+}
+
+/* --radius auto: R from the host model's span on the prefix, recorded in the run's settings. */
+static int calibrate(struct melbo_trainer *tr, struct melbo_err *err) {
+    struct melbo_train_params *p = &tr->set;
+    struct melbo_calibration_opts o = {p->calibration_samples, p->calibration_lambda,
+                                       p->calibration_init, p->seed};
+    int ret =
+        melbo_calibrate_radius(&tr->model, tr->s, tr->t, &tr->pr, &tr->pre, &o, &tr->cal, err);
+    if (ret)
+        return ret;
+    p->radius = tr->cal.radius;
+    if (tr->rank0)
+        fprintf(stderr,
+                "train: --radius auto chose R = %.6g (lambda %g over %d directions; "
+                "ratio %.3g at R = %g, %.3g at R = %g)\n",
+                tr->cal.radius, tr->cal.lambda, tr->cal.samples, tr->cal.ratio_lo, MELBO_CAL_R_MIN,
+                tr->cal.ratio_hi, MELBO_CAL_R_MAX);
+    return 0;
+}
+
+/* The random baselines' storage and the decoding settings the model declares. */
+static int setup_generation(struct melbo_trainer *tr, int gen, struct melbo_err *err) {
+    struct melbo_train_params *p = &tr->set;
+    tr->K = gen ? p->random_baselines : 0;
+    tr->random = melbo_xalloc_f32((size_t)(tr->K ? tr->K : 1) * tr->d);
+    tr->completions_json = melbo_xstrdup("{}");
+    tr->generation_json = melbo_xstrdup("{}");
+    if (!gen)
+        return 0;
+    int ret = melbo_gen_settings_from_model(&p->gen, &tr->model.cfg, p->model, err);
+    if (ret)
+        return ret;
+    if (tr->pr.end_of_turn >= 0)
+        melbo_gen_add_stop(&p->gen, tr->pr.end_of_turn);
+    if (tr->tok == NULL && tr->rank0)
+        fprintf(stderr,
+                "train: %s has no tokenizer: completions are generated as token ids "
+                "only and stored as empty text\n",
+                p->model);
+    return 0;
+}
+
+int melbo_trainer_init(struct melbo_trainer *tr, const struct melbo_train_params *given,
+                       struct melbo_comm *comm, struct melbo_err *err) {
+    memset(tr, 0, sizeof *tr);
+    melbo_train_params_copy(&tr->set, given);
+    struct melbo_train_params *p = &tr->set;
+    tr->comm = comm;
+    tr->rank0 = comm == NULL || melbo_comm_rank(comm) == 0;
+    double t0 = melbo_now();
+    struct melbo_model_config cfg;
+    int ret = resolve(tr, &cfg, err);
+    if (ret)
+        return ret;
     tr->s = p->source_layer;
     tr->t = p->target_layer;
     tr->L = cfg.n_layers;
@@ -214,100 +196,31 @@ int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p,
         tr->model.reduce.fn = tp_reduce;
         tr->model.reduce.ctx = comm;
     }
-    ret = load_prompts(tr, err);
+    ret = melbo_prompts_load(&tr->pr, p, &tr->model.cfg, &tr->tok, err);
     if (ret == 0 && p->init)
         ret = load_init(tr, err);
+    if (ret == 0)
+        ret = start_backend(tr, err);
+    if (ret == 0 && p->radius_auto)
+        ret = calibrate(tr, err);
     if (ret)
         return ret;
-#ifdef MELBO_HAVE_CUDA
-    if (p->device == MELBO_DEVICE_CUDA) {
-        ret = melbo_train_gpu_init(tr, err);
-        if (ret)
-            return ret;
-        if (tr->rank0)
-            fprintf(stderr, "train: backend cuda: %s\n", melbo_train_gpu_describe(tr));
-    } else
-#endif
-        compute_prefix(tr);
-    if (p->radius_auto) {
-        ret = melbo_calibrate_radius(tr, &tr->cal, err);
-        if (ret)
-            return ret;
-        if (tr->rank0)
-            fprintf(stderr,
-                    "train: --radius auto chose R = %.6g (lambda %g over %d directions; "
-                    "ratio %.3g at R = %g, %.3g at R = %g)\n",
-                    tr->cal.radius, tr->cal.lambda, tr->cal.samples, tr->cal.ratio_lo,
-                    MELBO_CAL_R_MIN, tr->cal.ratio_hi, MELBO_CAL_R_MAX);
-    }
-
-    size_t d = (size_t)tr->d, Bd = (size_t)tr->B * d;
-    tr->vectors = melbo_xalloc_f32((size_t)tr->N * d);
-    tr->objective = melbo_xalloc_f32((size_t)tr->N * (tr->steps ? tr->steps : 1));
-    tr->theta = melbo_xalloc_f32(Bd);
-    tr->m = melbo_xalloc_f32(Bd);
-    tr->v = melbo_xalloc_f32(Bd);
-    tr->vhat = melbo_xalloc_f32(Bd);
-    tr->grad = melbo_xalloc_f32(Bd);
-    size_t wave_tok = (size_t)tr->B * tr->pseqs.n_tok;
-    tr->scratch = melbo_xmalloc(sizeof(double) * d);
-    if (tr->gpu == NULL) { /* the CPU backend's step buffers */
-        tr->buf = melbo_xalloc_f32(wave_tok * d);
-        tr->dbuf = melbo_xalloc_f32(wave_tok * d);
-        melbo_cpu_span_init(&tr->span, &tr->model, tr->s + 1, tr->t, (int)wave_tok, 1);
-    }
-    tr->K = gen ? p->random_baselines : 0;
-    tr->random = melbo_xalloc_f32((size_t)(tr->K ? tr->K : 1) * d);
-    tr->completions_json = melbo_xstrdup("{}");
-    tr->generation_json = melbo_xstrdup("{}");
-    if (gen) {
-        ret = melbo_gen_settings_from_model(&p->gen, &tr->model.cfg, p->model, err);
-        if (ret)
-            return ret;
-        if (tr->end_of_turn >= 0)
-            melbo_gen_add_stop(&p->gen, tr->end_of_turn);
-        if (tr->tok == NULL && tr->rank0)
-            fprintf(stderr,
-                    "train: %s has no tokenizer: completions are generated as token ids "
-                    "only and stored as empty text\n",
-                    p->model);
-    }
+    melbo_wave_state_init(&tr->ws, tr->N, tr->B, tr->d, tr->steps);
+    ret = setup_generation(tr, gen, err);
     tr->t_load = melbo_now() - t0;
-    return 0;
+    return ret;
 }
 
 void melbo_trainer_free(struct melbo_trainer *tr) {
-    for (int i = 0; i < tr->P; i++) {
-        free(tr->ids[i]);
-        free(tr->texts[i]);
-        if (tr->idx)
-            free(tr->idx[i]);
-    }
-    free(tr->ids);
-    free(tr->texts);
-    free(tr->lens);
-    free(tr->idx);
-    free(tr->n_idx);
-    melbo_seqs_free(&tr->pseqs);
-    melbo_seqs_free(&tr->wseqs);
-    melbo_cpu_span_free(&tr->span);
-#ifdef MELBO_HAVE_CUDA
-    melbo_train_gpu_free(tr);
-#endif
+    melbo_train_params_free(&tr->set);
+    melbo_backend_free(&tr->be);
+    melbo_prompts_free(&tr->pr);
+    melbo_seqs_free(&tr->pairs);
     melbo_model_free(&tr->model);
-    free(tr->X);
-    free(tr->Y);
+    free(tr->pre.X);
+    free(tr->pre.Y);
     free(tr->init_draws);
-    free(tr->vectors);
-    free(tr->objective);
-    free(tr->theta);
-    free(tr->m);
-    free(tr->v);
-    free(tr->vhat);
-    free(tr->grad);
-    free(tr->buf);
-    free(tr->dbuf);
-    free(tr->scratch);
+    melbo_wave_state_free(&tr->ws);
     free(tr->random);
     free(tr->completions_json);
     free(tr->generation_json);
@@ -320,40 +233,36 @@ void melbo_trainer_free(struct melbo_trainer *tr) {
  */
 
 static void wave_init(struct melbo_trainer *tr, int Bw) {
+    struct melbo_wave_state *ws = &tr->ws;
     size_t d = (size_t)tr->d;
     double *g = melbo_xmalloc(sizeof(double) * d);
-    tr->wave_B = Bw;
-    tr->wave_step = 0;
+    ws->wave_B = Bw;
+    ws->wave_step = 0;
     for (int b = 0; b < Bw; b++) {
-        melbo_trainer_raw_draw(tr, tr->n_done + b, g);
-        melbo_vector_init(tr->theta + b * d, g, tr->d, tr->p->radius, tr->vectors, tr->n_done,
-                          tr->theta, b, tr->p->orthogonal);
+        melbo_trainer_raw_draw(tr, ws->n_done + b, g);
+        melbo_vector_init(ws->theta + b * d, g, tr->d, tr->set.radius, ws->vectors, ws->n_done,
+                          ws->theta, b, tr->set.orthogonal);
     }
-    memset(tr->m, 0, sizeof(float) * Bw * d);
-    memset(tr->v, 0, sizeof(float) * Bw * d);
-    memset(tr->vhat, 0, sizeof(float) * Bw * d);
+    memset(ws->m, 0, sizeof(float) * Bw * d);
+    memset(ws->v, 0, sizeof(float) * Bw * d);
+    memset(ws->vhat, 0, sizeof(float) * Bw * d);
     free(g);
 }
 
-/* This DP rank's share [*k0, *k1) of the Bw x P (vector, prompt) pairs, vector-major. */
-static void pair_range(const struct melbo_trainer *tr, int Bw, int *k0, int *k1) {
-    int n = Bw * tr->P, dp = tr->p->dp, r = tr->p->dp_rank;
+/* This DP rank's share [pair_k0, pair_k1) of the Bw x P (vector, prompt) pairs, vector-major,
+ * and their packing (rebuilt when the wave size changes). */
+static void pair_batch(struct melbo_trainer *tr, int Bw) {
+    int n = Bw * tr->pr.P, dp = tr->set.dp, r = tr->set.dp_rank;
     int chunk = (n + dp - 1) / dp;
-    *k0 = r * chunk < n ? r * chunk : n;
-    *k1 = *k0 + chunk < n ? *k0 + chunk : n;
-}
-
-/* (Re)builds the packed batch of this rank's pairs of a wave of Bw vectors. */
-static void wave_batch(struct melbo_trainer *tr, int Bw) {
-    int k0, k1;
-    pair_range(tr, Bw, &k0, &k1);
-    if (tr->pair_B == Bw && tr->pair_k0 == k0 && tr->pair_k1 == k1 && tr->wseqs.start)
+    int k0 = r * chunk < n ? r * chunk : n;
+    int k1 = k0 + chunk < n ? k0 + chunk : n;
+    if (tr->pair_B == Bw && tr->pair_k0 == k0 && tr->pair_k1 == k1 && tr->pairs.start)
         return;
-    melbo_seqs_free(&tr->wseqs);
+    melbo_seqs_free(&tr->pairs);
     int *lens = melbo_xmalloc(sizeof(int) * (size_t)(k1 - k0 + 1));
     for (int k = k0; k < k1; k++)
-        lens[k - k0] = tr->lens[k % tr->P];
-    melbo_seqs_init(&tr->wseqs, lens, k1 - k0);
+        lens[k - k0] = tr->pr.lens[k % tr->pr.P];
+    melbo_seqs_init(&tr->pairs, lens, k1 - k0);
     free(lens);
     tr->pair_B = Bw;
     tr->pair_k0 = k0;
@@ -362,80 +271,27 @@ static void wave_batch(struct melbo_trainer *tr, int Bw) {
 
 void melbo_trainer_objective(struct melbo_trainer *tr, const float *theta, int Bw, float *F_out,
                              float *grad) {
-    int P = tr->P, d = tr->d;
-    wave_batch(tr, Bw);
-    int k0 = tr->pair_k0, k1 = tr->pair_k1;
-    const int *start = tr->wseqs.start;
-#ifdef MELBO_HAVE_CUDA
-    if (tr->gpu) {
-        double *Fg = melbo_xcalloc((size_t)Bw, sizeof *Fg);
-        melbo_train_gpu_objective(tr, theta, Bw, k0, k1, Fg, grad);
-        if (tr->p->dp > 1) {
-            melbo_comm_allreduce(tr->comm, MELBO_COMM_DP, grad, (size_t)Bw * d, MELBO_COMM_F32);
-            melbo_comm_allreduce(tr->comm, MELBO_COMM_DP, Fg, (size_t)Bw, MELBO_COMM_F64);
-        }
-        for (int b = 0; b < Bw; b++)
-            F_out[b] = (float)Fg[b];
-        free(Fg);
-        return;
-    }
-#endif
-    /* inputs: X_p + theta_b at every position of prompt p, for each pair (b, p) */
-    for (int k = k0; k < k1; k++) {
-        int b = k / P, i = k % P;
-        float *dst = tr->buf + (size_t)start[k - k0] * d;
-        const float *src = tr->X + (size_t)tr->pseqs.start[i] * d, *th = theta + (size_t)b * d;
-        for (int r = 0; r < tr->lens[i]; r++)
-            for (int j = 0; j < d; j++)
-                dst[(size_t)r * d + j] = src[(size_t)r * d + j] + th[j];
-    }
-    double *Fd = melbo_xcalloc((size_t)Bw, sizeof *Fd);
-    if (k1 > k0) {
-        melbo_cpu_span_forward(&tr->span, &tr->wseqs, tr->buf);
-        for (int k = k0; k < k1; k++) {
-            int b = k / P, i = k % P;
-            size_t off = (size_t)start[k - k0] * d;
-            Fd[b] += melbo_objective(tr->buf + off, tr->Y + (size_t)tr->pseqs.start[i] * d,
-                                     tr->lens[i], d, tr->idx[i], tr->n_idx[i], tr->p->p, tr->p->q,
-                                     tr->p->loss_axis, tr->dbuf + off, tr->scratch);
-        }
-        melbo_cpu_span_backward(&tr->span, &tr->wseqs, tr->dbuf);
-    }
-    /* dLoss/dtheta_b = sum over every position of every prompt of dLoss/dX */
-    double *acc = melbo_xcalloc((size_t)Bw * d, sizeof *acc);
-    for (int k = k0; k < k1; k++) {
-        int b = k / P, i = k % P;
-        const float *dx = tr->dbuf + (size_t)start[k - k0] * d;
-        double *a = acc + (size_t)b * d;
-        for (int r = 0; r < tr->lens[i]; r++)
-            for (int j = 0; j < d; j++)
-                a[j] += dx[(size_t)r * d + j];
-    }
-    for (size_t j = 0; j < (size_t)Bw * d; j++)
-        grad[j] = (float)acc[j];
-    if (tr->p->dp > 1) { /* one all-reduce of the [B, d] gradient and the [B] objective */
-        melbo_comm_allreduce(tr->comm, MELBO_COMM_DP, grad, (size_t)Bw * d, MELBO_COMM_F32);
-        melbo_comm_allreduce(tr->comm, MELBO_COMM_DP, Fd, (size_t)Bw, MELBO_COMM_F64);
+    pair_batch(tr, Bw);
+    double *F = melbo_xcalloc((size_t)Bw, sizeof *F);
+    melbo_backend_wave_objective(&tr->be, theta, Bw, tr->pair_k0, tr->pair_k1, F, grad);
+    if (tr->set.dp > 1) { /* one all-reduce of the [B, d] gradient and the [B] objective */
+        melbo_comm_allreduce(tr->comm, MELBO_COMM_DP, grad, (size_t)Bw * tr->d, MELBO_COMM_F32);
+        melbo_comm_allreduce(tr->comm, MELBO_COMM_DP, F, (size_t)Bw, MELBO_COMM_F64);
     }
     for (int b = 0; b < Bw; b++)
-        F_out[b] = (float)Fd[b];
-    free(acc);
-    free(Fd);
+        F_out[b] = (float)F[b];
+    free(F);
 }
 
-/* One optimiser step of the current wave: F into F_out[Bw]. */
+/* One optimiser step of the current wave: F into F_out[wave_B]. */
 static void wave_step(struct melbo_trainer *tr, float *F_out) {
-    int Bw = tr->wave_B, d = tr->d, t = tr->wave_step + 1;
-    melbo_trainer_objective(tr, tr->theta, Bw, F_out, tr->grad);
-    struct melbo_adam opt = {tr->p->lr, tr->p->beta1, tr->p->beta2, tr->p->eps};
-    for (int b = 0; b < Bw; b++) {
-        size_t o = (size_t)b * d;
-        melbo_vector_update(tr->theta + o, tr->grad + o, tr->m + o, tr->v + o, tr->vhat + o, d, t,
-                            tr->p->radius, &opt, tr->vectors, tr->n_done, tr->p->orthogonal);
-    }
-    if (tr->p->orthogonal && Bw > 1)
-        melbo_wave_orthogonalize(tr->theta, Bw, d, tr->p->radius, tr->vectors, tr->n_done);
-    tr->wave_step = t;
+    struct melbo_wave_state *ws = &tr->ws;
+    int t = ws->wave_step + 1;
+    melbo_trainer_objective(tr, ws->theta, ws->wave_B, F_out, ws->grad);
+    struct melbo_optim o = {
+        tr->set.radius, {tr->set.lr, tr->set.betas[0], tr->set.betas[1], tr->set.eps}, tr->set.orthogonal};
+    melbo_backend_update(&tr->be, ws, t, &o);
+    ws->wave_step = t;
 }
 
 static void on_sigusr1(int sig) {
@@ -451,169 +307,126 @@ void melbo_train_install_signal(void) {
     sigaction(SIGUSR1, &sa, NULL);
 }
 
-int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err) {
-    melbo_train_install_signal();
-    int n_waves = (tr->N + tr->B - 1) / tr->B, ret = 0;
+/* ---------------------------------------------------------------------------------------------
+ * The run.
+ */
+
+/* Where a run stands: for the progress line and the observer's step events. */
+struct run_clock {
     struct melbo_progress prog;
-    melbo_progress_init(&prog, (long)tr->N * tr->steps, tr->n_done * (long)tr->steps);
-    prog.quiet = !tr->rank0;
+    int n_waves;
+    double t0;        // when this process started training
+    long done_before; // vector-steps done before (a resumed run)
+};
+
+static void emit_step(struct melbo_trainer *tr, const struct run_clock *c, int wave_i,
+                      const float *F, double ts) {
+    const struct melbo_wave_state *ws = &tr->ws;
+    int Bw = ws->wave_B;
+    double el = melbo_now() - c->t0;
+    long done = (long)ws->n_done * tr->steps + (long)ws->wave_step * Bw - c->done_before;
+    long left = (long)tr->N * tr->steps - done - c->done_before;
+    double flops = 2.0 * melbo_span_gemm_flops(&tr->model.cfg, tr->s + 1, tr->t, tr->pairs.n_tok) +
+                   3.0 * melbo_span_attention_flops(&tr->model.cfg, tr->s + 1, tr->t, &tr->pairs);
+    double rate = done / (el > 0 ? el : 1e-9);
+    struct melbo_step_event ev = {wave_i,
+                                  c->n_waves,
+                                  ws->wave_step,
+                                  tr->steps,
+                                  ws->n_done,
+                                  Bw,
+                                  tr->N,
+                                  F,
+                                  ts,
+                                  rate,
+                                  left / (done > 0 ? rate : 1e-9),
+                                  flops / (ts > 0 ? ts : 1e-9) * 1e-12};
+    tr->obs.on_step(tr->obs.ctx, &ev);
+}
+
+/* At a step boundary: checkpoint every --checkpoint-every steps or on SIGUSR1 (the ranks agree
+ * here), and stop after it with --stop-on-signal (MELBO_ESTATE). */
+static int step_boundary(struct melbo_trainer *tr, struct melbo_err *err) {
+    const struct melbo_train_params *p = &tr->set;
+    const struct melbo_wave_state *ws = &tr->ws;
+    int requested = melbo_train_checkpoint_requested != 0;
+    if (tr->comm && melbo_comm_size(tr->comm) > 1)
+        melbo_comm_allreduce(tr->comm, MELBO_COMM_WORLD, &requested, 1, MELBO_COMM_I32);
+    melbo_train_checkpoint_requested = 0;
+    int every = p->checkpoint_every > 0 && ws->wave_step % p->checkpoint_every == 0;
+    if (tr->rank0 && p->checkpoint && (every || requested) && ws->wave_step < tr->steps) {
+        int ret = melbo_trainer_checkpoint(tr, p->checkpoint, err);
+        if (ret)
+            return ret;
+        if (tr->obs.on_checkpoint)
+            tr->obs.on_checkpoint(tr->obs.ctx, p->checkpoint, ws->n_done, ws->wave_step);
+    }
+    if (!requested || !p->stop_on_signal)
+        return 0;
+    if (tr->rank0 && tr->obs.on_state)
+        tr->obs.on_state(tr->obs.ctx, "CHECKPOINTED", p->checkpoint ? p->checkpoint : "");
+    return melbo_err_set(err, MELBO_ESTATE,
+                         "stopped at vector %d, step %d of its wave after SIGUSR1; resume "
+                         "with --resume %s",
+                         ws->n_done, ws->wave_step,
+                         p->checkpoint ? p->checkpoint : "(no --checkpoint given)");
+}
+
+/* Trains the current wave (from its wave_step on) to the end; F (B) scratch. */
+static int run_wave(struct melbo_trainer *tr, struct run_clock *c, float *F,
+                    struct melbo_err *err) {
+    struct melbo_wave_state *ws = &tr->ws;
+    int Bw = tr->N - ws->n_done < tr->B ? tr->N - ws->n_done : tr->B;
+    if (ws->wave_step == 0)
+        wave_init(tr, Bw);
+    int wave_i = ws->n_done / tr->B;
+    while (ws->wave_step < tr->steps) {
+        int step = ws->wave_step;
+        double ts = melbo_now();
+        wave_step(tr, F);
+        ts = melbo_now() - ts;
+        for (int b = 0; b < Bw; b++)
+            ws->objective[(size_t)(ws->n_done + b) * tr->steps + step] = F[b];
+        melbo_progress_step(&c->prog, wave_i, c->n_waves, ws->wave_step, tr->steps, F, Bw);
+        if (tr->obs.on_step)
+            emit_step(tr, c, wave_i, F, ts);
+        int ret = step_boundary(tr, err);
+        if (ret)
+            return ret;
+    }
+    memcpy(ws->vectors + (size_t)ws->n_done * tr->d, ws->theta, sizeof(float) * (size_t)Bw * tr->d);
+    ws->n_done += Bw;
+    ws->wave_step = 0;
+    ws->wave_B = 0;
+    melbo_progress_wave_done(&c->prog, wave_i, c->n_waves);
+    if (tr->rank0 && tr->set.checkpoint)
+        return melbo_trainer_checkpoint(tr, tr->set.checkpoint, err);
+    return 0;
+}
+
+int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err) {
+    struct melbo_wave_state *ws = &tr->ws;
+    struct run_clock c;
+    int ret = 0;
+    c.n_waves = (tr->N + tr->B - 1) / tr->B;
+    melbo_progress_init(&c.prog, (long)tr->N * tr->steps, ws->n_done * (long)tr->steps);
+    c.prog.quiet = !tr->rank0;
     if (tr->obs.on_state)
         tr->obs.on_state(tr->obs.ctx, "RUNNING", "");
     float *F = melbo_xalloc_f32((size_t)tr->B);
-    double t0 = melbo_now();
-    long done_before = (long)tr->n_done * tr->steps + tr->wave_step * (long)tr->wave_B;
-    while (tr->n_done < tr->N) {
-        int Bw = tr->N - tr->n_done < tr->B ? tr->N - tr->n_done : tr->B;
-        if (tr->wave_step == 0)
-            wave_init(tr, Bw);
-        int wave_i = tr->n_done / tr->B;
-        while (tr->wave_step < tr->steps) {
-            int step = tr->wave_step;
-            double ts = melbo_now();
-            wave_step(tr, F);
-            ts = melbo_now() - ts;
-            for (int b = 0; b < Bw; b++)
-                tr->objective[(size_t)(tr->n_done + b) * tr->steps + step] = F[b];
-            melbo_progress_step(&prog, wave_i, n_waves, tr->wave_step, tr->steps, F, Bw);
-            if (tr->obs.on_step) {
-                double el = melbo_now() - t0;
-                long done = (long)tr->n_done * tr->steps + (long)tr->wave_step * Bw - done_before;
-                long left = (long)tr->N * tr->steps - done - done_before;
-                double flops =
-                    2.0 * melbo_span_gemm_flops(&tr->model.cfg, tr->s + 1, tr->t, tr->wseqs.n_tok) +
-                    3.0 * melbo_span_attention_flops(&tr->model.cfg, tr->s + 1, tr->t, &tr->wseqs);
-                struct melbo_step_event ev = {wave_i,
-                                              n_waves,
-                                              tr->wave_step,
-                                              tr->steps,
-                                              tr->n_done,
-                                              Bw,
-                                              tr->N,
-                                              F,
-                                              ts,
-                                              done / (el > 0 ? el : 1e-9),
-                                              left /
-                                                  (done > 0 ? done / (el > 0 ? el : 1e-9) : 1e-9),
-                                              flops / (ts > 0 ? ts : 1e-9) * 1e-12};
-                tr->obs.on_step(tr->obs.ctx, &ev);
-            }
-            /* SIGUSR1 (a time limit ahead): the ranks agree at this step boundary */
-            int requested = melbo_train_checkpoint_requested != 0;
-            if (tr->comm && melbo_comm_size(tr->comm) > 1)
-                melbo_comm_allreduce(tr->comm, MELBO_COMM_WORLD, &requested, 1, MELBO_COMM_I32);
-            melbo_train_checkpoint_requested = 0;
-            int every = tr->p->checkpoint_every > 0 && tr->wave_step % tr->p->checkpoint_every == 0;
-            if (tr->rank0 && tr->p->checkpoint && (every || requested) &&
-                tr->wave_step < tr->steps) {
-                ret = melbo_trainer_checkpoint(tr, tr->p->checkpoint, err);
-                if (ret)
-                    goto out;
-                if (tr->obs.on_checkpoint)
-                    tr->obs.on_checkpoint(tr->obs.ctx, tr->p->checkpoint, tr->n_done,
-                                          tr->wave_step);
-            }
-            if (requested && tr->p->stop_on_signal) {
-                if (tr->rank0 && tr->obs.on_state)
-                    tr->obs.on_state(tr->obs.ctx, "CHECKPOINTED",
-                                     tr->p->checkpoint ? tr->p->checkpoint : "");
-                ret = melbo_err_set(
-                    err, MELBO_ESTATE,
-                    "stopped at vector %d, step %d of its wave after SIGUSR1; resume "
-                    "with --resume %s",
-                    tr->n_done, tr->wave_step,
-                    tr->p->checkpoint ? tr->p->checkpoint : "(no --checkpoint given)");
-                goto out;
-            }
-        }
-        memcpy(tr->vectors + (size_t)tr->n_done * tr->d, tr->theta,
-               sizeof(float) * (size_t)Bw * tr->d);
-        tr->n_done += Bw;
-        tr->wave_step = 0;
-        tr->wave_B = 0;
-        melbo_progress_wave_done(&prog, wave_i, n_waves);
-        if (tr->rank0 && tr->p->checkpoint) {
-            ret = melbo_trainer_checkpoint(tr, tr->p->checkpoint, err);
-            if (ret)
-                goto out;
-        }
+    c.t0 = melbo_now();
+    c.done_before = (long)ws->n_done * tr->steps + ws->wave_step * (long)ws->wave_B;
+    while (ws->n_done < tr->N && ret == 0)
+        ret = run_wave(tr, &c, F, err);
+    if (ret == 0) {
+        double dt = melbo_now() - c.t0;
+        long vs = (long)tr->N * tr->steps - c.done_before;
+        melbo_progress_finish(&c.prog);
+        if (tr->rank0)
+            fprintf(stderr,
+                    "train: %ld vector-steps in %.3f s (%.6f s per vector-step); setup %.3f s\n",
+                    vs, dt, vs > 0 ? dt / (double)vs : 0.0, tr->t_load);
     }
-    double dt = melbo_now() - t0;
-    long vs = (long)tr->N * tr->steps - done_before;
-    melbo_progress_finish(&prog);
-    if (tr->rank0)
-        fprintf(stderr,
-                "train: %ld vector-steps in %.3f s (%.6f s per vector-step); setup %.3f s\n", vs,
-                dt, vs > 0 ? dt / (double)vs : 0.0, tr->t_load);
-out:
     free(F);
     return ret;
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Completions.
- */
-
-static cJSON *texts_json(const struct melbo_completions *c, int v0, int n_vec) {
-    cJSON *outer = cJSON_CreateArray();
-    for (int v = v0; v < v0 + n_vec; v++) {
-        cJSON *row = cJSON_CreateArray();
-        for (int i = 0; i < c->n_prompts; i++)
-            cJSON_AddItemToArray(row, cJSON_CreateString(c->text[v * c->n_prompts + i]));
-        cJSON_AddItemToArray(outer, row);
-    }
-    return outer;
-}
-
-int melbo_trainer_generate(struct melbo_trainer *tr, struct melbo_err *err) {
-    struct melbo_train_params *p = tr->p;
-    if (!p->generate || p->gen.max_new_tokens == 0)
-        return 0;
-    int d = tr->d, N = tr->N, K = tr->K, ret;
-    /* random baselines: draws N, N+1, ... orthogonalised like initial vectors, never trained */
-    double *g = melbo_xmalloc(sizeof(double) * (size_t)d);
-    float *all = melbo_xalloc_f32((size_t)(N + K) * d);
-    memcpy(all, tr->vectors, sizeof(float) * (size_t)N * d);
-    for (int k = 0; k < K; k++) {
-        melbo_trainer_raw_draw(tr, N + k, g);
-        melbo_vector_init(tr->random + (size_t)k * d, g, d, p->radius, all, N + k, NULL, 0,
-                          p->orthogonal);
-        memcpy(all + (size_t)(N + k) * d, tr->random + (size_t)k * d, sizeof(float) * (size_t)d);
-    }
-    free(g);
-    /* jobs: every learned vector, then none, then every random baseline */
-    int n_vec = N + 1 + K;
-    const float **vecs = melbo_xcalloc((size_t)n_vec, sizeof *vecs);
-    for (int v = 0; v < N; v++)
-        vecs[v] = tr->vectors + (size_t)v * d;
-    vecs[N] = NULL;
-    for (int k = 0; k < K; k++)
-        vecs[N + 1 + k] = tr->random + (size_t)k * d;
-    if (tr->obs.on_state)
-        tr->obs.on_state(tr->obs.ctx, "GENERATING", "");
-    struct melbo_completions c;
-#ifdef MELBO_HAVE_CUDA
-    if (tr->gpu) /* decode on the device when it holds the whole model (tp = 1) */
-        p->gen.gpu = melbo_train_gpu_for_generation(tr);
-#endif
-    ret = melbo_completions_run(&tr->model, tr->s, &p->gen, tr->tok, vecs, n_vec, tr->ids, tr->lens,
-                                tr->P, "generate", tr->comm, &c, err);
-    free(vecs);
-    free(all);
-    if (ret)
-        return ret;
-    if (!tr->rank0) /* rank 0 holds the gathered results and writes the bank */
-        return 0;
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddItemToObject(o, "vectors", texts_json(&c, 0, N));
-    cJSON *unsteered = texts_json(&c, N, 1);
-    cJSON_AddItemToObject(o, "unsteered", cJSON_DetachItemFromArray(unsteered, 0));
-    cJSON_Delete(unsteered);
-    cJSON_AddItemToObject(o, "random", texts_json(&c, N + 1, K));
-    free(tr->completions_json);
-    tr->completions_json = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    free(tr->generation_json);
-    tr->generation_json = melbo_gen_settings_json(&p->gen, 1.0, K);
-    melbo_completions_free(&c);
-    return 0;
 }

@@ -1,13 +1,18 @@
 /*
- * rank/train/trainer.h - MELBO training in waves on the CPU backend (DESIGN §3-§4).
+ * rank/train/trainer.h - MELBO training in waves (DESIGN §3-§4) on any backend (rank/backend.h).
  *
  *   prefix  blocks 0..s once per prompt -> X (hidden_states[s+1]); blocks s+1..t-1 on X -> Y
- *   wave    B vectors; every step runs blocks s+1..t-1 on X + theta_b for every (vector, prompt)
- *           pair as one packed batch, the objective at hidden_states[t], the input-gradient
- *           backward to X, the sum over positions, and the update of rank/train/optim.h
+ *   wave    B vectors; every step runs blocks s+1..t-1 on X + theta_b for this rank's
+ *           (vector, prompt) pairs as one packed batch, the objective at hidden_states[t], the
+ *           input-gradient backward to X and the sum over positions (the backend's
+ *           wave_objective), one data-parallel all-reduce of the [B, d] gradient and the [B]
+ *           objective (here, for every backend), and the update of rank/method/optim.h (the
+ *           backend's update)
  *
- * Nothing above block t-1 and no LM head is computed. The trainer owns the model, the cached
- * prefix, the optimiser state and the results; melbo_trainer_run fills vectors and objective.
+ * Nothing above block t-1 and no LM head is computed while training. The trainer owns the host
+ * model, the backend opened on it, the prompts, the prefix, the optimiser state and the results;
+ * melbo_trainer_run fills ws.vectors and ws.objective. It reaches rank/cpu/ and rank/gpu/ only
+ * through rank/backend.h.
  */
 #ifndef MELBO_RANK_TRAIN_TRAINER_H
 #define MELBO_RANK_TRAIN_TRAINER_H
@@ -17,83 +22,67 @@
 
 #include "common/err.h"
 #include "nccl/comm.h"
-#include "rank/cpu/span.h"
+#include "rank/backend.h"
 #include "rank/model/model.h"
 #include "rank/tokenizer/tokenizer.h"
 #include "rank/train/calibrate.h"
 #include "rank/train/observer.h"
-#include "rank/train/params.h"
+#include "rank/method/optim.h"
+#include "options/train.h"
+#include "rank/method/prompts.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 struct melbo_trainer {
-    struct melbo_train_params *p;   // borrowed
-    struct melbo_comm *comm;        // borrowed; NULL standalone (one process)
-    int rank0;                      // 1 on the rank that prints and writes files
-    struct melbo_model model;       // blocks [0, t) and the embedding
-    char fingerprint[65];           // DESIGN §4 model_fingerprint
+    struct melbo_train_params set; // the run's settings: a copy of the caller's, resolved here
+                                   // (layers, q, wave, device, R of --radius auto, stop ids);
+                                   // banks and checkpoints record these. Owned.
+    struct melbo_comm *comm;      // borrowed; NULL standalone (one process)
+    int rank0;                    // 1 on the rank that prints and writes files
+    struct melbo_model model;     // host: blocks [0, t) (all with completions), the embedding
+    struct melbo_backend be;      // where the prefix, the steps, the update and decoding run
+    char fingerprint[65];         // DESIGN §4 model_fingerprint
     char model_name[256];
     int L, d, s, t, N, B, steps;
 
-    /* prompts */
-    int P;                          // number of prompts
-    int *lens;                      // (P)
-    int32_t **ids;                  // (P) each (lens[p]), owned
-    char **texts;                   // (P) rendered text, "" for id prompts, owned
-    char chat_format[32];           // format used for text prompts, or "none"
-    int **idx;                      // (P) target positions, owned
-    int *n_idx;                     // (P)
-    struct melbo_seqs pseqs;        // the P prompts packed
-    float *X;                       // (n_ptok, d) hidden_states[s+1], unsteered
-    float *Y;                       // (n_ptok, d) hidden_states[t], unsteered
+    struct melbo_prompts pr;    // the prompts, their target positions, packed
+    struct melbo_prefix pre;    // X and Y of the packed prompts, owned
+    float *init_draws;          // (N, d) raw draws from --init, or NULL for the generator
+    struct melbo_wave_state ws; // results and optimiser state (what a checkpoint holds)
 
-    /* raw draws from --init, or NULL for the generator */
-    float *init_draws;              // (N, d)
-
-    /* results and optimiser state */
-    float *vectors;                 // (N, d); rows [0, n_done) finished
-    float *objective;               // (N, steps) F before each update, summed over prompts
-    int n_done;                     // finished vectors
-    int wave_step;                  // steps done in the current wave
-    int wave_B;                     // size of the current wave
-    float *theta, *m, *v, *vhat;    // (B, d) the current wave
-    float *grad;                    // (B, d) dLoss/dtheta of the last step
-
-    /* step buffers, sized for B * sum(lens) tokens; this DP rank's pairs [k0, k1) of a wave */
-    int pair_B, pair_k0, pair_k1;   // what wseqs was built for
-    struct melbo_seqs wseqs;
-    struct melbo_cpu_span span;
-    float *buf;                     // (wave tokens, d) activations
-    float *dbuf;                    // (wave tokens, d) gradients
-    double *scratch;                // (d)
-    double t_load;                  // seconds spent loading and on the prefix
+    /* this data-parallel rank's pairs [pair_k0, pair_k1) of a wave of pair_B vectors, packed
+     * (the FLOP count of a step) */
+    int pair_B, pair_k0, pair_k1;
+    struct melbo_seqs pairs;
+    double t_load; // seconds spent loading and on the prefix
 
     /* completions (melbo_trainer_generate) */
-    struct melbo_tokenizer *tok;    // for decoding text, or NULL when the model has none
-    int32_t end_of_turn;            // chat format's end-of-turn id, or -1
-    int K;                          // random baselines
-    float *random;                  // (K, d) random vectors of norm R
-    char *completions_json;         // DESIGN §4 "completions", owned ("{}" before generation)
-    char *generation_json;          // DESIGN §4 "generation", owned
+    struct melbo_tokenizer *tok; // for decoding text, or NULL when the model has none
+    int K;                       // random baselines
+    float *random;               // (K, d) random vectors of norm R
+    char *completions_json;      // DESIGN §4 "completions", owned ("{}" before generation)
+    char *generation_json;       // DESIGN §4 "generation", owned
 
     struct melbo_train_observer obs; // hooks (all NULL standalone); set before melbo_trainer_run
-    struct melbo_calibration cal;   // --radius auto's result (cal.samples = 0 otherwise)
-    struct melbo_train_gpu *gpu;    // the CUDA backend (rank/train/backend_gpu.h), NULL on CPU
+    struct melbo_calibration cal;    // --radius auto's result (cal.samples = 0 otherwise)
 };
 
-/* Loads the model (this rank's tensor-parallel share), renders and tokenizes the prompts, checks
- * every setting against the model and the output paths, computes the prefix. Everything the run
- * would fail on is found here. comm may be NULL (one process). */
-int melbo_trainer_init(struct melbo_trainer *tr, struct melbo_train_params *p,
+/* Copies p (only read; the caller keeps it) into tr->set, loads the model (this rank's
+ * tensor-parallel share), renders and tokenizes the prompts, checks every setting against the
+ * model and the output paths, opens the backend the settings name and computes the prefix (and
+ * R, with --radius auto). Everything the run would fail on is found here. comm may be NULL (one
+ * process). On failure, melbo_trainer_free what was built. */
+int melbo_trainer_init(struct melbo_trainer *tr, const struct melbo_train_params *p,
                        struct melbo_comm *comm, struct melbo_err *err);
 void melbo_trainer_free(struct melbo_trainer *tr);
 
 /* Restores a checkpoint written by the same settings; refuses any other. */
 int melbo_trainer_resume(struct melbo_trainer *tr, const char *path, struct melbo_err *err);
 
-/* Runs the remaining waves; writes checkpoints as configured. */
+/* Runs the remaining waves; writes checkpoints as configured. Returns MELBO_ESTATE when it
+ * stopped after a SIGUSR1 checkpoint with --stop-on-signal. */
 int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err);
 
 /*
@@ -104,10 +93,12 @@ int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err);
 int melbo_trainer_generate(struct melbo_trainer *tr, struct melbo_err *err);
 
 /* Writes the checkpoint (atomically) to path. */
-int melbo_trainer_checkpoint(const struct melbo_trainer *tr, const char *path, struct melbo_err *err);
+int melbo_trainer_checkpoint(const struct melbo_trainer *tr, const char *path,
+                             struct melbo_err *err);
 
 /* Set by SIGUSR1: checkpoint at the next step boundary (all ranks agree there), and stop when
- * --stop-on-signal. Install the handler before anything slow (a USR1 without a handler kills). */
+ * --stop-on-signal. melbo_train_install_signal installs the handler; `melbo-rank train` calls it
+ * once, first thing (a USR1 without a handler kills). melbo_trainer_run only reads the flag. */
 extern volatile sig_atomic_t melbo_train_checkpoint_requested;
 void melbo_train_install_signal(void);
 

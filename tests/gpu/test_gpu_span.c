@@ -3,7 +3,8 @@
  * every golden checkpoint: the whole decoder stack forward and input-gradient backward, saved and
  * recomputed, in fp32 (rel <= 1e-4 against the CPU, whose own distance to transformers is
  * <= 7e-7) and in bf16 (hidden states rel <= 2e-2); one MELBO step on the device against the CPU
- * trainer's arithmetic; greedy steered decoding, fp32 tokens identical to the CPU decoder's.
+ * wave's arithmetic (rank/cpu/wave.c, written out per pair here); greedy steered decoding, fp32
+ * tokens identical to the CPU decoder's.
  * rel = max|a - b| / max|b|. One line per check. Exits 77 when no CUDA device is present.
  */
 #include <math.h>
@@ -22,7 +23,7 @@
 #include "rank/gpu/ops.h"
 #include "rank/gpu/span.h"
 #include "rank/gpu/wave.h"
-#include "rank/train/objective.h"
+#include "rank/method/objective.h"
 #include "tests/test.h"
 
 static const char *MODELS[] = {"llama2", "llama3", "llama3_bf16", "mistral", "qwen1",

@@ -20,8 +20,8 @@
 #include "rank/cpu/ops.h"
 #include "rank/cuda/kernels.h"
 #include "rank/model/seqs.h"
-#include "rank/train/objective.h"
-#include "rank/train/optim.h"
+#include "rank/method/objective.h"
+#include "rank/method/optim.h"
 #include "tests/test.h"
 
 #define GPU_TEST_SEED 20260101

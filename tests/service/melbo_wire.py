@@ -100,6 +100,26 @@ class Coord:
         self.log.close()
 
 def job_spec(pb, golden, **kw):
+    """A JobSpec of options by name, as `melbo submit` sends it: each keyword is an option
+    (max_new_tokens=2 is --max-new-tokens 2; True is a flag, False its --no- form)."""
+    opts = [("model", os.path.abspath(os.path.join(golden, "models", "llama3"))),
+            ("prompt-ids", "492,403,287,109,129,38,286"),
+            ("source-layer", "1"), ("target-layer", "4"), ("radius", "4")]
+    for k, v in kw.items():
+        name = k.replace("_", "-")
+        if v is True or v is False:
+            opts.append((name if v else "no-" + name, None))
+        else:
+            opts.append((name, str(v)))
+    spec = pb.JobSpec()
+    for name, value in opts:
+        o = spec.options.add(name=name)
+        if value is not None:
+            o.value = value
+    return spec
+
+def legacy_job_spec(pb, golden, **kw):
+    """The same job as melbo 0.1's protocol sent it: one JobSpec field per option."""
     spec = pb.JobSpec(model=os.path.abspath(os.path.join(golden, "models", "llama3")),
                       source_layer=1, target_layer=4, radius=4.0, **kw)
     spec.id_prompts.add(ids=[492, 403, 287, 109, 129, 38, 286])

@@ -4,7 +4,11 @@
 Run by hand (never by CI), from the repository root:
 
     pip install tokenizers transformers tiktoken jinja2
-    python3 tests/tokenizer/make_tokenizer_goldens.py [--shared ../shared]
+    python3 tests/tokenizer/make_tokenizer_goldens.py [--fixtures ../shared/fixtures/tokenizers]
+
+--fixtures is a folder with <name>/tokenizer.json and tokenizer_config.json; without it the
+repository's copies (tests/tokenizer/fixtures/, unpacked into a temporary folder) are read, which
+are byte for byte those of ../shared (fixtures/refresh.sh).
 
 Outputs (all compact, deterministic):
   golden/strings.jsonl    the test strings, one JSON string per line ({"s": ...} or
@@ -25,6 +29,8 @@ import base64
 import json
 import os
 import random
+import sys
+import tempfile
 import unicodedata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -201,9 +207,16 @@ def make_tiktoken_vocab(qwen3_json):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shared", default=os.path.join(HERE, "..", "..", "..", "shared"))
+    ap.add_argument("--fixtures", help="folder of <name>/tokenizer.json (default: the "
+                    "repository's tests/tokenizer/fixtures, unpacked)")
     args = ap.parse_args()
-    fix = os.path.join(args.shared, "fixtures", "tokenizers")
+    if args.fixtures:
+        fix = args.fixtures
+    else:
+        sys.path.insert(0, os.path.join(HERE, "fixtures"))
+        from unpack import unpack
+        tmp = tempfile.TemporaryDirectory(prefix="melbo-tok-fixtures-")
+        fix = unpack(tmp.name)
     from tokenizers import Tokenizer
     import tiktoken
     from transformers import AutoTokenizer

@@ -1,5 +1,5 @@
 /*
- * tests/unit/test_generate.c - steered generation on the CPU backend.
+ * tests/unit/test_generate.c - steered generation on the CPU backend (rank/backend.h).
  *
  *   golden     transformers generate(do_sample=False, max_new_tokens=32) on two tiny models,
  *              unsteered and with a vector (scale 1 and -2.5) added by a forward hook at the
@@ -16,10 +16,12 @@
 
 #include "common/mem.h"
 #include "common/rng.h"
+#include "rank/backend.h"
 #include "rank/cpu/decode.h"
 #include "rank/cpu/span.h"
 #include "rank/generate/generate.h"
 #include "rank/model/safetensors.h"
+#include "options/train.h"
 #include "tests/test.h"
 
 static const char *golden;
@@ -31,12 +33,14 @@ static const int32_t *ids_of(const struct melbo_st_file *g, const char *name, in
     return t->data;
 }
 
-static void load(struct melbo_model *m, const char *name) {
+/* Loads model name whole and opens the CPU backend on it. */
+static void load(struct melbo_model *m, struct melbo_backend *be, const char *name) {
     char dir[1200];
     struct melbo_err err = {0};
     struct melbo_load_opts all = melbo_load_opts_all();
     snprintf(dir, sizeof dir, "%s/models/%s", golden, name);
-    if (melbo_model_load(m, dir, &all, &err) != 0) {
+    if (melbo_model_load(m, dir, &all, &err) != 0 ||
+        melbo_backend_open(be, MELBO_DEVICE_CPU, 0, m, NULL, &err) != 0) {
         fprintf(stderr, "%s\n", err.msg);
         abort();
     }
@@ -46,7 +50,8 @@ static void test_golden(const char *model) {
     char path[1200], dir[1200];
     struct melbo_err err = {0};
     struct melbo_model m;
-    load(&m, model);
+    struct melbo_backend be;
+    load(&m, &be, model);
     snprintf(path, sizeof path, "%s/data/gen_%s.golden.safetensors", golden, model);
     snprintf(dir, sizeof dir, "%s/models/%s", golden, model);
     struct melbo_st_file g;
@@ -79,7 +84,7 @@ static void test_golden(const char *model) {
             jobs[n].stream = (uint64_t)i;
             n++;
         }
-    ASSERT_OK(melbo_generate(&m, s, &gs, jobs, n, res, NULL, NULL, &err));
+    ASSERT_OK(melbo_generate(&be, s, &gs, jobs, n, res, NULL, NULL, &err));
     for (int k = 0, j = 0; k < 3; k++)
         for (int i = 0; i < P; i++, j++) {
             char nm[64];
@@ -125,6 +130,7 @@ static void test_golden(const char *model) {
     free(v1);
     free(vneg);
     melbo_st_close(&g);
+    melbo_backend_free(&be);
     melbo_model_free(&m);
 }
 
@@ -156,8 +162,9 @@ static void full_logits(const struct melbo_model *m, int s, const int32_t *ids, 
 
 static void test_cache(void) {
     struct melbo_model m;
+    struct melbo_backend be;
     struct melbo_err err = {0};
-    load(&m, "qwen3");
+    load(&m, &be, "qwen3");
     int V = m.cfg.vocab, d = m.cfg.d_model, s = 1, lens[3] = {5, 13, 30};
     int32_t seq[3][40];
     for (int i = 0; i < 3; i++)
@@ -190,13 +197,15 @@ static void test_cache(void) {
     free(lg);
     free(ref);
     free(th);
+    melbo_backend_free(&be);
     melbo_model_free(&m);
 }
 
 static void test_batch_and_sampling(void) {
     struct melbo_model m;
+    struct melbo_backend be;
     struct melbo_err err = {0};
-    load(&m, "llama3");
+    load(&m, &be, "llama3");
     int d = m.cfg.d_model, V = m.cfg.vocab;
     float *th = melbo_xalloc_f32((size_t)16 * d);
     melbo_rng_normal_f32(5, 0, th, (size_t)16 * d);
@@ -214,16 +223,16 @@ static void test_batch_and_sampling(void) {
     melbo_gen_settings_init(&gs);
     gs.max_new_tokens = 24;
     struct melbo_gen_result all[16], one[1], again[16];
-    ASSERT_OK(melbo_generate(&m, 1, &gs, jobs, 16, all, NULL, NULL, &err));
+    ASSERT_OK(melbo_generate(&be, 1, &gs, jobs, 16, all, NULL, NULL, &err));
     int same = 1;
     for (int k = 0; k < 16; k += 5) {
-        ASSERT_OK(melbo_generate(&m, 1, &gs, &jobs[k], 1, one, NULL, NULL, &err));
+        ASSERT_OK(melbo_generate(&be, 1, &gs, &jobs[k], 1, one, NULL, NULL, &err));
         same = same && one[0].n == all[k].n && !memcmp(one[0].ids, all[k].ids, sizeof(int32_t) * one[0].n);
         melbo_gen_results_free(one, 1);
     }
     /* a batch of 4 slots for 16 jobs (continuous batching) changes nothing either */
     gs.batch = 4;
-    ASSERT_OK(melbo_generate(&m, 1, &gs, jobs, 16, again, NULL, NULL, &err));
+    ASSERT_OK(melbo_generate(&be, 1, &gs, jobs, 16, again, NULL, NULL, &err));
     for (int k = 0; k < 16; k++)
         same = same && again[k].n == all[k].n && !memcmp(again[k].ids, all[k].ids, sizeof(int32_t) * all[k].n);
     melbo_gen_results_free(again, 16);
@@ -237,10 +246,10 @@ static void test_batch_and_sampling(void) {
     gs.top_p = 0.9;
     gs.top_k = 50;
     gs.seed = 11;
-    ASSERT_OK(melbo_generate(&m, 1, &gs, jobs, 16, s1, NULL, NULL, &err));
-    ASSERT_OK(melbo_generate(&m, 1, &gs, jobs, 16, s2, NULL, NULL, &err));
+    ASSERT_OK(melbo_generate(&be, 1, &gs, jobs, 16, s1, NULL, NULL, &err));
+    ASSERT_OK(melbo_generate(&be, 1, &gs, jobs, 16, s2, NULL, NULL, &err));
     gs.seed = 12;
-    ASSERT_OK(melbo_generate(&m, 1, &gs, jobs, 16, s3, NULL, NULL, &err));
+    ASSERT_OK(melbo_generate(&be, 1, &gs, jobs, 16, s3, NULL, NULL, &err));
     int repro = 1, differs = 0, differs_greedy = 0;
     for (int k = 0; k < 16; k++) {
         repro = repro && s1[k].n == s2[k].n && !memcmp(s1[k].ids, s2[k].ids, sizeof(int32_t) * s1[k].n);
@@ -254,11 +263,11 @@ static void test_batch_and_sampling(void) {
     melbo_gen_results_free(s2, 16);
     melbo_gen_results_free(s3, 16);
     gs.temperature = 0.0;
-    ASSERT_OK(melbo_generate(&m, 1, &gs, jobs, 16, s1, NULL, NULL, &err));
+    ASSERT_OK(melbo_generate(&be, 1, &gs, jobs, 16, s1, NULL, NULL, &err));
     gs.temperature = 1.3;
     gs.top_k = 1;
     gs.top_p = 1.0;
-    ASSERT_OK(melbo_generate(&m, 1, &gs, jobs, 16, s2, NULL, NULL, &err));
+    ASSERT_OK(melbo_generate(&be, 1, &gs, jobs, 16, s2, NULL, NULL, &err));
     int t0 = 1, k1 = 1;
     for (int k = 0; k < 16; k++) {
         t0 = t0 && s1[k].n == all[k].n && !memcmp(s1[k].ids, all[k].ids, sizeof(int32_t) * all[k].n);
@@ -270,6 +279,7 @@ static void test_batch_and_sampling(void) {
     melbo_gen_results_free(s2, 16);
     melbo_gen_results_free(all, 16);
     free(th);
+    melbo_backend_free(&be);
     melbo_model_free(&m);
 }
 

@@ -27,12 +27,14 @@
 
 #include "common/file.h"
 #include "common/mem.h"
+#include "rank/backend.h"
 #include "rank/cpu/span.h"
 #include "rank/generate/generate.h"
 #include "rank/model/checkpoint.h"
 #include "rank/model/model.h"
 #include "rank/tokenizer/chat.h"
 #include "rank/tokenizer/tokenizer.h"
+#include "options/train.h"
 #include "tests/test.h"
 #include "tests/tokenizer/golden_jsonl.h"
 #include "tests/unit/golden.h"
@@ -111,7 +113,10 @@ static void test_generate(const struct melbo_model *m, const struct melbo_st_fil
             jobs[n].steer = k ? vec : NULL;
             jobs[n].stream = (uint64_t)i;
         }
-    ASSERT_OK(melbo_generate(m, s, &gs, jobs, n, res, NULL, NULL, &err));
+    struct melbo_backend be;
+    ASSERT_OK(melbo_backend_open(&be, MELBO_DEVICE_CPU, 0, m, NULL, &err));
+    ASSERT_OK(melbo_generate(&be, s, &gs, jobs, n, res, NULL, NULL, &err));
+    melbo_backend_free(&be);
     const char *which[2] = {"unsteered", "steered"};
     for (int k = 0, j = 0; k < 2; k++)
         for (int i = 0; i < P; i++, j++) {

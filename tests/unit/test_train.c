@@ -48,11 +48,7 @@ static void add_golden_prompt(struct melbo_train_params *p, const struct melbo_s
     const struct melbo_st_tensor *t = melbo_st_find(g, name);
     ASSERT(t != NULL && t->dtype == MELBO_DTYPE_I32);
     int n = (int)melbo_st_numel(t);
-    p->id_prompts = melbo_xrealloc(p->id_prompts, sizeof(int32_t *) * (size_t)(p->n_id_prompts + 1));
-    p->id_lens = melbo_xrealloc(p->id_lens, sizeof(int) * (size_t)(p->n_id_prompts + 1));
-    p->id_prompts[p->n_id_prompts] = melbo_xmalloc(sizeof(int32_t) * (size_t)n);
-    memcpy(p->id_prompts[p->n_id_prompts], t->data, sizeof(int32_t) * (size_t)n);
-    p->id_lens[p->n_id_prompts++] = n;
+    melbo_id_list_add(&p->prompts.ids, t->data, n);
 }
 
 static void run(struct melbo_trainer *tr, struct melbo_train_params *p) {
@@ -97,9 +93,9 @@ static void test_parity(const char *c) {
     ASSERT(melbo_st_numel(V) == (int64_t)tr.N * tr.d && melbo_st_numel(O) == (int64_t)tr.N * tr.steps);
     char what[128];
     snprintf(what, sizeof what, "parity %s vectors", c);
-    CHECK_REL(what, test_rel(tr.vectors, V->data, (size_t)tr.N * tr.d), 1e-4);
+    CHECK_REL(what, test_rel(tr.ws.vectors, V->data, (size_t)tr.N * tr.d), 1e-4);
     snprintf(what, sizeof what, "parity %s objective curves", c);
-    CHECK_REL(what, test_rel(tr.objective, O->data, (size_t)tr.N * tr.steps), 1e-4);
+    CHECK_REL(what, test_rel(tr.ws.objective, O->data, (size_t)tr.N * tr.steps), 1e-4);
     melbo_trainer_free(&tr);
     melbo_train_params_free(&p);
     melbo_st_close(&g);
@@ -138,10 +134,10 @@ static void test_waves(void) {
     run(&t16, &p16);
     run(&t5, &p5);
     size_t n = (size_t)16 * t1.d;
-    CHECK_REL("no orthogonality: wave 16 vectors = wave 1", test_rel(t16.vectors, t1.vectors, n), 1e-5);
-    CHECK_REL("no orthogonality: wave 5 (uneven) vectors = wave 1", test_rel(t5.vectors, t1.vectors, n), 1e-5);
+    CHECK_REL("no orthogonality: wave 16 vectors = wave 1", test_rel(t16.ws.vectors, t1.ws.vectors, n), 1e-5);
+    CHECK_REL("no orthogonality: wave 5 (uneven) vectors = wave 1", test_rel(t5.ws.vectors, t1.ws.vectors, n), 1e-5);
     CHECK_REL("no orthogonality: wave 16 objective = wave 1",
-              test_rel(t16.objective, t1.objective, (size_t)16 * 12), 1e-5);
+              test_rel(t16.ws.objective, t1.ws.objective, (size_t)16 * 12), 1e-5);
     melbo_trainer_free(&t1);
     melbo_trainer_free(&t16);
     melbo_trainer_free(&t5);
@@ -157,14 +153,14 @@ static void test_orthogonal(void) {
     run(&tr, &p);
     double worst_cos = 0, worst_norm = 0;
     for (int a = 0; a < 32; a++) {
-        const float *x = tr.vectors + (size_t)a * tr.d;
+        const float *x = tr.ws.vectors + (size_t)a * tr.d;
         double na = 0;
         for (int j = 0; j < tr.d; j++)
             na += (double)x[j] * x[j];
         na = sqrt(na);
         worst_norm = fmax(worst_norm, fabs(na - p.radius) / p.radius);
         for (int b = a + 1; b < 32; b++) {
-            const float *y = tr.vectors + (size_t)b * tr.d;
+            const float *y = tr.ws.vectors + (size_t)b * tr.d;
             double dot = 0, nb = 0;
             for (int j = 0; j < tr.d; j++) {
                 dot += (double)x[j] * y[j];
@@ -178,7 +174,7 @@ static void test_orthogonal(void) {
     /* training moved them: the objective grew for most vectors */
     int grew = 0;
     for (int a = 0; a < 32; a++)
-        grew += tr.objective[(size_t)a * 15 + 14] > tr.objective[(size_t)a * 15];
+        grew += tr.ws.objective[(size_t)a * 15 + 14] > tr.ws.objective[(size_t)a * 15];
     CHECK(grew >= 24);
     melbo_trainer_free(&tr);
     melbo_train_params_free(&p);
@@ -204,12 +200,12 @@ static void test_draws(void) {
             same ? "ok" : "FAIL");
     CHECK(same);
     /* with 0 steps and no orthogonality the bank holds R * g_k / |g_k| */
-    CHECK(memcmp(t1.vectors, t8.vectors, sizeof(float) * 16 * d) == 0);
+    CHECK(memcmp(t1.ws.vectors, t8.ws.vectors, sizeof(float) * 16 * d) == 0);
     double nr = 0;
     for (int j = 0; j < d; j++)
         nr += ref[j] * ref[j];
     float expect = (float)(ref[0] / sqrt(nr) * 4.0);
-    CHECK(t1.vectors[(size_t)15 * d] == expect);
+    CHECK(t1.ws.vectors[(size_t)15 * d] == expect);
     free(g1);
     free(g8);
     free(ref);

@@ -23,7 +23,7 @@ expect_fail() { # expect_fail DESCRIPTION NEEDLE ARGS...
 o="$tmp/o.bank.safetensors"
 expect_fail "target layer too high" "--target-layer 5 is out of range" "${base[@]}" --target-layer 5 --out "$o"
 expect_fail "t <= s+1" "must be in 3..4" "${base[@]}" --target-layer 2 --out "$o"
-expect_fail "source layer negative" "--source-layer -2 must be >= 0" "${base[@]}" --source-layer -2 --out "$o"
+expect_fail "source layer negative" "--source-layer must be >= 0 (got -2)" "${base[@]}" --source-layer -2 --out "$o"
 expect_fail "radius zero" "--radius must be positive" "${base[@]}" --radius 0 --out "$o"
 expect_fail "radius missing" "--radius R is required" train --model "$model" --prompt-ids "$ids" --out "$o"
 expect_fail "p negative" "--p must be positive" "${base[@]}" --p -1 --out "$o"
@@ -40,14 +40,14 @@ expect_fail "unwritable output" "cannot write the output $tmp/no/such/dir/x.bank
     --out "$tmp/no/such/dir/x.bank.safetensors"
 expect_fail "unwritable checkpoint" "cannot write the checkpoint /proc/nope.ckpt" "${base[@]}" --out "$o" \
     --checkpoint /proc/nope.ckpt
-expect_fail "unknown dtype" "--dtype must be bf16 or fp32, not 'fp16'" "${base[@]}" --out "$o" --dtype fp16
-expect_fail "unknown device" "--device must be cuda or cpu, not 'tpu'" "${base[@]}" --out "$o" --device tpu
+expect_fail "unknown dtype" "--dtype must be fp32 or bf16, not 'fp16'" "${base[@]}" --out "$o" --dtype fp16
+expect_fail "unknown device" "--device must be auto, cpu or cuda, not 'tpu'" "${base[@]}" --out "$o" --device tpu
 # this suite runs without a GPU: a CUDA build says no device is seen, a CPU-only build says it
 # has no CUDA; both name --device cuda and neither trains
 if ! nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
     expect_fail "cuda without a GPU" "--device cuda:" "${base[@]}" --out "$o" --device cuda
 fi
-expect_fail "gen: unknown dtype" "--dtype must be bf16 or fp32, not 'x'" gen --model "$model" \
+expect_fail "gen: unknown dtype" "--dtype must be fp32 or bf16, not 'x'" gen --model "$model" \
     --prompt-ids 1,2 --dtype x
 expect_fail "bench without --random-weights" "bench needs --config config.json --random-weights" \
     bench --config "$model/config.json"

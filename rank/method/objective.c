@@ -1,5 +1,5 @@
-/* rank/train/objective.c - the MELBO objective (rank/train/objective.h). */
-#include "rank/train/objective.h"
+/* rank/method/objective.c - the MELBO objective (rank/method/objective.h). */
+#include "rank/method/objective.h"
 
 #include <math.h>
 #include <string.h>

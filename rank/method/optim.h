@@ -1,12 +1,15 @@
 /*
- * rank/train/optim.h - the steering-vector update (DESIGN §4 "Optimiser, per wave").
+ * rank/method/optim.h - the steering-vector update (DESIGN §4 "Optimiser, per wave").
  *
  * Vectors are fp32 rows of length d with norm R. "Finished" vectors are those of earlier waves
  * (norm R, mutually orthogonal). Projections accumulate in double. This is the CPU reference of
  * the optimiser kernel; every rank applies it identically after the gradient all-reduce.
+ *
+ * struct melbo_wave_state is a run's whole optimiser state: what a checkpoint holds
+ * (rank/train/state.h) and what a backend's update (rank/backend.h) advances.
  */
-#ifndef MELBO_RANK_TRAIN_OPTIM_H
-#define MELBO_RANK_TRAIN_OPTIM_H
+#ifndef MELBO_RANK_METHOD_OPTIM_H
+#define MELBO_RANK_METHOD_OPTIM_H
 
 #ifdef __cplusplus
 extern "C" {
@@ -15,6 +18,39 @@ extern "C" {
 struct melbo_adam {
     double lr, beta1, beta2, eps;
 };
+
+/* What one update needs besides the state: R, AMSGrad's settings, --orthogonal. */
+struct melbo_optim {
+    double R;
+    struct melbo_adam adam;
+    int orthogonal;
+};
+
+/*
+ * The vectors of a run of N vectors in waves of up to B, with `steps` steps each, and the
+ * current wave's optimiser state. Host fp32 arrays, all owned, allocated once (zeroed) by
+ * melbo_wave_state_init.
+ */
+struct melbo_wave_state {
+    int N, B, d, steps;          // the run's shape
+    float *vectors;              // (N, d); rows [0, n_done) finished
+    float *objective;            // (N, steps) F before each update, summed over prompts
+    int n_done;                  // finished vectors
+    int wave_step;               // steps done in the current wave
+    int wave_B;                  // size of the current wave (0 between waves)
+    float *theta, *m, *v, *vhat; // (B, d) the current wave's vectors and AMSGrad moments
+    float *grad;                 // (B, d) dLoss/dtheta of the last step (consumed by the update)
+};
+
+void melbo_wave_state_init(struct melbo_wave_state *ws, int N, int B, int d, int steps);
+void melbo_wave_state_free(struct melbo_wave_state *ws);
+
+/*
+ * One optimiser step t (1-based) of the current wave, on the host: melbo_vector_update of each
+ * of its wave_B vectors against the finished ones, then (with o->orthogonal and more than one
+ * vector) melbo_wave_orthogonalize. Consumes ws->grad; does not advance ws->wave_step.
+ */
+void melbo_wave_update(struct melbo_wave_state *ws, int t, const struct melbo_optim *o);
 
 /* x(d) -= sum_k (x . u_k) / (u_k . u_k) u_k over rows u_k of u (n, d); in place, in double. */
 void melbo_project_out(double *x, const float *u, int n, int d);

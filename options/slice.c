@@ -1,5 +1,5 @@
-/* rank/train/slice.c - Python slices (rank/train/slice.h). */
-#include "rank/train/slice.h"
+/* options/slice.c - Python slices (options/slice.h). */
+#include "options/slice.h"
 
 #include <ctype.h>
 #include <errno.h>

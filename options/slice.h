@@ -1,11 +1,11 @@
 /*
- * rank/train/slice.h - Python slice syntax for --target-tokens ("-3:", ":", "2:10:2", "5").
+ * options/slice.h - Python slice syntax for --target-tokens ("-3:", ":", "2:10:2", "5").
  *
  * A slice selects positions of each prompt relative to that prompt's length, exactly as
  * Python's slice.indices / integer indexing would on a list of the prompt's tokens.
  */
-#ifndef MELBO_RANK_TRAIN_SLICE_H
-#define MELBO_RANK_TRAIN_SLICE_H
+#ifndef MELBO_OPTIONS_SLICE_H
+#define MELBO_OPTIONS_SLICE_H
 
 #include "common/err.h"
 

@@ -1,8 +1,9 @@
-/* rank/train/optim.c - steering-vector updates (rank/train/optim.h). */
-#include "rank/train/optim.h"
+/* rank/method/optim.c - steering-vector updates (rank/method/optim.h). */
+#include "rank/method/optim.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/mem.h"
 
@@ -114,4 +115,47 @@ void melbo_wave_orthogonalize(float *theta, int B, int d, double R, const float 
         }
     }
     free(w);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * A run's optimiser state.
+ */
+
+void melbo_wave_state_init(struct melbo_wave_state *ws, int N, int B, int d, int steps) {
+    memset(ws, 0, sizeof *ws);
+    ws->N = N;
+    ws->B = B;
+    ws->d = d;
+    ws->steps = steps;
+    size_t Bd = (size_t)B * d;
+    ws->vectors = melbo_xalloc_f32((size_t)N * d);
+    ws->objective = melbo_xalloc_f32((size_t)N * (steps ? steps : 1));
+    ws->theta = melbo_xalloc_f32(Bd);
+    ws->m = melbo_xalloc_f32(Bd);
+    ws->v = melbo_xalloc_f32(Bd);
+    ws->vhat = melbo_xalloc_f32(Bd);
+    ws->grad = melbo_xalloc_f32(Bd);
+}
+
+void melbo_wave_state_free(struct melbo_wave_state *ws) {
+    free(ws->vectors);
+    free(ws->objective);
+    free(ws->theta);
+    free(ws->m);
+    free(ws->v);
+    free(ws->vhat);
+    free(ws->grad);
+    memset(ws, 0, sizeof *ws);
+}
+
+void melbo_wave_update(struct melbo_wave_state *ws, int t, const struct melbo_optim *o) {
+    int Bw = ws->wave_B, d = ws->d;
+    for (int b = 0; b < Bw; b++) {
+        size_t off = (size_t)b * d;
+        melbo_vector_update(ws->theta + off, ws->grad + off, ws->m + off, ws->v + off,
+                            ws->vhat + off, d, t, o->R, &o->adam, ws->vectors, ws->n_done,
+                            o->orthogonal);
+    }
+    if (o->orthogonal && Bw > 1)
+        melbo_wave_orthogonalize(ws->theta, Bw, d, o->R, ws->vectors, ws->n_done);
 }

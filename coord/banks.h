@@ -1,0 +1,54 @@
+/*
+ * coord/banks.h - the bank store (STATE/banks/ID.bank.safetensors) and its catalog rows
+ * (coord/banks.c).
+ *
+ * An upload from rank 0 is written to STATE/banks/.upload-JOB.tmp as chunks arrive (struct
+ * melbo_bank_upload, held by the rank's connection); when the last chunk comes, its sha256 is
+ * checked, the file is fsynced and renamed into place (a bank never exists half-written), opened
+ * to check that it is a melbo bank, and its metadata recorded in the catalog. A bank's id is the
+ * first 16 hex digits of its sha256.
+ *
+ * Layer: above job.h and db.h; included by client.h's handlers and main.c.
+ */
+#ifndef MELBO_COORD_BANKS_H
+#define MELBO_COORD_BANKS_H
+
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/err.h"
+#include "common/sha256.h"
+#include "coord/job.h"  // defines: struct melbo_job
+
+/* A bank upload in progress. Zeroed = none. */
+struct melbo_bank_upload {
+    FILE *f;                         // the temporary file, or NULL
+    char path[PATH_MAX];             // its name
+    uint64_t off;                    // bytes written so far
+    struct melbo_sha256 sha;         // of those bytes
+};
+
+/* Closes and removes an upload's temporary file, if any (a connection that went away). */
+void melbo_bank_upload_abort(struct melbo_bank_upload *up);
+
+/*
+ * Finishes up (all chunks written): checks the sha256 against sha256_hex, stores the file as
+ * STATE/banks/ID.bank.safetensors under state_dir, checks that it is a melbo bank and records it
+ * in the catalog of db as job's. Writes the id (16 hex digits) into bank_id (n bytes). Returns 0,
+ * or a negative code with the reason in err; either way up->f is closed, and on failure the
+ * temporary file (or the stored bank) is removed.
+ */
+int melbo_bank_store(const char *state_dir, sqlite3 *db, struct melbo_bank_upload *up,
+                     const struct melbo_job *job, const char *sha256_hex, char *bank_id, size_t n,
+                     struct melbo_err *err);
+
+/* 1 if id is a well-formed bank id (lowercase hex, 1..64 chars), else 0. */
+int melbo_bank_id_valid(const char *id);
+
+/* Writes the path of bank id under state_dir into buf (n bytes). Returns 0, MELBO_EINVAL (not a
+ * bank id) or MELBO_ERANGE (too long). */
+int melbo_bank_path(const char *state_dir, const char *id, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * coord/client.c - the server's handler for the coordinator's sessions (coord/client.h): it
+ * allocates a struct melbo_client per connection, routes each decoded message to requests.c or
+ * ranks.c by the connection's kind, continues paced sends when a connection drains, and lets go
+ * of everything that refers to a connection when it closes.
+ */
+#include "coord/client.h"
+
+#include <stdlib.h>
+
+static struct melbo_peer *on_open(void *ctx) {
+    const struct melbo_clients *env = ctx;
+    struct melbo_client *cl = calloc(1, sizeof *cl);
+    if (cl == NULL)
+        return NULL;
+    cl->co = env->co;
+    cl->fanout = env->fanout;
+    return &cl->conn;
+}
+
+/* A new connection may say RankHello (rank 0) or Hello (a user); after that its kind decides. */
+static void on_message(struct melbo_peer *c, const Melbo__Envelope *env) {
+    struct melbo_client *cl = melbo_client_of(c);
+    if (cl->kind == MELBO_CLIENT_NEW && env->body_case == MELBO__ENVELOPE__BODY_RANK_HELLO)
+        melbo_coord_rank_hello(cl, env);
+    else if (cl->kind == MELBO_CLIENT_RANK)
+        melbo_coord_on_rank_message(cl, env);
+    else
+        melbo_coord_on_client_message(cl, env);  // hello, a request, or an error
+}
+
+static void on_read_end(struct melbo_peer *c) {
+    struct melbo_client *cl = melbo_client_of(c);
+    if (cl->kind == MELBO_CLIENT_RANK)
+        melbo_coord_rank_after_read(cl);
+}
+
+/* Below the low-water mark again: a lagging watch, then a fetch, continue. */
+static void on_drain(struct melbo_peer *c) {
+    struct melbo_client *cl = melbo_client_of(c);
+    melbo_watch_drain(cl->watches);
+    if (!c->closing && cl->fetch)
+        melbo_coord_fetch_pump(cl);
+}
+
+static void on_closing(struct melbo_peer *c) {
+    struct melbo_client *cl = melbo_client_of(c);
+    melbo_watch_drop_all(&cl->watches);
+    if (cl->kind == MELBO_CLIENT_RANK)
+        melbo_coord_rank_gone(cl);
+    if (cl->fetch) {
+        fclose(cl->fetch);
+        cl->fetch = NULL;
+    }
+    melbo_bank_upload_abort(&cl->up);
+}
+
+static void on_free(struct melbo_peer *c) {
+    free(melbo_client_of(c));
+}
+
+const struct melbo_peer_handler melbo_clients_handler = {
+    .open = on_open,
+    .message = on_message,
+    .read_end = on_read_end,
+    .drain = on_drain,
+    .closing = on_closing,
+    .free = on_free,
+    .ctx = NULL,  // set by the caller: a struct melbo_clients
+};

@@ -1,0 +1,284 @@
+/*
+ * options/prompts.c - the prompt option group (options/prompts.h): collecting --prompt,
+ * --raw-prompt, --prompts FILE, --system, --chat-format and --prompt-ids.
+ */
+#include "options/prompts.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/file.h" // defines: melbo_file_read
+#include "common/mem.h"  // defines: melbo_xmalloc, melbo_xcalloc, melbo_xstrdup
+
+const char *const melbo_chat_format_names[MELBO_CHAT_N_FORMATS] = {
+    "raw", "chatml", "qwen2.5", "qwen3", "llama3", "llama2", "mistral"};
+
+const struct melbo_prompt_opt_name melbo_prompt_opt_names[] = {
+    {"prompt", "TEXT", "a user message rendered with the model's chat template", 0},
+    {"system", "TEXT", "the system message of every --prompt (at most once)", 0},
+    {"raw-prompt", "TEXT", "text tokenized as it is", 0},
+    {"prompts", "FILE",
+     "JSONL: {\"messages\": [...]}, {\"prompt\": ...} or {\"text\": ...} per line", 1},
+    {"chat-format", "NAME",
+     "raw|chatml|qwen2.5|qwen3|llama3|llama2|mistral (default: detected from the model)", 0},
+    {"prompt-ids", "1,2,3", "a prompt given as token ids", 0},
+};
+const size_t melbo_prompt_opt_count = MELBO_ARRAY_SIZE(melbo_prompt_opt_names);
+
+const struct melbo_prompt_opt_name *melbo_prompt_opt_find(const char *name) {
+    for (size_t i = 0; i < melbo_prompt_opt_count; i++)
+        if (!strcmp(name, melbo_prompt_opt_names[i].name))
+            return &melbo_prompt_opt_names[i];
+    return NULL;
+}
+
+void melbo_prompt_opts_init(struct melbo_prompt_opts *o) {
+    memset(o, 0, sizeof(*o));
+}
+
+static void item_free(struct melbo_prompt_item *it) {
+    free(it->text);
+    for (size_t i = 0; i < it->n_msgs; i++) {
+        free(it->msgs[i].role);
+        free(it->msgs[i].content);
+    }
+    free(it->msgs);
+    free(it->where);
+}
+
+void melbo_id_list_add(struct melbo_id_list *l, const int32_t *ids, int n) {
+    l->ids = melbo_xrealloc(l->ids, sizeof *l->ids * (size_t)(l->n + 1));
+    l->lens = melbo_xrealloc(l->lens, sizeof *l->lens * (size_t)(l->n + 1));
+    l->ids[l->n] = melbo_xmalloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    memcpy(l->ids[l->n], ids, sizeof(int32_t) * (size_t)n);
+    l->lens[l->n++] = n;
+}
+
+void melbo_id_list_free(struct melbo_id_list *l) {
+    for (int i = 0; i < l->n; i++)
+        free(l->ids[i]);
+    free(l->ids);
+    free(l->lens);
+    memset(l, 0, sizeof(*l));
+}
+
+void melbo_prompt_opts_free(struct melbo_prompt_opts *o) {
+    for (size_t i = 0; i < o->n; i++)
+        item_free(&o->items[i]);
+    free(o->items);
+    free(o->system);
+    free(o->chat_format);
+    melbo_id_list_free(&o->ids);
+    memset(o, 0, sizeof(*o));
+}
+
+static char *dup_or_null(const char *s) {
+    return s ? melbo_xstrdup(s) : NULL;
+}
+
+void melbo_prompt_opts_copy(struct melbo_prompt_opts *dst, const struct melbo_prompt_opts *src) {
+    melbo_prompt_opts_init(dst);
+    dst->cap = dst->n = src->n;
+    dst->items = melbo_xcalloc(src->n ? src->n : 1, sizeof(*dst->items));
+    for (size_t i = 0; i < src->n; i++) {
+        const struct melbo_prompt_item *s = &src->items[i];
+        struct melbo_prompt_item *d = &dst->items[i];
+        d->kind = s->kind;
+        d->text = dup_or_null(s->text);
+        d->where = dup_or_null(s->where);
+        d->n_msgs = s->n_msgs;
+        d->msgs = s->n_msgs ? melbo_xcalloc(s->n_msgs, sizeof(*d->msgs)) : NULL;
+        for (size_t k = 0; k < s->n_msgs; k++) {
+            d->msgs[k].role = melbo_xstrdup(s->msgs[k].role);
+            d->msgs[k].content = melbo_xstrdup(s->msgs[k].content);
+        }
+    }
+    dst->system = dup_or_null(src->system);
+    dst->chat_format = dup_or_null(src->chat_format);
+    for (int i = 0; i < src->ids.n; i++)
+        melbo_id_list_add(&dst->ids, src->ids.ids[i], src->ids.lens[i]);
+}
+
+int melbo_prompt_opts_count(const struct melbo_prompt_opts *o) {
+    return (int)o->n + o->ids.n;
+}
+
+static struct melbo_prompt_item *add_item(struct melbo_prompt_opts *o, enum melbo_prompt_kind k,
+                                          const char *where) {
+    if (o->n == o->cap) {
+        o->cap = o->cap ? 2 * o->cap : 8;
+        o->items = melbo_xrealloc(o->items, o->cap * sizeof(*o->items));
+    }
+    struct melbo_prompt_item *it = &o->items[o->n++];
+    memset(it, 0, sizeof(*it));
+    it->kind = k;
+    it->where = melbo_xstrdup(where);
+    return it;
+}
+
+/* The messages of a {"messages": [...]} line into a new MESSAGES item. */
+static int parse_messages(struct melbo_prompt_opts *o, const cJSON *msgs, const char *where,
+                          struct melbo_err *err) {
+    size_t n = (size_t)cJSON_GetArraySize(msgs), k = 0;
+    if (n == 0)
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: \"messages\" is empty", where);
+    struct melbo_prompt_item *it = add_item(o, MELBO_PROMPT_MESSAGES, where);
+    it->msgs = melbo_xcalloc(n, sizeof(*it->msgs));
+    const cJSON *m;
+    cJSON_ArrayForEach(m, msgs) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!cJSON_IsString(role) || !cJSON_IsString(content))
+            return melbo_err_set(err, MELBO_EFORMAT,
+                                 "%s: message %zu needs string \"role\" and \"content\"", where, k);
+        it->msgs[k].role = melbo_xstrdup(role->valuestring);
+        it->msgs[k].content = melbo_xstrdup(content->valuestring);
+        it->n_msgs = ++k;
+    }
+    return 0;
+}
+
+/* Parses one JSONL line of a --prompts file into a new item. */
+static int parse_line(struct melbo_prompt_opts *o, const char *line, size_t len,
+                      const char *where, struct melbo_err *err) {
+    int ret = 0;
+    cJSON *j = cJSON_ParseWithLength(line, len);
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(j, "messages");
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text");
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt");
+    if (!cJSON_IsObject(j))
+        ret = melbo_err_set(err, MELBO_EFORMAT, "%s: not a JSON object", where);
+    else if (cJSON_IsArray(msgs))
+        ret = parse_messages(o, msgs, where, err);
+    else if (cJSON_IsString(text))
+        add_item(o, MELBO_PROMPT_RAW, where)->text = melbo_xstrdup(text->valuestring);
+    else if (cJSON_IsString(prompt))
+        add_item(o, MELBO_PROMPT_USER, where)->text = melbo_xstrdup(prompt->valuestring);
+    else
+        ret = melbo_err_set(err, MELBO_EFORMAT,
+                            "%s: expected {\"messages\": [...]}, {\"text\": ...} or "
+                            "{\"prompt\": ...}",
+                            where);
+    cJSON_Delete(j);
+    return ret;
+}
+
+static int read_prompts_file(struct melbo_prompt_opts *o, const char *path,
+                             struct melbo_err *err) {
+    char *buf = NULL;
+    size_t len = 0;
+    int ret = melbo_file_read(path, &buf, &len, err);
+    if (ret)
+        return ret;
+    size_t pos = 0, lineno = 0, before = o->n;
+    while (pos < len && ret == 0) {
+        size_t end = pos;
+        while (end < len && buf[end] != '\n')
+            end++;
+        lineno++;
+        size_t k = pos;
+        while (k < end && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\r'))
+            k++;
+        if (k < end) {
+            char where[512];
+            snprintf(where, sizeof(where), "%s:%zu", path, lineno);
+            ret = parse_line(o, buf + pos, end - pos, where, err);
+        }
+        pos = end + 1;
+    }
+    if (ret == 0 && o->n == before)
+        ret = melbo_err_set(err, MELBO_EFORMAT, "%s: no prompts in the file", path);
+    free(buf);
+    return ret;
+}
+
+int melbo_parse_id_list(const char *s, int32_t **out, int *n_out) {
+    int n = 0, cap = 16;
+    int32_t *ids = melbo_xmalloc(sizeof *ids * (size_t)cap);
+    const char *q = s;
+    while (*q) {
+        char *end;
+        errno = 0;
+        long v = strtol(q, &end, 10);
+        if (end == q || errno != 0 || v < 0 || v > 0x7fffffffL || (*end != ',' && *end != '\0')) {
+            free(ids);
+            return -1;
+        }
+        if (n == cap) {
+            cap *= 2;
+            ids = melbo_xrealloc(ids, sizeof *ids * (size_t)cap);
+        }
+        ids[n++] = (int32_t)v;
+        q = *end ? end + 1 : end;
+    }
+    if (n == 0) {
+        free(ids);
+        return -1;
+    }
+    *out = ids;
+    *n_out = n;
+    return 0;
+}
+
+/* MELBO_EINVAL naming the accepted spellings unless name is a --chat-format. */
+static int check_chat_format(const char *name, struct melbo_err *err) {
+    for (size_t i = 0; i < MELBO_CHAT_N_FORMATS; i++)
+        if (!strcmp(name, melbo_chat_format_names[i]))
+            return 0;
+    if (!strcmp(name, "qwen2") || !strcmp(name, "qwen25")) /* spellings of qwen2.5 */
+        return 0;
+    return melbo_err_set(err, MELBO_EINVAL,
+                         "unknown --chat-format \"%s\" (use one of chatml, qwen2.5, qwen3, "
+                         "llama3, llama2, mistral, raw)",
+                         name);
+}
+
+int melbo_prompt_opts_offer(struct melbo_prompt_opts *o, const char *name, const char *val,
+                            struct melbo_err *err) {
+    if (melbo_prompt_opt_find(name) == NULL)
+        return 0;
+    if (!val)
+        return melbo_err_set(err, MELBO_EINVAL, "--%s needs a value", name);
+    char where[64];
+    int ret;
+    if (!strcmp(name, "prompt") || !strcmp(name, "raw-prompt")) {
+        int raw = name[0] == 'r';
+        snprintf(where, sizeof(where), "--%s %zu", name, o->n + 1);
+        add_item(o, raw ? MELBO_PROMPT_RAW : MELBO_PROMPT_USER, where)->text = melbo_xstrdup(val);
+        return 1;
+    }
+    if (!strcmp(name, "prompts"))
+        return (ret = read_prompts_file(o, val, err)) ? ret : 1;
+    if (!strcmp(name, "prompt-ids")) {
+        int32_t *ids;
+        int n;
+        if (melbo_parse_id_list(val, &ids, &n) != 0)
+            return melbo_err_set(err, MELBO_EINVAL,
+                                 "--prompt-ids '%s': expected comma-separated non-negative ids",
+                                 val);
+        melbo_id_list_add(&o->ids, ids, n);
+        free(ids);
+        return 1;
+    }
+    if (!strcmp(name, "system")) {
+        if (o->system)
+            return melbo_err_set(err, MELBO_EINVAL, "--system given twice");
+        o->system = melbo_xstrdup(val);
+        return 1;
+    }
+    if ((ret = check_chat_format(val, err)))
+        return ret;
+    free(o->chat_format);
+    o->chat_format = melbo_xstrdup(val);
+    return 1;
+}
+
+int melbo_prompt_opts_parse_one(struct melbo_prompt_opts *o, const char *opt, const char *val,
+                                struct melbo_err *err) {
+    if (strncmp(opt, "--", 2) != 0)
+        return 0;
+    return melbo_prompt_opts_offer(o, opt + 2, val, err);
+}

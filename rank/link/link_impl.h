@@ -1,0 +1,64 @@
+/*
+ * rank/link/link_impl.h - the inside of struct melbo_link, shared by link.c (the queue the
+ * training thread fills, the events, start and finish) and sender.c (the background thread that
+ * drains the queue to the coordinator and uploads the bank). Nothing outside rank/link/ includes
+ * it.
+ *
+ * Queue: a singly linked list of encoded RankEvent envelopes, numbered consecutively from a start
+ * taken from the wall clock (melbo_link_start_from_env says why).
+ * `sent` points at the first one not yet written on the current connection; acknowledged ones
+ * are freed from the head. A reconnect rewinds `sent` to the head after dropping what the
+ * coordinator says it has (RankHelloOk.last_seq).
+ *
+ * Locking: mu guards the queue and the end-of-job flags; the training thread holds it only to
+ * number, link or count items, the sender thread never holds it during I/O. bank_path and error
+ * are set by melbo_link_finish under mu together with `finishing`; from then on only the sender
+ * thread touches them (send_end replaces an unreadable bank by an error) until
+ * melbo_link_finish has joined it and frees them.
+ */
+#ifndef MELBO_RANK_LINK_LINK_IMPL_H
+#define MELBO_RANK_LINK_LINK_IMPL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rank/link/link.h"
+
+/* One queued event: owned by the queue from enqueue until acknowledged (or the link ends). */
+struct melbo__link_item {
+    uint64_t seq;
+    int is_step;
+    uint8_t *frame; // encoded envelope (header + payload)
+    size_t len;
+    struct melbo__link_item *next;
+};
+
+/* The link; allocated by melbo_link_start_from_env, freed by melbo_link_finish. */
+struct melbo_link {
+    char addr[256];
+    uint64_t job_id;
+    char secret[128];
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; // signalled on new items, finish, and ack of done
+    struct melbo__link_item *head, *tail, *sent;
+    size_t n_items;
+    uint64_t next_seq;
+    long dropped;
+    /* end of the job */
+    int finishing;   // 1 once melbo_link_finish was called
+    char *bank_path; // upload this (or NULL with error)
+    char *error;
+    int acked_done; // the coordinator acknowledged done / failed
+    int dead;       // refused by the coordinator (wrong secret): stop trying
+    int stop;
+};
+
+/* Frees the queued items with seq <= upto, advancing head (and sent, tail). Caller holds mu. */
+void melbo__link_drop_acked(struct melbo_link *l, uint64_t upto);
+
+/* The sender thread (sender.c): runs until stop, a refusal (dead) or the acknowledged end. */
+void *melbo__link_thread(void *arg);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * rank/train/trainer_gen.c - after training, what the bank shows of each vector
+ * (melbo_trainer_generate, rank/train/trainer.h): the random baselines and the completions of
+ * every prompt under every vector, none and every baseline, generated on the trainer's backend.
+ */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/mem.h"
+#include "rank/generate/completions.h"
+#include "rank/train/trainer.h"
+
+static cJSON *texts_json(const struct melbo_completions *c, int v0, int n_vec) {
+    cJSON *outer = cJSON_CreateArray();
+    for (int v = v0; v < v0 + n_vec; v++) {
+        cJSON *row = cJSON_CreateArray();
+        for (int i = 0; i < c->n_prompts; i++)
+            cJSON_AddItemToArray(row, cJSON_CreateString(c->text[v * c->n_prompts + i]));
+        cJSON_AddItemToArray(outer, row);
+    }
+    return outer;
+}
+
+/* Random baselines: draws N, N+1, ... orthogonalised like initial vectors, never trained. */
+static void draw_random(struct melbo_trainer *tr) {
+    int d = tr->d, N = tr->N, K = tr->K;
+    double *g = melbo_xmalloc(sizeof(double) * (size_t)d);
+    float *all = melbo_xalloc_f32((size_t)(N + K) * d);
+    memcpy(all, tr->ws.vectors, sizeof(float) * (size_t)N * d);
+    for (int k = 0; k < K; k++) {
+        melbo_trainer_raw_draw(tr, N + k, g);
+        melbo_vector_init(tr->random + (size_t)k * d, g, d, tr->set.radius, all, N + k, NULL, 0,
+                          tr->set.orthogonal);
+        memcpy(all + (size_t)(N + k) * d, tr->random + (size_t)k * d, sizeof(float) * (size_t)d);
+    }
+    free(g);
+    free(all);
+}
+
+int melbo_trainer_generate(struct melbo_trainer *tr, struct melbo_err *err) {
+    struct melbo_train_params *p = &tr->set;
+    if (!p->generate || p->gen.max_new_tokens == 0)
+        return 0;
+    int d = tr->d, N = tr->N, K = tr->K;
+    draw_random(tr);
+    /* jobs: every learned vector, then none, then every random baseline */
+    int n_vec = N + 1 + K;
+    const float **vecs = melbo_xcalloc((size_t)n_vec, sizeof *vecs);
+    for (int v = 0; v < N; v++)
+        vecs[v] = tr->ws.vectors + (size_t)v * d;
+    vecs[N] = NULL;
+    for (int k = 0; k < K; k++)
+        vecs[N + 1 + k] = tr->random + (size_t)k * d;
+    if (tr->obs.on_state)
+        tr->obs.on_state(tr->obs.ctx, "GENERATING", "");
+    struct melbo_completions c;
+    melbo_backend_train_end(&tr->be); /* the training buffers make room for the decoder */
+    int ret = melbo_completions_run(&tr->be, tr->s, &p->gen, tr->tok, vecs, n_vec, tr->pr.ids,
+                                    tr->pr.lens, tr->pr.P, "generate", tr->comm, &c, err);
+    free(vecs);
+    if (ret)
+        return ret;
+    if (!tr->rank0) /* rank 0 holds the gathered results and writes the bank */
+        return 0;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "vectors", texts_json(&c, 0, N));
+    cJSON *unsteered = texts_json(&c, N, 1);
+    cJSON_AddItemToObject(o, "unsteered", cJSON_DetachItemFromArray(unsteered, 0));
+    cJSON_Delete(unsteered);
+    cJSON_AddItemToObject(o, "random", texts_json(&c, N + 1, K));
+    free(tr->completions_json);
+    tr->completions_json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    free(tr->generation_json);
+    tr->generation_json = melbo_gen_settings_json(&p->gen, 1.0, K);
+    melbo_completions_free(&c);
+    return 0;
+}
