@@ -100,6 +100,7 @@ int melbo_cmd_train(int argc, char **argv) {
     memset(&tr, 0, sizeof tr);
     int r = melbo_train_params_parse(&p, argc, argv, &err);
     if (r == 1) {
+        melbo_train_usage();
         status = 0;
         goto out_params;
     }

@@ -21,6 +21,16 @@ expect_fail() { # expect_fail DESCRIPTION NEEDLE ARGS...
     else echo "ok   $what: $(grep -F -- "$needle" <<<"$out" | head -1)"; fi
 }
 o="$tmp/o.bank.safetensors"
+help_lists() { # help_lists CMD NEEDLE...: `CMD --help` exits 0 and names every NEEDLE
+    local cmd=$1; shift
+    out=$("$rank" $cmd --help 2>&1); st=$?
+    for n in "$@"; do grep -qF -- "$n" <<<"$out" || { echo "FAIL $cmd --help: no '$n' (status $st)"; fail=1; return; }; done
+    [ $st = 0 ] && echo "ok   $cmd --help lists its options ($(grep -c -- '^  --' <<<"$out") lines)" ||
+        { echo "FAIL $cmd --help: status $st"; fail=1; }
+}
+help_lists train "--steps N" "--prompt TEXT" "--max-new-tokens N" "--[no-]orthogonal"
+help_lists gen "--vector EXPR" "--prompt-ids 1,2,3" "--max-new-tokens N"
+help_lists bench "--waves B,B,..." "--config FILE"
 expect_fail "target layer too high" "--target-layer 5 is out of range" "${base[@]}" --target-layer 5 --out "$o"
 expect_fail "t <= s+1" "must be in 3..4" "${base[@]}" --target-layer 2 --out "$o"
 expect_fail "source layer negative" "--source-layer must be >= 0 (got -2)" "${base[@]}" --source-layer -2 --out "$o"
