@@ -9,7 +9,7 @@
  * The layering of coord/ (a file includes only headers on its own line or above it; calls go
  * down, news comes up through the two interfaces named in brackets):
  *
- *   clock.h  tokens.h  job.h  server.h  slurm.h   leaves (common/, proto/, libuv, SQLite)
+ *   clock.h  tokens.h  job.h  server.h  slurm.h  slurm_script.h   leaves (common/, proto/, ...)
  *   db.h                  SQLite persistence of job records, events and the bank catalog
  *   jobs.h                job table, state machine, numbered event log  [struct melbo_job_sink]
  *   banks.h               bank store and catalog rows

@@ -1,4 +1,8 @@
-/* coord/slurm.c - the Slurm launcher (coord/slurm.h). */
+/*
+ * coord/slurm.c - the Slurm launcher (coord/slurm.h): sbatch, squeue and scancel run as
+ * background commands, the job's batch script written from coord/slurm_script.h, squeue's answers
+ * and the exit records turned into job states, resubmission after a time limit.
+ */
 #include "coord/slurm.h"
 
 #include <ctype.h>
@@ -11,92 +15,17 @@
 
 #include "common/file.h"
 #include "common/log.h"
-#include "common/mem.h"
-#include "coord/clock.h"     // defines: melbo_coord_now
-#include "coord/coord.h"     // defines: struct melbo_coord
-#include "coord/db.h"        // defines: melbo_db_job_update
+#include "coord/clock.h"         // defines: melbo_coord_now
+#include "coord/coord.h"         // defines: struct melbo_coord
+#include "coord/db.h"            // defines: melbo_db_job_update
 #include "coord/jobspec.h"
-#include "coord/launcher.h"  // defines: struct melbo_launcher, melbo_launcher_prepare
-#include "proto/wire.h"      // defines: melbo_job_state_terminal
+#include "coord/launcher.h"      // defines: struct melbo_launcher, melbo_launcher_prepare
+#include "coord/slurm_script.h"  // defines: struct melbo_slurm_script, melbo_slurm_script_fill
+#include "proto/wire.h"          // defines: melbo_job_state_terminal
 
 #define SLURM_POLL_S 2.0
 #define SLURM_LOST_S 60.0     // a job neither queued nor recorded for this long is lost
 #define SLURM_BANK_WAIT_S 30.0 // after COMPLETED, how long the bank upload may take
-
-void melbo_slurm_conf_defaults(struct melbo_slurm_conf *c) {
-    memset(c, 0, sizeof *c);
-    snprintf(c->time, sizeof c->time, "01:00:00");
-    c->signal_lead = 120;
-    c->cpus_per_task = 1;
-    c->resubmit_max = 5;
-    snprintf(c->sbatch, sizeof c->sbatch, "sbatch");
-    snprintf(c->squeue, sizeof c->squeue, "squeue");
-    snprintf(c->scancel, sizeof c->scancel, "scancel");
-}
-
-void melbo_slurm_conf_parse(struct melbo_slurm_conf *c, const char *text) {
-    const char *p = text;
-    while (p && *p) {
-        const char *eol = strchr(p, '\n');
-        size_t n = eol ? (size_t)(eol - p) : strlen(p);
-        char line[1024];
-        if (n < sizeof line) {
-            memcpy(line, p, n);
-            line[n] = '\0';
-            char *eq = strchr(line, '=');
-            if (!strncmp(line, "slurm.", 6) && eq) {
-                *eq = '\0';
-                const char *k = line + 6, *v = eq + 1;
-#define S(key, field) else if (!strcmp(k, key)) snprintf(c->field, sizeof c->field, "%s", v);
-                if (0) {
-                }
-                S("template", template_path) S("partition", partition) S("account", account)
-                S("qos", qos) S("constraint", constraint) S("time", time) S("sbatch", sbatch)
-                S("squeue", squeue) S("scancel", scancel)
-#undef S
-                else if (!strcmp(k, "signal_lead")) c->signal_lead = atoi(v);
-                else if (!strcmp(k, "cpus_per_task")) c->cpus_per_task = atoi(v);
-                else if (!strcmp(k, "resubmit_max")) c->resubmit_max = atoi(v);
-            }
-        }
-        p = eol ? eol + 1 : NULL;
-    }
-}
-
-long melbo_slurm_time_seconds(const char *t) {
-    long d = 0, f[3] = {0, 0, 0};
-    int nf = 0;
-    const char *p = t, *dash = strchr(t, '-');
-    if (dash) {
-        char *end;
-        d = strtol(t, &end, 10);
-        if (end != dash || d < 0)
-            return -1;
-        p = dash + 1;
-    }
-    while (*p && nf < 3) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 0)
-            return -1;
-        f[nf++] = v;
-        if (*end == ':')
-            p = end + 1;
-        else if (*end == '\0')
-            p = end;
-        else
-            return -1;
-    }
-    if (*p || nf == 0)
-        return -1;
-    if (dash) /* D-HH, D-HH:MM, D-HH:MM:SS */
-        return d * 86400 + f[0] * 3600 + f[1] * 60 + f[2];
-    if (nf == 1) /* MM */
-        return f[0] * 60;
-    if (nf == 2) /* MM:SS */
-        return f[0] * 60 + f[1];
-    return f[0] * 3600 + f[1] * 60 + f[2];
-}
 
 /* ---------------------------------------------------------------------------------------------
  * Commands run asynchronously: `sh -c "CMD 2>&1"`, output collected, a callback at the end.
@@ -223,61 +152,13 @@ static int cmd_run(struct melbo_coord *co, enum cmd_kind kind, uint64_t job_id, 
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Rendering and submitting.
+ * Submitting (the script itself is coord/slurm_script.c's).
  */
-
-/* Appends s single-quoted for sh to *buf (size *cap, length *len). */
-static void shq(char **buf, size_t *len, size_t *cap, const char *s) {
-    size_t need = *len + 4 * strlen(s) + 4;
-    if (need > *cap) {
-        *cap = need * 2;
-        *buf = melbo_xrealloc(*buf, *cap);
-    }
-    char *o = *buf + *len;
-    *o++ = '\'';
-    for (; *s; s++) {
-        if (*s == '\'') {
-            memcpy(o, "'\\''", 4);
-            o += 4;
-        } else {
-            *o++ = *s;
-        }
-    }
-    *o++ = '\'';
-    *o++ = ' ';
-    *o = '\0';
-    *len = (size_t)(o - *buf);
-}
-
-/* Replaces every @key@ in *text (owned, reallocated) by value. */
-static void subst(char **text, const char *key, const char *value) {
-    char pat[64];
-    snprintf(pat, sizeof pat, "@%s@", key);
-    size_t pl = strlen(pat), vl = strlen(value);
-    char *p;
-    while ((p = strstr(*text, pat)) != NULL) {
-        size_t pre = (size_t)(p - *text), rest = strlen(p + pl);
-        char *n = melbo_xmalloc(pre + vl + rest + 1);
-        memcpy(n, *text, pre);
-        memcpy(n + pre, value, vl);
-        memcpy(n + pre + vl, p + pl, rest + 1);
-        free(*text);
-        *text = n;
-    }
-}
-
-static void sbatch_line(char *buf, size_t n, const char *key, const char *value) {
-    if (value && value[0])
-        snprintf(buf, n, "#SBATCH --%s=%s", key, value);
-    else
-        buf[0] = '\0';
-}
 
 int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melbo_err *err) {
     const struct melbo_slurm_conf *sc = &co->slurm;
-    char dir[PATH_MAX], script[PATH_MAX], id[32], line[PATH_MAX + 64];
-    char *tmpl = NULL, *args = NULL;
-    size_t alen = 0, acap = 256;
+    char dir[PATH_MAX], script[PATH_MAX], line[PATH_MAX + 64];
+    char *text = NULL, *args = NULL;
     struct melbo_argv av = {0};
     struct melbo_job_params jp; /* the spec's Slurm settings (options/job.h) */
     int ret;
@@ -288,62 +169,36 @@ int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melb
     if ((ret = melbo_launcher_prepare(co, job, spec, dir, &av, err)) != 0)
         goto out;
     melbo_path_join(script, sizeof script, dir, "job.sbatch");
-    snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
-    args = melbo_xmalloc(acap);
-    args[0] = '\0';
-    for (int i = 1; i < av.n; i++) /* av[0] is "train", already in the template */
-        shq(&args, &alen, &acap, av.v[i]);
-    if ((ret = melbo_file_read(sc->template_path, &tmpl, NULL, err)) != 0) {
+    args = melbo_slurm_script_args(av.v + 1, av.n - 1); /* av[0] is "train", in the template */
+    if ((ret = melbo_file_read(sc->template_path, &text, NULL, err)) != 0) {
         melbo_err_prefix(err, "the Slurm template");
         goto out;
     }
     if ((ret = melbo_jobspec_parse(spec, &jp, err)) != 0)
         goto out;
     int ranks = melbo_job_ranks(&jp), nodes = jp.job.nodes, gpus = jp.job.gpus;
-    int cpus = jp.job.cpus_per_task > 0 ? jp.job.cpus_per_task : sc->cpus_per_task;
     const char *time = jp.job.time ? jp.job.time : sc->time;
-    long limit = melbo_slurm_time_seconds(time);
-    if (limit <= 0) {
-        ret = melbo_err_set(err, MELBO_EINVAL, "time limit '%s' is not a Slurm time", time);
+    if ((ret = melbo_slurm_script_check_time(time, sc->signal_lead, err)) != 0)
         goto out;
-    }
-    if (2L * sc->signal_lead >= limit) {
-        ret = melbo_err_set(err, MELBO_EINVAL,
-                            "the checkpoint signal comes %d s before the time limit, which must be "
-                            "under half the limit (%s = %ld s): ask for more time",
-                            sc->signal_lead, time, limit);
-        goto out;
-    }
-    char b[512];
-    snprintf(b, sizeof b, "melbo-%llu", (unsigned long long)job->id);
-    subst(&tmpl, "JOB_NAME", b);
-    snprintf(b, sizeof b, "%d", nodes);
-    subst(&tmpl, "NODES", b);
-    snprintf(b, sizeof b, "%d", gpus ? gpus : ranks / nodes);
-    subst(&tmpl, "TASKS_PER_NODE", b);
-    snprintf(b, sizeof b, "%d", cpus);
-    subst(&tmpl, "CPUS_PER_TASK", b);
-    subst(&tmpl, "TIME", time);
-    snprintf(b, sizeof b, "%d", sc->signal_lead);
-    subst(&tmpl, "SIGNAL_LEAD", b);
-    subst(&tmpl, "JOB_DIR", dir);
-    char gl[64] = "";
-    if (gpus)
-        snprintf(gl, sizeof gl, "#SBATCH --gpus-per-node=%d", gpus);
-    subst(&tmpl, "GPUS_LINE", gl);
-    sbatch_line(b, sizeof b, "partition", jp.job.partition ? jp.job.partition : sc->partition);
-    subst(&tmpl, "PARTITION_LINE", b);
-    sbatch_line(b, sizeof b, "account", sc->account);
-    subst(&tmpl, "ACCOUNT_LINE", b);
-    sbatch_line(b, sizeof b, "qos", sc->qos);
-    subst(&tmpl, "QOS_LINE", b);
-    sbatch_line(b, sizeof b, "constraint", sc->constraint);
-    subst(&tmpl, "CONSTRAINT_LINE", b);
-    subst(&tmpl, "COORD_ADDR", co->address);
-    subst(&tmpl, "JOB_ID", id);
-    subst(&tmpl, "RANK_BINARY", co->rank_binary);
-    subst(&tmpl, "RANK_ARGS", args);
-    if ((ret = melbo_file_write_atomic(script, tmpl, strlen(tmpl), err)) != 0)
+    struct melbo_slurm_script s = {
+        .job_id = job->id,
+        .job_dir = dir,
+        .nodes = nodes,
+        .tasks_per_node = gpus ? gpus : ranks / nodes,
+        .gpus_per_node = gpus,
+        .cpus_per_task = jp.job.cpus_per_task > 0 ? jp.job.cpus_per_task : sc->cpus_per_task,
+        .time = time,
+        .signal_lead = sc->signal_lead,
+        .partition = jp.job.partition ? jp.job.partition : sc->partition,
+        .account = sc->account,
+        .qos = sc->qos,
+        .constraint = sc->constraint,
+        .coord_addr = co->address,
+        .rank_binary = co->rank_binary,
+        .rank_args = args,
+    };
+    melbo_slurm_script_fill(&text, &s);
+    if ((ret = melbo_file_write_atomic(script, text, strlen(text), err)) != 0)
         goto out;
     char record[PATH_MAX];
     melbo_path_join(record, sizeof record, dir, "exit-record");
@@ -357,7 +212,7 @@ int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melb
     job->ended_at = 0;
     melbo_log(MELBO_LOG_INFO, "coord: job %llu: sbatch %s", (unsigned long long)job->id, script);
 out:
-    free(tmpl);
+    free(text);
     free(args);
     melbo_argv_free(&av);
     melbo_job_params_free(&jp);
@@ -513,7 +368,8 @@ static void on_squeue(struct melbo_coord *co, const char *text, int status) {
         } else if (!strcmp(state, "RUNNING") || !strcmp(state, "CONFIGURING") ||
                    !strcmp(state, "COMPLETING")) {
             j->ended_at = 0;
-            if (j->state == MELBO__JOB_STATE__QUEUED || j->state == MELBO__JOB_STATE__CHECKPOINTED) {
+            if (j->state == MELBO__JOB_STATE__QUEUED ||
+                j->state == MELBO__JOB_STATE__CHECKPOINTED) {
                 char d[96];
                 snprintf(d, sizeof d, "running in Slurm as job %s", j->slurm_id);
                 j->reason[0] = '\0';

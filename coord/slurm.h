@@ -42,6 +42,7 @@ struct melbo_slurm_conf {
     char sbatch[PATH_MAX], squeue[PATH_MAX], scancel[PATH_MAX];
 };
 
+/* The site defaults, coord.conf and Slurm time strings (defined in coord/slurm_script.c). */
 void melbo_slurm_conf_defaults(struct melbo_slurm_conf *c);
 /* Reads slurm.* keys from the coordinator's coord.conf text (unknown keys are ignored). */
 void melbo_slurm_conf_parse(struct melbo_slurm_conf *c, const char *text);

@@ -92,8 +92,8 @@ void melbo_job_rank_argv(const struct melbo_job_option *opts, size_t n, struct m
     melbo_argv_push(av, "train");
     for (size_t i = 0; i < n; i++) {
         const struct melbo_opt *row =
-            melbo_opts_find(&melbo_train_table, opts[i].name, NULL, NULL, NULL);
-        if (row == NULL) /* a job setting: the coordinator's, not the ranks' */
+            melbo_opts_find(&melbo_job_table, opts[i].name, NULL, NULL, NULL);
+        if (row == NULL || (row->flags & MELBO_OPT_JOB)) /* the coordinator's, not the ranks' */
             continue;
         char flag[160];
         snprintf(flag, sizeof flag, "--%s", opts[i].name);

@@ -71,7 +71,6 @@ enum {
     MELBO_OPT_JOB = 1u << 4,      // a job setting the coordinator reads (Slurm layout, label);
                                   // never passed to the ranks
     MELBO_OPT_HIDDEN = 1u << 5,   // left out of the help page
-    MELBO_OPT_ONCE = 1u << 6,     // may be given at most once ("--system given twice")
 };
 
 /*

@@ -90,15 +90,11 @@ static int gguf_rope(const struct melbo_gguf_file *f, struct melbo_model_config 
                          f->path, (int)tlen, type);
 }
 
-int melbo_gguf_config(const struct melbo_gguf_file *f, struct melbo_model_config *cfg,
-                      struct melbo_err *err) {
+/* general.architecture must be "llama": sets cfg's architecture fields. */
+static int gguf_arch(const struct melbo_gguf_file *f, struct melbo_model_config *cfg,
+                     struct melbo_err *err) {
     const char *arch = NULL;
     size_t alen = 0;
-    memset(cfg, 0, sizeof *cfg);
-    cfg->rope_theta = 10000.0f;
-    cfg->rope_factor = 1.0f;
-    cfg->norm_eps = 1e-5f;
-    cfg->bos_token_id = -1;
     MELBO_TRY(melbo_gguf_get_str(f, "general.architecture", &arch, &alen, err));
     if (arch == NULL)
         return melbo_err_set(err, MELBO_EMISSING, "%s: missing metadata 'general.architecture'",
@@ -111,6 +107,13 @@ int melbo_gguf_config(const struct melbo_gguf_file *f, struct melbo_model_config
     cfg->arch = MELBO_ARCH_LLAMA;
     snprintf(cfg->model_type, sizeof cfg->model_type, "llama");
     snprintf(cfg->architecture, sizeof cfg->architecture, "LlamaForCausalLM (GGUF)");
+    return 0;
+}
+
+/* Blocks, widths and heads: n_layers, d_model, n_heads, d_ff, n_kv_heads (dividing n_heads);
+ * mixture-of-experts models are refused. */
+static int gguf_sizes(const struct melbo_gguf_file *f, struct melbo_model_config *cfg,
+                      struct melbo_err *err) {
     MELBO_TRY(need_int(f, "block_count", &cfg->n_layers, err));
     MELBO_TRY(need_int(f, "embedding_length", &cfg->d_model, err));
     MELBO_TRY(need_int(f, "attention.head_count", &cfg->n_heads, err));
@@ -129,6 +132,13 @@ int melbo_gguf_config(const struct melbo_gguf_file *f, struct melbo_model_config
                              "%s: llama.attention.head_count %d is not a multiple of "
                              "llama.attention.head_count_kv %d",
                              f->path, cfg->n_heads, cfg->n_kv_heads);
+    return 0;
+}
+
+/* head_dim (llama.attention.key_length, else d_model / n_heads; the value length must match)
+ * and rope_dim, which must be all of it (no partial rotary). Needs gguf_sizes first. */
+static int gguf_head_dim(const struct melbo_gguf_file *f, struct melbo_model_config *cfg,
+                         struct melbo_err *err) {
     cfg->head_dim = cfg->d_model / cfg->n_heads;
     int klen = 0, vlen = 0;
     int r = opt_int(f, "attention.key_length", &klen, err);
@@ -159,6 +169,12 @@ int melbo_gguf_config(const struct melbo_gguf_file *f, struct melbo_model_config
                              "%s: llama.rope.dimension_count %d differs from head_dim %d (partial "
                              "rotary is not supported)",
                              f->path, rdim, cfg->head_dim);
+    return 0;
+}
+
+/* Norm epsilon, RoPE base and scaling, context length (each optional, over cfg's defaults). */
+static int gguf_norm_rope(const struct melbo_gguf_file *f, struct melbo_model_config *cfg,
+                          struct melbo_err *err) {
     MELBO_TRY(opt_float(f, "attention.layer_norm_rms_epsilon", &cfg->norm_eps, err));
     MELBO_TRY(opt_float(f, "rope.freq_base", &cfg->rope_theta, err));
     MELBO_TRY(opt_int(f, "context_length", &cfg->max_positions, err));
@@ -167,9 +183,13 @@ int melbo_gguf_config(const struct melbo_gguf_file *f, struct melbo_model_config
                              "%s: norm epsilon and rope.freq_base must be "
                              "positive",
                              f->path);
-    MELBO_TRY(gguf_rope(f, cfg, err));
+    return gguf_rope(f, cfg, err);
+}
 
-    /* vocabulary: llama.vocab_size, else the token list, else the embedding's rows */
+/* The vocabulary size (llama.vocab_size, else the token list, else the embedding's rows), tied
+ * embeddings (no output.weight); attention biases and MoE tensors are refused. */
+static int gguf_vocab_tensors(const struct melbo_gguf_file *f, struct melbo_model_config *cfg,
+                              struct melbo_err *err) {
     const struct melbo_gguf_tensor *emb = melbo_gguf_find(f, "token_embd.weight");
     const struct melbo_gguf_kv *toks = melbo_gguf_find_kv(f, "tokenizer.ggml.tokens");
     MELBO_TRY(opt_int(f, "vocab_size", &cfg->vocab, err));
@@ -193,6 +213,22 @@ int melbo_gguf_config(const struct melbo_gguf_file *f, struct melbo_model_config
                              "%s: mixture-of-experts tensors (blk.N.ffn_gate_inp) are not "
                              "supported",
                              f->path);
+    return 0;
+}
+
+int melbo_gguf_config(const struct melbo_gguf_file *f, struct melbo_model_config *cfg,
+                      struct melbo_err *err) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->rope_theta = 10000.0f;
+    cfg->rope_factor = 1.0f;
+    cfg->norm_eps = 1e-5f;
+    cfg->bos_token_id = -1;
+    MELBO_TRY(gguf_arch(f, cfg, err));
+    MELBO_TRY(gguf_sizes(f, cfg, err));
+    MELBO_TRY(gguf_head_dim(f, cfg, err));
+    MELBO_TRY(gguf_norm_rope(f, cfg, err));
+    MELBO_TRY(gguf_vocab_tensors(f, cfg, err));
+    /* special tokens: optional, read without complaint */
     int64_t id;
     if (melbo_gguf_get_int(f, "tokenizer.ggml.bos_token_id", &id, NULL) == 1)
         cfg->bos_token_id = (int)id;

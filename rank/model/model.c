@@ -1,4 +1,5 @@
-/* rank/model/model.c - loading weights into melbo's fused fp32 layout (rank/model/model.h). */
+/* rank/model/model.c - loading weights into melbo's fused fp32 layout (rank/model/model.h); what
+ * the checkpoint calls each weight is rank/model/weight_names.h's. */
 #include "rank/model/model.h"
 
 #include <math.h>
@@ -12,6 +13,7 @@
 #include "common/rng.h"
 #include "rank/model/checkpoint.h"
 #include "rank/model/gguf_model.h"
+#include "rank/model/weight_names.h"
 
 struct melbo_load_opts melbo_load_opts_all(void) {
     struct melbo_load_opts o = {0, -1, 1, 1, 0, 1};
@@ -105,137 +107,6 @@ static int resolve_opts(struct melbo_model *m, const struct melbo_load_opts *o,
     struct arena real = {m->arena, 0};
     layout(m, o, &real);
     melbo_config_rope_inv_freq(&m->cfg, m->rope_inv_freq);
-    return 0;
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Tensor names per architecture.
- */
-
-enum wkind {
-    W_Q,
-    W_K,
-    W_V,
-    W_QB,
-    W_KB,
-    W_VB,
-    W_O,
-    W_OB,
-    W_QN,
-    W_KN,
-    W_ATTN_NORM,
-    W_MLP_NORM,
-    W_GATE,
-    W_UP,
-    W_DOWN
-};
-
-/* Writes the checkpoint name of (kind, layer) into buf (HF, Qwen-1 or GGUF "blk.N.*" names);
- * *row0 receives the first row of the piece inside that tensor (Qwen-1 stacks Q, K, V in one
- * c_attn). */
-static void layer_tensor_name(const struct melbo_model_config *c, int is_gguf, enum wkind k, int l,
-                              char *buf, size_t n, int64_t *row0) {
-    static const char *hf[] = {
-        [W_Q] = "self_attn.q_proj.weight",        [W_K] = "self_attn.k_proj.weight",
-        [W_V] = "self_attn.v_proj.weight",        [W_QB] = "self_attn.q_proj.bias",
-        [W_KB] = "self_attn.k_proj.bias",         [W_VB] = "self_attn.v_proj.bias",
-        [W_O] = "self_attn.o_proj.weight",        [W_OB] = "self_attn.o_proj.bias",
-        [W_QN] = "self_attn.q_norm.weight",       [W_KN] = "self_attn.k_norm.weight",
-        [W_ATTN_NORM] = "input_layernorm.weight", [W_MLP_NORM] = "post_attention_layernorm.weight",
-        [W_GATE] = "mlp.gate_proj.weight",        [W_UP] = "mlp.up_proj.weight",
-        [W_DOWN] = "mlp.down_proj.weight"};
-    static const char *qwen1[] = {[W_Q] = "attn.c_attn.weight",
-                                  [W_K] = "attn.c_attn.weight",
-                                  [W_V] = "attn.c_attn.weight",
-                                  [W_QB] = "attn.c_attn.bias",
-                                  [W_KB] = "attn.c_attn.bias",
-                                  [W_VB] = "attn.c_attn.bias",
-                                  [W_O] = "attn.c_proj.weight",
-                                  [W_OB] = "attn.c_proj.bias",
-                                  [W_QN] = "",
-                                  [W_KN] = "",
-                                  [W_ATTN_NORM] = "ln_1.weight",
-                                  [W_MLP_NORM] = "ln_2.weight",
-                                  [W_GATE] = "mlp.w2.weight",
-                                  [W_UP] = "mlp.w1.weight",
-                                  [W_DOWN] = "mlp.c_proj.weight"};
-    static const char *gguf[] = {[W_Q] = "attn_q.weight",
-                                 [W_K] = "attn_k.weight",
-                                 [W_V] = "attn_v.weight",
-                                 [W_QB] = "attn_q.bias",
-                                 [W_KB] = "attn_k.bias",
-                                 [W_VB] = "attn_v.bias",
-                                 [W_O] = "attn_output.weight",
-                                 [W_OB] = "attn_output.bias",
-                                 [W_QN] = "attn_q_norm.weight",
-                                 [W_KN] = "attn_k_norm.weight",
-                                 [W_ATTN_NORM] = "attn_norm.weight",
-                                 [W_MLP_NORM] = "ffn_norm.weight",
-                                 [W_GATE] = "ffn_gate.weight",
-                                 [W_UP] = "ffn_up.weight",
-                                 [W_DOWN] = "ffn_down.weight"};
-    *row0 = 0;
-    if (is_gguf) {
-        snprintf(buf, n, "blk.%d.%s", l, gguf[k]);
-    } else if (c->arch == MELBO_ARCH_QWEN) {
-        snprintf(buf, n, "transformer.h.%d.%s", l, qwen1[k]);
-        int64_t qd = (int64_t)c->n_heads * c->head_dim, kd = (int64_t)c->n_kv_heads * c->head_dim;
-        if (k == W_K || k == W_KB)
-            *row0 = qd;
-        if (k == W_V || k == W_VB)
-            *row0 = qd + kd;
-    } else {
-        snprintf(buf, n, "model.layers.%d.%s", l, hf[k]);
-    }
-}
-
-/* The full shape the checkpoint tensor of (kind) must have, from config.json. */
-static int layer_tensor_shape(const struct melbo_model_config *c, enum wkind k, int64_t shape[2]) {
-    int64_t d = c->d_model, hd = c->head_dim, qd = c->n_heads * hd, kd = c->n_kv_heads * hd;
-    int64_t ff = c->d_ff;
-    int fused = c->arch == MELBO_ARCH_QWEN;
-    switch (k) {
-    case W_Q:
-        shape[0] = fused ? qd + 2 * kd : qd;
-        shape[1] = d;
-        return 2;
-    case W_K:
-    case W_V:
-        shape[0] = fused ? qd + 2 * kd : kd;
-        shape[1] = d;
-        return 2;
-    case W_QB:
-        shape[0] = fused ? qd + 2 * kd : qd;
-        return 1;
-    case W_KB:
-    case W_VB:
-        shape[0] = fused ? qd + 2 * kd : kd;
-        return 1;
-    case W_O:
-        shape[0] = d;
-        shape[1] = qd;
-        return 2;
-    case W_OB:
-        shape[0] = d;
-        return 1;
-    case W_QN:
-    case W_KN:
-        shape[0] = hd;
-        return 1;
-    case W_ATTN_NORM:
-    case W_MLP_NORM:
-        shape[0] = d;
-        return 1;
-    case W_GATE:
-    case W_UP:
-        shape[0] = ff;
-        shape[1] = d;
-        return 2;
-    case W_DOWN:
-        shape[0] = d;
-        shape[1] = ff;
-        return 2;
-    }
     return 0;
 }
 
@@ -344,14 +215,17 @@ static int copy_rows(const struct melbo_checkpoint *ck, const char *name, const 
 
 /* Copies this rank's rows (row-split pieces) or columns (col_split) of (kind, layer). */
 static int load_piece(const struct melbo_checkpoint *ck, const struct melbo_model_config *full,
-                      int l, enum wkind k, int64_t row_off, int64_t nrows, int64_t col0,
+                      int l, enum melbo_weight k, int64_t row_off, int64_t nrows, int64_t col0,
                       int64_t ncols, float *dst, struct melbo_err *err) {
     char name[256];
     int64_t row0, shape[2];
-    layer_tensor_name(full, ck->gguf != NULL, k, l, name, sizeof name, &row0);
-    int ndim = layer_tensor_shape(full, k, shape);
+    melbo_weight_name(full, ck->gguf != NULL, k, l, name, sizeof name, &row0);
+    int ndim = melbo_weight_shape(full, k, shape);
     /* llama.cpp stores Q and K rows in its RoPE order: undo it per head */
-    int rope_heads = !ck->gguf ? 0 : k == W_Q ? full->n_heads : k == W_K ? full->n_kv_heads : 0;
+    int rope_heads = !ck->gguf             ? 0
+                     : k == MELBO_WEIGHT_Q ? full->n_heads
+                     : k == MELBO_WEIGHT_K ? full->n_kv_heads
+                                           : 0;
     return copy_block(ck, name, shape, ndim, row0 + row_off, nrows, col0, ncols, rope_heads, dst,
                       err);
 }
@@ -378,26 +252,26 @@ static int load_layer(const struct melbo_checkpoint *ck, const struct melbo_mode
         if (ret)                                                                                   \
             return ret;                                                                            \
     } while (0)
-    PIECE(W_ATTN_NORM, 0, -1, 0, -1, w->attn_norm);
-    PIECE(W_Q, q_off, (int64_t)qd, 0, -1, w->w_qkv);
-    PIECE(W_K, kv_off, (int64_t)kd, 0, -1, at(w->w_qkv, qd * d));
-    PIECE(W_V, kv_off, (int64_t)kd, 0, -1, at(w->w_qkv, (qd + kd) * d));
+    PIECE(MELBO_WEIGHT_ATTN_NORM, 0, -1, 0, -1, w->attn_norm);
+    PIECE(MELBO_WEIGHT_Q, q_off, (int64_t)qd, 0, -1, w->w_qkv);
+    PIECE(MELBO_WEIGHT_K, kv_off, (int64_t)kd, 0, -1, at(w->w_qkv, qd * d));
+    PIECE(MELBO_WEIGHT_V, kv_off, (int64_t)kd, 0, -1, at(w->w_qkv, (qd + kd) * d));
     if (c->qkv_bias) {
-        PIECE(W_QB, q_off, (int64_t)qd, 0, -1, w->b_qkv);
-        PIECE(W_KB, kv_off, (int64_t)kd, 0, -1, at(w->b_qkv, qd));
-        PIECE(W_VB, kv_off, (int64_t)kd, 0, -1, at(w->b_qkv, qd + kd));
+        PIECE(MELBO_WEIGHT_QB, q_off, (int64_t)qd, 0, -1, w->b_qkv);
+        PIECE(MELBO_WEIGHT_KB, kv_off, (int64_t)kd, 0, -1, at(w->b_qkv, qd));
+        PIECE(MELBO_WEIGHT_VB, kv_off, (int64_t)kd, 0, -1, at(w->b_qkv, qd + kd));
     }
     if (c->qk_norm) {
-        PIECE(W_QN, 0, -1, 0, -1, w->q_norm);
-        PIECE(W_KN, 0, -1, 0, -1, w->k_norm);
+        PIECE(MELBO_WEIGHT_QN, 0, -1, 0, -1, w->q_norm);
+        PIECE(MELBO_WEIGHT_KN, 0, -1, 0, -1, w->k_norm);
     }
-    PIECE(W_O, 0, -1, q_off, (int64_t)qd, w->w_o);
+    PIECE(MELBO_WEIGHT_O, 0, -1, q_off, (int64_t)qd, w->w_o);
     if (c->o_bias)
-        PIECE(W_OB, 0, -1, 0, -1, w->b_o);
-    PIECE(W_MLP_NORM, 0, -1, 0, -1, w->mlp_norm);
-    PIECE(W_GATE, sl->ff0, (int64_t)ff, 0, -1, w->w_gu);
-    PIECE(W_UP, sl->ff0, (int64_t)ff, 0, -1, at(w->w_gu, ff * d));
-    PIECE(W_DOWN, 0, -1, sl->ff0, (int64_t)ff, w->w_down);
+        PIECE(MELBO_WEIGHT_OB, 0, -1, 0, -1, w->b_o);
+    PIECE(MELBO_WEIGHT_MLP_NORM, 0, -1, 0, -1, w->mlp_norm);
+    PIECE(MELBO_WEIGHT_GATE, sl->ff0, (int64_t)ff, 0, -1, w->w_gu);
+    PIECE(MELBO_WEIGHT_UP, sl->ff0, (int64_t)ff, 0, -1, at(w->w_gu, ff * d));
+    PIECE(MELBO_WEIGHT_DOWN, 0, -1, sl->ff0, (int64_t)ff, w->w_down);
 #undef PIECE
     return 0;
 }

@@ -100,23 +100,17 @@ static int parse_tensor(const char *path, const cJSON *item, const unsigned char
     return 0;
 }
 
-int melbo_st_open(struct melbo_st_file *f, const char *path, struct melbo_err *err) {
-    int ret = 0, fd = -1;
-    cJSON *root = NULL;
-    size_t *ranges = NULL;
-    memset(f, 0, sizeof *f);
-    f->path = melbo_xstrdup(path);
-
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        ret = melbo_err_set(err, errno == ENOENT ? MELBO_ENOENT : MELBO_EIO, "cannot open %s: %s",
-                            path, strerror(errno));
-        goto fail;
-    }
+/* Maps path whole into f->map (f->size its length); the descriptor is closed again. */
+static int map_file(struct melbo_st_file *f, const char *path, struct melbo_err *err) {
+    int ret = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return melbo_err_set(err, errno == ENOENT ? MELBO_ENOENT : MELBO_EIO, "cannot open %s: %s",
+                             path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         ret = melbo_err_set(err, MELBO_EIO, "cannot stat %s: %s", path, strerror(errno));
-        goto fail;
+        goto out;
     }
     f->size = (size_t)st.st_size;
     if (f->size < 8) {
@@ -124,117 +118,150 @@ int melbo_st_open(struct melbo_st_file *f, const char *path, struct melbo_err *e
                             "%s: truncated safetensors file (%zu bytes, the header length alone "
                             "needs 8)",
                             path, f->size);
-        goto fail;
+        goto out;
     }
     f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (f->map == MAP_FAILED) {
         f->map = NULL;
         ret = melbo_err_set(err, MELBO_EIO, "cannot mmap %s: %s", path, strerror(errno));
-        goto fail;
     }
-    const unsigned char *bytes = f->map;
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--)
-        hlen = (hlen << 8) | bytes[i];
-    if (hlen > MELBO_ST_MAX_HEADER || hlen > f->size - 8) {
-        ret = melbo_err_set(err, MELBO_EFORMAT,
-                            "%s: header length %llu is past the end of the file (%zu bytes): "
-                            "truncated or not a safetensors file",
-                            path, (unsigned long long)hlen, f->size);
-        goto fail;
-    }
-    const char *hdr = (const char *)bytes + 8;
-    if (hlen == 0 || hdr[0] != '{') {
-        ret = melbo_err_set(err, MELBO_EFORMAT, "%s: header does not start with '{'", path);
-        goto fail;
-    }
-    const char *endp = NULL;
-    root = cJSON_ParseWithLengthOpts(hdr, (size_t)hlen, &endp, 0);
-    if (root == NULL || !cJSON_IsObject(root)) {
-        size_t at = endp ? (size_t)(endp - hdr) : 0;
-        ret = melbo_err_set(err, MELBO_EFORMAT, "%s: invalid header JSON (near byte %zu of %llu)",
-                            path, at, (unsigned long long)hlen);
-        goto fail;
-    }
-    for (const char *p = endp; p && p < hdr + hlen; p++)
-        if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t' && *p != '\0') {
-            ret =
-                melbo_err_set(err, MELBO_EFORMAT, "%s: trailing bytes after the header JSON", path);
-            goto fail;
-        }
+out:
+    close(fd);
+    return ret;
+}
 
-    const unsigned char *base = bytes + 8 + hlen;
-    size_t blen = f->size - 8 - (size_t)hlen;
-    int n = cJSON_GetArraySize(root);
-    f->tensors = melbo_xcalloc((size_t)n + 1, sizeof *f->tensors);
-    ranges = melbo_xcalloc((size_t)n + 1, 2 * sizeof *ranges);
+/*
+ * Parses the header of the mapped file: the 8-byte length *hlen (inside the file) and the strict
+ * JSON object after it (nothing but whitespace or NULs after the object). *root receives the
+ * object, owned by the caller (also on error, when it may be NULL).
+ */
+static int parse_header(const struct melbo_st_file *f, const char *path, cJSON **root,
+                        uint64_t *hlen, struct melbo_err *err) {
+    const unsigned char *bytes = f->map;
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--)
+        n = (n << 8) | bytes[i];
+    *hlen = n;
+    if (n > MELBO_ST_MAX_HEADER || n > f->size - 8)
+        return melbo_err_set(err, MELBO_EFORMAT,
+                             "%s: header length %llu is past the end of the file (%zu bytes): "
+                             "truncated or not a safetensors file",
+                             path, (unsigned long long)n, f->size);
+    const char *hdr = (const char *)bytes + 8;
+    if (n == 0 || hdr[0] != '{')
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: header does not start with '{'", path);
+    const char *endp = NULL;
+    *root = cJSON_ParseWithLengthOpts(hdr, (size_t)n, &endp, 0);
+    if (*root == NULL || !cJSON_IsObject(*root)) {
+        size_t at = endp ? (size_t)(endp - hdr) : 0;
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: invalid header JSON (near byte %zu of %llu)",
+                             path, at, (unsigned long long)n);
+    }
+    for (const char *p = endp; p && p < hdr + n; p++)
+        if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t' && *p != '\0')
+            return melbo_err_set(err, MELBO_EFORMAT, "%s: trailing bytes after the header JSON",
+                                 path);
+    return 0;
+}
+
+/* Copies the "__metadata__" object item (string values only, one per file) into f. */
+static int read_metadata(struct melbo_st_file *f, const char *path, const cJSON *item,
+                         struct melbo_err *err) {
+    if (f->meta_keys)
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: duplicate __metadata__", path);
+    int m = cJSON_GetArraySize(item);
+    f->meta_keys = melbo_xcalloc((size_t)m + 1, sizeof(char *));
+    f->meta_values = melbo_xcalloc((size_t)m + 1, sizeof(char *));
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, item) {
+        if (!cJSON_IsString(kv))
+            return melbo_err_set(err, MELBO_EFORMAT,
+                                 "%s: __metadata__ value of '%s' is not a string", path,
+                                 kv->string);
+        f->meta_keys[f->n_meta] = melbo_xstrdup(kv->string);
+        f->meta_values[f->n_meta++] = melbo_xstrdup(kv->valuestring);
+    }
+    return 0;
+}
+
+/*
+ * Reads every entry of the header object root into f: the metadata, and each tensor (in header
+ * order, f->tensors allocated here) with its byte range [begin, end) of the data buffer (base,
+ * blen bytes) into ranges[2 i], ranges[2 i + 1] (room for every entry).
+ */
+static int read_entries(struct melbo_st_file *f, const char *path, const cJSON *root,
+                        const unsigned char *base, size_t blen, size_t *ranges,
+                        struct melbo_err *err) {
     const cJSON *item;
     cJSON_ArrayForEach(item, root) {
         if (strcmp(item->string, "__metadata__") == 0) {
-            if (f->meta_keys) {
-                ret = melbo_err_set(err, MELBO_EFORMAT, "%s: duplicate __metadata__", path);
-                goto fail;
-            }
-            int m = cJSON_GetArraySize(item);
-            f->meta_keys = melbo_xcalloc((size_t)m + 1, sizeof(char *));
-            f->meta_values = melbo_xcalloc((size_t)m + 1, sizeof(char *));
-            const cJSON *kv;
-            cJSON_ArrayForEach(kv, item) {
-                if (!cJSON_IsString(kv)) {
-                    ret = melbo_err_set(err, MELBO_EFORMAT,
-                                        "%s: __metadata__ value of '%s' is not a string", path,
-                                        kv->string);
-                    goto fail;
-                }
-                f->meta_keys[f->n_meta] = melbo_xstrdup(kv->string);
-                f->meta_values[f->n_meta++] = melbo_xstrdup(kv->valuestring);
-            }
+            MELBO_TRY(read_metadata(f, path, item, err));
             continue;
         }
         struct melbo_st_tensor *t = &f->tensors[f->n_tensors];
         size_t begin = 0;
-        ret = parse_tensor(path, item, base, blen, t, &begin, err);
+        int ret = parse_tensor(path, item, base, blen, t, &begin, err);
         if (ret)
-            goto fail;
+            return ret;
         t->name = melbo_xstrdup(item->string);
         ranges[2 * f->n_tensors] = begin;
         ranges[2 * f->n_tensors + 1] = begin + t->nbytes;
         f->n_tensors++;
     }
+    return 0;
+}
+
+/*
+ * Sorts f's tensors by name and refuses a name given twice; then checks that the byte ranges
+ * (ranges, as read_entries fills it) tile the buffer exactly: sorted, contiguous from 0 to blen.
+ */
+static int check_tensors(struct melbo_st_file *f, const char *path, size_t *ranges, size_t blen,
+                         struct melbo_err *err) {
     qsort(f->tensors, (size_t)f->n_tensors, sizeof *f->tensors, cmp_tensor_name);
     for (int i = 1; i < f->n_tensors; i++)
-        if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0) {
-            ret = melbo_err_set(err, MELBO_EFORMAT, "%s: duplicate tensor name '%s'", path,
-                                f->tensors[i].name);
-            goto fail;
-        }
-    /* The buffer must be tiled exactly: sorted ranges contiguous from 0 to blen. */
+        if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0)
+            return melbo_err_set(err, MELBO_EFORMAT, "%s: duplicate tensor name '%s'", path,
+                                 f->tensors[i].name);
     qsort(ranges, (size_t)f->n_tensors, 2 * sizeof *ranges, cmp_begin);
     size_t pos = 0;
     for (int i = 0; i < f->n_tensors; i++) {
-        if (ranges[2 * i] != pos) {
-            ret = melbo_err_set(err, MELBO_EFORMAT,
-                                "%s: tensor data ranges overlap or leave a hole at byte %zu", path,
-                                pos);
-            goto fail;
-        }
+        if (ranges[2 * i] != pos)
+            return melbo_err_set(err, MELBO_EFORMAT,
+                                 "%s: tensor data ranges overlap or leave a hole at byte %zu", path,
+                                 pos);
         pos = ranges[2 * i + 1];
     }
-    if (pos != blen) {
-        ret = melbo_err_set(err, MELBO_EFORMAT,
-                            "%s: %zu bytes of data after the last tensor (the buffer must be "
-                            "entirely indexed)",
-                            path, blen - pos);
-        goto fail;
+    if (pos != blen)
+        return melbo_err_set(err, MELBO_EFORMAT,
+                             "%s: %zu bytes of data after the last tensor (the buffer must be "
+                             "entirely indexed)",
+                             path, blen - pos);
+    return 0;
+}
+
+int melbo_st_open(struct melbo_st_file *f, const char *path, struct melbo_err *err) {
+    cJSON *root = NULL;
+    size_t *ranges = NULL;
+    uint64_t hlen = 0;
+    memset(f, 0, sizeof *f);
+    f->path = melbo_xstrdup(path);
+    int ret = map_file(f, path, err);
+    if (ret == 0)
+        ret = parse_header(f, path, &root, &hlen, err);
+    if (ret == 0) {
+        const unsigned char *base = (const unsigned char *)f->map + 8 + hlen;
+        size_t blen = f->size - 8 - (size_t)hlen;
+        int n = cJSON_GetArraySize(root);
+        f->tensors = melbo_xcalloc((size_t)n + 1, sizeof *f->tensors);
+        ranges = melbo_xcalloc((size_t)n + 1, 2 * sizeof *ranges);
+        ret = read_entries(f, path, root, base, blen, ranges, err);
+        if (ret == 0)
+            ret = check_tensors(f, path, ranges, blen, err);
     }
-    goto out;
-fail:
-    melbo_st_close(f);
-out:
+    if (ret)
+        melbo_st_close(f);
     free(ranges);
     cJSON_Delete(root);
-    if (fd >= 0)
-        close(fd);
     return ret;
 }
 

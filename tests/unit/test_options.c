@@ -181,6 +181,19 @@ static void count_row(void *ctx, const struct melbo_opt *row, const void *base) 
     ++*(int *)ctx;
 }
 
+/* Every visible option of a table is on its help page (ctx: the page). */
+static void listed(void *ctx, const struct melbo_opt *row, const void *base) {
+    char sp[96], nl[96];
+    (void)base;
+    if (row->name == NULL || (row->flags & MELBO_OPT_HIDDEN))
+        return;
+    const char *fmt = row->kind == MELBO_OPT_FLAG ? "  --[no-]%s%c" : "  --%s%c";
+    snprintf(sp, sizeof sp, fmt, row->name, ' ');
+    snprintf(nl, sizeof nl, fmt, row->name, '\n');
+    if (strstr((const char *)ctx, sp) == NULL)
+        ASSERT_STR_CONTAINS((const char *)ctx, nl);
+}
+
 static void test_help(void) {
     char *u = usage_text(&melbo_train_table, 0);
     ASSERT_STR_CONTAINS(u, "--steps N");
@@ -208,15 +221,22 @@ static void test_help(void) {
     ASSERT_STR_CONTAINS(u, "--steps N");
     ASSERT(strstr(u, "--out FILE") == NULL && strstr(u, "--checkpoint FILE") == NULL);
     free(u);
-    /* every option of the table is listed by name */
-    u = usage_text(&melbo_train_table, 0);
-    int n_bank = 0;
-    struct melbo_train_params p;
-    melbo_train_params_init(&p);
-    melbo_opts_each(&melbo_train_table, &p, MELBO_OPT_BANK, count_row, &n_bank);
-    ASSERT_EQ(n_bank, 15);
-    melbo_train_params_free(&p);
+    /* every option of the tables is listed by name */
+    struct melbo_job_params jp;
+    melbo_job_params_init(&jp);
+    u = usage_text(&melbo_job_table, 0);
+    melbo_opts_each(&melbo_job_table, &jp, 0, listed, u);
     free(u);
+    struct melbo_gen_cmd_params gp;
+    melbo_opts_init(&melbo_gen_cmd_table, &gp);
+    u = usage_text(&melbo_gen_cmd_table, 0);
+    melbo_opts_each(&melbo_gen_cmd_table, &gp, 0, listed, u);
+    free(u);
+    melbo_opts_free(&melbo_gen_cmd_table, &gp);
+    int n_bank = 0;
+    melbo_opts_each(&melbo_train_table, &jp.train, MELBO_OPT_BANK, count_row, &n_bank);
+    ASSERT_EQ(n_bank, 15);
+    melbo_job_params_free(&jp);
 }
 
 struct kv {
