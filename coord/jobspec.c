@@ -184,27 +184,20 @@ int melbo_jobspec_validate(const Melbo__JobSpec *spec, struct melbo_job_params *
     return 0;
 }
 
-int melbo_jobspec_to_argv(const Melbo__JobSpec *spec, const char *out, const char *ckpt,
-                          const char *resume, const char *job_id, struct melbo_argv *av,
-                          struct melbo_err *err) {
-    struct melbo_job_params jp;
+void melbo_jobspec_to_argv(const Melbo__JobSpec *spec, const char *out, const char *ckpt,
+                           const char *resume, const char *job_id, struct melbo_argv *av) {
     struct spec_options so;
+    const char *tail[][2] = {{"--out", out}, {"--checkpoint", ckpt}, {"--resume", resume},
+                             {"--job-id", job_id}};
     read_options(spec, &so);
-    int ret = melbo_job_parse(&jp, so.v, so.n, err);
-    melbo_job_params_free(&jp);
-    if (ret == 0) {
-        const char *tail[][2] = {{"--out", out}, {"--checkpoint", ckpt}, {"--resume", resume},
-                                 {"--job-id", job_id}};
-        melbo_job_rank_argv(so.v, so.n, av);
-        for (size_t i = 0; i < MELBO_ARRAY_SIZE(tail); i++) {
-            if (tail[i][1] == NULL)
-                continue;
-            melbo_argv_push(av, tail[i][0]);
-            melbo_argv_push(av, tail[i][1]);
-        }
-        if (ckpt) /* near a time limit the ranks checkpoint, stop, and the job is resubmitted */
-            melbo_argv_push(av, "--stop-on-signal");
+    melbo_job_rank_argv(so.v, so.n, av);
+    for (size_t i = 0; i < MELBO_ARRAY_SIZE(tail); i++) {
+        if (tail[i][1] == NULL)
+            continue;
+        melbo_argv_push(av, tail[i][0]);
+        melbo_argv_push(av, tail[i][1]);
     }
+    if (ckpt) /* near a time limit the ranks checkpoint, stop, and the job is resubmitted */
+        melbo_argv_push(av, "--stop-on-signal");
     spec_options_free(&so);
-    return ret;
 }

@@ -36,11 +36,10 @@ int melbo_jobspec_validate(const Melbo__JobSpec *spec, struct melbo_job_params *
 /*
  * Appends "train" and the spec's rank options to av, then --out out, --checkpoint ckpt and
  * --stop-on-signal (when ckpt is not NULL), --resume resume (when not NULL) and --job-id job_id.
- * spec is unpacked or built; it is only read. Returns 0 or MELBO_EINVAL (a spec that does not
- * parse: a spec stored by the coordinator always does).
+ * spec is unpacked or built, and was validated (melbo_jobspec_validate) when it was submitted;
+ * it is only read.
  */
-int melbo_jobspec_to_argv(const Melbo__JobSpec *spec, const char *out, const char *ckpt,
-                          const char *resume, const char *job_id, struct melbo_argv *av,
-                          struct melbo_err *err);
+void melbo_jobspec_to_argv(const Melbo__JobSpec *spec, const char *out, const char *ckpt,
+                           const char *resume, const char *job_id, struct melbo_argv *av);
 
 #endif

@@ -171,8 +171,8 @@ int melbo_launcher_prepare(struct melbo_coord *co, struct melbo_job *job, const 
         return ret;
     snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
     /* Resume from the checkpoint when a previous launch of this job left one. */
-    return melbo_jobspec_to_argv(spec, out, ckpt, access(ckpt, R_OK) == 0 ? ckpt : NULL, id, av,
-                                 err);
+    melbo_jobspec_to_argv(spec, out, ckpt, access(ckpt, R_OK) == 0 ? ckpt : NULL, id, av);
+    return 0;
 }
 
 /*

@@ -71,7 +71,7 @@ int melbo_job_parse(struct melbo_job_params *jp, const struct melbo_job_option *
         const struct melbo_opt *row = melbo_opts_find(&melbo_job_table, name, NULL, NULL, NULL);
         size_t len = strlen(name) + (opts[i].value ? strlen(opts[i].value) : 0) + 4;
         char *arg = melbo_xmalloc(len);
-        if (row && melbo_opt_takes_value(row, name) && opts[i].value == NULL)
+        if (row && melbo_opt_takes_value(row) && opts[i].value == NULL)
             ret = melbo_err_set(err, MELBO_EINVAL, "--%s needs a value", name);
         snprintf(arg, len, "--%s%s%s", name, opts[i].value ? "=" : "",
                  opts[i].value ? opts[i].value : "");

@@ -49,8 +49,7 @@ const struct melbo_opt *melbo_opts_find(const struct melbo_opt_table *t, const c
     return NULL;
 }
 
-int melbo_opt_takes_value(const struct melbo_opt *row, const char *name) {
-    (void)name;
+int melbo_opt_takes_value(const struct melbo_opt *row) {
     return row->kind != MELBO_OPT_FLAG;
 }
 
@@ -99,7 +98,7 @@ int melbo_opts_parse_one(const struct melbo_opt_table *t, void *base, const char
     const struct melbo_opt *row = melbo_opts_find(t, name, base, &fb, &neg);
     if (row == NULL)
         return melbo_err_set(err, MELBO_ENOENT, "unknown option --%s", name);
-    if (melbo_opt_takes_value(row, name) && val == NULL)
+    if (melbo_opt_takes_value(row) && val == NULL)
         return melbo_err_set(err, MELBO_EINVAL, "--%s needs a value", name);
     return melbo__opt_parse_value(row, fb, name, neg, val, err);
 }
@@ -130,7 +129,7 @@ static int parse_arg(const struct melbo_opt_table *t, void *base, int argc, char
                                  ? "is chosen by the coordinator (fetch the bank with melbo "
                                    "fetch JOB -o FILE)"
                                  : "is not an option of this command");
-    if (melbo_opt_takes_value(row, name)) {
+    if (melbo_opt_takes_value(row)) {
         if (eq)
             val = eq + 1;
         else if (*i + 1 < argc)

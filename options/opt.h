@@ -226,8 +226,8 @@ int melbo_opts_parse_one(const struct melbo_opt_table *t, void *base, const char
 const struct melbo_opt *melbo_opts_find(const struct melbo_opt_table *t, const char *name,
                                         void *base, void **field_base, int *negated);
 
-/* 1 if the option name (as melbo_opts_find takes it) takes a value, 0 if not (a flag). */
-int melbo_opt_takes_value(const struct melbo_opt *row, const char *name);
+/* 1 if the row's options take a value, 0 if not (a flag). */
+int melbo_opt_takes_value(const struct melbo_opt *row);
 
 /* 1 if the value of option name is a path (PATH rows, --prompts FILE). */
 int melbo_opt_is_path(const struct melbo_opt *row, const char *name);

@@ -223,13 +223,12 @@ int melbo_parse_id_list(const char *s, int32_t **out, int *n_out) {
     return 0;
 }
 
-/* MELBO_EINVAL naming the accepted spellings unless name is a --chat-format. */
-static int check_chat_format(const char *name, struct melbo_err *err) {
-    for (size_t i = 0; i < MELBO_CHAT_N_FORMATS; i++)
+int melbo_chat_format_index(const char *name, struct melbo_err *err) {
+    for (int i = 0; i < MELBO_CHAT_N_FORMATS; i++)
         if (!strcmp(name, melbo_chat_format_names[i]))
-            return 0;
+            return i;
     if (!strcmp(name, "qwen2") || !strcmp(name, "qwen25")) /* spellings of qwen2.5 */
-        return 0;
+        return 2;
     return melbo_err_set(err, MELBO_EINVAL,
                          "unknown --chat-format \"%s\" (use one of chatml, qwen2.5, qwen3, "
                          "llama3, llama2, mistral, raw)",
@@ -269,7 +268,7 @@ int melbo_prompt_opts_offer(struct melbo_prompt_opts *o, const char *name, const
         o->system = melbo_xstrdup(val);
         return 1;
     }
-    if ((ret = check_chat_format(val, err)))
+    if ((ret = melbo_chat_format_index(val, err)) < 0)
         return ret;
     free(o->chat_format);
     o->chat_format = melbo_xstrdup(val);

@@ -71,6 +71,10 @@ struct melbo_prompt_opts {
 #define MELBO_CHAT_N_FORMATS 7
 extern const char *const melbo_chat_format_names[MELBO_CHAT_N_FORMATS];
 
+/* The index in melbo_chat_format_names of a --chat-format spelling (aliases: qwen2, qwen25 for
+ * qwen2.5), or MELBO_EINVAL with err listing the spellings. */
+int melbo_chat_format_index(const char *name, struct melbo_err *err);
+
 void melbo_prompt_opts_init(struct melbo_prompt_opts *o);
 void melbo_prompt_opts_free(struct melbo_prompt_opts *o);
 /* dst (uninitialised) becomes an independent copy of src. */

@@ -35,7 +35,6 @@ enum melbo_loss_axis { MELBO_LOSS_AXIS_TOKEN = 0, MELBO_LOSS_AXIS_DIM = 1 };
 /* --device (the index in its choices); AUTO is resolved where the backend is chosen. */
 enum melbo_device { MELBO_DEVICE_AUTO = 0, MELBO_DEVICE_CPU = 1, MELBO_DEVICE_CUDA = 2 };
 
-#define MELBO_TRAIN_R MELBO_OPT_REQUIRED
 #define MELBO_TRAIN_BR (MELBO_OPT_BANK | MELBO_OPT_RESULT)
 
 /* X(KIND, field, "name", default, check, flags, metavar, help); G(heading). See options/opt.h. */

@@ -17,6 +17,7 @@
 
 /* The --chat-format spellings are the option table's (options/prompts.h), in enum order. */
 _Static_assert(MELBO_CHAT_MISTRAL + 1 == MELBO_CHAT_N_FORMATS, "one spelling per chat format");
+_Static_assert(MELBO_CHAT_QWEN25 == 2, "melbo_chat_format_index's qwen2.5 aliases");
 
 #define QWEN25_DEFAULT_SYSTEM "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
@@ -26,19 +27,11 @@ const char *melbo_chat_format_name(enum melbo_chat_format fmt) {
 
 int melbo_chat_format_parse(const char *name, enum melbo_chat_format *fmt,
                             struct melbo_err *err) {
-    for (size_t i = 0; i < MELBO_CHAT_N_FORMATS; i++) {
-        if (!strcmp(name, melbo_chat_format_names[i])) {
-            *fmt = (enum melbo_chat_format)i;
-            return 0;
-        }
-    }
-    if (!strcmp(name, "qwen2") || !strcmp(name, "qwen25")) {
-        *fmt = MELBO_CHAT_QWEN25;
-        return 0;
-    }
-    return melbo_err_set(err, MELBO_EINVAL,
-                         "unknown --chat-format \"%s\" (use one of chatml, qwen2.5, qwen3, "
-                         "llama3, llama2, mistral, raw)", name);
+    int i = melbo_chat_format_index(name, err);
+    if (i < 0)
+        return i;
+    *fmt = (enum melbo_chat_format)i;
+    return 0;
 }
 
 /* The literal system prompt between key and the next <|im_end|> in tpl, or NULL. */
