@@ -62,6 +62,9 @@ extern const struct melbo_opt_table melbo_gen_table;
     X(LIST, vectors, "vector", NULL, MELBO_OPT_ANY, 0, "EXPR",                                     \
       "9, -10*22, 9-22, 0.5*3+0.5*7, random, r2, none (repeatable; default none); indices are "    \
       "rows of the bank's vectors")                                                                \
+    X(LIST, adapters, "adapter", NULL, MELBO_OPT_ANY, 0, "K",                                      \
+      "an adapter bank's adapter K, rK for random baseline K, or none (repeatable; instead of "    \
+      "--vector)")                                                                                 \
     X(REAL, scale, "scale", "1", MELBO_OPT_ANY, 0, "X", "multiplies every expression")             \
     X(INT, source_layer, "source-layer", "(the bank's source_layer, else 7)", MELBO_OPT_GE(0), 0,  \
       "S", "add the vector to the output of block S")                                              \

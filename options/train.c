@@ -31,15 +31,33 @@ void melbo_train_params_copy(struct melbo_train_params *dst, const struct melbo_
 
 void melbo_train_usage(void) {
     printf("usage: melbo-rank train --model DIR --radius R --out FILE.bank.safetensors [prompts] "
-           "[options]\n\n"
-           "Trains N orthogonal steering vectors (MELBO) and writes them to a bank file.\n\n");
+           "[options]\n"
+           "       melbo-rank train --model DIR --adapter-rank R --out FILE.bank.safetensors "
+           "[prompts] [options]\n\n"
+           "Trains N orthogonal steering vectors (MELBO), or N unsteering adapters, and writes "
+           "them to a bank file.\n\n");
     melbo_opts_usage(stdout, &melbo_train_table, 0);
 }
 
 int melbo_train_params_check(const struct melbo_train_params *p, struct melbo_err *err) {
+    int given_radius = p->radius_auto || p->radius > 0;
     if (melbo_prompt_opts_count(&p->prompts) == 0)
         return melbo_err_set(err, MELBO_EINVAL,
                              "no prompt: give --prompt, --raw-prompt, --prompts or --prompt-ids");
+    if (p->adapter_rank == 0 && !given_radius)
+        return melbo_err_set(err, MELBO_EINVAL,
+                             "--radius is required for steering vectors (a number, or auto)");
+    if (p->adapter_rank > 0 && given_radius)
+        return melbo_err_set(err, MELBO_EINVAL,
+                             "--radius does not apply to adapters (--adapter-rank): their factors "
+                             "have unit columns and --adapter-alpha sets their scale");
+    if (p->adapter_rank > 0 && p->orthogonal == 1)
+        return melbo_err_set(err, MELBO_EINVAL,
+                             "--orthogonal does not apply to adapters (--adapter-rank): adapters "
+                             "train independently, as in method.md 3");
+    if (p->adapter_rank > 0 && p->calibration_init)
+        return melbo_err_set(err, MELBO_EINVAL,
+                             "--calibration-init is for --radius auto, which adapters do not use");
     return 0;
 }
 
@@ -50,7 +68,8 @@ int melbo_train_params_parse(struct melbo_train_params *p, int argc, char **argv
     return ret ? ret : melbo_train_params_check(p, err);
 }
 
-int melbo_train_params_resolve(struct melbo_train_params *p, int L, int d, struct melbo_err *err) {
+int melbo_train_params_resolve(struct melbo_train_params *p, int L, int d, int d_mlp,
+                               struct melbo_err *err) {
     int s = p->source_layer;
     if (p->target_layer == MELBO_OPT_UNSET_INT)
         p->target_layer = L - 8;
@@ -70,6 +89,13 @@ int melbo_train_params_resolve(struct melbo_train_params *p, int L, int d, struc
         p->wave = p->vectors < 64 ? p->vectors : 64;
     if (p->wave > p->vectors)
         p->wave = p->vectors;
+    if (p->orthogonal < 0)
+        p->orthogonal = p->adapter_rank == 0;
+    int r_max = d < d_mlp ? d : d_mlp;
+    if (p->adapter_rank > r_max)
+        return melbo_err_set(err, MELBO_ERANGE,
+                             "--adapter-rank %d is more than min(d_model %d, MLP width %d) = %d",
+                             p->adapter_rank, d, d_mlp, r_max);
     if (p->orthogonal && p->vectors > d)
         return melbo_err_set(err, MELBO_ERANGE,
                              "--vectors %d is more than d_model %d: that many vectors cannot be "

@@ -48,9 +48,9 @@ enum melbo_device { MELBO_DEVICE_AUTO = 0, MELBO_DEVICE_CPU = 1, MELBO_DEVICE_CU
       "add the vector to the output of block S")                                                   \
     X(INT, target_layer, "target-layer", "(L - 8)", MELBO_OPT_GE(0), MELBO_TRAIN_BR, "T",          \
       "the objective at hidden_states[T]; S + 2 <= T <= L - 1")                                    \
-    X(REAL_AUTO, radius, "radius", NULL, MELBO_OPT_GT(0), MELBO_TRAIN_BR | MELBO_OPT_REQUIRED,     \
-      "R", "norm of every vector, or auto: calibrated so that the target layer's response is "     \
-           "lambda-nonlinear (method.md 4.1)")                                                     \
+    X(REAL_AUTO, radius, "radius", NULL, MELBO_OPT_GT(0), MELBO_TRAIN_BR, "R",                     \
+      "norm of every vector (required for vectors), or auto: calibrated so that the target "      \
+      "layer's response is lambda-nonlinear (method.md 4.1)")                                     \
     X(INT, calibration_samples, "calibration-samples", "30", MELBO_OPT_GE(1), 0, "N",              \
       "random directions for --radius auto")                                                       \
     X(REAL, calibration_lambda, "calibration-lambda", "0.5", MELBO_OPT_GT(0), 0, "L",              \
@@ -68,15 +68,22 @@ enum melbo_device { MELBO_DEVICE_AUTO = 0, MELBO_DEVICE_CPU = 1, MELBO_DEVICE_CU
     X(INT, vectors, "vectors", "32", MELBO_OPT_GE(1), MELBO_TRAIN_BR, "N", "number of vectors")    \
     X(INT, wave, "wave", "(min(vectors, 64))", MELBO_OPT_GE(1), MELBO_TRAIN_BR, "B",               \
       "vectors trained together")                                                                  \
-    X(FLAG, orthogonal, "orthogonal", "1", MELBO_OPT_ANY, MELBO_TRAIN_BR, NULL,                    \
-      "keep every vector exactly orthogonal to the others")                                        \
+    X(FLAG, orthogonal, "orthogonal", "(on; off for adapters)", MELBO_OPT_ANY, MELBO_TRAIN_BR,     \
+      NULL, "keep every vector exactly orthogonal to the others")                                  \
     X(REAL, lr, "lr", "1e-3", MELBO_OPT_GT(0), MELBO_TRAIN_BR, "X", "AMSGrad learning rate")       \
     X(PAIR, betas, "betas", "0.9,0.98", MELBO_OPT_IN_HI_OPEN(0, 1), MELBO_TRAIN_BR, "B1,B2",       \
       "AMSGrad betas")                                                                             \
     X(REAL, eps, "eps", "1e-8", MELBO_OPT_GT(0), MELBO_TRAIN_BR, "E", "AMSGrad epsilon")           \
     X(U64, seed, "seed", "0", MELBO_OPT_ANY, MELBO_TRAIN_BR, "S", "raw draws g_k from (seed, k)")  \
     X(PATH, init, "init", NULL, MELBO_OPT_ANY, 0, "FILE",                                          \
-      "raw draws from FILE's tensor 'vectors' [N, d] instead")                                     \
+      "raw draws from FILE's tensor 'vectors' [N, d] (adapters: 'lora_A' [N, r, d_mlp] and "      \
+      "'lora_B' [N, d, r]) instead")                                                               \
+    G("adapters instead of vectors (method.md 3):")                                                \
+    X(INT, adapter_rank, "adapter-rank", "0", MELBO_OPT_GE(1), MELBO_OPT_RESULT, "R",              \
+      "train --vectors rank-R adapters, (alpha/R) B A added to block S's MLP output projection; "  \
+      "0: steering vectors")                                                                       \
+    X(REAL, adapter_alpha, "adapter-alpha", "0.35", MELBO_OPT_GT(0), MELBO_OPT_RESULT, "A",        \
+      "the adapters' scale alpha (PEFT's lora_alpha)")                                             \
     G("output and restarts:")                                                                      \
     X(PATH, out, "out", NULL, MELBO_OPT_ANY, MELBO_OPT_REQUIRED | MELBO_OPT_LOCAL, "FILE",         \
       "the bank (written atomically)")                                                             \
@@ -137,7 +144,7 @@ int melbo_train_params_check(const struct melbo_train_params *p, struct melbo_er
  * Resolves the defaults that need the model of L layers and width d (target layer, q, wave)
  * and checks the layers and the vector count against it. Writes only into p.
  */
-int melbo_train_params_resolve(struct melbo_train_params *p, int n_layers, int d_model,
+int melbo_train_params_resolve(struct melbo_train_params *p, int n_layers, int d_model, int d_mlp,
                                struct melbo_err *err);
 
 void melbo_train_usage(void);

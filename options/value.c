@@ -276,8 +276,8 @@ void melbo_opts_init(const struct melbo_opt_table *t, void *base) {
         case MELBO_OPT_PATH:
             *FIELD(base, row, char *) = def && !later ? melbo_xstrdup(def) : NULL;
             break;
-        case MELBO_OPT_FLAG:
-            *FIELD(base, row, int) = def && !later && !strcmp(def, "1");
+        case MELBO_OPT_FLAG: /* -1: decided later (the command resolves it) */
+            *FIELD(base, row, int) = later ? -1 : def && !strcmp(def, "1");
             break;
         case MELBO_OPT_CHOICE:
             *FIELD(base, row, int) = def && !later ? choice_index(row->check.choices, def) : 0;

@@ -106,17 +106,19 @@ void melbo_backend_train_end(struct melbo_backend *be) {
 
 int melbo_backend_decoder_init(struct melbo_backend_decoder *dec, struct melbo_backend *be,
                                int n_slots, int cap, int cap_tok, int source_layer,
-                               struct melbo_err *err) {
+                               const struct melbo_adapter_shape *adapter, struct melbo_err *err) {
     dec->be = be;
     dec->state = NULL;
-    return be->iface->decoder_init(be->ctx, n_slots, cap, cap_tok, source_layer, &dec->state, err);
+    return be->iface->decoder_init(be->ctx, n_slots, cap, cap_tok, source_layer, adapter,
+                                   &dec->state, err);
 }
 
 int melbo_backend_decoder_forward(struct melbo_backend_decoder *dec, const int32_t *tokens,
                                   int n_runs, const int *slot, const int *run_len,
-                                  const float *const *steer, float *logits, struct melbo_err *err) {
+                                  const float *const *steer, const float *const *adapter,
+                                  float *logits, struct melbo_err *err) {
     return dec->be->iface->decoder_forward(dec->be->ctx, dec->state, tokens, n_runs, slot, run_len,
-                                           steer, logits, err);
+                                           steer, adapter, logits, err);
 }
 
 void melbo_backend_decoder_reset(struct melbo_backend_decoder *dec, int slot) {

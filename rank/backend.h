@@ -8,7 +8,9 @@
  *                   (DESIGN §3), computed once; the backend keeps what its waves need
  *   wave_objective  for this rank's (vector, prompt) pairs of a wave: X + theta_b at every
  *                   position, blocks s+1..t-1, the objective F at layer t (rank/method/objective.h)
- *                   and its gradient backward to X, summed over positions -> F (Bw), grad (Bw, d)
+ *                   and its gradient backward to X, summed over positions -> F (Bw), grad (Bw, d);
+ *                   for adapters (rank/method/adapter.h) X + (alpha/r) B_b A_b u at every
+ *                   position and the gradient of both factors
  *   update          one optimiser step of the wave (DESIGN §4 "Optimiser, per wave")
  *   decoder         a KV-cached decoder over slots: init, forward a batch of runs, reset a slot,
  *                   free (the contract of melbo_cpu_decoder_forward, rank/cpu/decode.h)
@@ -50,6 +52,7 @@ extern "C" {
 #endif
 
 struct melbo_comm;
+struct melbo_adapter_shape;
 
 /* What training asks of a backend's prefix: the prompts, the span and the objective. */
 struct melbo_train_task {
@@ -58,6 +61,8 @@ struct melbo_train_task {
     int cap_B;                           // the most vectors a wave holds
     double p, q;                         // the objective's exponents
     enum melbo_loss_axis axis;
+    const struct melbo_adapter_shape *adapter; // adapters of this shape, NULL for vectors;
+                                               // borrowed until train_end or free
 };
 
 /*
@@ -91,6 +96,12 @@ struct melbo_backend_i {
      * pairs of b (0 where there are none); grad (Bw, d) host with the sum over those pairs and
      * every position of d(-F)/dX, i.e. d(-F)/dtheta_b. k0 == k1 is allowed (all zeros). No
      * communication between data-parallel ranks. Device errors are fatal (see above).
+     *
+     * Adapters (task->adapter): theta and grad are (Bw, w) flat adapter rows (w =
+     * melbo_adapter_width). Only the columns of A that this rank's MLP slice holds get their
+     * gradient (the others are left 0: the caller sums A's gradient over the tensor-parallel
+     * group); B's gradient is whole on every rank. A backend that cannot train adapters refuses
+     * them in prefix.
      */
     void (*wave_objective)(void *ctx, const float *theta, int Bw, int k0, int k1, double *F,
                            float *grad);
@@ -111,25 +122,30 @@ struct melbo_backend_i {
 
     /*
      * A decoder of n_slots sequences of up to cap positions each, at most cap_tok tokens per
-     * forward, adding the steering vector of a slot after block source_layer (-1: never). It
-     * runs on the device when the device holds the whole model, else on the host model; the
+     * forward, adding the steering vector of a slot after block source_layer (-1: never), or
+     * with adapter (not NULL: adapters of this shape, borrowed until decoder_free) a slot's
+     * adapter's term (alpha/r) B A u to that block's output. It runs on the device when the
+     * device holds the whole model (and can apply adapters), else on the host model; the
      * caller cannot tell. *dec receives the decoder's state (owned by the backend until
      * decoder_free). On failure nothing is left to free. Needs a model with every block, the
      * embedding and the head loaded.
      */
-    int (*decoder_init)(void *ctx, int n_slots, int cap, int cap_tok, int source_layer, void **dec,
+    int (*decoder_init)(void *ctx, int n_slots, int cap, int cap_tok, int source_layer,
+                        const struct melbo_adapter_shape *adapter, void **dec,
                         struct melbo_err *err);
 
     /*
      * melbo_cpu_decoder_forward's contract (rank/cpu/decode.h): n_runs runs of tokens (host,
      * packed run after run; run r appends run_len[r] tokens to slot slot[r]); steer (n_slots)
-     * host vectors (d) or NULL; logits (n_runs, V) host fp32 at each run's last token. Returns
+     * host vectors (d) or NULL; adapter (n_slots) host adapter rows or NULL (a decoder
+     * initialised with an adapter shape only); logits (n_runs, V) host fp32 at each run's last
+     * token. Returns
      * 0, or MELBO_ERANGE when a slot would pass cap positions, or another error naming the
      * device failure. A sequence's numbers never depend on its batch-mates.
      */
     int (*decoder_forward)(void *ctx, void *dec, const int32_t *tokens, int n_runs, const int *slot,
-                           const int *run_len, const float *const *steer, float *logits,
-                           struct melbo_err *err);
+                           const int *run_len, const float *const *steer,
+                           const float *const *adapter, float *logits, struct melbo_err *err);
 
     /* Forgets a slot's tokens (the slot can take a new sequence). */
     void (*decoder_reset)(void *ctx, void *dec, int slot);
@@ -189,10 +205,11 @@ struct melbo_backend_decoder {
 
 int melbo_backend_decoder_init(struct melbo_backend_decoder *dec, struct melbo_backend *be,
                                int n_slots, int cap, int cap_tok, int source_layer,
-                               struct melbo_err *err);
+                               const struct melbo_adapter_shape *adapter, struct melbo_err *err);
 int melbo_backend_decoder_forward(struct melbo_backend_decoder *dec, const int32_t *tokens,
                                   int n_runs, const int *slot, const int *run_len,
-                                  const float *const *steer, float *logits, struct melbo_err *err);
+                                  const float *const *steer, const float *const *adapter,
+                                  float *logits, struct melbo_err *err);
 void melbo_backend_decoder_reset(struct melbo_backend_decoder *dec, int slot);
 /* Safe on a decoder that is not open. */
 void melbo_backend_decoder_free(struct melbo_backend_decoder *dec);

@@ -80,11 +80,17 @@ static int join_world(struct melbo_train_params *p, struct melbo_comm **comm, in
 }
 
 static void print_plan(const struct melbo_trainer *tr, const struct melbo_train_params *p) {
+    char what[96];
+    if (tr->adapters)
+        snprintf(what, sizeof what, "%d adapters (rank %d, alpha %g, %d floats each)", tr->N,
+                 tr->adapter.r, tr->adapter.alpha, tr->W);
+    else
+        snprintf(what, sizeof what, "%d vectors (R %g)", tr->N, p->radius);
     fprintf(stderr,
-            "train: %s, %d prompt(s), blocks %d..%d (source %d, target %d), %d vectors in waves "
-            "of %d, %d steps, R %g, p %g, q %g, axis %s, target tokens %s%s, tp %d x dp %d\n",
-            tr->model_name, tr->pr.P, tr->s + 1, tr->t - 1, tr->s, tr->t, tr->N, tr->B, tr->steps,
-            p->radius, p->p, p->q, p->loss_axis == MELBO_LOSS_AXIS_DIM ? "dim" : "token",
+            "train: %s, %d prompt(s), blocks %d..%d (source %d, target %d), %s in waves of %d, "
+            "%d steps, p %g, q %g, axis %s, target tokens %s%s, tp %d x dp %d\n",
+            tr->model_name, tr->pr.P, tr->s + 1, tr->t - 1, tr->s, tr->t, what, tr->B, tr->steps,
+            p->p, p->q, p->loss_axis == MELBO_LOSS_AXIS_DIM ? "dim" : "token",
             p->target_tokens.text, p->orthogonal ? ", orthogonal" : "", p->tp, p->dp);
 }
 

@@ -11,6 +11,7 @@
 struct cpu_backend {
     const struct melbo_model *m; // borrowed host model
     struct melbo_cpu_wave w;     // the training state, after prefix
+    float *U;                    // (n_tok, ff) block s's down-projection input, adapters only
     int training;                // w is allocated
     double p, q;                 // the task's objective
     enum melbo_loss_axis axis;
@@ -25,8 +26,11 @@ static int cpu_prefix(void *ctx, const struct melbo_train_task *task, float *X, 
                       struct melbo_err *err) {
     struct cpu_backend *c = ctx;
     (void)err;
-    melbo_cpu_prefix(c->m, task->prompts, task->source, task->target, X, Y);
-    melbo_cpu_wave_init(&c->w, c->m, task->source, task->target, task->prompts, task->cap_B, X, Y);
+    if (task->adapter)
+        c->U = melbo_xalloc_f32((size_t)task->prompts->seqs.n_tok * c->m->cfg.d_ff);
+    melbo_cpu_prefix(c->m, task->prompts, task->source, task->target, X, Y, c->U);
+    melbo_cpu_wave_init(&c->w, c->m, task->source, task->target, task->prompts, task->cap_B, X, Y,
+                        task->adapter, c->U);
     c->training = 1;
     c->p = task->p;
     c->q = task->q;
@@ -51,23 +55,27 @@ static void cpu_train_end(void *ctx) {
     if (c->training)
         melbo_cpu_wave_free(&c->w);
     c->training = 0;
+    free(c->U);
+    c->U = NULL;
 }
 
 static int cpu_decoder_init(void *ctx, int n_slots, int cap, int cap_tok, int source_layer,
-                            void **dec, struct melbo_err *err) {
+                            const struct melbo_adapter_shape *adapter, void **dec,
+                            struct melbo_err *err) {
     struct cpu_backend *c = ctx;
     (void)err;
     struct melbo_cpu_decoder *d = melbo_xcalloc(1, sizeof *d);
-    melbo_cpu_decoder_init(d, c->m, n_slots, cap, cap_tok, source_layer);
+    melbo_cpu_decoder_init(d, c->m, n_slots, cap, cap_tok, source_layer, adapter);
     *dec = d;
     return 0;
 }
 
 static int cpu_decoder_forward(void *ctx, void *dec, const int32_t *tokens, int n_runs,
                                const int *slot, const int *run_len, const float *const *steer,
-                               float *logits, struct melbo_err *err) {
+                               const float *const *adapter, float *logits, struct melbo_err *err) {
     (void)ctx;
-    return melbo_cpu_decoder_forward(dec, tokens, n_runs, slot, run_len, steer, logits, err);
+    return melbo_cpu_decoder_forward(dec, tokens, n_runs, slot, run_len, steer, adapter, logits,
+                                     err);
 }
 
 static void cpu_decoder_reset(void *ctx, void *dec, int slot) {

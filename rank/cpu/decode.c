@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/mem.h"
+#include "rank/cpu/lora.h"
 #include "rank/cpu/ops.h"
 #include "rank/cpu/span.h"
 
@@ -32,12 +33,15 @@ static void layout(struct melbo_cpu_decoder *dec, float *base, size_t *used) {
     dec->gu = carve(base, used, n * 2 * ff);
     dec->act = carve(base, used, n * ff);
     dec->y = carve(base, used, n * d);
+    dec->z = carve(base, used, dec->adapter ? n * (size_t)dec->adapter->r : 0);
 }
 
 void melbo_cpu_decoder_init(struct melbo_cpu_decoder *dec, const struct melbo_model *m,
-                            int n_slots, int cap, int cap_tok, int source_layer) {
+                            int n_slots, int cap, int cap_tok, int source_layer,
+                            const struct melbo_adapter_shape *adapter) {
     memset(dec, 0, sizeof *dec);
     dec->m = m;
+    dec->adapter = adapter;
     dec->n_slots = n_slots;
     dec->cap = cap;
     dec->cap_tok = cap_tok;
@@ -119,9 +123,35 @@ static void block_cached(struct melbo_cpu_decoder *dec, int l, const struct melb
     melbo_cpu_row_parallel(m, dec->act, w->w_down, NULL, dec->x, dec->x, dec->y, n, ff);
 }
 
+/* After the source block: each run's adapter term (alpha/r) B (A u) on its tokens, u = the
+ * block's down-projection input still in dec->act; A u summed over the tensor-parallel group. */
+static void add_adapters(struct melbo_cpu_decoder *dec, const struct melbo_seqs *runs,
+                         const int *slot, const float *const *adapter) {
+    const struct melbo_model *m = dec->m;
+    const struct melbo_adapter_shape *ad = dec->adapter;
+    int ff = m->cfg.d_ff, r = ad->r, c0 = m->tp_rank * ff;
+    size_t nA = melbo_adapter_n_A(ad);
+    memset(dec->z, 0, sizeof(float) * (size_t)runs->n_tok * r);
+    for (int k = 0; k < runs->n_seq; k++) {
+        const float *A = adapter[slot[k]];
+        int t0 = runs->start[k], n = runs->start[k + 1] - t0;
+        if (A)
+            melbo_cpu_lora_down(dec->act + (size_t)t0 * ff, A + c0, ad->ff,
+                                dec->z + (size_t)t0 * r, n, ff, r);
+    }
+    melbo_cpu_tp_reduce(m, dec->z, (size_t)runs->n_tok * r);
+    for (int k = 0; k < runs->n_seq; k++) {
+        const float *A = adapter[slot[k]];
+        int t0 = runs->start[k], n = runs->start[k + 1] - t0;
+        if (A)
+            melbo_cpu_lora_up(dec->z + (size_t)t0 * r, A + nA, (float)melbo_adapter_scale(ad),
+                              dec->x + (size_t)t0 * m->cfg.d_model, n, r, m->cfg.d_model);
+    }
+}
+
 int melbo_cpu_decoder_forward(struct melbo_cpu_decoder *dec, const int32_t *tokens, int n_runs,
                               const int *slot, const int *run_len, const float *const *steer,
-                              float *logits, struct melbo_err *err) {
+                              const float *const *adapter, float *logits, struct melbo_err *err) {
     const struct melbo_model *m = dec->m;
     const struct melbo_model_config *c = &m->cfg;
     int d = c->d_model, ret = 0;
@@ -146,6 +176,13 @@ int melbo_cpu_decoder_forward(struct melbo_cpu_decoder *dec, const int32_t *toke
         for (int t = runs.start[r]; t < runs.start[r + 1]; t++)
             runs.pos[t] = p0[r] + (t - runs.start[r]); /* RoPE at absolute positions */
     }
+    for (int r = 0; adapter && r < n_runs; r++)
+        if (adapter[slot[r]] && dec->adapter == NULL) {
+            ret = melbo_err_set(err, MELBO_EINVAL,
+                                "slot %d carries an adapter but the decoder has no adapter shape",
+                                slot[r]);
+            goto out;
+        }
     for (int t = 0; t < runs.n_tok; t++)
         if (tokens[t] < 0 || tokens[t] >= c->vocab) {
             ret = melbo_err_set(err, MELBO_ERANGE, "token id %d is outside the vocabulary of %d",
@@ -155,6 +192,8 @@ int melbo_cpu_decoder_forward(struct melbo_cpu_decoder *dec, const int32_t *toke
     melbo_cpu_embed(m, tokens, runs.n_tok, dec->x);
     for (int l = 0; l < c->n_layers; l++) {
         block_cached(dec, l, &runs, slot, p0);
+        if (l == dec->source_layer && adapter && dec->adapter)
+            add_adapters(dec, &runs, slot, adapter);
         if (l == dec->source_layer)
             for (int r = 0; r < n_runs; r++) {
                 const float *th = steer ? steer[slot[r]] : NULL;

@@ -100,7 +100,9 @@ static void unpack(const char *p, int n, struct melbo_gen_result *r) {
 
 int melbo_completions_run(struct melbo_backend *be, int source_layer,
                           const struct melbo_gen_settings *g, struct melbo_tokenizer *tok,
-                          const float *const *vectors, int n_vec, int32_t *const *prompts,
+                          const float *const *vectors, const float *const *adapters,
+                          const struct melbo_adapter_shape *shape, int n_vec,
+                          int32_t *const *prompts,
                           const int *lens, int n_prompts, const char *label,
                           struct melbo_comm *comm, struct melbo_completions *out,
                           struct melbo_err *err) {
@@ -115,7 +117,9 @@ int melbo_completions_run(struct melbo_backend *be, int source_layer,
             struct melbo_gen_job *j = &jobs[v * n_prompts + i];
             j->prompt = prompts[i];
             j->prompt_len = lens[i];
-            j->steer = vectors[v];
+            j->steer = vectors ? vectors[v] : NULL;
+            j->adapter = adapters ? adapters[v] : NULL;
+            j->adapter_shape = j->adapter ? shape : NULL;
             j->stream = (uint64_t)i;
         }
     struct melbo_gen_result *mine = melbo_xcalloc((size_t)(j1 - j0) + 1, sizeof *mine);

@@ -29,14 +29,18 @@ struct melbo_completions {
 
 /*
  * Generates prompt i under vector v for all pairs on be's decoder (melbo_generate). vectors[v]
- * (d) is added as it is (multiply by the scale first), NULL for none. tok may be NULL (no text).
+ * (d) is added as it is (multiply by the scale first), NULL for none; adapters (NULL, or n_vec
+ * adapter rows of shape, NULL for none) apply adapter v instead or as well. tok may be NULL (no
+ * text).
  * label names the phase in progress lines ("generate"). With comm (NULL: one process), the jobs are
  * split over the data-parallel groups and world rank 0 gathers every result; only rank 0's out
  * holds them (and prints progress); the other ranks' out is empty.
  */
 int melbo_completions_run(struct melbo_backend *be, int source_layer,
                           const struct melbo_gen_settings *g, struct melbo_tokenizer *tok,
-                          const float *const *vectors, int n_vec, int32_t *const *prompts,
+                          const float *const *vectors, const float *const *adapters,
+                          const struct melbo_adapter_shape *shape, int n_vec,
+                          int32_t *const *prompts,
                           const int *lens, int n_prompts, const char *label,
                           struct melbo_comm *comm, struct melbo_completions *out,
                           struct melbo_err *err);

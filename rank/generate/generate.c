@@ -33,10 +33,22 @@ int melbo_generate(struct melbo_backend *be, int source_layer, const struct melb
     }
     if (n_jobs == 0)
         return 0;
+    const struct melbo_adapter_shape *shape = NULL; /* the adapters' (one for all jobs) */
+    for (int j = 0; j < n_jobs; j++) {
+        const struct melbo_adapter_shape *a = jobs[j].adapter ? jobs[j].adapter_shape : NULL;
+        if (a && shape && (a->r != shape->r || a->d != shape->d || a->ff != shape->ff ||
+                           a->alpha != shape->alpha))
+            return melbo_err_set(err, MELBO_EINVAL,
+                                 "generation job %d has an adapter of another shape", j);
+        if (jobs[j].adapter && a == NULL)
+            return melbo_err_set(err, MELBO_EINVAL, "generation job %d has no adapter shape", j);
+        shape = a ? a : shape;
+    }
     int slots = g->batch < n_jobs ? g->batch : n_jobs;
     int cap = max_prompt + g->max_new_tokens + 1;
     struct melbo_backend_decoder dec;
-    ret = melbo_backend_decoder_init(&dec, be, slots, cap, slots * max_prompt, source_layer, err);
+    ret = melbo_backend_decoder_init(&dec, be, slots, cap, slots * max_prompt, source_layer, shape,
+                                     err);
     if (ret)
         return ret;
 
@@ -44,6 +56,7 @@ int melbo_generate(struct melbo_backend *be, int source_layer, const struct melb
     int32_t **hist = melbo_xcalloc((size_t)slots, sizeof *hist);      // prompt + generated
     int *hist_n = melbo_xcalloc((size_t)slots, sizeof *hist_n);
     const float **steer = melbo_xcalloc((size_t)slots, sizeof *steer);
+    const float **adapter = melbo_xcalloc((size_t)slots, sizeof *adapter);
     int32_t *tokens = melbo_xmalloc(sizeof(int32_t) * (size_t)slots * max_prompt);
     int *run_slot = melbo_xmalloc(sizeof(int) * (size_t)slots);
     int *run_len = melbo_xmalloc(sizeof(int) * (size_t)slots);
@@ -65,6 +78,7 @@ int melbo_generate(struct melbo_backend *be, int source_layer, const struct melb
                 memcpy(hist[s], jb->prompt, sizeof(int32_t) * (size_t)jb->prompt_len);
                 hist_n[s] = jb->prompt_len;
                 steer[s] = jb->steer;
+                adapter[s] = jb->adapter;
                 memcpy(tokens + n_tok, jb->prompt, sizeof(int32_t) * (size_t)jb->prompt_len);
                 run_slot[n_runs] = s;
                 run_len[n_runs++] = jb->prompt_len;
@@ -75,8 +89,8 @@ int melbo_generate(struct melbo_backend *be, int source_layer, const struct melb
                 run_len[n_runs++] = 1;
             }
         }
-        ret = melbo_backend_decoder_forward(&dec, tokens, n_runs, run_slot, run_len, steer, logits,
-                                            err);
+        ret = melbo_backend_decoder_forward(&dec, tokens, n_runs, run_slot, run_len, steer,
+                                            shape ? adapter : NULL, logits, err);
         if (ret)
             break;
         for (int r = 0; r < n_runs; r++) {
@@ -107,6 +121,7 @@ int melbo_generate(struct melbo_backend *be, int source_layer, const struct melb
     free(hist);
     free(hist_n);
     free(steer);
+    free(adapter);
     free(tokens);
     free(run_slot);
     free(run_len);

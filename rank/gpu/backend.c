@@ -71,6 +71,10 @@ static int gpu_prefix(void *ctx, const struct melbo_train_task *task, float *X, 
                       struct melbo_err *err) {
     struct gpu_backend *gb = ctx;
     const struct melbo_prompts *pr = task->prompts;
+    if (task->adapter)
+        return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                             "the CUDA backend does not train adapters yet (--adapter-rank): use "
+                             "--device cpu");
     gb->P = pr->P;
     gb->p = task->p;
     gb->q = task->q;
@@ -142,12 +146,14 @@ static int whole_model(const struct melbo_gpu_model *g) {
 }
 
 static int gpu_decoder_init(void *ctx, int n_slots, int cap, int cap_tok, int source_layer,
-                            void **dec, struct melbo_err *err) {
+                            const struct melbo_adapter_shape *adapter, void **dec,
+                            struct melbo_err *err) {
     struct gpu_backend *gb = ctx;
     struct gpu_decoder *d = melbo_xcalloc(1, sizeof *d);
-    d->on_device = whole_model(&gb->g);
+    /* the device decoder applies steering vectors only: adapters decode on the host model */
+    d->on_device = whole_model(&gb->g) && adapter == NULL;
     if (!d->on_device) {
-        melbo_cpu_decoder_init(&d->cpu, gb->host, n_slots, cap, cap_tok, source_layer);
+        melbo_cpu_decoder_init(&d->cpu, gb->host, n_slots, cap, cap_tok, source_layer, adapter);
     } else {
         int ret = melbo_gpu_decoder_init(&d->gpu, &gb->g, n_slots, cap, cap_tok, source_layer, err);
         if (ret) {
@@ -162,13 +168,14 @@ static int gpu_decoder_init(void *ctx, int n_slots, int cap, int cap_tok, int so
 
 static int gpu_decoder_forward(void *ctx, void *dec, const int32_t *tokens, int n_runs,
                                const int *slot, const int *run_len, const float *const *steer,
-                               float *logits, struct melbo_err *err) {
+                               const float *const *adapter, float *logits, struct melbo_err *err) {
     struct gpu_decoder *d = dec;
     (void)ctx;
     if (d->on_device)
         return melbo_gpu_decoder_forward(&d->gpu, tokens, n_runs, slot, run_len, steer, logits,
                                          err);
-    return melbo_cpu_decoder_forward(&d->cpu, tokens, n_runs, slot, run_len, steer, logits, err);
+    return melbo_cpu_decoder_forward(&d->cpu, tokens, n_runs, slot, run_len, steer, adapter,
+                                     logits, err);
 }
 
 static void gpu_decoder_reset(void *ctx, void *dec, int slot) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/mem.h"
+#include "rank/method/adapter.h"
 
 void melbo_project_out(double *x, const float *u, int n, int d) {
     for (int k = 0; k < n; k++) {
@@ -45,6 +46,20 @@ static double norm2(const double *x, int d) {
     return sqrt(s);
 }
 
+void melbo_amsgrad_step(float *x, const float *g, float *m, float *v, float *vhat, size_t n, int t,
+                        const struct melbo_adam *opt) {
+    float b1 = (float)opt->beta1, b2 = (float)opt->beta2;
+    double bc1 = 1.0 - pow(opt->beta1, t), bc2 = 1.0 - pow(opt->beta2, t);
+    float step_size = (float)(opt->lr / bc1), bc2_sqrt = (float)sqrt(bc2), eps = (float)opt->eps;
+    for (size_t j = 0; j < n; j++) {
+        m[j] = m[j] + (1.0f - b1) * (g[j] - m[j]); /* exp_avg.lerp_(grad, 1 - beta1) */
+        v[j] = v[j] * b2 + (1.0f - b2) * g[j] * g[j];
+        vhat[j] = vhat[j] > v[j] ? vhat[j] : v[j];
+        float denom = sqrtf(vhat[j]) / bc2_sqrt + eps;
+        x[j] = x[j] - step_size * (m[j] / denom);
+    }
+}
+
 void melbo_vector_update(float *theta, float *g, float *m, float *v, float *vhat, int d, int t,
                          double R, const struct melbo_adam *opt, const float *finished,
                          int n_finished, int orthogonal) {
@@ -60,17 +75,7 @@ void melbo_vector_update(float *theta, float *g, float *m, float *v, float *vhat
     for (int j = 0; j < d; j++)
         g[j] = (float)(x[j] - gt * theta[j] / (R * R));
 
-    /* AMSGrad exactly as torch.optim.AdamW(amsgrad=True, weight_decay=0) on fp32 tensors */
-    float b1 = (float)opt->beta1, b2 = (float)opt->beta2;
-    double bc1 = 1.0 - pow(opt->beta1, t), bc2 = 1.0 - pow(opt->beta2, t);
-    float step_size = (float)(opt->lr / bc1), bc2_sqrt = (float)sqrt(bc2), eps = (float)opt->eps;
-    for (int j = 0; j < d; j++) {
-        m[j] = m[j] + (1.0f - b1) * (g[j] - m[j]); /* exp_avg.lerp_(grad, 1 - beta1) */
-        v[j] = v[j] * b2 + (1.0f - b2) * g[j] * g[j];
-        vhat[j] = vhat[j] > v[j] ? vhat[j] : v[j];
-        float denom = sqrtf(vhat[j]) / bc2_sqrt + eps;
-        theta[j] = theta[j] - step_size * (m[j] / denom);
-    }
+    melbo_amsgrad_step(theta, g, m, v, vhat, (size_t)d, t, opt);
 
     /* parameter: off the finished vectors, back onto the sphere of radius R */
     for (int j = 0; j < d; j++)
@@ -150,6 +155,14 @@ void melbo_wave_state_free(struct melbo_wave_state *ws) {
 
 void melbo_wave_update(struct melbo_wave_state *ws, int t, const struct melbo_optim *o) {
     int Bw = ws->wave_B, d = ws->d;
+    if (o->adapter) {
+        for (int b = 0; b < Bw; b++) {
+            size_t off = (size_t)b * d;
+            melbo_adapter_update(ws->theta + off, ws->grad + off, ws->m + off, ws->v + off,
+                                 ws->vhat + off, t, &o->adam, o->adapter);
+        }
+        return;
+    }
     for (int b = 0; b < Bw; b++) {
         size_t off = (size_t)b * d;
         melbo_vector_update(ws->theta + off, ws->grad + off, ws->m + off, ws->v + off,

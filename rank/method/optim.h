@@ -11,6 +11,8 @@
 #ifndef MELBO_RANK_METHOD_OPTIM_H
 #define MELBO_RANK_METHOD_OPTIM_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -19,20 +21,25 @@ struct melbo_adam {
     double lr, beta1, beta2, eps;
 };
 
-/* What one update needs besides the state: R, AMSGrad's settings, --orthogonal. */
+struct melbo_adapter_shape; // rank/method/adapter.h
+
+/* What one update needs besides the state: R, AMSGrad's settings, --orthogonal, and for
+ * adapters their shape (R and orthogonal then do not apply). */
 struct melbo_optim {
     double R;
     struct melbo_adam adam;
     int orthogonal;
+    const struct melbo_adapter_shape *adapter; // NULL: steering vectors; borrowed
 };
 
 /*
  * The vectors of a run of N vectors in waves of up to B, with `steps` steps each, and the
  * current wave's optimiser state. Host fp32 arrays, all owned, allocated once (zeroed) by
- * melbo_wave_state_init.
+ * melbo_wave_state_init. For adapters a "vector" is an adapter's flat parameter row and d its
+ * width (rank/method/adapter.h).
  */
 struct melbo_wave_state {
-    int N, B, d, steps;          // the run's shape
+    int N, B, d, steps;          // the run's shape (d: floats per vector or adapter)
     float *vectors;              // (N, d); rows [0, n_done) finished
     float *objective;            // (N, steps) F before each update, summed over prompts
     int n_done;                  // finished vectors
@@ -48,9 +55,17 @@ void melbo_wave_state_free(struct melbo_wave_state *ws);
 /*
  * One optimiser step t (1-based) of the current wave, on the host: melbo_vector_update of each
  * of its wave_B vectors against the finished ones, then (with o->orthogonal and more than one
- * vector) melbo_wave_orthogonalize. Consumes ws->grad; does not advance ws->wave_step.
+ * vector) melbo_wave_orthogonalize; for adapters (o->adapter) melbo_adapter_update of each.
+ * Consumes ws->grad; does not advance ws->wave_step.
  */
 void melbo_wave_update(struct melbo_wave_state *ws, int t, const struct melbo_optim *o);
+
+/*
+ * One AMSGrad step t (1-based) on n parameters x with gradient g, exactly as PyTorch's
+ * AdamW(amsgrad=True, weight_decay=0) on fp32 tensors: m, v, vhat updated, x moved.
+ */
+void melbo_amsgrad_step(float *x, const float *g, float *m, float *v, float *vhat, size_t n, int t,
+                        const struct melbo_adam *opt);
 
 /* x(d) -= sum_k (x . u_k) / (u_k . u_k) u_k over rows u_k of u (n, d); in place, in double. */
 void melbo_project_out(double *x, const float *u, int n, int d);

@@ -9,6 +9,7 @@
 
 #include "common/mem.h"
 #include "common/sha256.h"
+#include "rank/model/gguf.h"
 #include "rank/model/safetensors.h"
 
 static void meta_int(struct melbo_st_writer *w, const char *key, long v) {
@@ -31,17 +32,21 @@ static void prompts_hash(const struct melbo_trainer *tr, char hex[65]) {
     melbo_sha256_hex(dg, hex);
 }
 
-/* melbo_opts_each's callback: one option as "<prefix><key>" metadata in style. */
+/* melbo_opts_each's callback: one option as "<prefix><key>" metadata in style (skip: a key left
+ * out, e.g. radius in an adapter bank, or NULL). */
 struct meta_out {
     struct melbo_st_writer *w;
     const char *prefix;
     enum melbo_opt_style style;
+    const char *skip;
 };
 
 static void meta_option(void *ctx, const struct melbo_opt *row, const void *base) {
     const struct meta_out *o = ctx;
     char key[96], name[64], value[256];
     melbo_opt_key(row, name, sizeof name);
+    if (o->skip && strcmp(name, o->skip) == 0)
+        return;
     snprintf(key, sizeof key, "%s%s", o->prefix, name);
     if (melbo_opts_format(row, base, o->style, value, sizeof value) == 0)
         melbo_st_writer_meta(o->w, key, value);
@@ -49,14 +54,14 @@ static void meta_option(void *ctx, const struct melbo_opt *row, const void *base
 
 void melbo_trainer_settings(const struct melbo_trainer *tr, struct melbo_st_writer *w) {
     char hex[65];
-    struct meta_out out = {w, "setting.", MELBO_OPT_STYLE_EXACT};
+    struct meta_out out = {w, "setting.", MELBO_OPT_STYLE_EXACT, NULL};
     melbo_st_writer_meta(w, "setting.model_fingerprint", tr->fingerprint);
     melbo_opts_each(&melbo_train_table, &tr->set, MELBO_OPT_RESULT, meta_option, &out);
     if (tr->init_draws) {
         struct melbo_sha256 h;
         uint8_t dg[32];
         melbo_sha256_init(&h);
-        melbo_sha256_update(&h, tr->init_draws, sizeof(float) * (size_t)tr->N * tr->d);
+        melbo_sha256_update(&h, tr->init_draws, sizeof(float) * (size_t)tr->N * tr->W);
         melbo_sha256_final(&h, dg);
         melbo_sha256_hex(dg, hex);
         melbo_st_writer_meta(w, "setting.init", hex);
@@ -80,12 +85,43 @@ static char *json_prompts(const struct melbo_trainer *tr) {
     return s;
 }
 
+/* The module an adapter bank's factors belong to, as the model's own files name it. */
+static const char *adapter_module(const struct melbo_trainer *tr) {
+    if (melbo_gguf_is_path(tr->set.model))
+        return "ffn_down";
+    return tr->model.cfg.arch == MELBO_ARCH_QWEN ? "mlp.c_proj" : "mlp.down_proj";
+}
+
+/* n adapter rows (n, W) as the bank's two factor tensors <prefix>lora_A [n, r, ff] and
+ * <prefix>lora_B [n, d, r]; the copies are added to fac (freed by the caller). */
+static void add_adapters(struct melbo_st_writer *w, const struct melbo_trainer *tr,
+                         const char *prefix, const float *rows, int n, float **fac) {
+    const struct melbo_adapter_shape *a = &tr->adapter;
+    size_t nA = melbo_adapter_n_A(a), nB = (size_t)tr->W - nA;
+    fac[0] = melbo_xalloc_f32((size_t)(n ? n : 1) * nA);
+    fac[1] = melbo_xalloc_f32((size_t)(n ? n : 1) * nB);
+    for (int k = 0; k < n; k++) {
+        memcpy(fac[0] + k * nA, rows + (size_t)k * tr->W, sizeof(float) * nA);
+        memcpy(fac[1] + k * nB, rows + (size_t)k * tr->W + nA, sizeof(float) * nB);
+    }
+    char name[64];
+    int64_t sA[3] = {n, a->r, a->ff}, sB[3] = {n, a->d, a->r};
+    snprintf(name, sizeof name, "%slora_A", prefix);
+    melbo_st_writer_add(w, name, MELBO_DTYPE_F32, 3, sA, fac[0]);
+    snprintf(name, sizeof name, "%slora_B", prefix);
+    melbo_st_writer_add(w, name, MELBO_DTYPE_F32, 3, sB, fac[1]);
+}
+
 int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct melbo_err *err) {
     const struct melbo_train_params *p = &tr->set;
     struct melbo_st_writer w;
+    float *fac[4] = {NULL, NULL, NULL, NULL}; // adapter factors (trained, random), owned
     melbo_st_writer_init(&w);
     int64_t vshape[2] = {tr->N, tr->d}, oshape[2] = {tr->N, tr->steps};
-    melbo_st_writer_add(&w, "vectors", MELBO_DTYPE_F32, 2, vshape, tr->ws.vectors);
+    if (tr->adapters)
+        add_adapters(&w, tr, "", tr->ws.vectors, tr->N, fac);
+    else
+        melbo_st_writer_add(&w, "vectors", MELBO_DTYPE_F32, 2, vshape, tr->ws.vectors);
     melbo_st_writer_add(&w, "objective", MELBO_DTYPE_F32, 2, oshape, tr->ws.objective);
     const struct melbo_prompts *pr = &tr->pr;
     int tmax = 0;
@@ -102,7 +138,9 @@ int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct me
     melbo_st_writer_add(&w, "prompt_ids", MELBO_DTYPE_I32, 2, pshape, pids);
     melbo_st_writer_add(&w, "prompt_lengths", MELBO_DTYPE_I32, 1, lshape, plens);
     int64_t rshape[2] = {tr->K, tr->d};
-    if (tr->K > 0)
+    if (tr->K > 0 && tr->adapters)
+        add_adapters(&w, tr, "random_", tr->random, tr->K, fac + 2);
+    else if (tr->K > 0)
         melbo_st_writer_add(&w, "random_vectors", MELBO_DTYPE_F32, 2, rshape, tr->random);
 
     char buf[128];
@@ -115,8 +153,16 @@ int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct me
                                                        : tr->model.cfg.model_type);
     meta_int(&w, "d_model", tr->d);
     meta_int(&w, "n_layers", tr->L);
+    melbo_st_writer_meta(&w, "kind", tr->adapters ? "adapter" : "vector");
+    if (tr->adapters) {
+        meta_int(&w, "d_mlp", tr->adapter.ff);
+        meta_int(&w, "adapter_rank", tr->adapter.r);
+        snprintf(buf, sizeof buf, "%.9g", tr->adapter.alpha);
+        melbo_st_writer_meta(&w, "adapter_alpha", buf);
+        melbo_st_writer_meta(&w, "adapter_module", adapter_module(tr));
+    }
     /* every option of the table flagged MELBO_OPT_BANK, as the run resolved it */
-    struct meta_out out = {&w, "", MELBO_OPT_STYLE_BANK};
+    struct meta_out out = {&w, "", MELBO_OPT_STYLE_BANK, tr->adapters ? "radius" : NULL};
     melbo_opts_each(&melbo_train_table, p, MELBO_OPT_BANK, meta_option, &out);
     melbo_st_writer_meta(&w, "init", p->init ? "file" : "generator");
     melbo_st_writer_meta(&w, "chat_format", tr->pr.chat_format);
@@ -145,6 +191,8 @@ int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct me
     melbo_st_writer_free(&w);
     free(pids);
     free(plens);
+    for (int k = 0; k < 4; k++)
+        free(fac[k]);
     return ret;
 }
 
@@ -190,6 +238,14 @@ static const char *writer_meta(const struct melbo_st_writer *w, const char *key)
  * the first that differs either way. */
 static int same_settings(const struct melbo_st_file *f, const struct melbo_st_writer *mine,
                          struct melbo_err *err) {
+    /* vectors against adapters first: the plainest way to say why */
+    const char *ours = writer_meta(mine, "setting.adapter_rank"),
+               *theirs = melbo_st_meta(f, "setting.adapter_rank");
+    if (ours && theirs && (strcmp(ours, "0") == 0) != (strcmp(theirs, "0") == 0))
+        return melbo_err_set(err, MELBO_EINVAL,
+                             "--resume %s holds %s but this run trains %s (--adapter-rank %s)",
+                             f->path, strcmp(theirs, "0") ? "adapters" : "steering vectors",
+                             strcmp(ours, "0") ? "adapters" : "steering vectors", ours);
     for (int pass = 0; pass < 2; pass++) {
         int n = pass == 0 ? mine->n_meta : f->n_meta;
         for (int k = 0; k < n; k++) {

@@ -20,8 +20,9 @@ extern "C" {
 #endif
 
 #define MELBO_BANK_FORMAT_VERSION "1"
-/* 2: one "setting.<key>" per option of the table flagged MELBO_OPT_RESULT (options/train.h). */
-#define MELBO_CHECKPOINT_FORMAT_VERSION "2"
+/* 2: one "setting.<key>" per option of the table flagged MELBO_OPT_RESULT (options/train.h);
+ * 3: adapters (setting.adapter_rank, setting.adapter_alpha; rows of adapter width). */
+#define MELBO_CHECKPOINT_FORMAT_VERSION "3"
 
 /* Writes the bank of a finished run to path. */
 int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct melbo_err *err);

@@ -32,33 +32,66 @@ static int check_writable(const char *what, const char *path, struct melbo_err *
     return 0;
 }
 
+/* One tensor of --init: name F32/F16/BF16 of shape dims[0..ndim), converted into dst. */
+static int load_init_tensor(const struct melbo_st_file *f, const char *name, int ndim,
+                            const int64_t *dims, float *dst, size_t stride, size_t off,
+                            size_t row, struct melbo_err *err) {
+    const struct melbo_st_tensor *t = melbo_st_find(f, name);
+    int ok = t != NULL && t->ndim == ndim && melbo_dtype_is_weight(t->dtype);
+    for (int i = 0; ok && i < ndim; i++)
+        ok = t->shape[i] == dims[i];
+    if (!ok) {
+        char shape[96];
+        int n = snprintf(shape, sizeof shape, "[%lld", (long long)dims[0]);
+        for (int i = 1; i < ndim; i++)
+            n += snprintf(shape + n, sizeof shape - (size_t)n, ", %lld", (long long)dims[i]);
+        snprintf(shape + n, sizeof shape - (size_t)n, "]");
+        return melbo_err_set(err, MELBO_EFORMAT,
+                             "needs a tensor '%s' of shape %s (F32/F16/BF16) holding the raw draws"
+                             "%s",
+                             name, shape,
+                             t ? "" : melbo_st_find(f, "vectors") ? " (it holds 'vectors': a "
+                                      "vector init file, not an adapter one)" :
+                                      melbo_st_find(f, "lora_A") ? " (it holds 'lora_A': an "
+                                      "adapter init file, not a vector one)" : "");
+    }
+    for (int64_t k = 0; k < dims[0]; k++)
+        melbo_convert_to_f32(dst + (size_t)k * stride + off,
+                             (const char *)t->data + (size_t)k * row * melbo_dtype_size(t->dtype),
+                             t->dtype, row);
+    return 0;
+}
+
 static int load_init(struct melbo_trainer *tr, struct melbo_err *err) {
     struct melbo_st_file f;
     int ret = melbo_st_open(&f, tr->set.init, err);
     if (ret)
         return melbo_err_prefix(err, "--init");
-    const struct melbo_st_tensor *t = melbo_st_find(&f, "vectors");
-    if (t == NULL || t->ndim != 2 || t->shape[0] != tr->N || t->shape[1] != tr->d ||
-        !melbo_dtype_is_weight(t->dtype)) {
-        ret = melbo_err_set(err, MELBO_EFORMAT,
-                            "--init %s needs a tensor 'vectors' of shape [%d, %d] (F32/F16/BF16) "
-                            "holding the raw draws",
-                            tr->set.init, tr->N, tr->d);
-        goto out;
+    tr->init_draws = melbo_xalloc_f32((size_t)tr->N * tr->W);
+    if (tr->adapters) {
+        const struct melbo_adapter_shape *a = &tr->adapter;
+        int64_t dA[3] = {tr->N, a->r, a->ff}, dB[3] = {tr->N, a->d, a->r};
+        size_t nA = melbo_adapter_n_A(a), W = (size_t)tr->W;
+        ret = load_init_tensor(&f, "lora_A", 3, dA, tr->init_draws, W, 0, nA, err);
+        if (ret == 0)
+            ret = load_init_tensor(&f, "lora_B", 3, dB, tr->init_draws, W, nA, W - nA, err);
+    } else {
+        int64_t dv[2] = {tr->N, tr->d};
+        ret = load_init_tensor(&f, "vectors", 2, dv, tr->init_draws, (size_t)tr->d, 0,
+                               (size_t)tr->d, err);
     }
-    tr->init_draws = melbo_xalloc_f32((size_t)tr->N * tr->d);
-    melbo_convert_to_f32(tr->init_draws, t->data, t->dtype, (size_t)tr->N * tr->d);
-out:
+    if (ret)
+        melbo_err_prefix(err, "--init %s", tr->set.init);
     melbo_st_close(&f);
     return ret;
 }
 
 void melbo_trainer_raw_draw(const struct melbo_trainer *tr, int k, double *g) {
     if (tr->init_draws && k < tr->N) {
-        for (int j = 0; j < tr->d; j++)
-            g[j] = tr->init_draws[(size_t)k * tr->d + j];
+        for (size_t j = 0; j < (size_t)tr->W; j++)
+            g[j] = tr->init_draws[(size_t)k * tr->W + j];
     } else {
-        melbo_rng_normal_f64(tr->set.seed, (uint64_t)k, g, (size_t)tr->d);
+        melbo_rng_normal_f64(tr->set.seed, (uint64_t)k, g, (size_t)tr->W);
     }
 }
 
@@ -81,7 +114,7 @@ static int resolve(struct melbo_trainer *tr, struct melbo_model_config *cfg,
     ret = melbo_tp_check(cfg, p->tp, err);
     if (ret)
         return ret;
-    ret = melbo_train_params_resolve(p, cfg->n_layers, cfg->d_model, err);
+    ret = melbo_train_params_resolve(p, cfg->n_layers, cfg->d_model, cfg->d_ff, err);
     if (ret == 0)
         ret = melbo_device_resolve(&p->device, err);
     if (ret)
@@ -118,7 +151,9 @@ static int start_backend(struct melbo_trainer *tr, struct melbo_err *err) {
     size_t nd = (size_t)tr->pr.seqs.n_tok * tr->d;
     tr->pre.X = melbo_xalloc_f32(nd);
     tr->pre.Y = melbo_xalloc_f32(nd);
-    struct melbo_train_task task = {&tr->pr, tr->s, tr->t, tr->B, p->p, p->q, p->loss_axis};
+    struct melbo_train_task task = {&tr->pr,   tr->s,       tr->t,
+                                    tr->B,     p->p,        p->q,
+                                    p->loss_axis, tr->adapters ? &tr->adapter : NULL};
     ret = melbo_backend_prefix(&tr->be, &task, tr->pre.X, tr->pre.Y, err);
     if (ret)
         return ret;
@@ -150,7 +185,7 @@ static int calibrate(struct melbo_trainer *tr, struct melbo_err *err) {
 static int setup_generation(struct melbo_trainer *tr, int gen, struct melbo_err *err) {
     struct melbo_train_params *p = &tr->set;
     tr->K = gen ? p->random_baselines : 0;
-    tr->random = melbo_xalloc_f32((size_t)(tr->K ? tr->K : 1) * tr->d);
+    tr->random = melbo_xalloc_f32((size_t)(tr->K ? tr->K : 1) * tr->W);
     tr->completions_json = melbo_xstrdup("{}");
     tr->generation_json = melbo_xstrdup("{}");
     if (!gen)
@@ -187,6 +222,10 @@ int melbo_trainer_init(struct melbo_trainer *tr, const struct melbo_train_params
     tr->N = p->vectors;
     tr->B = p->wave;
     tr->steps = p->steps;
+    tr->adapters = p->adapter_rank > 0;
+    tr->adapter = (struct melbo_adapter_shape){p->adapter_rank, cfg.d_model, cfg.d_ff,
+                                               p->adapter_alpha};
+    tr->W = tr->adapters ? (int)melbo_adapter_width(&tr->adapter) : tr->d;
     int gen = p->generate && p->gen.max_new_tokens > 0;
     struct melbo_load_opts lo = {0, gen ? -1 : tr->t, 1, gen, p->tp_rank, p->tp};
     ret = melbo_model_load(&tr->model, p->model, &lo, err);
@@ -205,7 +244,7 @@ int melbo_trainer_init(struct melbo_trainer *tr, const struct melbo_train_params
         ret = calibrate(tr, err);
     if (ret)
         return ret;
-    melbo_wave_state_init(&tr->ws, tr->N, tr->B, tr->d, tr->steps);
+    melbo_wave_state_init(&tr->ws, tr->N, tr->B, tr->W, tr->steps);
     ret = setup_generation(tr, gen, err);
     tr->t_load = melbo_now() - t0;
     return ret;
@@ -234,14 +273,17 @@ void melbo_trainer_free(struct melbo_trainer *tr) {
 
 static void wave_init(struct melbo_trainer *tr, int Bw) {
     struct melbo_wave_state *ws = &tr->ws;
-    size_t d = (size_t)tr->d;
+    size_t d = (size_t)tr->W;
     double *g = melbo_xmalloc(sizeof(double) * d);
     ws->wave_B = Bw;
     ws->wave_step = 0;
     for (int b = 0; b < Bw; b++) {
         melbo_trainer_raw_draw(tr, ws->n_done + b, g);
-        melbo_vector_init(ws->theta + b * d, g, tr->d, tr->set.radius, ws->vectors, ws->n_done,
-                          ws->theta, b, tr->set.orthogonal);
+        if (tr->adapters)
+            melbo_adapter_init(ws->theta + b * d, g, &tr->adapter);
+        else
+            melbo_vector_init(ws->theta + b * d, g, tr->d, tr->set.radius, ws->vectors,
+                              ws->n_done, ws->theta, b, tr->set.orthogonal);
     }
     memset(ws->m, 0, sizeof(float) * Bw * d);
     memset(ws->v, 0, sizeof(float) * Bw * d);
@@ -274,8 +316,14 @@ void melbo_trainer_objective(struct melbo_trainer *tr, const float *theta, int B
     pair_batch(tr, Bw);
     double *F = melbo_xcalloc((size_t)Bw, sizeof *F);
     melbo_backend_wave_objective(&tr->be, theta, Bw, tr->pair_k0, tr->pair_k1, F, grad);
-    if (tr->set.dp > 1) { /* one all-reduce of the [B, d] gradient and the [B] objective */
-        melbo_comm_allreduce(tr->comm, MELBO_COMM_DP, grad, (size_t)Bw * tr->d, MELBO_COMM_F32);
+    if (tr->adapters && tr->set.tp > 1) { /* each rank's columns of A, 0 elsewhere: sum them */
+        size_t nA = melbo_adapter_n_A(&tr->adapter);
+        for (int b = 0; b < Bw; b++)
+            melbo_comm_allreduce(tr->comm, MELBO_COMM_TP, grad + (size_t)b * tr->W, nA,
+                                 MELBO_COMM_F32);
+    }
+    if (tr->set.dp > 1) { /* one all-reduce of the [B, W] gradient and the [B] objective */
+        melbo_comm_allreduce(tr->comm, MELBO_COMM_DP, grad, (size_t)Bw * tr->W, MELBO_COMM_F32);
         melbo_comm_allreduce(tr->comm, MELBO_COMM_DP, F, (size_t)Bw, MELBO_COMM_F64);
     }
     for (int b = 0; b < Bw; b++)
@@ -288,8 +336,10 @@ static void wave_step(struct melbo_trainer *tr, float *F_out) {
     struct melbo_wave_state *ws = &tr->ws;
     int t = ws->wave_step + 1;
     melbo_trainer_objective(tr, ws->theta, ws->wave_B, F_out, ws->grad);
-    struct melbo_optim o = {
-        tr->set.radius, {tr->set.lr, tr->set.betas[0], tr->set.betas[1], tr->set.eps}, tr->set.orthogonal};
+    struct melbo_optim o = {tr->set.radius,
+                            {tr->set.lr, tr->set.betas[0], tr->set.betas[1], tr->set.eps},
+                            tr->set.orthogonal,
+                            tr->adapters ? &tr->adapter : NULL};
     melbo_backend_update(&tr->be, ws, t, &o);
     ws->wave_step = t;
 }
@@ -394,7 +444,7 @@ static int run_wave(struct melbo_trainer *tr, struct run_clock *c, float *F,
         if (ret)
             return ret;
     }
-    memcpy(ws->vectors + (size_t)ws->n_done * tr->d, ws->theta, sizeof(float) * (size_t)Bw * tr->d);
+    memcpy(ws->vectors + (size_t)ws->n_done * tr->W, ws->theta, sizeof(float) * (size_t)Bw * tr->W);
     ws->n_done += Bw;
     ws->wave_step = 0;
     ws->wave_B = 0;
@@ -424,8 +474,9 @@ int melbo_trainer_run(struct melbo_trainer *tr, struct melbo_err *err) {
         melbo_progress_finish(&c.prog);
         if (tr->rank0)
             fprintf(stderr,
-                    "train: %ld vector-steps in %.3f s (%.6f s per vector-step); setup %.3f s\n",
-                    vs, dt, vs > 0 ? dt / (double)vs : 0.0, tr->t_load);
+                    "train: %ld %s-steps in %.3f s (%.6f s per %s-step); setup %.3f s\n", vs,
+                    tr->adapters ? "adapter" : "vector", dt, vs > 0 ? dt / (double)vs : 0.0,
+                    tr->adapters ? "adapter" : "vector", tr->t_load);
     }
     free(F);
     return ret;

@@ -27,6 +27,7 @@
 #include "rank/tokenizer/tokenizer.h"
 #include "rank/train/calibrate.h"
 #include "rank/train/observer.h"
+#include "rank/method/adapter.h"
 #include "rank/method/optim.h"
 #include "options/train.h"
 #include "rank/method/prompts.h"
@@ -46,10 +47,14 @@ struct melbo_trainer {
     char fingerprint[65];         // DESIGN §4 model_fingerprint
     char model_name[256];
     int L, d, s, t, N, B, steps;
+    int adapters;                        // 1: training adapters (--adapter-rank), 0: vectors
+    struct melbo_adapter_shape adapter;  // their shape (the full model's widths)
+    int W;                               // floats per vector or adapter (ws.d): d or the
+                                         // adapter's width
 
     struct melbo_prompts pr;    // the prompts, their target positions, packed
     struct melbo_prefix pre;    // X and Y of the packed prompts, owned
-    float *init_draws;          // (N, d) raw draws from --init, or NULL for the generator
+    float *init_draws;          // (N, W) raw draws from --init, or NULL for the generator
     struct melbo_wave_state ws; // results and optimiser state (what a checkpoint holds)
 
     /* this data-parallel rank's pairs [pair_k0, pair_k1) of a wave of pair_B vectors, packed
@@ -61,7 +66,7 @@ struct melbo_trainer {
     /* completions (melbo_trainer_generate) */
     struct melbo_tokenizer *tok; // for decoding text, or NULL when the model has none
     int K;                       // random baselines
-    float *random;               // (K, d) random vectors of norm R
+    float *random;               // (K, W) random vectors of norm R, or random adapters
     char *completions_json;      // DESIGN §4 "completions", owned ("{}" before generation)
     char *generation_json;       // DESIGN §4 "generation", owned
 
@@ -103,15 +108,16 @@ extern volatile sig_atomic_t melbo_train_checkpoint_requested;
 void melbo_train_install_signal(void);
 
 /*
- * F_out[Bw] = F(theta_b) summed over prompts and grad (Bw, d) = d(-F)/dtheta_b for the vectors
- * theta (Bw, d), Bw <= B: one forward and backward of the span, no update. With data
- * parallelism each DP group computes its share of the (vector, prompt) pairs and one all-reduce
- * of grad and F gives every rank the whole result.
+ * F_out[Bw] = F(theta_b) summed over prompts and grad (Bw, W) = d(-F)/dtheta_b for the vectors
+ * (or adapters) theta (Bw, W), Bw <= B: one forward and backward of the span, no update. With
+ * data parallelism each DP group computes its share of the (vector, prompt) pairs and one
+ * all-reduce of grad and F gives every rank the whole result (for adapters under tensor
+ * parallelism, after one all-reduce of A's column slices over the tensor-parallel group).
  */
 void melbo_trainer_objective(struct melbo_trainer *tr, const float *theta, int Bw, float *F_out,
                              float *grad);
 
-/* Raw draw g_k (d doubles): row k of --init when k < N and --init was given, else Philox(seed, k)
+/* Raw draw g_k (W doubles): row k of --init when k < N and --init was given, else Philox(seed, k)
  * normals (the random baselines use k = N, N+1, ...). */
 void melbo_trainer_raw_draw(const struct melbo_trainer *tr, int k, double *g);
 

@@ -22,9 +22,19 @@ static cJSON *texts_json(const struct melbo_completions *c, int v0, int n_vec) {
     return outer;
 }
 
-/* Random baselines: draws N, N+1, ... orthogonalised like initial vectors, never trained. */
+/* Random baselines: draws N, N+1, ... orthogonalised like initial vectors, never trained; for
+ * adapters normalised like initial adapters. */
 static void draw_random(struct melbo_trainer *tr) {
     int d = tr->d, N = tr->N, K = tr->K;
+    if (tr->adapters) {
+        double *g = melbo_xmalloc(sizeof(double) * (size_t)tr->W);
+        for (int k = 0; k < K; k++) {
+            melbo_trainer_raw_draw(tr, N + k, g);
+            melbo_adapter_init(tr->random + (size_t)k * tr->W, g, &tr->adapter);
+        }
+        free(g);
+        return;
+    }
     double *g = melbo_xmalloc(sizeof(double) * (size_t)d);
     float *all = melbo_xalloc_f32((size_t)(N + K) * d);
     memcpy(all, tr->ws.vectors, sizeof(float) * (size_t)N * d);
@@ -42,21 +52,22 @@ int melbo_trainer_generate(struct melbo_trainer *tr, struct melbo_err *err) {
     struct melbo_train_params *p = &tr->set;
     if (!p->generate || p->gen.max_new_tokens == 0)
         return 0;
-    int d = tr->d, N = tr->N, K = tr->K;
+    int W = tr->W, N = tr->N, K = tr->K;
     draw_random(tr);
-    /* jobs: every learned vector, then none, then every random baseline */
+    /* jobs: every learned vector (or adapter), then none, then every random baseline */
     int n_vec = N + 1 + K;
     const float **vecs = melbo_xcalloc((size_t)n_vec, sizeof *vecs);
     for (int v = 0; v < N; v++)
-        vecs[v] = tr->ws.vectors + (size_t)v * d;
+        vecs[v] = tr->ws.vectors + (size_t)v * W;
     vecs[N] = NULL;
     for (int k = 0; k < K; k++)
-        vecs[N + 1 + k] = tr->random + (size_t)k * d;
+        vecs[N + 1 + k] = tr->random + (size_t)k * W;
     if (tr->obs.on_state)
         tr->obs.on_state(tr->obs.ctx, "GENERATING", "");
     struct melbo_completions c;
     melbo_backend_train_end(&tr->be); /* the training buffers make room for the decoder */
-    int ret = melbo_completions_run(&tr->be, tr->s, &p->gen, tr->tok, vecs, n_vec, tr->pr.ids,
+    int ret = melbo_completions_run(&tr->be, tr->s, &p->gen, tr->tok, tr->adapters ? NULL : vecs,
+                                    tr->adapters ? vecs : NULL, &tr->adapter, n_vec, tr->pr.ids,
                                     tr->pr.lens, tr->pr.P, "generate", tr->comm, &c, err);
     free(vecs);
     if (ret)
@@ -64,7 +75,7 @@ int melbo_trainer_generate(struct melbo_trainer *tr, struct melbo_err *err) {
     if (!tr->rank0) /* rank 0 holds the gathered results and writes the bank */
         return 0;
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddItemToObject(o, "vectors", texts_json(&c, 0, N));
+    cJSON_AddItemToObject(o, tr->adapters ? "adapters" : "vectors", texts_json(&c, 0, N));
     cJSON *unsteered = texts_json(&c, N, 1);
     cJSON_AddItemToObject(o, "unsteered", cJSON_DetachItemFromArray(unsteered, 0));
     cJSON_Delete(unsteered);

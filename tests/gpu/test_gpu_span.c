@@ -105,7 +105,7 @@ static void cpu_greedy(const struct melbo_model *m, const int32_t *prompts, int 
     struct melbo_cpu_decoder dec;
     struct melbo_err err;
     int V = m->cfg.vocab;
-    melbo_cpu_decoder_init(&dec, m, n, plen + n_new, n * plen, src);
+    melbo_cpu_decoder_init(&dec, m, n, plen + n_new, n * plen, src, NULL);
     float *logits = melbo_xalloc_f32((size_t)n * V);
     int *slot = melbo_xmalloc(sizeof(int) * n), *len = melbo_xmalloc(sizeof(int) * n);
     const float **steer = melbo_xcalloc((size_t)n, sizeof *steer);
@@ -117,7 +117,7 @@ static void cpu_greedy(const struct melbo_model *m, const int32_t *prompts, int 
     }
     memcpy(tok, prompts, sizeof(int32_t) * (size_t)n * plen);
     for (int j = 0; j < n_new; j++) {
-        if (melbo_cpu_decoder_forward(&dec, tok, n, slot, len, steer, logits, &err)) {
+        if (melbo_cpu_decoder_forward(&dec, tok, n, slot, len, steer, NULL, logits, &err)) {
             TEST_FAIL_("cpu decoder: %s", err.msg);
             abort();
         }

@@ -34,7 +34,7 @@ LAYERS = {
     "rank/cuda": ["common", "rank/cpu"],
     "rank/gpu": ["common", "nccl", "options", "rank/model", "rank/method", "rank/cpu", "rank/cuda",
                  "rank/backend.h"],
-    "rank/generate": ["common", "options", "nccl", "rank/model", "rank/tokenizer",
+    "rank/generate": ["common", "options", "nccl", "rank/model", "rank/tokenizer", "rank/method",
                       "rank/backend.h"],
     # calibration (--radius auto) still runs the host model's CPU span, whatever the backend
     "rank/train/calibrate.c": ["common", "options", "nccl", "rank/model", "rank/tokenizer",
@@ -42,6 +42,8 @@ LAYERS = {
     "rank/train": ["common", "options", "nccl", "rank/model", "rank/tokenizer", "rank/method",
                    "rank/generate", "rank/backend.h"],
     "rank/link": ["common", "proto", "rank/train/observer.h"],
+    # reading and exporting banks: no backend, tokenizer or BLAS, so any process can read banks
+    "rank/bank": ["common", "options", "rank/model"],
     "rank/backend.c": ["*"],
     "rank": ["*"],
     "tests": ["*"],

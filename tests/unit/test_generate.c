@@ -72,7 +72,7 @@ static void test_golden(const char *model) {
     /* all 3 x P jobs in one batch */
     const float *steer[3] = {NULL, v1, vneg};
     const char *which[3] = {"unsteered", "steered", "steered_neg"};
-    struct melbo_gen_job jobs[12];
+    struct melbo_gen_job jobs[12] = {0};
     struct melbo_gen_result res[12];
     int n = 0;
     for (int k = 0; k < 3; k++)
@@ -111,14 +111,14 @@ static void test_golden(const char *model) {
         const struct melbo_st_tensor *lf = melbo_st_find(&g, nm);
         int V = m.cfg.vocab;
         struct melbo_cpu_decoder dec;
-        melbo_cpu_decoder_init(&dec, &m, 1, T + 9, T, s);
+        melbo_cpu_decoder_init(&dec, &m, 1, T + 9, T, s, NULL);
         float *lg = melbo_xalloc_f32((size_t)V);
         double worst = 0;
         int slot = 0;
         for (int step = 0; step <= 8; step++) {
             int rl = step == 0 ? T : 1;
             ASSERT_OK(melbo_cpu_decoder_forward(&dec, step == 0 ? prompt : gen + step - 1, 1, &slot,
-                                                &rl, NULL, lg, &err));
+                                                &rl, NULL, NULL, lg, &err));
             const float *ref = (const float *)lf->data + (size_t)(T - 1 + step) * V;
             worst = fmax(worst, test_rel(lg, ref, (size_t)V));
         }
@@ -174,7 +174,7 @@ static void test_cache(void) {
     melbo_rng_normal_f32(9, 0, th, d);
     const float *steer[3] = {th, NULL, th};
     struct melbo_cpu_decoder dec;
-    melbo_cpu_decoder_init(&dec, &m, 3, 40, 48, s);
+    melbo_cpu_decoder_init(&dec, &m, 3, 40, 48, s, NULL);
     float *lg = melbo_xalloc_f32((size_t)3 * V), *ref = melbo_xalloc_f32((size_t)V);
     int32_t toks[48];
     int slots[3] = {0, 1, 2}, rl[3];
@@ -186,7 +186,7 @@ static void test_cache(void) {
             for (int k = 0; k < rl[i]; k++)
                 toks[n++] = seq[i][(step == 0 ? 0 : lens[i] + step - 1) + k];
         }
-        ASSERT_OK(melbo_cpu_decoder_forward(&dec, toks, 3, slots, rl, steer, lg, &err));
+        ASSERT_OK(melbo_cpu_decoder_forward(&dec, toks, 3, slots, rl, steer, NULL, lg, &err));
         for (int i = 0; i < 3; i++) {
             full_logits(&m, s, seq[i], lens[i] + step, steer[i], ref);
             worst = fmax(worst, test_rel(lg + (size_t)i * V, ref, (size_t)V));
@@ -210,7 +210,7 @@ static void test_batch_and_sampling(void) {
     float *th = melbo_xalloc_f32((size_t)16 * d);
     melbo_rng_normal_f32(5, 0, th, (size_t)16 * d);
     int32_t prompts[16][24];
-    struct melbo_gen_job jobs[16];
+    struct melbo_gen_job jobs[16] = {0};
     for (int k = 0; k < 16; k++) {
         for (int j = 0; j < 24; j++)
             prompts[k][j] = (int32_t)((k * 97 + j * 13 + 5) % V);

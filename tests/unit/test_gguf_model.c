@@ -102,7 +102,7 @@ static void test_generate(const struct melbo_model *m, const struct melbo_st_fil
     melbo_gen_settings_init(&gs); /* greedy; no stop tokens (the goldens ran 32 tokens) */
     gs.max_new_tokens = golden_meta_int(g, "max_new_tokens");
     const float *vec = golden_f32(g, "vector", m->cfg.d_model);
-    struct melbo_gen_job jobs[8];
+    struct melbo_gen_job jobs[8] = {0};
     struct melbo_gen_result res[8];
     int n = 0;
     for (int k = 0; k < 2; k++)

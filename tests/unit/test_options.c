@@ -60,7 +60,9 @@ static void test_defaults_and_values(void) {
     ASSERT(p.lr == 1e-3 && p.betas[0] == 0.9 && p.betas[1] == 0.98 && p.eps == 1e-8);
     ASSERT_EQ(p.loss_axis, MELBO_LOSS_AXIS_TOKEN);
     ASSERT(!strcmp(p.target_tokens.text, ":"));
-    ASSERT_EQ(p.orthogonal, 1);
+    ASSERT_EQ(p.orthogonal, -1); /* decided by resolve: on for vectors, off for adapters */
+    ASSERT_EQ(p.adapter_rank, 0);
+    ASSERT(p.adapter_alpha == 0.35);
     ASSERT_EQ(p.generate, 1);
     ASSERT_EQ(p.device, MELBO_DEVICE_AUTO);
     ASSERT_EQ(p.gpu_bf16, 1);
@@ -101,22 +103,22 @@ static void test_defaults_and_values(void) {
     ASSERT_EQ(p.prompts.ids.lens[0], 3);
     ASSERT_EQ(p.prompts.ids.ids[0][2], 3);
     /* resolve: the defaults that need the model */
-    ASSERT_OK(melbo_train_params_resolve(&p, 24, 64, &err));
+    ASSERT_OK(melbo_train_params_resolve(&p, 24, 64, 256, &err));
     ASSERT_EQ(p.target_layer, 16);
     ASSERT(p.q == p.p);
     melbo_train_params_free(&p);
     ASSERT_OK(parse_train(&p, &err, BASE, "--vectors", "100", NULL));
-    ASSERT_OK(melbo_train_params_resolve(&p, 24, 128, &err));
+    ASSERT_OK(melbo_train_params_resolve(&p, 24, 128, 256, &err));
     ASSERT_EQ(p.wave, 64);
-    ASSERT(melbo_train_params_resolve(&p, 24, 64, &err) < 0); /* 100 orthogonal in d = 64 */
+    ASSERT(melbo_train_params_resolve(&p, 24, 64, 256, &err) < 0); /* 100 orthogonal in d = 64 */
     ASSERT_STR_CONTAINS(err.msg, "--vectors 100 is more than d_model 64");
     melbo_train_params_free(&p);
     ASSERT_OK(parse_train(&p, &err, BASE, "--source-layer", "22", NULL));
-    ASSERT(melbo_train_params_resolve(&p, 24, 64, &err) < 0);
+    ASSERT(melbo_train_params_resolve(&p, 24, 64, 256, &err) < 0);
     ASSERT_STR_CONTAINS(err.msg, "--source-layer 22 is out of range for a 24-layer model");
     melbo_train_params_free(&p);
     ASSERT_OK(parse_train(&p, &err, BASE, "--target-layer", "8", NULL));
-    ASSERT(melbo_train_params_resolve(&p, 24, 64, &err) < 0);
+    ASSERT(melbo_train_params_resolve(&p, 24, 64, 256, &err) < 0);
     ASSERT_STR_CONTAINS(err.msg, "it must be in 9..23");
     melbo_train_params_free(&p);
 }
@@ -147,7 +149,7 @@ static void test_refusals(const char *dir) {
     EXPECT_REFUSED("unknown --chat-format \"klingon\"", BASE, "--chat-format", "klingon");
     EXPECT_REFUSED("--prompt-ids '1,,2': expected comma-separated", BASE, "--prompt-ids", "1,,2");
     EXPECT_REFUSED("--model DIR is required", "--prompt", "hi", "--radius", "4", "--out", "/o");
-    EXPECT_REFUSED("--radius R is required", "--model", "/m", "--prompt", "hi", "--out", "/o");
+    EXPECT_REFUSED("--radius is required", "--model", "/m", "--prompt", "hi", "--out", "/o");
     EXPECT_REFUSED("--out FILE is required", "--model", "/m", "--prompt", "hi", "--radius", "1");
     EXPECT_REFUSED("no prompt: give --prompt", "--model", "/m", "--radius", "1", "--out", "/o");
     char path[512];
@@ -265,7 +267,7 @@ static void test_format(void) {
     struct melbo_err err = {0};
     ASSERT_OK(parse_train(&p, &err, BASE, "--radius", "2.5", "--no-orthogonal", "--loss-axis",
                           "dim", "--seed", "7", "--target-tokens", "-3:", NULL));
-    ASSERT_OK(melbo_train_params_resolve(&p, 24, 64, &err));
+    ASSERT_OK(melbo_train_params_resolve(&p, 24, 64, 256, &err));
     struct kv bank = {.style = MELBO_OPT_STYLE_BANK}, exact = {.style = MELBO_OPT_STYLE_EXACT};
     melbo_opts_each(&melbo_train_table, &p, MELBO_OPT_BANK, collect, &bank);
     melbo_opts_each(&melbo_train_table, &p, MELBO_OPT_RESULT, collect, &exact);
@@ -282,7 +284,7 @@ static void test_format(void) {
     ASSERT(!strcmp(lookup(&exact, "lr"), "0.001"));
     ASSERT(!strcmp(lookup(&exact, "q"), "2"));
     ASSERT_EQ(bank.n, 15);
-    ASSERT_EQ(exact.n, 15);
+    ASSERT_EQ(exact.n, 17); /* the bank's 15 and adapter_rank, adapter_alpha */
     /* a deep copy outlives its source */
     struct melbo_train_params c;
     melbo_train_params_copy(&c, &p);
@@ -356,8 +358,37 @@ static void test_job(void) {
     }
     struct melbo_job_option no_radius[] = {{"model", "/m"}, {"prompt", "x"}};
     ASSERT(melbo_job_parse(&jp, no_radius, 2, &err) < 0);
-    ASSERT_STR_CONTAINS(err.msg, "--radius R is required");
+    ASSERT_STR_CONTAINS(err.msg, "--radius is required");
     melbo_job_params_free(&jp);
+}
+
+#define ADAPTER_BASE "--model", "/m", "--prompt", "hi", "--out", "/o.bank", "--adapter-rank"
+
+/* Adapters (--adapter-rank): no radius, orthogonality off, the rank checked against the model. */
+static void test_adapters(void) {
+    struct melbo_train_params p;
+    struct melbo_err err = {0};
+    ASSERT_OK(parse_train(&p, &err, ADAPTER_BASE, "8", "--vectors", "100", NULL));
+    ASSERT_EQ(p.adapter_rank, 8);
+    ASSERT(p.adapter_alpha == 0.35);
+    ASSERT_OK(melbo_train_params_resolve(&p, 24, 64, 256, &err)); /* 100 > d: no orthogonality */
+    ASSERT_EQ(p.orthogonal, 0);
+    melbo_train_params_free(&p);
+    ASSERT_OK(parse_train(&p, &err, ADAPTER_BASE, "65", NULL));
+    ASSERT(melbo_train_params_resolve(&p, 24, 64, 256, &err) < 0);
+    ASSERT_STR_CONTAINS(err.msg, "--adapter-rank 65 is more than min(d_model 64, MLP width 256)");
+    melbo_train_params_free(&p);
+    ASSERT_OK(parse_train(&p, &err, BASE, NULL)); /* vectors: orthogonal by default */
+    ASSERT_OK(melbo_train_params_resolve(&p, 24, 64, 256, &err));
+    ASSERT_EQ(p.orthogonal, 1);
+    melbo_train_params_free(&p);
+    EXPECT_REFUSED("--adapter-rank must be >= 1", ADAPTER_BASE, "0");
+    EXPECT_REFUSED("--adapter-alpha must be positive", ADAPTER_BASE, "4", "--adapter-alpha", "0");
+    EXPECT_REFUSED("--adapter-alpha", ADAPTER_BASE, "4", "--adapter-alpha", "nan");
+    EXPECT_REFUSED("--radius does not apply to adapters", ADAPTER_BASE, "4", "--radius", "2");
+    EXPECT_REFUSED("--radius does not apply to adapters", ADAPTER_BASE, "4", "--radius", "auto");
+    EXPECT_REFUSED("--orthogonal does not apply to adapters", ADAPTER_BASE, "4", "--orthogonal");
+    EXPECT_REFUSED("--radius is required", "--model", "/m", "--prompt", "hi", "--out", "/o");
 }
 
 int main(int argc, char **argv) {
@@ -368,6 +399,7 @@ int main(int argc, char **argv) {
     mkdir(argv[1], 0700);
     test_defaults_and_values();
     test_refusals(argv[1]);
+    test_adapters();
     test_help();
     test_format();
     test_job();

@@ -35,7 +35,7 @@ expect_fail "target layer too high" "--target-layer 5 is out of range" "${base[@
 expect_fail "t <= s+1" "must be in 3..4" "${base[@]}" --target-layer 2 --out "$o"
 expect_fail "source layer negative" "--source-layer must be >= 0 (got -2)" "${base[@]}" --source-layer -2 --out "$o"
 expect_fail "radius zero" "--radius must be positive" "${base[@]}" --radius 0 --out "$o"
-expect_fail "radius missing" "--radius R is required" train --model "$model" --prompt-ids "$ids" --out "$o"
+expect_fail "radius missing" "--radius is required" train --model "$model" --prompt-ids "$ids" --out "$o"
 expect_fail "p negative" "--p must be positive" "${base[@]}" --p -1 --out "$o"
 expect_fail "q zero" "--q must be positive" "${base[@]}" --q 0 --out "$o"
 expect_fail "empty slice" "selects no token of prompt 1" "${base[@]}" --prompt-ids 1,2,3 --target-tokens 5: --out "$o"
