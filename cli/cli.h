@@ -110,8 +110,8 @@ int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv);
 /* `melbo ls [--limit N] [--user NAME]`: the jobs, a table or a JSON array. Exit 0, 1, 2 or 3. */
 int melbo_cli_cmd_ls(struct melbo_cli *c, int argc, char **argv);
 
-/* `melbo show JOB`: one job with its vectors' objectives and first completion lines (or the
- * last step's objectives while it runs). Exit 0, 1, 2 or 3. */
+/* `melbo show JOB`: one job with its vectors' (an adapter job: its adapters') objectives and
+ * first completion lines (or the last step's objectives while it runs). Exit 0, 1, 2 or 3. */
 int melbo_cli_cmd_show(struct melbo_cli *c, int argc, char **argv);
 
 /* `melbo cancel JOB`: asks the coordinator to stop the job; prints the state it reported to
@@ -127,7 +127,8 @@ int melbo_cli_cmd_cancel(struct melbo_cli *c, int argc, char **argv);
 int melbo_cli_cmd_fetch(struct melbo_cli *c, int argc, char **argv);
 
 /* `melbo bank ls [--model M] [--prompt TEXT] [--user U] [--fingerprint F]` and `melbo bank show
- * ID`: the bank catalog, a table or JSON. Exit 0, 1, 2 or 3. */
+ * ID`: the bank catalog, a table or JSON; `show` adds the bank's vectors or adapters (objective,
+ * first line of completion). Exit 0, 1, 2 or 3. */
 int melbo_cli_cmd_bank(struct melbo_cli *c, int argc, char **argv);
 
 #endif

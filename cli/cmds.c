@@ -45,13 +45,28 @@ static const char *base(const char *p) {
     return s && s[1] ? s + 1 : p ? p : "";
 }
 
-/* A job summary (borrowed) as a new JSON object the caller owns (--json of ls and show). */
+/* 1 if the job trains adapters (--adapter-rank), 0 for steering vectors. */
+static int job_is_adapter(const Melbo__JobSummary *j) {
+    return j->has_adapter_rank && j->adapter_rank > 0;
+}
+
+/* 1 if the catalog entry b (NULL: none) is an adapter bank; absent kind: a vector bank. */
+static int bank_is_adapter(const Melbo__BankInfo *b) {
+    return b && b->kind && !strcmp(b->kind, "adapter");
+}
+
+/*
+ * A job summary (borrowed) as a new JSON object the caller owns (--json of ls and show): "kind"
+ * is "vector" or "adapter"; a vector job counts "vectors", an adapter job "adapters" and has its
+ * "adapter_rank".
+ */
 static cJSON *job_json(const Melbo__JobSummary *j) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "job", (double)j->job_id);
     cJSON_AddStringToObject(o, "user", j->user ? j->user : "");
     cJSON_AddStringToObject(o, "state", melbo_job_state_name(j->state));
     cJSON_AddStringToObject(o, "model", j->model ? j->model : "");
+    cJSON_AddStringToObject(o, "kind", job_is_adapter(j) ? "adapter" : "vector");
     cJSON_AddNumberToObject(o, "created", j->created);
     if (j->has_finished)
         cJSON_AddNumberToObject(o, "finished", j->finished);
@@ -60,7 +75,12 @@ static cJSON *job_json(const Melbo__JobSummary *j) {
     if (j->bank_id && *j->bank_id)
         cJSON_AddStringToObject(o, "bank", j->bank_id);
     cJSON_AddNumberToObject(o, "events", (double)j->last_event);
-    cJSON_AddNumberToObject(o, "vectors", j->vectors);
+    if (job_is_adapter(j)) {
+        cJSON_AddNumberToObject(o, "adapters", j->vectors);
+        cJSON_AddNumberToObject(o, "adapter_rank", j->adapter_rank);
+    } else {
+        cJSON_AddNumberToObject(o, "vectors", j->vectors);
+    }
     cJSON_AddNumberToObject(o, "steps", j->steps);
     if (j->name && *j->name)
         cJSON_AddStringToObject(o, "name", j->name);
@@ -100,14 +120,15 @@ int melbo_cli_cmd_ls(struct melbo_cli *c, int argc, char **argv) {
             cJSON_AddItemToArray(a, job_json(rep->jobs->jobs[i]));
         print_json(a);
     } else {
-        printf("%-6s %-10s %-12s %-19s %-24s %s\n", "JOB", "USER", "STATE", "CREATED", "MODEL",
-               "BANK / ERROR");
+        printf("%-6s %-10s %-12s %-8s %-19s %-24s %s\n", "JOB", "USER", "STATE", "KIND", "CREATED",
+               "MODEL", "BANK / ERROR");
         for (size_t i = 0; i < rep->jobs->n_jobs; i++) {
             const Melbo__JobSummary *j = rep->jobs->jobs[i];
             char t[32];
             fmt_time(j->created, t, sizeof t);
-            printf("%-6llu %-10s %-12s %-19s %-24.24s %.60s\n", (unsigned long long)j->job_id,
-                   j->user, melbo_job_state_name(j->state), t, base(j->model),
+            printf("%-6llu %-10s %-12s %-8s %-19s %-24.24s %.60s\n", (unsigned long long)j->job_id,
+                   j->user, melbo_job_state_name(j->state),
+                   job_is_adapter(j) ? "adapter" : "vector", t, base(j->model),
                    j->bank_id && *j->bank_id ? j->bank_id
                    : j->error                ? j->error
                                              : "");
@@ -135,35 +156,53 @@ int melbo_cli_cmd_show(struct melbo_cli *c, int argc, char **argv) {
     if ((st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_JOB)) != 0)
         return st;
     const Melbo__ShowJobReply *r = rep->job;
+    const Melbo__JobSummary *j = r->job;
+    /* an adapter bank lists adapters; a job still running is known by its summary */
+    int adapter = r->bank ? bank_is_adapter(r->bank) : job_is_adapter(j) || r->n_adapters > 0;
+    const char *what = adapter ? "adapter" : "vector";
+    size_t n_rows = adapter ? r->n_adapters : r->n_vectors;
+    Melbo__VectorRow **rows = adapter ? r->adapters : r->vectors;
     if (c->json) {
-        cJSON *o = job_json(r->job);
-        cJSON *a = cJSON_AddArrayToObject(o, "vectors");
-        for (size_t i = 0; i < r->n_vectors; i++) {
+        cJSON *o = job_json(j);
+        if (adapter && r->bank) {
+            cJSON_AddNumberToObject(o, "adapter_alpha", r->bank->adapter_alpha);
+            cJSON_AddStringToObject(o, "adapter_module",
+                                    r->bank->adapter_module ? r->bank->adapter_module : "");
+        }
+        /* the rows replace the count job_json put under the same key */
+        cJSON_DeleteItemFromObjectCaseSensitive(o, adapter ? "adapters" : "vectors");
+        cJSON *a = cJSON_AddArrayToObject(o, adapter ? "adapters" : "vectors");
+        for (size_t i = 0; i < n_rows; i++) {
             cJSON *v = cJSON_CreateObject();
-            cJSON_AddNumberToObject(v, "vector", r->vectors[i]->index);
-            cJSON_AddNumberToObject(v, "objective", r->vectors[i]->objective);
+            cJSON_AddNumberToObject(v, what, rows[i]->index);
+            cJSON_AddNumberToObject(v, "objective", rows[i]->objective);
             cJSON_AddStringToObject(v, "completion",
-                                    r->vectors[i]->completion ? r->vectors[i]->completion : "");
+                                    rows[i]->completion ? rows[i]->completion : "");
             cJSON_AddItemToArray(a, v);
         }
         print_json(o);
     } else {
-        const Melbo__JobSummary *j = r->job;
         printf("job %llu  %s  %s  user %s\n", (unsigned long long)j->job_id,
                melbo_job_state_name(j->state), j->model, j->user);
+        if (adapter && bank_is_adapter(r->bank))
+            printf("adapters: rank %d, alpha %g, on %s\n", r->bank->adapter_rank,
+                   r->bank->adapter_alpha, r->bank->adapter_module);
+        else if (adapter)
+            printf("adapters: rank %d\n", j->adapter_rank);
         if (j->error && *j->error)
             printf("error: %s\n", j->error);
         if (j->bank_id && *j->bank_id)
             printf("bank: %s\n", j->bank_id);
-        if (r->n_vectors) {
-            printf("%-7s %-12s %s\n", "VECTOR", "OBJECTIVE", "COMPLETION (first line)");
-            for (size_t i = 0; i < r->n_vectors; i++)
-                printf("%-7d %-12.6g %s\n", r->vectors[i]->index, r->vectors[i]->objective,
-                       r->vectors[i]->completion ? r->vectors[i]->completion : "");
+        if (n_rows) {
+            printf("%-7s %-12s %s\n", adapter ? "ADAPTER" : "VECTOR", "OBJECTIVE",
+                   "COMPLETION (first line)");
+            for (size_t i = 0; i < n_rows; i++)
+                printf("%-7d %-12.6g %s\n", rows[i]->index, rows[i]->objective,
+                       rows[i]->completion ? rows[i]->completion : "");
         } else if (r->last_step) {
             const Melbo__StepInfo *s = r->last_step;
             printf("wave %d/%d, step %d/%d\n%-7s %s\n", s->wave + 1, s->n_waves, s->step, s->steps,
-                   "VECTOR", "OBJECTIVE");
+                   adapter ? "ADAPTER" : "VECTOR", "OBJECTIVE");
             for (size_t i = 0; i < s->n_objective; i++)
                 printf("%-7d %.6g\n", s->first_vector + (int)i, s->objective[i]);
         }
@@ -288,9 +327,14 @@ int melbo_cli_cmd_fetch(struct melbo_cli *c, int argc, char **argv) {
     return st;
 }
 
-/* A bank's catalog entry (borrowed) as a new JSON object the caller owns; its prompts (a JSON
- * text in the entry) are parsed into an array. */
+/*
+ * A bank's catalog entry (borrowed) as a new JSON object the caller owns; its prompts (a JSON
+ * text in the entry) are parsed into an array. "kind" is "vector" (with "radius" and a count of
+ * "vectors") or "adapter" (a count of "adapters", "adapter_rank", "adapter_alpha",
+ * "adapter_module", "d_mlp"); the rows of `bank show`, when the entry has them, are "rows".
+ */
 static cJSON *bank_json(const Melbo__BankInfo *b) {
+    int adapter = bank_is_adapter(b);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "bank", b->bank_id);
     cJSON_AddNumberToObject(o, "job", (double)b->job_id);
@@ -298,10 +342,18 @@ static cJSON *bank_json(const Melbo__BankInfo *b) {
     cJSON_AddStringToObject(o, "fingerprint", b->fingerprint);
     cJSON_AddNumberToObject(o, "source_layer", b->source_layer);
     cJSON_AddNumberToObject(o, "target_layer", b->target_layer);
-    cJSON_AddNumberToObject(o, "radius", b->radius);
+    cJSON_AddStringToObject(o, "kind", adapter ? "adapter" : "vector");
+    if (adapter) {
+        cJSON_AddNumberToObject(o, "adapter_rank", b->adapter_rank);
+        cJSON_AddNumberToObject(o, "adapter_alpha", b->adapter_alpha);
+        cJSON_AddStringToObject(o, "adapter_module", b->adapter_module ? b->adapter_module : "");
+        cJSON_AddNumberToObject(o, "d_mlp", b->d_mlp);
+    } else {
+        cJSON_AddNumberToObject(o, "radius", b->radius);
+    }
     cJSON_AddNumberToObject(o, "p", b->p);
     cJSON_AddNumberToObject(o, "q", b->q);
-    cJSON_AddNumberToObject(o, "vectors", b->vectors);
+    cJSON_AddNumberToObject(o, adapter ? "adapters" : "vectors", b->vectors);
     cJSON_AddNumberToObject(o, "d_model", b->d_model);
     cJSON_AddNumberToObject(o, "steps", b->steps);
     cJSON_AddStringToObject(o, "user", b->user);
@@ -310,6 +362,17 @@ static cJSON *bank_json(const Melbo__BankInfo *b) {
     cJSON_AddItemToObject(o, "prompts", pr ? pr : cJSON_CreateArray());
     cJSON_AddNumberToObject(o, "size", (double)b->size);
     cJSON_AddStringToObject(o, "sha256", b->sha256);
+    if (b->n_rows) {
+        cJSON *a = cJSON_AddArrayToObject(o, "rows");
+        for (size_t i = 0; i < b->n_rows; i++) {
+            cJSON *v = cJSON_CreateObject();
+            cJSON_AddNumberToObject(v, adapter ? "adapter" : "vector", b->rows[i]->index);
+            cJSON_AddNumberToObject(v, "objective", b->rows[i]->objective);
+            cJSON_AddStringToObject(v, "completion",
+                                    b->rows[i]->completion ? b->rows[i]->completion : "");
+            cJSON_AddItemToArray(a, v);
+        }
+    }
     return o;
 }
 
@@ -342,16 +405,20 @@ int melbo_cli_cmd_bank(struct melbo_cli *c, int argc, char **argv) {
                 cJSON_AddItemToArray(a, bank_json(rep->banks->banks[i]));
             print_json(a);
         } else {
-            printf("%-16s %-5s %-24s %-7s %-6s %-4s %-8s %-10s %s\n", "BANK", "JOB", "MODEL",
-                   "LAYERS", "R", "N", "USER", "CREATED", "PROMPTS");
+            printf("%-16s %-5s %-24s %-7s %-10s %-4s %-8s %-10s %s\n", "BANK", "JOB", "MODEL",
+                   "LAYERS", "KIND", "N", "USER", "CREATED", "PROMPTS");
             for (size_t i = 0; i < rep->banks->n_banks; i++) {
                 const Melbo__BankInfo *b = rep->banks->banks[i];
-                char t[32], layers[16];
+                char t[32], layers[16], kind[32];
                 fmt_time(b->created, t, sizeof t);
                 snprintf(layers, sizeof layers, "%d-%d", b->source_layer, b->target_layer);
-                printf("%-16s %-5llu %-24.24s %-7s %-6g %-4d %-8s %.10s %.50s\n", b->bank_id,
-                       (unsigned long long)b->job_id, b->model, layers, b->radius, b->vectors,
-                       b->user, t, b->prompts);
+                if (bank_is_adapter(b))
+                    snprintf(kind, sizeof kind, "lora r=%d", b->adapter_rank);
+                else
+                    snprintf(kind, sizeof kind, "vec R=%g", b->radius);
+                printf("%-16s %-5llu %-24.24s %-7s %-10s %-4d %-8s %.10s %.50s\n", b->bank_id,
+                       (unsigned long long)b->job_id, b->model, layers, kind, b->vectors, b->user,
+                       t, b->prompts);
             }
         }
         melbo__envelope__free_unpacked(rep, NULL);
@@ -364,14 +431,22 @@ int melbo_cli_cmd_bank(struct melbo_cli *c, int argc, char **argv) {
         env.show_bank = &q;
         if ((st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_BANK)) != 0)
             return st;
-        cJSON *o = bank_json(rep->bank);
+        const Melbo__BankInfo *b = rep->bank;
+        cJSON *o = bank_json(b);
         if (c->json) {
             print_json(o);
-        } else {
+        } else { /* the entry as indented JSON, then its vectors or adapters as a table */
+            cJSON_DeleteItemFromObjectCaseSensitive(o, "rows");
             char *s = cJSON_Print(o);
             printf("%s\n", s);
             free(s);
             cJSON_Delete(o);
+            if (b->n_rows)
+                printf("%-7s %-12s %s\n", bank_is_adapter(b) ? "ADAPTER" : "VECTOR", "OBJECTIVE",
+                       "COMPLETION (first line)");
+            for (size_t i = 0; i < b->n_rows; i++)
+                printf("%-7d %-12.6g %s\n", b->rows[i]->index, b->rows[i]->objective,
+                       b->rows[i]->completion ? b->rows[i]->completion : "");
         }
         melbo__envelope__free_unpacked(rep, NULL);
         return 0;

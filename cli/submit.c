@@ -20,6 +20,7 @@
 
 static void submit_usage(void) {
     printf("usage: melbo submit --model DIR --radius R [prompts] [options]\n"
+           "       melbo submit --model DIR --adapter-rank R [prompts] [options]\n"
            "\n"
            "Submits a training job to the coordinator and prints its id. Every option of\n"
            "`melbo-rank train` except --out, --checkpoint, --resume, --stop-on-signal and\n"

@@ -21,6 +21,8 @@
 #include "common/err.h"
 #include "common/sha256.h"
 #include "coord/job.h"  // defines: struct melbo_job
+#include "proto/melbo.pb-c.h"
+#include "rank/model/safetensors.h"
 
 /* A bank upload in progress. Zeroed = none. */
 struct melbo_bank_upload {
@@ -50,5 +52,27 @@ int melbo_bank_id_valid(const char *id);
 /* Writes the path of bank id under state_dir into buf (n bytes). Returns 0, MELBO_EINVAL (not a
  * bank id) or MELBO_ERANGE (too long). */
 int melbo_bank_path(const char *state_dir, const char *id, char *buf, size_t n);
+
+/* 1 if the open bank f is an adapter bank (metadata kind=adapter), 0 for a vector bank
+ * (kind=vector, or no kind: a bank from before adapters). */
+int melbo_bank_is_adapter(const struct melbo_st_file *f);
+
+/*
+ * What `show` lists of a stored bank: per vector (or adapter) its final objective and the first
+ * line (at most 200 bytes) of its completion of prompt 0 ("" when the bank has no completions).
+ * ptrs[0..n-1] point into rows, ready for a repeated VectorRow field; everything is owned here.
+ */
+struct melbo_bank_rows {
+    int adapter;               // 1: an adapter bank (its completions are under "adapters")
+    size_t n;                  // vectors or adapters (rows of the `objective` tensor)
+    Melbo__VectorRow *rows;
+    Melbo__VectorRow **ptrs;
+    char (*lines)[256];        // the completions the rows point to
+};
+
+/* Reads the rows of bank bank_id under state_dir into r (melbo_bank_rows_free it after success).
+ * Returns 0, MELBO_ENOENT (no such bank or not readable) or MELBO_ENOMEM; on failure r is empty. */
+int melbo_bank_rows_read(const char *state_dir, const char *bank_id, struct melbo_bank_rows *r);
+void melbo_bank_rows_free(struct melbo_bank_rows *r);
 
 #endif

@@ -18,7 +18,7 @@ static const char *const schema =
     "  spec BLOB NOT NULL, secret TEXT NOT NULL, model TEXT, name TEXT, vectors INTEGER,"
     "  steps INTEGER, n_ranks INTEGER, created REAL, finished REAL, error TEXT,"
     "  failed_rank INTEGER, bank_id TEXT, pid INTEGER, cancel_requested INTEGER DEFAULT 0,"
-    "  last_step BLOB, slurm_id TEXT, resubmits INTEGER DEFAULT 0);"
+    "  last_step BLOB, slurm_id TEXT, resubmits INTEGER DEFAULT 0, adapter_rank INTEGER DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS events("
     "  job_id INTEGER NOT NULL, num INTEGER NOT NULL, rank_seq INTEGER NOT NULL,"
     "  body BLOB NOT NULL, PRIMARY KEY(job_id, num)) WITHOUT ROWID;"
@@ -26,7 +26,8 @@ static const char *const schema =
     "  id TEXT PRIMARY KEY, job_id INTEGER, model TEXT, fingerprint TEXT, source_layer INTEGER,"
     "  target_layer INTEGER, radius REAL, p REAL, q REAL, vectors INTEGER, d_model INTEGER,"
     "  steps INTEGER, user TEXT, created REAL, prompts TEXT, size INTEGER, sha256 TEXT,"
-    "  path TEXT);"
+    "  path TEXT, kind TEXT, adapter_rank INTEGER, adapter_alpha REAL, adapter_module TEXT,"
+    "  d_mlp INTEGER);"
     "CREATE INDEX IF NOT EXISTS banks_model ON banks(model);";
 
 int melbo_db_open(const char *path, sqlite3 **db, struct melbo_err *err) {
@@ -40,9 +41,19 @@ int melbo_db_open(const char *path, sqlite3 **db, struct melbo_err *err) {
     }
     sqlite3_busy_timeout(*db, 5000);
     char *msg = NULL;
-    /* state directories from before the Slurm launcher: add its columns (errors: already there) */
-    sqlite3_exec(*db, "ALTER TABLE jobs ADD COLUMN slurm_id TEXT", NULL, NULL, NULL);
-    sqlite3_exec(*db, "ALTER TABLE jobs ADD COLUMN resubmits INTEGER DEFAULT 0", NULL, NULL, NULL);
+    /* state directories from before the Slurm launcher or adapters: add their columns (errors:
+     * already there, or a new database whose schema below has them) */
+    static const char *const added[] = {
+        "ALTER TABLE jobs ADD COLUMN slurm_id TEXT",
+        "ALTER TABLE jobs ADD COLUMN resubmits INTEGER DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN adapter_rank INTEGER DEFAULT 0",
+        "ALTER TABLE banks ADD COLUMN kind TEXT",
+        "ALTER TABLE banks ADD COLUMN adapter_rank INTEGER",
+        "ALTER TABLE banks ADD COLUMN adapter_alpha REAL",
+        "ALTER TABLE banks ADD COLUMN adapter_module TEXT",
+        "ALTER TABLE banks ADD COLUMN d_mlp INTEGER"};
+    for (size_t i = 0; i < sizeof added / sizeof added[0]; i++)
+        sqlite3_exec(*db, added[i], NULL, NULL, NULL);
     if (sqlite3_exec(*db, schema, NULL, NULL, &msg) != SQLITE_OK) {
         int r = melbo_err_set(err, MELBO_EIO, "cannot create the schema in %s: %s", path, msg);
         sqlite3_free(msg);
@@ -70,7 +81,7 @@ int melbo_db_job_insert(sqlite3 *db, struct melbo_job *job, struct melbo_err *er
     int ret = 0;
     if (sqlite3_prepare_v2(db,
                            "INSERT INTO jobs(user, state, spec, secret, model, name, vectors, "
-                           "steps, n_ranks, created) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                           "steps, n_ranks, created, adapter_rank) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &st, NULL) != SQLITE_OK) {
         ret = MELBO_EIO;
         goto out;
@@ -85,6 +96,7 @@ int melbo_db_job_insert(sqlite3 *db, struct melbo_job *job, struct melbo_err *er
     sqlite3_bind_int(st, 8, job->steps);
     sqlite3_bind_int(st, 9, job->n_ranks);
     sqlite3_bind_double(st, 10, job->created);
+    sqlite3_bind_int(st, 11, job->adapter_rank);
     if (sqlite3_step(st) != SQLITE_DONE) {
         ret = MELBO_EIO;
         goto out;
@@ -145,8 +157,8 @@ int melbo_db_jobs_load(sqlite3 *db, struct melbo_job **list, struct melbo_err *e
         "finished, error, failed_rank, bank_id, pid, cancel_requested, last_step, "
         "COALESCE(slurm_id, ''), COALESCE(resubmits, 0), "
         "(SELECT COALESCE(MAX(num), 0) FROM events e WHERE e.job_id = jobs.id), "
-        "(SELECT COALESCE(MAX(rank_seq), 0) FROM events e WHERE e.job_id = jobs.id) "
-        "FROM jobs ORDER BY id ASC";
+        "(SELECT COALESCE(MAX(rank_seq), 0) FROM events e WHERE e.job_id = jobs.id), "
+        "COALESCE(adapter_rank, 0) FROM jobs ORDER BY id ASC";
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         ret = melbo_err_set(err, MELBO_EIO, "cannot read the job table: %s", sqlite3_errmsg(db));
         goto out;
@@ -197,6 +209,7 @@ int melbo_db_jobs_load(sqlite3 *db, struct melbo_job **list, struct melbo_err *e
         j->resubmits = sqlite3_column_int(st, 19);
         j->last_event = (uint64_t)sqlite3_column_int64(st, 20);
         j->rank_seq = (uint64_t)sqlite3_column_int64(st, 21);
+        j->adapter_rank = sqlite3_column_int(st, 22);
     }
     if (rc != SQLITE_DONE)
         ret = melbo_err_set(err, MELBO_EIO, "cannot read the job table: %s", sqlite3_errmsg(db));
@@ -261,8 +274,9 @@ int melbo_db_bank_insert(sqlite3 *db, const Melbo__BankInfo *b, const char *path
     if (sqlite3_prepare_v2(db,
                            "INSERT OR REPLACE INTO banks(id, job_id, model, fingerprint, "
                            "source_layer, target_layer, radius, p, q, vectors, d_model, steps, "
-                           "user, created, prompts, size, sha256, path) "
-                           "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           "user, created, prompts, size, sha256, path, kind, adapter_rank, "
+                           "adapter_alpha, adapter_module, d_mlp) "
+                           "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &st, NULL) != SQLITE_OK) {
         ret = MELBO_EIO;
         goto out;
@@ -285,6 +299,11 @@ int melbo_db_bank_insert(sqlite3 *db, const Melbo__BankInfo *b, const char *path
     sqlite3_bind_int64(st, 16, (sqlite3_int64)b->size);
     bind_text(st, 17, b->sha256);
     bind_text(st, 18, path);
+    bind_text(st, 19, b->kind ? b->kind : "vector");
+    sqlite3_bind_int(st, 20, b->adapter_rank);
+    sqlite3_bind_double(st, 21, b->adapter_alpha);
+    bind_text(st, 22, b->adapter_module);
+    sqlite3_bind_int(st, 23, b->d_mlp);
     if (sqlite3_step(st) != SQLITE_DONE)
         ret = MELBO_EIO;
 out:
@@ -301,7 +320,9 @@ int melbo_db_banks_query(sqlite3 *db, const Melbo__ListBanksRequest *f, const ch
     int n = 0;
     const char *sql =
         "SELECT id, job_id, model, fingerprint, source_layer, target_layer, radius, p, q, "
-        "vectors, d_model, steps, user, created, prompts, size, sha256 FROM banks WHERE "
+        "vectors, d_model, steps, user, created, prompts, size, sha256, COALESCE(kind, 'vector'), "
+        "COALESCE(adapter_rank, 0), COALESCE(adapter_alpha, 0), COALESCE(adapter_module, ''), "
+        "COALESCE(d_mlp, 0) FROM banks WHERE "
         "(?1 IS NULL OR id = ?1) AND (?2 IS NULL OR instr(model, ?2) > 0) AND "
         "(?3 IS NULL OR fingerprint = ?3) AND (?4 IS NULL OR user = ?4) AND "
         "(?5 IS NULL OR instr(prompts, ?5) > 0) ORDER BY created DESC LIMIT ?6";
@@ -326,7 +347,15 @@ int melbo_db_banks_query(sqlite3 *db, const Melbo__ListBanksRequest *f, const ch
         b.fingerprint = (char *)sqlite3_column_text(st, 3);
         b.has_source_layer = 1, b.source_layer = sqlite3_column_int(st, 4);
         b.has_target_layer = 1, b.target_layer = sqlite3_column_int(st, 5);
-        b.has_radius = 1, b.radius = sqlite3_column_double(st, 6);
+        b.kind = (char *)sqlite3_column_text(st, 17);
+        if (strcmp(b.kind, "adapter") == 0) {  // no radius; rank, alpha, module, MLP width
+            b.has_adapter_rank = 1, b.adapter_rank = sqlite3_column_int(st, 18);
+            b.has_adapter_alpha = 1, b.adapter_alpha = sqlite3_column_double(st, 19);
+            b.adapter_module = (char *)sqlite3_column_text(st, 20);
+            b.has_d_mlp = 1, b.d_mlp = sqlite3_column_int(st, 21);
+        } else {
+            b.has_radius = 1, b.radius = sqlite3_column_double(st, 6);
+        }
         b.has_p = 1, b.p = sqlite3_column_double(st, 7);
         b.has_q = 1, b.q = sqlite3_column_double(st, 8);
         b.has_vectors = 1, b.vectors = sqlite3_column_int(st, 9);

@@ -29,6 +29,7 @@ struct melbo_job {
     char model[512];
     char name[128];
     int vectors, steps, n_ranks;     // resolved at submit (coord/jobspec.h)
+    int adapter_rank;                // adapters: their rank r (vectors counts them); 0: vectors
     double created, finished;        // melbo_coord_now(); finished is 0 until a final state
     char error[1024];                // the FAILED / CANCELLED message, or ""
     int failed_rank;                 // the rank that failed, -1 for the coordinator

@@ -139,4 +139,6 @@ void melbo_jobs_summary(const struct melbo_job *job, Melbo__JobSummary *s) {
     s->has_vectors = s->has_steps = 1;
     s->vectors = job->vectors;
     s->steps = job->steps;
+    if (job->adapter_rank > 0)
+        s->has_adapter_rank = 1, s->adapter_rank = job->adapter_rank;
 }

@@ -168,7 +168,7 @@ int melbo_jobspec_validate(const Melbo__JobSpec *spec, struct melbo_job_params *
     struct melbo_model_config cfg;
     MELBO_TRY(melbo_jobspec_parse(spec, jp, err));
     MELBO_TRY(melbo_config_load(&cfg, jp->train.model, err));
-    MELBO_TRY(melbo_train_params_resolve(&jp->train, cfg.n_layers, cfg.d_model, err));
+    MELBO_TRY(melbo_train_params_resolve(&jp->train, cfg.n_layers, cfg.d_model, cfg.d_ff, err));
     MELBO_TRY(melbo_tp_check(&cfg, jp->train.tp, err));
     /* the layout must fill what is asked of Slurm: one rank per GPU, or per CPU task */
     int ranks = melbo_job_ranks(jp), nodes = jp->job.nodes, gpus = jp->job.gpus;

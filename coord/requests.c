@@ -8,13 +8,12 @@
  * A submitted job is only queued here (a QUEUED event); the scheduler (coord/sched.h) hears of
  * the event and starts the job after this callback returns.
  */
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
-#include "coord/banks.h"     // defines: melbo_bank_path, melbo_bank_id_valid
+#include "coord/banks.h"     // defines: melbo_bank_path, melbo_bank_rows_read
 #include "coord/client.h"    // defines: struct melbo_client
 #include "coord/clock.h"     // defines: melbo_coord_now
 #include "coord/db.h"        // defines: melbo_db_job_insert, melbo_db_banks_query
@@ -23,7 +22,6 @@
 #include "coord/launcher.h"  // defines: melbo_launcher_cancel
 #include "coord/tokens.h"    // defines: melbo_tokens_check, melbo_random_hex
 #include "coord/watch.h"     // defines: melbo_watch_add
-#include "rank/model/safetensors.h"
 
 /* Sends env (built) as the reply to request id. */
 static void reply(struct melbo_client *cl, uint64_t id, Melbo__Envelope *env) {
@@ -83,6 +81,7 @@ static void on_submit(struct melbo_client *cl, const Melbo__Envelope *env) {
         snprintf(job->name, sizeof job->name, "%s", jp.job.name ? jp.job.name : "");
         job->vectors = jp.train.vectors;
         job->steps = jp.train.steps;
+        job->adapter_rank = jp.train.adapter_rank;
         job->n_ranks = melbo_job_ranks(&jp);
     }
     melbo_job_params_free(&jp);
@@ -167,17 +166,18 @@ out:
     free(ptrs);
 }
 
-/* First line of s, at most 200 bytes, into buf. */
-static void first_line(const char *s, char *buf, size_t n) {
-    size_t i = 0;
-    while (s[i] && s[i] != '\n' && i + 1 < n && i < 200)
-        i++;
-    memcpy(buf, s, i);
-    buf[i] = '\0';
-}
+/* Catalog entries copied out of the database (collect_bank), freed with bank_list_free. */
+struct bank_list {
+    Melbo__BankInfo **items;
+    size_t n, cap;
+};
 
-/* ShowJob: the summary, the spec, the last STEP, and per vector of a stored bank its final
- * objective and the first line of its first completion. Everything built here is freed here. */
+static int collect_bank(void *ctx, const Melbo__BankInfo *b);
+static void bank_list_free(struct bank_list *bl);
+
+/* ShowJob: the summary, the spec, the last STEP and, once the bank is stored, its catalog entry
+ * and per vector (or adapter, for an adapter bank) its final objective and the first line of its
+ * first completion. Everything built here is freed here. */
 static void on_show_job(struct melbo_client *cl, const Melbo__Envelope *env) {
     struct melbo_coord *co = cl->co;
     struct melbo_job *job = need_job(cl, env->id, env->show_job->has_job_id, env->show_job->job_id);
@@ -190,50 +190,24 @@ static void on_show_job(struct melbo_client *cl, const Melbo__Envelope *env) {
     sr.spec = melbo__job_spec__unpack(NULL, job->spec_len, job->spec);
     sr.last_step = job->last_step ? melbo__step_info__unpack(NULL, job->last_step_len, job->last_step)
                                   : NULL;
-    Melbo__VectorRow *rows = NULL, **ptrs = NULL;
-    char (*lines)[256] = NULL;
-    struct melbo_st_file f;
-    memset(&f, 0, sizeof f);
-    cJSON *comp = NULL;
-    char path[PATH_MAX];
-    struct melbo_err err = {0};
-    if (job->bank_id[0] && melbo_bank_path(co->state_dir, job->bank_id, path, sizeof path) == 0 &&
-        melbo_st_open(&f, path, &err) == 0) {
-        const struct melbo_st_tensor *obj = melbo_st_find(&f, "objective");
-        const char *cj = melbo_st_meta(&f, "completions");
-        comp = cj ? cJSON_Parse(cj) : NULL;
-        cJSON *vecs = comp ? cJSON_GetObjectItem(comp, "vectors") : NULL;
-        int N = obj && obj->ndim == 2 && obj->dtype == MELBO_DTYPE_F32 ? (int)obj->shape[0] : 0;
-        int S = N ? (int)obj->shape[1] : 0;
-        rows = calloc((size_t)N + 1, sizeof *rows);
-        ptrs = calloc((size_t)N + 1, sizeof *ptrs);
-        lines = calloc((size_t)N + 1, sizeof *lines);
-        for (int i = 0; rows && ptrs && lines && i < N; i++) {
-            melbo__vector_row__init(&rows[i]);
-            rows[i].has_index = rows[i].has_objective = 1;
-            rows[i].index = i;
-            float v = 0;
-            if (S > 0)
-                memcpy(&v, (const char *)obj->data + ((size_t)i * S + S - 1) * 4, 4);
-            rows[i].objective = v;
-            cJSON *vi = vecs ? cJSON_GetArrayItem(vecs, i) : NULL;
-            cJSON *c0 = vi ? cJSON_GetArrayItem(vi, 0) : NULL;
-            first_line(cJSON_IsString(c0) ? c0->valuestring : "", lines[i], sizeof lines[i]);
-            rows[i].completion = lines[i];
-            ptrs[i] = &rows[i];
-            sr.n_vectors = (size_t)i + 1;
+    struct melbo_bank_rows rows = {0};
+    struct bank_list bl = {0};
+    if (job->bank_id[0]) {
+        melbo_db_banks_query(co->db, NULL, job->bank_id, collect_bank, &bl);
+        sr.bank = bl.n ? bl.items[0] : NULL;
+        if (melbo_bank_rows_read(co->state_dir, job->bank_id, &rows) == 0) {
+            if (rows.adapter)
+                sr.n_adapters = rows.n, sr.adapters = rows.ptrs;
+            else
+                sr.n_vectors = rows.n, sr.vectors = rows.ptrs;
         }
-        sr.vectors = ptrs;
     }
     Melbo__Envelope r = MELBO__ENVELOPE__INIT;
     r.body_case = MELBO__ENVELOPE__BODY_JOB;
     r.job = &sr;
     reply(cl, env->id, &r);
-    cJSON_Delete(comp);
-    melbo_st_close(&f);
-    free(rows);
-    free(ptrs);
-    free(lines);
+    melbo_bank_rows_free(&rows);
+    bank_list_free(&bl);
     if (sr.spec)
         melbo__job_spec__free_unpacked(sr.spec, NULL);
     if (sr.last_step)
@@ -350,10 +324,6 @@ static void on_fetch(struct melbo_client *cl, const Melbo__Envelope *env) {
     melbo_coord_fetch_pump(cl);
 }
 
-struct bank_list {
-    Melbo__BankInfo **items;
-    size_t n, cap;
-};
 
 static char *dup_s(const char *s) {
     return strdup(s ? s : "");
@@ -380,6 +350,8 @@ static int collect_bank(void *ctx, const Melbo__BankInfo *b) {
     c->user = dup_s(b->user);
     c->prompts = dup_s(b->prompts);
     c->sha256 = dup_s(b->sha256);
+    c->kind = dup_s(b->kind);
+    c->adapter_module = b->adapter_module ? strdup(b->adapter_module) : NULL;  // adapters only
     bl->items[bl->n++] = c;
     return 0;
 }
@@ -389,14 +361,16 @@ static void bank_list_free(struct bank_list *bl) {
     for (size_t i = 0; i < bl->n; i++) {
         Melbo__BankInfo *c = bl->items[i];
         free(c->bank_id), free(c->model), free(c->fingerprint), free(c->user), free(c->prompts);
-        free(c->sha256), free(c);
+        free(c->sha256), free(c->kind), free(c->adapter_module), free(c);
     }
     free(bl->items);
 }
 
-/* ListBanks (show == 0: the catalog rows matching the filter) or ShowBank (show: one row). */
+/* ListBanks (show == 0: the catalog rows matching the filter) or ShowBank (show: one row, with
+ * the bank's vectors or adapters read off the stored file). */
 static void on_banks(struct melbo_client *cl, const Melbo__Envelope *env, int show) {
     struct bank_list bl = {0};
+    struct melbo_bank_rows rows = {0};
     const char *id = show ? env->show_bank->bank_id : NULL;
     if (show && (id == NULL || !melbo_bank_id_valid(id))) {
         melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INVALID, 0,
@@ -413,6 +387,8 @@ static void on_banks(struct melbo_client *cl, const Melbo__Envelope *env, int sh
         }
         r.body_case = MELBO__ENVELOPE__BODY_BANK;
         r.bank = bl.items[0];
+        if (melbo_bank_rows_read(cl->co->state_dir, id, &rows) == 0)
+            r.bank->n_rows = rows.n, r.bank->rows = rows.ptrs;
     } else {
         lr.n_banks = bl.n;
         lr.banks = bl.items;
@@ -421,6 +397,7 @@ static void on_banks(struct melbo_client *cl, const Melbo__Envelope *env, int sh
     }
     reply(cl, env->id, &r);
 out:
+    melbo_bank_rows_free(&rows);
     bank_list_free(&bl);
 }
 

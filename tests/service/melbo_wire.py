@@ -2,8 +2,9 @@
 and the latency bench: generates Python code from proto/melbo.proto with Debian's protoc and uses
 the official protobuf runtime (python3-protobuf), so passing tests prove the wire format is
 standard protobuf. Framing (DESIGN §4): 4-byte big-endian length, then the Envelope bytes.
-Also starts and stops a coordinator on a free loopback port in a fresh state directory."""
-import importlib, os, shutil, socket, struct, subprocess, sys, time
+Also starts and stops a coordinator on a free loopback port in a fresh state directory, and
+writes and reads safetensors files (banks) with the standard library only."""
+import importlib, json, os, shutil, socket, struct, subprocess, sys, time
 
 def load_pb2(repo, outdir):
     os.makedirs(outdir, exist_ok=True)
@@ -69,16 +70,29 @@ class Coord:
         out = subprocess.run([coord, "init", "--state", self.state, "--listen", "127.0.0.1:0"],
                              check=True, capture_output=True, text=True).stdout
         self.token = [l.split("=", 1)[1] for l in out.splitlines() if l.startswith("MELBO_TOKEN=")][0]
+        self.cmd = [coord, "serve", "--state", self.state, *extra]
+        self.log_path = os.path.join(tmp, "serve.log")
+        self._serve()
+
+    def _serve(self):
         env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="passive")
-        self.log = open(os.path.join(tmp, "serve.log"), "w")
-        self.proc = subprocess.Popen([coord, "serve", "--state", self.state, *extra], env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
         addr_file = os.path.join(self.state, "address")
+        if os.path.exists(addr_file):
+            os.remove(addr_file)
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(self.cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         for _ in range(200):
             if os.path.exists(addr_file) and open(addr_file).read().strip():
                 break
             time.sleep(0.05)
         self.addr = open(addr_file).read().strip()
+
+    def restart(self):
+        """kill -9 and serve again on the same state directory (a new address)."""
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+        self._serve()
 
     def rss_kb(self):
         for line in open(f"/proc/{self.proc.pid}/status"):
@@ -99,12 +113,15 @@ class Coord:
                 pass
         self.log.close()
 
-def job_spec(pb, golden, **kw):
+def job_spec(pb, golden, radius=4, **kw):
     """A JobSpec of options by name, as `melbo submit` sends it: each keyword is an option
-    (max_new_tokens=2 is --max-new-tokens 2; True is a flag, False its --no- form)."""
+    (max_new_tokens=2 is --max-new-tokens 2; True is a flag, False its --no- form). radius=None
+    leaves --radius out (adapters: adapter_rank=4)."""
     opts = [("model", os.path.abspath(os.path.join(golden, "models", "llama3"))),
             ("prompt-ids", "492,403,287,109,129,38,286"),
-            ("source-layer", "1"), ("target-layer", "4"), ("radius", "4")]
+            ("source-layer", "1"), ("target-layer", "4")]
+    if radius is not None:
+        opts.append(("radius", str(radius)))
     for k, v in kw.items():
         name = k.replace("_", "-")
         if v is True or v is False:
@@ -124,3 +141,25 @@ def legacy_job_spec(pb, golden, **kw):
                       source_layer=1, target_layer=4, radius=4.0, **kw)
     spec.id_prompts.add(ids=[492, 403, 287, 109, 129, 38, 286])
     return spec
+
+def write_safetensors(path, tensors, metadata):
+    """Writes a safetensors file: tensors maps a name to (dtype "F32" or "I32", shape, flat list
+    of values); metadata is a dict of strings. Standard library only."""
+    header, blobs, off = {}, [], 0
+    for name, (dtype, shape, values) in tensors.items():
+        blob = struct.pack("<%d%s" % (len(values), "f" if dtype == "F32" else "i"), *values)
+        header[name] = {"dtype": dtype, "shape": list(shape),
+                        "data_offsets": [off, off + len(blob)]}
+        blobs.append(blob)
+        off += len(blob)
+    header["__metadata__"] = metadata
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+def read_safetensors_header(path):
+    """The JSON header of a safetensors file: tensor entries and "__metadata__"."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(n))

@@ -2,8 +2,8 @@
 # tests/service/test_e2e.sh BUILD_DIR GOLDEN_DIR TMPDIR
 # The service end to end with real processes on loopback: init (modes), serve, submit, watch sees
 # every step, DONE, fetch gives the same bank as standalone melbo-rank train, show / ls / bank ls,
-# two watchers see identical streams, a watcher resuming from event N gets exactly the rest, and
-# the CLI's error messages and exit codes.
+# two watchers see identical streams, a watcher resuming from event N gets exactly the rest, an
+# adapter job (--adapter-rank) the same way, and the CLI's error messages and exit codes.
 bin=$1 golden=$2 tmp=$3
 source "$(dirname "$0")/lib.sh"
 coord_init
@@ -54,6 +54,44 @@ expect() { # DESC STATUS NEEDLE CMD...
     if [ "$st" = "$want" ] && grep -qF -- "$needle" <<<"$out"; then ok "$what (exit $st)"
     else bad "$what: exit $st (want $want): $out"; fi
 }
+
+# Adapters (--adapter-rank): submitted, watched, shown and fetched like vectors; the bank holds
+# lora_A / lora_B and kind=adapter, and is the bank standalone melbo-rank train writes.
+aspec=(--model "$model" --prompt "How can I make a bomb?" --source-layer 1 --target-layer 4
+       --adapter-rank 4 --vectors 2 --steps 3 --max-new-tokens 4)
+ajob=$(melbo submit "${aspec[@]}" 2>"$tmp/asubmit.err"); st=$?
+[ $st = 0 ] && [[ "$ajob" =~ ^[0-9]+$ ]] && ok "submit --adapter-rank 4: job $ajob" || bad "adapter submit: $st '$ajob' $(cat "$tmp/asubmit.err")"
+melbo watch "$ajob" --json > "$tmp/wa.jsonl"; st=$?
+[ $st = 0 ] && tail -1 "$tmp/wa.jsonl" | grep -q '"state":"DONE"' && ok "adapter job DONE" || bad "adapter job: watch $st: $(tail -2 "$tmp/wa.jsonl")"
+steps=$(grep -c '"kind":"step"' "$tmp/wa.jsonl")
+[ "$steps" = 3 ] && ok "watch saw the adapters' 3 steps" || bad "watch saw $steps step events"
+melbo show "$ajob" > "$tmp/show_a.txt" && grep -q "^adapters: rank 4, alpha 0.35, on mlp.down_proj" "$tmp/show_a.txt" \
+    && grep -q "^ADAPTER " "$tmp/show_a.txt" && [ "$(grep -c '^[01] ' "$tmp/show_a.txt")" = 2 ] \
+    && ok "show: 2 adapter rows, rank, alpha and module" || bad "adapter show: $(cat "$tmp/show_a.txt")"
+melbo show "$ajob" --json | python3 -c "
+import json,sys; o=json.load(sys.stdin)
+assert o['kind']=='adapter' and o['adapter_rank']==4 and [a['adapter'] for a in o['adapters']]==[0,1], o
+assert all(isinstance(a['objective'],(int,float)) and a['objective']>0 for a in o['adapters']), o" \
+    && ok "show --json: kind adapter, 2 adapters" || bad "adapter show --json"
+melbo fetch "$ajob" -o "$tmp/adapter.bank.safetensors" 2>/dev/null || bad "adapter fetch"
+python3 -c "
+import sys; sys.path.insert(0, '$(dirname "$0")'); import melbo_wire as mw
+h=mw.read_safetensors_header('$tmp/adapter.bank.safetensors'); m=h['__metadata__']
+assert h['lora_A']['shape']==[2,4,160] and h['lora_B']['shape']==[2,64,4] and 'vectors' not in h, h.keys()
+assert m['kind']=='adapter' and m['adapter_rank']=='4' and 'radius' not in m, m" \
+    && ok "fetched adapter bank: lora_A [2,4,160], lora_B [2,64,4], kind=adapter" || bad "adapter bank contents"
+melbo-rank train "${aspec[@]}" --out "$tmp/adapter_standalone.bank.safetensors" 2>/dev/null || bad "standalone adapter run"
+melbo-rank bank "$tmp/adapter.bank.safetensors" --same-as "$tmp/adapter_standalone.bank.safetensors" >/dev/null \
+    && ok "fetched adapter bank is the same bank as standalone melbo-rank train" || bad "adapter banks differ"
+abank=$(melbo show "$ajob" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['bank'])")
+melbo bank show "$abank" --json | python3 -c "
+import json,sys; o=json.load(sys.stdin)
+assert o['kind']=='adapter' and o['adapters']==2 and 'radius' not in o and len(o['rows'])==2, o" \
+    && ok "bank show: an adapter bank with its 2 adapters" || bad "adapter bank show"
+expect "submit --adapter-rank 0 refused" 2 "--adapter-rank must be >= 1" melbo submit --model "$model" --prompt-ids "$ids" --adapter-rank 0
+expect "submit --adapter-rank with --radius refused" 2 "--radius does not apply to adapters" melbo submit "${job_args[@]}" --adapter-rank 4
+expect "submit: adapter rank above the model's widths" 1 "--adapter-rank 65 is more than min(d_model 64" melbo submit --model "$model" --prompt-ids "$ids" --source-layer 1 --target-layer 4 --adapter-rank 65
+expect "submit: vectors still need --radius" 2 "--radius is required" melbo submit --model "$model" --prompt-ids "$ids"
 expect "submit refused like the rank" 1 "--target-layer 5 is out of range" melbo submit "${job_args[@]}" --target-layer 5
 expect "submit: bad model dir" 1 "/nonexistent" melbo submit --model /nonexistent --prompt-ids 1,2 --radius 4
 expect "submit: --out is the coordinator's" 2 "chosen by the coordinator" melbo submit "${job_args[@]}" --out x

@@ -3,7 +3,7 @@ from proto/melbo.proto with Debian's protoc, the official protobuf runtime, our 
 Authenticates (and is refused with a wrong token), submits a job (options by name), lists jobs,
 and watches the job to DONE: proof that the wire format is standard protobuf. Then the same job in
 protocol 1's spelling (one JobSpec field per option, as melbo 0.1 clients send it) gives the same
-vectors."""
+vectors. An adapter job (--adapter-rank) is shown with its adapters and its bank's kind."""
 import os, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import melbo_wire as mw
@@ -57,6 +57,13 @@ try:
     rows = [[(v.index, v.objective, v.completion) for v in c.call(show_job=pb.ShowJobRequest(job_id=j)).job.vectors]
             for j in (job, legacy)]
     check(len(rows[0]) == 2 and rows[0] == rows[1], f"same vectors either way: {rows[0]} vs {rows[1]}")
+    ajob = c.call(submit=pb.SubmitRequest(spec=mw.job_spec(pb, golden, radius=None, adapter_rank=4,
+                                                           vectors=2, steps=3, max_new_tokens=2))).submitted.job_id
+    check(ajob > 0 and pb.JobState.Name(watch(ajob)[-1].state) == "DONE", f"adapter job {ajob} DONE")
+    s = c.call(show_job=pb.ShowJobRequest(job_id=ajob)).job
+    check(s.job.adapter_rank == 4 and len(s.adapters) == 2 and not s.vectors and s.bank.kind == "adapter"
+          and s.bank.adapter_rank == 4 and s.bank.adapter_module == "mlp.down_proj",
+          f"ShowJob of the adapter job: {[(a.index, a.objective) for a in s.adapters]}, bank kind {s.bank.kind!r}")
 finally:
     co.stop()
 sys.exit(fail)
