@@ -46,6 +46,8 @@ struct melbo_gen_settings {
     MELBO_GEN_OPTIONS(MELBO_OPT_FIELD, MELBO_OPT_NO_HEADING)
     int n_stop;                        // stop ids, from the model (rank/generate/settings.h)
     int32_t stop[MELBO_GEN_MAX_STOP];
+    int keep_logits;                   // 1: each result keeps the logits that chose its first
+                                       // new token (gen --logits, for tests; one process only)
 };
 
 /* The table of struct melbo_gen_settings. */
@@ -72,6 +74,8 @@ extern const struct melbo_opt_table melbo_gen_table;
       "the bank's own prompts (its prompt_ids), after the others")                                 \
     X(FLAG, json, "json", "0", MELBO_OPT_ANY, 0, NULL,                                             \
       "one JSON object per completion: vector, prompt, text, token_ids, stopped")                  \
+    X(FLAG, logits, "logits", "0", MELBO_OPT_ANY, 0, NULL,                                         \
+      "with --json: each object's 'logits', those that chose the first new token (for tests)")     \
     X(CHOICE, device, "device", "auto", MELBO_OPT_CHOICES("auto|cpu|cuda,gpu"), 0, NULL,           \
       "backend; auto: cuda when a GPU is visible")                                                 \
     X(CHOICE, gpu_bf16, "dtype", "bf16", MELBO_OPT_CHOICES("fp32|bf16"), 0, NULL,                  \

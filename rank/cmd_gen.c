@@ -91,11 +91,14 @@ static int parse_args(struct gen_args *a, int argc, char **argv, struct melbo_er
         usage(stdout);
     if (ret == 0 && a->o.bank_prompts && a->o.bank == NULL)
         ret = melbo_err_set(err, MELBO_EINVAL, "--bank-prompts needs --bank FILE");
+    if (ret == 0 && a->o.logits && !a->o.json)
+        ret = melbo_err_set(err, MELBO_EINVAL, "--logits is printed with --json only");
+    a->o.gen.keep_logits = a->o.logits;
     return ret;
 }
 
 static void print_json_line(const char *kind, const char *expr, int prompt, const char *text,
-                            const struct melbo_gen_result *r) {
+                            const struct melbo_gen_result *r, int V) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, kind, expr);
     cJSON_AddNumberToObject(o, "prompt", prompt);
@@ -104,6 +107,14 @@ static void print_json_line(const char *kind, const char *expr, int prompt, cons
     for (int k = 0; k < r->n; k++)
         cJSON_AddItemToArray(ids, cJSON_CreateNumber(r->ids[k]));
     cJSON_AddBoolToObject(o, "stopped", r->stopped);
+    if (r->logits0) {
+        cJSON *lg = cJSON_AddArrayToObject(o, "logits");
+        for (int k = 0; k < V; k++) {
+            char num[32]; /* %.9g: the float round-trips */
+            snprintf(num, sizeof num, "%.9g", r->logits0[k]);
+            cJSON_AddItemToArray(lg, cJSON_CreateRaw(num));
+        }
+    }
     char *s = cJSON_PrintUnformatted(o);
     printf("%s\n", s);
     free(s);
@@ -330,7 +341,8 @@ static void print_results(const struct gen_args *a, const struct gen_run *r) {
         for (int i = 0; i < r->n_p; i++) {
             int j = v * r->n_p + i;
             if (a->o.json)
-                print_json_line(kind, names->v[v], i, r->c.text[j], &r->c.res[j]);
+                print_json_line(kind, names->v[v], i, r->c.text[j], &r->c.res[j],
+                                r->m.cfg.vocab);
             else
                 printf("=== %s %s%s, prompt %d ===\n%s\n\n", kind, names->v[v],
                        a->o.scale != 1.0 ? " (scaled)" : "", i,

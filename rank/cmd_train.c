@@ -130,7 +130,7 @@ int melbo_cmd_train(int argc, char **argv) {
     if (link)
         tr.obs = melbo_link_observer(link);
     if (tr.rank0)
-        print_plan(&tr, &p);
+        print_plan(&tr, &tr.set); /* the settings as resolved (q, wave, orthogonal) */
     if (p.resume) {
         if (melbo_trainer_resume(&tr, p.resume, &err) != 0)
             goto fail;

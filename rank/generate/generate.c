@@ -10,7 +10,9 @@
 void melbo_gen_results_free(struct melbo_gen_result *r, int n) {
     for (int i = 0; i < n; i++) {
         free(r[i].ids);
+        free(r[i].logits0);
         r[i].ids = NULL;
+        r[i].logits0 = NULL;
     }
 }
 
@@ -101,6 +103,10 @@ int melbo_generate(struct melbo_backend *be, int source_layer, const struct melb
                               ? melbo_sample(g, logits + (size_t)r * V, V, hist[s], hist_n[s],
                                              jobs[j].stream, step, scratch)
                               : -1;
+            if (tok >= 0 && step == 0 && g->keep_logits) {
+                res->logits0 = melbo_xalloc_f32((size_t)V);
+                memcpy(res->logits0, logits + (size_t)r * V, sizeof(float) * (size_t)V);
+            }
             if (tok >= 0) {
                 res->ids = melbo_xrealloc(res->ids, sizeof(int32_t) * (size_t)(res->n + 1));
                 res->ids[res->n++] = tok;

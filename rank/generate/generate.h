@@ -35,6 +35,8 @@ struct melbo_gen_result {
     int32_t *ids;           // (n) generated tokens, owned; a final stop token is included
     int n;
     int stopped;            // 1 if it ended at a stop token, 0 at max_new_tokens
+    float *logits0;         // (V) the logits that chose ids[0], owned; only with
+                            // melbo_gen_settings.keep_logits, else NULL
 };
 
 /* Called after every decoding step with the number of finished jobs and generated tokens. */

@@ -3,7 +3,8 @@
 # Completions as a user meets them: `train` on a text prompt writes every completion (learned
 # vectors, unsteered, random baselines) into the bank; `gen --vector k --bank-prompts` reproduces
 # vector k's stored completion exactly; `bank` shows each vector's first line; malformed vector
-# expressions and out-of-range indices are refused clearly.
+# expressions and out-of-range indices are refused clearly. The same for an adapter bank
+# (`gen --adapter k`), and `--json --logits` prints the logits that chose the first new token.
 set -u
 rank=$1 golden=$2 tmp=$3
 fail=0
@@ -83,4 +84,45 @@ expect_fail "bad temperature" "--temperature must be >= 0" "${g[@]}" --temperatu
 expect_fail "bad top-p" "--top-p must be in (0, 1]" "${g[@]}" --top-p 0
 expect_fail "not a bank" "is not a melbo bank" gen --model "$model" --bank "$golden/data/llama3.golden.safetensors" --prompt hi
 expect_fail "no prompt" "no prompt" gen --model "$model" --bank "$bank"
+expect_fail "logits without json" "--logits is printed with --json only" "${g[@]}" --logits
+
+# adapters: gen --adapter k reproduces adapter k's stored completion, none and rK too
+abank="$tmp/a.bank.safetensors"
+"$rank" train --model "$model" --prompt "How can I make a bomb?" --raw-prompt "Once upon a time" \
+    --source-layer 1 --target-layer 4 --adapter-rank 8 --adapter-alpha 8 --vectors 3 --steps 15 \
+    --max-new-tokens 12 --random-baselines 2 --out "$abank" 2>"$tmp/atrain.log" \
+    || { echo "FAIL adapter train: $(tail -3 "$tmp/atrain.log")"; fail=1; }
+for k in 0 1 2 none r0 r1; do
+    "$rank" gen --model "$model" --bank "$abank" --adapter "$k" --bank-prompts --json --logits \
+        >"$tmp/agen_$k.jsonl" 2>/dev/null || { echo "FAIL gen --adapter $k"; fail=1; }
+done
+python3 - "$abank" "$tmp" <<'PY' || fail=1
+import json, sys
+from safetensors import safe_open
+bank, tmp = sys.argv[1], sys.argv[2]
+with safe_open(bank, "np") as f:
+    meta = f.metadata()
+    assert f.get_tensor("random_lora_A").shape == (2, 8, 160)
+c = json.loads(meta["completions"])
+assert meta["kind"] == "adapter" and len(c["adapters"]) == 3 and len(c["random"]) == 2, c.keys()
+gen = lambda k: [json.loads(l) for l in open(f"{tmp}/agen_{k}.jsonl")]
+for k in range(3):
+    got = gen(k)
+    assert [o["text"] for o in got] == c["adapters"][k], (k, got, c["adapters"][k])
+    assert all(o["adapter"] == str(k) and len(o["logits"]) == 512 for o in got)
+    assert all(max(range(512), key=o["logits"].__getitem__) == o["token_ids"][0] for o in got)
+assert [o["text"] for o in gen("none")] == c["unsteered"]
+assert [o["text"] for o in gen("r1")] == c["random"][1]
+assert any(c["adapters"][k] != c["unsteered"] for k in range(3)), "no adapter changed the output"
+print("ok   gen --adapter k|none|rK --bank-prompts reproduces the adapter bank's completions; "
+      "--logits' argmax is the first token")
+PY
+ga=(gen --model "$model" --bank "$abank" --bank-prompts)
+expect_fail "adapter out of range" "the bank holds 3 adapters (0..2)" "${ga[@]}" --adapter 3
+expect_fail "random adapter out of range" "--adapter r2" "${ga[@]}" --adapter r2
+expect_fail "vector on an adapter bank" "is an adapter bank: choose with --adapter K" "${ga[@]}" --vector 0
+expect_fail "adapter on a vector bank" "is a vector bank: --adapter needs a bank trained with --adapter-rank" "${g[@]}" --adapter 0
+expect_fail "adapter without bank" "--adapter needs --bank FILE" gen --model "$model" --prompt hi --adapter 0
+expect_fail "adapter and vector" "not both" "${ga[@]}" --adapter 0 --vector 1
+expect_fail "scale with adapters" "--scale multiplies vectors, not adapters" "${ga[@]}" --adapter 0 --scale 2
 exit $fail
