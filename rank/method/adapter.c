@@ -50,6 +50,23 @@ void melbo_adapter_init(float *par, const double *g, const struct melbo_adapter_
     melbo_adapter_normalize(par, s);
 }
 
+double melbo_adapter_dot(const float *x, const float *y, const struct melbo_adapter_shape *s) {
+    int r = s->r;
+    size_t nA = melbo_adapter_n_A(s);
+    const float *Ax = x, *Ay = y, *Bx = x + nA, *By = y + nA;
+    double dot = 0;
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++) {
+            double bb = 0, aa = 0; /* (B_x^T B_y)_ij and (A_x A_y^T)_ij */
+            for (int k = 0; k < s->d; k++)
+                bb += (double)Bx[(size_t)k * r + i] * By[(size_t)k * r + j];
+            for (int n = 0; n < s->ff; n++)
+                aa += (double)Ax[(size_t)i * s->ff + n] * Ay[(size_t)j * s->ff + n];
+            dot += bb * aa;
+        }
+    return dot;
+}
+
 void melbo_adapter_update(float *par, float *g, float *m, float *v, float *vhat, int t,
                           const struct melbo_adam *opt, const struct melbo_adapter_shape *s) {
     size_t nA = melbo_adapter_n_A(s);

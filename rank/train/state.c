@@ -180,6 +180,7 @@ int melbo_bank_write(const struct melbo_trainer *tr, const char *path, struct me
     }
     melbo_st_writer_meta(&w, "generation", tr->generation_json);
     melbo_st_writer_meta(&w, "completions", tr->completions_json);
+    melbo_st_writer_meta(&w, "triage", tr->triage_json);
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);

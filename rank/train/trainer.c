@@ -188,6 +188,7 @@ static int setup_generation(struct melbo_trainer *tr, int gen, struct melbo_err 
     tr->random = melbo_xalloc_f32((size_t)(tr->K ? tr->K : 1) * tr->W);
     tr->completions_json = melbo_xstrdup("{}");
     tr->generation_json = melbo_xstrdup("{}");
+    tr->triage_json = melbo_xstrdup("null");
     if (!gen)
         return 0;
     int ret = melbo_gen_settings_from_model(&p->gen, &tr->model.cfg, p->model, err);
@@ -263,6 +264,7 @@ void melbo_trainer_free(struct melbo_trainer *tr) {
     free(tr->random);
     free(tr->completions_json);
     free(tr->generation_json);
+    free(tr->triage_json);
     melbo_tokenizer_free(tr->tok);
     memset(tr, 0, sizeof *tr);
 }

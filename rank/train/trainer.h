@@ -69,6 +69,8 @@ struct melbo_trainer {
     float *random;               // (K, W) random vectors of norm R, or random adapters
     char *completions_json;      // DESIGN §4 "completions", owned ("{}" before generation)
     char *generation_json;       // DESIGN §4 "generation", owned
+    char *triage_json;           // DESIGN §4 "triage" (rank/method/triage.h), owned ("null"
+                                 // without completions or random baselines)
 
     struct melbo_train_observer obs; // hooks (all NULL standalone); set before melbo_trainer_run
     struct melbo_calibration cal;    // --radius auto's result (cal.samples = 0 otherwise)

@@ -4,11 +4,13 @@
  * every prompt under every vector, none and every baseline, generated on the trainer's backend.
  */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/mem.h"
 #include "rank/generate/completions.h"
+#include "rank/method/triage.h"
 #include "rank/train/trainer.h"
 
 static cJSON *texts_json(const struct melbo_completions *c, int v0, int n_vec) {
@@ -48,6 +50,42 @@ static void draw_random(struct melbo_trainer *tr) {
     free(all);
 }
 
+/* Cosine between learned vectors i and j, or between adapters' weight changes B A. */
+static double cosine(void *ctx, int i, int j) {
+    const struct melbo_trainer *tr = ctx;
+    const float *x = tr->ws.vectors + (size_t)i * tr->W, *y = tr->ws.vectors + (size_t)j * tr->W;
+    double xy = 0, xx = 0, yy = 0;
+    if (tr->adapters) {
+        xy = melbo_adapter_dot(x, y, &tr->adapter);
+        xx = melbo_adapter_dot(x, x, &tr->adapter);
+        yy = melbo_adapter_dot(y, y, &tr->adapter);
+    } else {
+        for (int k = 0; k < tr->W; k++) {
+            xy += (double)x[k] * y[k];
+            xx += (double)x[k] * x[k];
+            yy += (double)y[k] * y[k];
+        }
+    }
+    return xx > 0 && yy > 0 ? xy / sqrt(xx * yy) : 0.0;
+}
+
+/* The bank's "triage" (rank/method/triage.h) of the completions c. */
+static void triage(struct melbo_trainer *tr, const struct melbo_completions *c) {
+    int rows = c->n_vec * c->n_prompts;
+    const int32_t **ids = melbo_xcalloc((size_t)rows + 1, sizeof *ids);
+    int *n_ids = melbo_xcalloc((size_t)rows + 1, sizeof *n_ids);
+    for (int j = 0; j < rows; j++) {
+        ids[j] = c->res[j].ids;
+        n_ids[j] = c->res[j].n;
+    }
+    struct melbo_triage_input in = {tr->N, tr->K, c->n_prompts, (const char *const *)c->text,
+                                    ids, n_ids, cosine, tr};
+    free(tr->triage_json);
+    tr->triage_json = melbo_triage_json(&in);
+    free(ids);
+    free(n_ids);
+}
+
 int melbo_trainer_generate(struct melbo_trainer *tr, struct melbo_err *err) {
     struct melbo_train_params *p = &tr->set;
     if (!p->generate || p->gen.max_new_tokens == 0)
@@ -85,6 +123,7 @@ int melbo_trainer_generate(struct melbo_trainer *tr, struct melbo_err *err) {
     cJSON_Delete(o);
     free(tr->generation_json);
     tr->generation_json = melbo_gen_settings_json(&p->gen, 1.0, K);
+    triage(tr, &c);
     melbo_completions_free(&c);
     return 0;
 }
