@@ -108,8 +108,10 @@ static int parse_real(const char *name, const char *val, double *out, struct mel
     char *end;
     errno = 0;
     double x = strtod(val, &end);
-    if (*val == '\0' || *end != '\0' || errno != 0 || !isfinite(x))
+    if (*val == '\0' || *end != '\0')
         return melbo_err_set(err, MELBO_EINVAL, "--%s: '%s' is not a number", name, val);
+    if (errno != 0 || !isfinite(x))
+        return melbo_err_set(err, MELBO_EINVAL, "--%s: '%s' is not a finite number", name, val);
     *out = x;
     return 0;
 }

@@ -44,6 +44,8 @@ LAYERS = {
     "rank/link": ["common", "proto", "rank/train/observer.h"],
     # reading and exporting banks: no backend, tokenizer or BLAS, so any process can read banks
     "rank/bank": ["common", "options", "rank/model"],
+    # a bank as an HTML page: the bank reader, and the adapters' arithmetic for their cosines
+    "rank/report": ["common", "rank/model", "rank/method", "rank/bank"],
     "rank/backend.c": ["*"],
     "rank": ["*"],
     "tests": ["*"],

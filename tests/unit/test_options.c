@@ -133,7 +133,7 @@ static void test_refusals(const char *dir) {
     EXPECT_REFUSED("--vectors must be >= 1 (got 0)", BASE, "--vectors", "0");
     EXPECT_REFUSED("--radius must be positive (got 0)", BASE, "--radius", "0");
     EXPECT_REFUSED("--radius: 'big' is not a number", BASE, "--radius", "big");
-    EXPECT_REFUSED("--lr: 'inf' is not a number", BASE, "--lr", "inf");
+    EXPECT_REFUSED("--lr: 'inf' is not a finite number", BASE, "--lr", "inf");
     EXPECT_REFUSED("--top-p must be in (0, 1] (got 1.5)", BASE, "--top-p", "1.5");
     EXPECT_REFUSED("--tp must be an integer in 1..4096 (got 0)", BASE, "--tp", "0");
     EXPECT_REFUSED("--betas must be in [0, 1) (got 0.9,1)", BASE, "--betas", "0.9,1");
