@@ -262,7 +262,8 @@ static int item_degenerate(const struct page *pg, int k) {
 static void section_triage(struct melbo_html *h, const struct page *pg) {
     const struct melbo_bank *b = pg->b;
     const char *key = pg->adapters ? "adapters" : "vectors";
-    melbo_html_printf(h, "<section id=\"triage\"><h2>%ss by novelty</h2>", pg->noun);
+    melbo_html_printf(h, "<section id=\"triage\"><h2>%s by novelty</h2>",
+                      pg->adapters ? "Adapters" : "Vectors");
     if (!pg->items)
         melbo_html_printf(h, "<p class=\"note\">no triage: the bank has no completions or no "
                              "random baselines to compare with; listed by index.</p>");

@@ -20,8 +20,10 @@ for seed in 0 1; do
     st=$?
     bank="$tmp/seed$seed/demo.bank.safetensors"
     if [ $st = 0 ] && [ -s "$bank" ] && grep -q "What to run next" "$tmp/demo$seed.log" &&
-       grep -q "random vectors of the same norm" "$tmp/demo$seed.log"; then
-        echo "ok   deploy/demo seed $seed: $((SECONDS - t0)) s, explains itself, bank at $bank"
+       grep -q "random vectors of the same norm" "$tmp/demo$seed.log" &&
+       grep -q "open in a browser: $tmp/seed$seed/report.html" "$tmp/demo$seed.log" &&
+       grep -q 'id="heatmap"' "$tmp/seed$seed/report.html"; then
+        echo "ok   deploy/demo seed $seed: $((SECONDS - t0)) s, explains itself, bank at $bank, report at $tmp/seed$seed/report.html"
         banks+=("$bank")
     else
         echo "FAIL deploy/demo seed $seed (exit $st):"; tail -20 "$tmp/demo$seed.log"; fail=1
