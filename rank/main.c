@@ -21,9 +21,11 @@ static const struct command commands[] = {
     {"inspect", melbo_cmd_inspect, "show what a checkpoint holds (--model DIR [--json])"},
     {"tokenize", melbo_cmd_tokenize, "render and tokenize prompts (--model DIR --prompt TEXT)"},
     {"detokenize", melbo_cmd_detokenize, "turn token ids back into text"},
-    {"train", melbo_cmd_train, "train steering vectors into a bank (--help for options)"},
-    {"gen", melbo_cmd_gen, "generate with vectors from a bank (--vector EXPR, --help)"},
-    {"bank", melbo_cmd_bank, "show a bank's settings and vectors (FILE [--json])"},
+    {"train", melbo_cmd_train,
+     "train steering vectors or adapters (--adapter-rank) into a bank (--help for options)"},
+    {"gen", melbo_cmd_gen, "generate with a bank's vectors or adapters (--vector/--adapter, --help)"},
+    {"bank", melbo_cmd_bank,
+     "show a bank (FILE [--json] [--sort novelty]); bank export ...; bank report FILE -o HTML"},
     {"bench", melbo_cmd_bench, "time training and generation on the GPU (--config F --random-weights)"},
 };
 
