@@ -8,6 +8,8 @@
  *   submit.c  `melbo submit`: a job spec of options by name, checked with options/job.h
  *   watch.c   `melbo watch`: a job's event log, live or as JSON lines
  *   cmds.c    the short request/reply subcommands: ls, show, cancel, fetch, bank
+ *   export.c  `melbo bank export` and `melbo bank report`: files the coordinator writes with
+ *             melbo-rank, received in chunks and written atomically
  *
  * Model: one process, one blocking connection (proto/conn.h), opened by the subcommand that
  * needs it with melbo_cli_connect and closed by main() when the subcommand returns. Requests
@@ -72,6 +74,11 @@ int melbo_cli_connect(struct melbo_cli *c);
  */
 int melbo_cli_call(struct melbo_cli *c, Melbo__Envelope *req, Melbo__Envelope **out);
 
+/* melbo_cli_call waiting up to wait_ms (not 30 s) for the first frame of the reply: for
+ * requests the coordinator answers only once it has run something (bank export, report). */
+int melbo_cli_call_wait(struct melbo_cli *c, Melbo__Envelope *req, Melbo__Envelope **out,
+                        int wait_ms);
+
 /*
  * Prints "melbo: <message>" for an Error reply (borrowed) and returns its exit code:
  * MELBO_CLI_UNREACHABLE for an authentication or protocol-version error, MELBO_CLI_REFUSED for
@@ -130,5 +137,18 @@ int melbo_cli_cmd_fetch(struct melbo_cli *c, int argc, char **argv);
  * ID`: the bank catalog, a table or JSON; `show` adds the bank's vectors or adapters (objective,
  * first line of completion). Exit 0, 1, 2 or 3. */
 int melbo_cli_cmd_bank(struct melbo_cli *c, int argc, char **argv);
+
+/*
+ * `melbo bank export ID (--vector EXPR | --adapter K) --format F -o OUT` and `melbo bank report
+ * ID -o FILE.html` (argv[0] is "export" or "report"; cli/export.c): the coordinator runs
+ * `melbo-rank bank export|report` on its stored bank and sends the output back. A file output is
+ * written to OUT.partPID and renamed; a directory output (peft) is built as OUT.partPID/ and
+ * renamed, or, into an OUT directory that exists, written as OUT/NAME.partPID and each renamed
+ * once all arrived (as melbo-rank does). Every file's size and sha256 are checked first; on any
+ * failure nothing at OUT changes and the temporaries are removed. Prints what it wrote to stderr
+ * (--json: a JSON object on stdout). Exit 0, 1 (refused: melbo-rank's message, no such bank; or
+ * OUT cannot be written), 2, or 3 (unreachable, or the transfer broke).
+ */
+int melbo_cli_cmd_bank_export(struct melbo_cli *c, int argc, char **argv);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * cli/cmds.c - the short request/reply subcommands of `melbo`: ls, show, cancel, fetch and bank
- * (ls / show). Tables for people, --json for scripts. Each connects, sends one request, prints
- * the reply and returns an exit code (cli/cli.h); the reply is freed before returning.
+ * (ls / show; export and report are cli/export.c's). Tables for people, --json for scripts.
+ * Each connects, sends one request, prints the reply and returns an exit code (cli/cli.h); the
+ * reply is freed before returning.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -379,6 +380,8 @@ static cJSON *bank_json(const Melbo__BankInfo *b) {
 int melbo_cli_cmd_bank(struct melbo_cli *c, int argc, char **argv) {
     Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
     int st;
+    if (argc >= 2 && (!strcmp(argv[1], "export") || !strcmp(argv[1], "report")))
+        return melbo_cli_cmd_bank_export(c, argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "ls")) {
         Melbo__ListBanksRequest q = MELBO__LIST_BANKS_REQUEST__INIT;
         for (int i = 2; i < argc; i++) {
@@ -453,6 +456,8 @@ int melbo_cli_cmd_bank(struct melbo_cli *c, int argc, char **argv) {
     }
 usage:
     fprintf(stderr, "usage: melbo bank ls [--model M] [--prompt TEXT] [--user U] [--json]\n"
-                    "       melbo bank show ID [--json]\n");
+                    "       melbo bank show ID [--json]\n"
+                    "       melbo bank export ID (--vector EXPR | --adapter K) --format F -o OUT\n"
+                    "       melbo bank report ID -o FILE.html\n");
     return MELBO_CLI_USAGE;
 }

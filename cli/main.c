@@ -34,6 +34,11 @@ static void usage(FILE *f) {
             "  fetch JOB -o FILE        download the job's bank (or --bank ID -o FILE)\n"
             "  bank ls [--model M] [--prompt TEXT] [--user U] [--json]   the lab's banks\n"
             "  bank show ID [--json]    one bank's provenance, its vectors or adapters\n"
+            "  bank export ID (--vector EXPR | --adapter K) --format F -o OUT\n"
+            "                           one vector expression or adapter of a stored bank in\n"
+            "                           another tool's format (gguf-control-vector: llama.cpp;\n"
+            "                           peft: a directory; gguf-lora), written by the coordinator\n"
+            "  bank report ID -o FILE.html   the bank's self-contained HTML report\n"
             "\n"
             "The coordinator and token come from --coord/--token, MELBO_COORD/MELBO_TOKEN, or\n"
             "~/.config/melbo/config (the two lines melbo-coord init prints).\n"
@@ -124,6 +129,11 @@ int melbo_cli_connect(struct melbo_cli *c) {
 }
 
 int melbo_cli_call(struct melbo_cli *c, Melbo__Envelope *req, Melbo__Envelope **out) {
+    return melbo_cli_call_wait(c, req, out, MELBO_CLI_TIMEOUT_MS);
+}
+
+int melbo_cli_call_wait(struct melbo_cli *c, Melbo__Envelope *req, Melbo__Envelope **out,
+                        int wait_ms) {
     struct melbo_err err = {0};
     req->has_id = 1;
     req->id = ++c->next_id;
@@ -133,7 +143,7 @@ int melbo_cli_call(struct melbo_cli *c, Melbo__Envelope *req, Melbo__Envelope **
     }
     for (;;) {
         Melbo__Envelope *rep = NULL;
-        if (melbo_conn_recv(&c->conn, MELBO_CLI_TIMEOUT_MS, &rep, &err) != 0) {
+        if (melbo_conn_recv(&c->conn, wait_ms, &rep, &err) != 0) {
             fprintf(stderr, "melbo: %s\n", err.msg);
             return MELBO_CLI_UNREACHABLE;
         }

@@ -35,12 +35,14 @@ static void on_read_end(struct melbo_peer *c) {
         melbo_coord_rank_after_read(cl);
 }
 
-/* Below the low-water mark again: a lagging watch, then a fetch, continue. */
+/* Below the low-water mark again: a lagging watch, then a fetch, then an export, continue. */
 static void on_drain(struct melbo_peer *c) {
     struct melbo_client *cl = melbo_client_of(c);
     melbo_watch_drain(cl->watches);
     if (!c->closing && cl->fetch)
         melbo_coord_fetch_pump(cl);
+    if (!c->closing && cl->export)
+        melbo_coord_export_pump(cl);
 }
 
 static void on_closing(struct melbo_peer *c) {
@@ -53,6 +55,7 @@ static void on_closing(struct melbo_peer *c) {
         cl->fetch = NULL;
     }
     melbo_bank_upload_abort(&cl->up);
+    melbo_coord_export_gone(cl);
 }
 
 static void on_free(struct melbo_peer *c) {

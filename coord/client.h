@@ -5,12 +5,15 @@
  *   client.c    the server's handler (struct melbo_peer_handler): allocates sessions, routes
  *               each message by kind, continues paced sends on drain, lets go on close
  *   requests.c  a user's requests: hello, submit, watch, ls, show, cancel, fetch, banks
+ *   export.c    a user's bank export and bank report: melbo-rank run on a stored bank, its
+ *               output streamed back
  *   ranks.c     rank 0's messages: hello, numbered events, log lines, bank upload, done, failed
  *
  * Ownership (style rule 8): struct melbo_client embeds its struct melbo_peer (and so its
  * uv_tcp_t) first and is freed only from the server's free callback, after the handle closed.
  * When the connection starts closing, client.c drops its watches (coord/watch.h), forgets it as
- * its job's rank link, and closes a fetch or upload in progress.
+ * its job's rank link, closes a fetch or upload in progress, and ends its export (a melbo-rank
+ * still running for it is killed).
  *
  * Layer: the top of coord/ below main.c: includes server.h, watch.h, banks.h and coord.h;
  * requests.c and ranks.c also call jobs.h, launcher.h, db.h and tokens.h. Nothing below
@@ -51,6 +54,8 @@ struct melbo_client {
     uint64_t fetch_req, fetch_off, fetch_size;
     char fetch_id[72];
     struct melbo_sha256 fetch_sha;
+    /* bank export or report in progress (owned by co->exports; coord/export.c) */
+    struct melbo_export *export;
 };
 
 /* What sessions need from the rest of the coordinator (borrowed; outlives every session). */
@@ -101,6 +106,20 @@ void melbo_coord_on_client_message(struct melbo_client *cl, const Melbo__Envelop
 /* Continues a fetch while cl's queue is below the low-water mark (sends the last chunk with the
  * sha256 and closes the file at the end). */
 void melbo_coord_fetch_pump(struct melbo_client *cl);
+
+/* ---- export.c ---- */
+
+/* ExportRequest or ReportRequest (env->body_case says which): checks it, then queues the run of
+ * `melbo-rank bank export|report` on the stored bank; the answer (ExportChunk messages or an
+ * Error, with the request's id) comes later. One export per connection at a time. */
+void melbo_coord_export_request(struct melbo_client *cl, const Melbo__Envelope *env);
+/* Continues sending cl's finished export while cl's queue is below the low-water mark. */
+void melbo_coord_export_pump(struct melbo_client *cl);
+/* cl is closing: its export ends (a running melbo-rank is killed, its directory removed). */
+void melbo_coord_export_gone(struct melbo_client *cl);
+/* `serve` start: creates STATE/exports (0700) and removes what an earlier run left in it.
+ * Returns 0 or a negative code with err set. */
+int melbo_coord_exports_init(struct melbo_coord *co, struct melbo_err *err);
 
 /* ---- ranks.c ---- */
 

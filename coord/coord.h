@@ -27,6 +27,7 @@
 
 struct melbo_launcher;
 struct melbo_slurm_cmd;
+struct melbo_export;
 
 struct melbo_coord {
     uv_loop_t *loop;                 // loop->data points back here (launcher callbacks use it)
@@ -46,6 +47,10 @@ struct melbo_coord {
     int slurm_polling;               // Slurm launcher: an squeue is running
     double slurm_last_poll;
     struct melbo_slurm_cmd *slurm_cmds;  // Slurm launcher: sbatch / squeue / scancel running
+    /* bank exports and reports (coord/export.c): melbo-rank runs on stored banks */
+    double export_timeout_s;         // time limit of one run (serve --export-timeout, 300)
+    struct melbo_export *exports;    // every export from request to end, in arrival order
+    int exports_running;
 };
 
 #endif

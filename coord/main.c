@@ -3,8 +3,9 @@
  * it, `token add` gives another user a token.
  *
  * State directory (0700): melbo.db (SQLite, WAL: jobs, events, bank catalog), tokens (0600),
- * banks/ (stored banks), jobs/ID/ (each job's secret, rank log, checkpoint and output), address
- * (the host:port `serve` bound, rewritten at every start) and coord.conf (listen=HOST:PORT).
+ * banks/ (stored banks), jobs/ID/ (each job's secret, rank log, checkpoint and output), exports/
+ * (a private directory per bank export or report while melbo-rank writes it), address (the
+ * host:port `serve` bound, rewritten at every start) and coord.conf (listen=HOST:PORT).
  *
  * The layering of coord/ (a file includes only headers on its own line or above it; calls go
  * down, news comes up through the two interfaces named in brackets):
@@ -19,7 +20,8 @@
  *                         slurm.c = Slurm (both above coord.h; neither names the other)
  *   sched.h               scheduler: a job-event subscriber that runs a pass from a uv_idle
  *   client.h              sessions [struct melbo_peer_handler]: client.c routes each
- *                         connection's messages to requests.c (users) and ranks.c (rank 0)
+ *                         connection's messages to requests.c (users; bank exports and
+ *                         reports in export.c) and ranks.c (rank 0)
  *   main.c                wiring: server + fan-out + scheduler + launchers, tick, signals
  *
  * The state machine (jobs.c) calls no launcher and writes to no socket: it stores an event and
@@ -59,9 +61,10 @@ static void usage(FILE *f) {
             "        (Slurm site defaults: slurm.partition=, slurm.account=, slurm.qos=,\n"
             "         slurm.constraint=, slurm.time=, slurm.signal_lead=, slurm.cpus_per_task=,\n"
             "         slurm.resubmit_max= lines in STATE/coord.conf)\n"
-            "        [--max-running N] [--client-cap BYTES]\n"
+            "        [--max-running N] [--client-cap BYTES] [--export-timeout SECONDS]\n"
             "        run the coordinator (port 0 picks a free port; the bound address is written\n"
-            "        to DIR/address)\n"
+            "        to DIR/address); bank exports and reports run PATH (`bank export|report`),\n"
+            "        at most SECONDS each (300)\n"
             "  token add NAME --state DIR\n"
             "        add a user; prints their MELBO_TOKEN line\n");
 }
@@ -330,6 +333,15 @@ static int serve_settings(struct melbo_service *svc, int argc, char **argv, cons
         default_rank_binary(co->rank_binary, sizeof co->rank_binary);
     const char *mp = arg_value(argc, argv, "--mpirun");
     snprintf(co->mpirun, sizeof co->mpirun, "%s", mp ? mp : "mpirun");
+    const char *et = arg_value(argc, argv, "--export-timeout");
+    co->export_timeout_s = et ? atof(et) : 300.0;
+    if (!(co->export_timeout_s > 0) || co->export_timeout_s > 86400) {
+        fprintf(stderr,
+                "melbo-coord serve: --export-timeout must be seconds > 0 (at most 86400), "
+                "not '%s'\n",
+                et);
+        return 2;
+    }
     const char *mr = arg_value(argc, argv, "--max-running");
     co->max_running = mr ? atoi(mr) : 2;
     if (co->max_running < 1)
@@ -374,7 +386,7 @@ static int serve_settings(struct melbo_service *svc, int argc, char **argv, cons
 static int cmd_serve(int argc, char **argv) {
     static const char *const known[] = {"--state", "--listen", "--rank-binary", "--mpirun",
                                         "--max-running", "--client-cap", "--launcher",
-                                        "--slurm-template", NULL};
+                                        "--slurm-template", "--export-timeout", NULL};
     if (check_args(argc, argv, 1, known))
         return 2;
     struct melbo_service svc;
@@ -400,6 +412,8 @@ static int cmd_serve(int argc, char **argv) {
         goto fail;
     melbo_jobs_init(&co->jobs, co->db);
     if (melbo_db_jobs_load(co->db, &co->jobs.list, &err) != 0)
+        goto fail;
+    if (melbo_coord_exports_init(co, &err) != 0)
         goto fail;
     if (melbo_fanout_init(&svc.fanout, &co->jobs) != 0 ||
         melbo_sched_init(&svc.sched, co) != 0) {

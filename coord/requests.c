@@ -1,6 +1,7 @@
 /*
  * coord/requests.c - what an authenticated client may ask: submit, watch, list and show jobs,
- * cancel, fetch a bank in chunks, list and show banks. The first message of a connection must be
+ * cancel, fetch a bank in chunks, list and show banks, export a bank or write its report
+ * (coord/export.c). The first message of a connection must be
  * Hello with a known token; anything else, or a wrong token, is refused and the connection
  * closed. Every reply carries the request's envelope id; every refusal is an Error with a code
  * and a sentence naming the problem.
@@ -440,6 +441,10 @@ void melbo_coord_on_client_message(struct melbo_client *cl, const Melbo__Envelop
         break;
     case MELBO__ENVELOPE__BODY_SHOW_BANK:
         on_banks(cl, env, 1);
+        break;
+    case MELBO__ENVELOPE__BODY_BANK_EXPORT:
+    case MELBO__ENVELOPE__BODY_BANK_REPORT:
+        melbo_coord_export_request(cl, env);
         break;
     default:
         melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_PROTOCOL, 1,

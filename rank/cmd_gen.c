@@ -19,7 +19,7 @@
 #include "rank/backend.h"
 #include "rank/commands.h"
 #include "rank/generate/completions.h"
-#include "rank/generate/vexpr.h"
+#include "rank/bank/vexpr.h"
 #include "rank/model/model.h"
 #include "rank/model/safetensors.h"
 #include "rank/tokenizer/prompt.h"

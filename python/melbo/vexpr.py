@@ -1,5 +1,5 @@
 """melbo/vexpr.py - vector expressions, exactly as `melbo-rank gen --vector` evaluates them
-(rank/generate/vexpr.c): the same grammar, the same arithmetic and the same errors.
+(rank/bank/vexpr.c): the same grammar, the same arithmetic and the same errors.
 
     expr  := term (('+' | '-') term)*
     term  := [number '*'] atom | '-' term

@@ -4,8 +4,10 @@
  *
  * The command line is BANK (the one positional argument, anywhere) and the options of the table
  * below, parsed by the options engine (options/opt.h); -o is --out. Usage errors (exit 2) are
- * found before the bank is opened; then the bank and the selection are checked (exit 1): the
- * format exports the bank's kind, an adapter index inside the bank.
+ * found before the bank is opened, a selection that does not fit the format among them (--vector
+ * with an adapter format, --adapter with a vector format); then the bank and the selection are
+ * checked (exit 1): the format exports the bank's kind, an adapter index inside the bank. A
+ * vector expression is checked by its writer, against the bank's rows (exit 1).
  */
 #include "rank/bank/export.h"
 
@@ -24,9 +26,12 @@
 #define EXPORT_OPTIONS(X, G)                                                                       \
     X(INT, adapter, "adapter", NULL, MELBO_OPT_GE(0), 0, "K",                                      \
       "the adapter to export (row K of an adapter bank's lora_A / lora_B)")                        \
+    X(STR, vector, "vector", NULL, MELBO_OPT_ANY, 0, "EXPR",                                       \
+      "the vector to export, a vector expression as melbo-rank gen --vector reads it (3, -2*5, "   \
+      "0.5*3+0.5*7, r0)")                                                                          \
     X(STR, format, "format", NULL, MELBO_OPT_ANY, 0, "F", "the output format (below)")             \
     X(PATH, out, "out", NULL, MELBO_OPT_ANY, 0, "OUT",                                             \
-      "where to write (also -o): a directory for peft, a file for gguf-lora")
+      "where to write (also -o): a directory for peft, a file for the GGUF formats")
 
 struct export_params {
     EXPORT_OPTIONS(MELBO_OPT_FIELD, MELBO_OPT_NO_HEADING)
@@ -56,6 +61,11 @@ static const struct export_format formats[] = {
     {"gguf-lora", MELBO_BANK_KIND_ADAPTER, "FILE.gguf",
      "a llama.cpp LoRA adapter (llama-cli --lora FILE.gguf) for the model in GGUF",
      melbo_export_gguf_lora},
+    {"gguf-control-vector", MELBO_BANK_KIND_VECTOR, "FILE.gguf",
+     "a llama.cpp control vector (llama-cli --control-vector FILE.gguf): the vector of\n      "
+     "--vector EXPR as direction.S, S the bank's source layer (S >= 1); at scale 1 it\n      "
+     "steers as melbo-rank gen --vector EXPR does",
+     melbo_export_control_vector},
 };
 #define N_FORMATS (sizeof formats / sizeof formats[0])
 
@@ -66,7 +76,7 @@ static const struct export_format *find_format(const char *name) {
     return NULL;
 }
 
-/* "peft, gguf-lora" into buf. */
+/* "peft, gguf-lora, gguf-control-vector" into buf. */
 static const char *format_names(char *buf, size_t n) {
     size_t o = 0;
     buf[0] = '\0';
@@ -78,13 +88,17 @@ static const char *format_names(char *buf, size_t n) {
 static void export_usage(FILE *f) {
     fprintf(f, "usage: melbo-rank bank export BANK --adapter K --format peft -o DIR\n"
                "       melbo-rank bank export BANK --adapter K --format gguf-lora -o FILE.gguf\n"
-               "Writes one adapter of a bank in a format other tools load. The output is written\n"
-               "atomically (whole or not at all).\n\noptions:\n");
+               "       melbo-rank bank export BANK --vector EXPR --format gguf-control-vector "
+               "-o FILE.gguf\n"
+               "Writes one adapter or one vector of a bank in a format other tools load. The\n"
+               "output is written atomically (whole or not at all).\n\noptions:\n");
     melbo_opts_usage(f, &export_table, 0);
     fprintf(f, "\nformats:\n");
     for (size_t i = 0; i < N_FORMATS; i++) {
-        fprintf(f, "  %-10s -o %-10s  from %s banks:\n      %s\n", formats[i].name, formats[i].out,
-                melbo_bank_kind_name(formats[i].kind), formats[i].help);
+        fprintf(f, "  %s -o %s  from %s banks (%s):\n      %s\n", formats[i].name, formats[i].out,
+                melbo_bank_kind_name(formats[i].kind),
+                formats[i].kind == MELBO_BANK_KIND_ADAPTER ? "--adapter K" : "--vector EXPR",
+                formats[i].help);
     }
 }
 
@@ -92,12 +106,21 @@ static void export_usage(FILE *f) {
  * The command line.
  */
 
-/* melbo_opts_parse's visitor: records that --adapter was given (0 is a valid index). */
+/* Which selection options the command line gave (--adapter 0 is a valid index, so the value
+ * cannot tell). */
+struct export_given {
+    int adapter, vector;
+};
+
+/* melbo_opts_parse's visitor: fills struct export_given. */
 static int export_visit(void *ctx, const struct melbo_opt *row, const char *name, const char *val,
                         struct melbo_err *err) {
     (void)row, (void)val, (void)err;
+    struct export_given *g = ctx;
     if (!strcmp(name, "adapter"))
-        *(int *)ctx = 1;
+        g->adapter = 1;
+    else if (!strcmp(name, "vector"))
+        g->vector = 1;
     return 0;
 }
 
@@ -106,7 +129,7 @@ static int export_visit(void *ctx, const struct melbo_opt *row, const char *name
  * -1 to go on, 0 after --help, 2 for a usage error (message printed).
  */
 static int export_parse(int argc, char **argv, struct export_params *p, const char **bank,
-                        int *given_adapter) {
+                        struct export_given *given) {
     char **opt = melbo_xcalloc((size_t)argc + 1, sizeof(char *));
     int n = 0, status = -1;
     opt[n++] = argv[0];
@@ -138,14 +161,14 @@ static int export_parse(int argc, char **argv, struct export_params *p, const ch
         }
     }
     struct melbo_err err = {0};
-    struct melbo_opts_parse_cfg cfg = {"melbo-rank bank export", 0, 0, export_visit, given_adapter};
+    struct melbo_opts_parse_cfg cfg = {"melbo-rank bank export", 0, 0, export_visit, given};
     int ret = melbo_opts_parse(&export_table, p, n, opt, &cfg, &err);
     if (ret < 0) {
         fprintf(stderr, "melbo-rank bank export: %s\n", err.msg);
         status = 2;
     } else if (*bank == NULL) {
         fprintf(stderr, "melbo-rank bank export: which bank? (usage: melbo-rank bank export BANK "
-                        "--adapter K --format F -o OUT)\n");
+                        "(--vector EXPR | --adapter K) --format F -o OUT)\n");
         status = 2;
     } else if (p->out == NULL || p->out[0] == '\0') {
         fprintf(stderr, "melbo-rank bank export: missing -o OUT (where to write the export)\n");
@@ -156,9 +179,45 @@ out:
     return status;
 }
 
+/* The selection against the format, before the bank is opened. Returns -1 to go on or 2 (a
+ * usage error, message printed). */
+static int export_check_selection(const struct export_format *fmt, const struct export_given *g) {
+    if (g->adapter && g->vector) {
+        fprintf(stderr, "melbo-rank bank export: give --vector EXPR or --adapter K, not both (one "
+                        "export holds one vector or one adapter)\n");
+        return 2;
+    }
+    if (fmt->kind == MELBO_BANK_KIND_VECTOR && g->adapter) {
+        fprintf(stderr,
+                "melbo-rank bank export: --format %s writes one vector (--vector EXPR), not an "
+                "adapter: there is no export of an adapter bank to a control vector (--adapter K "
+                "goes with --format peft or gguf-lora)\n",
+                fmt->name);
+        return 2;
+    }
+    if (fmt->kind == MELBO_BANK_KIND_ADAPTER && g->vector) {
+        fprintf(stderr,
+                "melbo-rank bank export: --format %s writes one adapter (--adapter K), not a "
+                "vector (--vector EXPR goes with --format gguf-control-vector)\n",
+                fmt->name);
+        return 2;
+    }
+    return -1;
+}
+
 /* The format's kind against the bank's and the selection. Returns 0, 1 or 2 (exit status). */
 static int export_check(const struct export_format *fmt, const struct melbo_bank *b,
-                        const char *path, const struct export_params *p, int given_adapter) {
+                        const char *path, const struct export_params *p,
+                        const struct export_given *g) {
+    int given_adapter = g->adapter;
+    if (b->kind == MELBO_BANK_KIND_ADAPTER && fmt->kind == MELBO_BANK_KIND_VECTOR) {
+        fprintf(stderr,
+                "melbo-rank bank export: %s is an adapter bank: there is no export of an adapter "
+                "bank to a control vector (--format %s writes one vector of a vector bank; "
+                "export an adapter with --adapter K --format peft or gguf-lora)\n",
+                path, fmt->name);
+        return 1;
+    }
     if (given_adapter && b->kind != MELBO_BANK_KIND_ADAPTER) {
         fprintf(stderr,
                 "melbo-rank bank export: %s is a %s bank: --adapter needs an adapter bank "
@@ -178,6 +237,14 @@ static int export_check(const struct export_format *fmt, const struct melbo_bank
                 fmt->name, b->N - 1);
         return 2;
     }
+    if (fmt->kind == MELBO_BANK_KIND_VECTOR && !g->vector) {
+        fprintf(stderr,
+                "melbo-rank bank export: --format %s exports one vector: give --vector EXPR "
+                "(a row 0..%d of the bank, or an expression of rows as melbo-rank gen --vector "
+                "reads it)\n",
+                fmt->name, b->N - 1);
+        return 2;
+    }
     if (fmt->kind == MELBO_BANK_KIND_ADAPTER && p->adapter >= b->N) {
         fprintf(stderr,
                 "melbo-rank bank export: adapter %d is out of range (the bank has %d: "
@@ -192,8 +259,8 @@ int melbo_bank_export_main(int argc, char **argv) {
     struct export_params p;
     melbo_opts_init(&export_table, &p);
     const char *bank_path = NULL;
-    int given_adapter = 0;
-    int status = export_parse(argc, argv, &p, &bank_path, &given_adapter);
+    struct export_given given = {0, 0};
+    int status = export_parse(argc, argv, &p, &bank_path, &given);
     const struct export_format *fmt = status < 0 && p.format ? find_format(p.format) : NULL;
     if (status < 0 && fmt == NULL) {
         char names[128];
@@ -205,6 +272,8 @@ int melbo_bank_export_main(int argc, char **argv) {
             fprintf(stderr, "melbo-rank bank export: missing --format F (one of: %s)\n", names);
         status = 2;
     }
+    if (status < 0)
+        status = export_check_selection(fmt, &given);
     if (status >= 0) {
         melbo_opts_free(&export_table, &p);
         return status;
@@ -216,12 +285,15 @@ int melbo_bank_export_main(int argc, char **argv) {
         melbo_opts_free(&export_table, &p);
         return 1;
     }
-    status = export_check(fmt, &bank, bank_path, &p, given_adapter);
+    status = export_check(fmt, &bank, bank_path, &p, &given);
     if (status == 0) {
-        struct melbo_export_job job = {&bank, bank_path, p.adapter, p.out};
+        struct melbo_export_job job = {&bank, bank_path, p.adapter, p.vector, p.out};
         if (fmt->write(&job, &err) != 0) {
             fprintf(stderr, "melbo-rank bank export: %s\n", err.msg);
             status = 1;
+        } else if (fmt->kind == MELBO_BANK_KIND_VECTOR) {
+            printf("wrote %s (%s, vector '%s' of %s as direction.%d)\n", p.out, fmt->name, p.vector,
+                   bank_path, bank.source_layer);
         } else {
             printf("wrote %s (%s, adapter %d of %s)\n", p.out, fmt->name, p.adapter, bank_path);
         }

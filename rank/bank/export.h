@@ -6,10 +6,14 @@
  *                                           adapter_model.safetensors) for
  *                                           PeftModel.from_pretrained on the HF checkpoint
  *   --adapter K --format gguf-lora -o F     llama.cpp LoRA adapter GGUF (--lora F)
+ *   --vector EXPR --format gguf-control-vector -o F
+ *                                           llama.cpp control vector GGUF (--control-vector F):
+ *                                           the vector of EXPR (rank/bank/vexpr.h, as `gen
+ *                                           --vector`) as direction.S, S the bank's source layer
  *
  * Formats are rows of one table in export.c (name, the bank kind it exports, its writer), so a
- * new format (a control vector from --vector EXPR) is a row and a writer. Every output is
- * written atomically: it exists whole or not at all.
+ * new format is a row and a writer. Every output is written atomically: it exists whole or not
+ * at all.
  *
  * Exit status as every melbo-rank command (rank/commands.h): 0, 1 for a bank or an output that
  * fails (message on stderr), 2 for a usage error.
@@ -31,14 +35,16 @@ int melbo_bank_export_main(int argc, char **argv);
 struct melbo_export_job {
     const struct melbo_bank *bank;
     const char *bank_path;
-    int adapter;     // adapter formats: the adapter's index, < bank->N
-    const char *out; // -o: a directory (peft) or a file
+    int adapter;        // adapter formats: the adapter's index, < bank->N
+    const char *vector; // vector formats: the vector expression (--vector EXPR), not yet checked
+    const char *out;    // -o: a directory (peft) or a file
 };
 
-/* The writers (export_peft.c, export_gguf_lora.c). Return 0 or a negative code with err set;
- * nothing is left at job->out on failure. */
+/* The writers (export_peft.c, export_gguf_lora.c, export_control_vector.c). Return 0 or a
+ * negative code with err set; nothing is left at job->out on failure. */
 int melbo_export_peft(const struct melbo_export_job *job, struct melbo_err *err);
 int melbo_export_gguf_lora(const struct melbo_export_job *job, struct melbo_err *err);
+int melbo_export_control_vector(const struct melbo_export_job *job, struct melbo_err *err);
 
 /* llama.cpp's general.architecture for a bank's `architecture` metadata (HF's architectures[0],
  * "<class> (GGUF)" for a GGUF model, or a config model_type): "llama", "qwen2", "qwen3", "qwen";

@@ -5,8 +5,23 @@ rank 0's side of the protocol (DESIGN §4) with the official Python protobuf run
 with the job's secret, a RUNNING state event and one STEP event, then uploads the file given as
 --init verbatim as the job's bank, and RankDone. So a test decides byte for byte which bank the
 coordinator stores (an adapter bank, a vector bank, a bank from before `kind` existed) without
-depending on the trainer. Exits 0 once the coordinator acknowledged the end, 1 otherwise."""
-import hashlib, os, sys
+depending on the trainer. Exits 0 once the coordinator acknowledged the end, 1 otherwise.
+
+fake_rank.py bank export|report ... - what the coordinator runs for `melbo bank export|report`.
+It appends {"argv", "cwd", "pid", "pgid", "time"} as a JSON line to $FAKE_RANK_LOG, then does
+what the first line of the file $FAKE_RANK_MODE says (no file: "real"):
+  real          exec $MELBO_REAL_RANK with the same arguments (the real export or report)
+  sleep S       sleep S seconds, then exec the real one: a slow melbo-rank (queueing)
+  hang          start a child `sleep 600` (its pid logged as "child") and sleep 600 seconds: a
+                melbo-rank that never ends (time limits, kills of the whole process group)
+  orphan        start a child `sleep 600` (logged as "child": it holds stderr open), then exec
+                the real one: a melbo-rank that leaves something running behind
+  big N         write N bytes (a fixed pattern) to the -o path: an output of many chunks
+  dir           write a directory at -o: b.bin (300000 bytes), a.txt, empty (0 bytes)
+  symlink       make -o a symbolic link to $FAKE_RANK_LOG (the coordinator must not follow it)
+  status N      print a line to stderr and exit N
+  noisy         print 100000 bytes to stderr and exit 1"""
+import hashlib, json, os, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import melbo_wire as mw
 
@@ -19,7 +34,48 @@ def arg(name, default=None):
             return a.split("=", 1)[1]
     return default
 
+def pattern(n):
+    """n bytes of a fixed pattern that no chunk boundary can hide."""
+    return bytes((i * 7 + i // 251) & 0xFF for i in range(n))
+
+def bank_tool():
+    argv = sys.argv
+    out = argv[argv.index("-o") + 1] if "-o" in argv else None
+    rec = {"argv": argv[1:], "cwd": os.getcwd(), "pid": os.getpid(), "pgid": os.getpgid(0),
+           "time": time.time()}
+    mode_file = os.environ.get("FAKE_RANK_MODE", "")
+    mode = open(mode_file).read().split() if mode_file and os.path.exists(mode_file) else []
+    mode = mode or ["real"]
+    if mode[0] in ("hang", "orphan"):
+        rec["child"] = subprocess.Popen(["sleep", "600"]).pid
+    if os.environ.get("FAKE_RANK_LOG"):
+        with open(os.environ["FAKE_RANK_LOG"], "a") as f:
+            f.write(json.dumps(rec) + "\n")
+    if mode[0] in ("sleep", "hang"):
+        time.sleep(float(mode[1]) if mode[0] == "sleep" else 600)
+    if mode[0] in ("real", "sleep", "orphan"):
+        real = os.environ["MELBO_REAL_RANK"]
+        os.execv(real, [real] + argv[1:])
+    if mode[0] == "big":
+        open(out, "wb").write(pattern(int(mode[1])))
+    elif mode[0] == "dir":
+        os.mkdir(out)
+        open(os.path.join(out, "b.bin"), "wb").write(pattern(300000))
+        open(os.path.join(out, "a.txt"), "w").write("adapter\n")
+        open(os.path.join(out, "empty"), "wb").close()
+    elif mode[0] == "symlink":
+        os.symlink(os.environ["FAKE_RANK_LOG"], out)
+    elif mode[0] == "status":
+        print("fake_rank: failing on purpose", file=sys.stderr)
+        return int(mode[1])
+    elif mode[0] == "noisy":
+        sys.stderr.write("x" * 99990 + "\nlast line\n")
+        return 1
+    return 0
+
 def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "bank":
+        return bank_tool()
     if len(sys.argv) < 2 or sys.argv[1] != "train":
         print("fake_rank: only `train` is played", file=sys.stderr)
         return 2

@@ -2,9 +2,10 @@
 and the latency bench: generates Python code from proto/melbo.proto with Debian's protoc and uses
 the official protobuf runtime (python3-protobuf), so passing tests prove the wire format is
 standard protobuf. Framing (DESIGN §4): 4-byte big-endian length, then the Envelope bytes.
-Also starts and stops a coordinator on a free loopback port in a fresh state directory, and
-writes and reads safetensors files (banks) with the standard library only."""
-import importlib, json, os, shutil, socket, struct, subprocess, sys, time
+Also starts and stops a coordinator on a free loopback port in a fresh state directory, collects
+a bank export or report (ExportChunk messages, checked as it goes), and writes and reads
+safetensors files (banks) with the standard library only."""
+import hashlib, importlib, json, os, shutil, socket, struct, subprocess, sys, time
 
 def load_pb2(repo, outdir):
     os.makedirs(outdir, exist_ok=True)
@@ -51,6 +52,42 @@ class Conn:
             if rep.id == self.next_id or rep.WhichOneof("body") == "error":
                 return rep
 
+    def export(self, **body):
+        """Sends one bank_export= (ExportRequest) or bank_report= (ReportRequest) request and
+        collects its answer: an Export with .error (the Error, or None), .directory and .files
+        (name -> bytes in the order received; "" names a single-file output) and .chunks. Checks
+        what every ExportChunk promises (offsets, sizes, per-file sha256, file count, total,
+        last) and raises AssertionError when the coordinator breaks it."""
+        self.next_id += 1
+        req = self.next_id
+        self.send(self.pb.Envelope(id=req, **body))
+        x = Export()
+        cur, data = None, b""
+        while True:
+            env = self.recv()
+            kind = env.WhichOneof("body")
+            if kind == "error" and env.id in (req, 0):
+                x.error = env.error
+                return x
+            assert env.id == req and kind == "export_chunk", f"unexpected {kind} id {env.id}"
+            c = env.export_chunk
+            x.chunks += 1
+            assert len(c.data) <= 1 << 20, "chunk over 1 MiB"
+            if cur is None:
+                assert c.name not in x.files, f"file {c.name!r} twice"
+                cur, data = c.name, b""
+                x.directory = c.directory
+            assert c.name == cur and c.offset == len(data), (c.name, c.offset, len(data))
+            data += c.data
+            if c.file_last:
+                assert len(data) == c.file_size and c.sha256 == hashlib.sha256(data).hexdigest()
+                x.files[cur] = data
+                cur = None
+            if c.last:
+                assert cur is None and len(x.files) == c.files
+                assert sum(map(len, x.files.values())) == c.total_size
+                return x
+
     def hello(self, token):
         rep = self.call(hello=self.pb.Hello(protocol_version=1, token=token, client="python"))
         if rep.WhichOneof("body") != "hello_ok":
@@ -59,6 +96,11 @@ class Conn:
 
     def close(self):
         self.s.close()
+
+class Export:
+    """What Conn.export collected."""
+    def __init__(self):
+        self.error, self.directory, self.files, self.chunks = None, False, {}, 0
 
 class Coord:
     """melbo-coord init + serve in tmp/state on 127.0.0.1:0."""

@@ -8,11 +8,18 @@ safetensors only (tests/run installs nothing else), and checks it against the ba
                                                              shapes, dtypes, bitwise values
     read_export.py gguf FILE BANK K ARCH                     llama.cpp LoRA GGUF: keys, names,
                                                              ne, type, alignment, bitwise values
+    read_export.py cvec FILE BANK EXPR TERMS ARCH            llama.cpp control vector GGUF: keys,
+                                                             the one direction.S, F32 1-D [d],
+                                                             values bitwise EXPR's
 
 The GGUF is read by the small reader below (ggml docs/gguf.md, version 3); when PyPI `gguf` (the
-reader llama.cpp's own tools use) happens to be installed, it is read with that too.
+reader llama.cpp's own tools use) is installed, it is read with that too. `cvec` says which one
+read the file; test_bank_export.sh installs PyPI gguf when it can (MELBO_NEED_PYPI_GGUF=1 makes
+its absence a failure).
 """
+import hashlib
 import json
+import os
 import struct
 import sys
 
@@ -204,6 +211,113 @@ def cmd_gguf(path, bank, k, arch):
           f"lora_b ne {b['ne']}, F32, 32-aligned (data at {data_off}), bitwise adapter {k}{extra}")
 
 
+def eval_terms(bank, terms):
+    """TERMS "-2.5 v1 0.5 r1" (coefficient, row: vK a vector, rK a random baseline): the sum in
+    float64, in the order given, rounded to float32 once, which is melbo's arithmetic for the
+    expression "-2.5*1+0.5*r1", written here without melbo's parser."""
+    t = load_file(bank)
+    w = terms.split()
+    acc = np.zeros(t["vectors"].shape[1], dtype=np.float64)
+    for c, row in zip(w[0::2], w[1::2]):
+        rows = t["vectors"] if row[0] == "v" else t["random_vectors"]
+        acc += float(c) * rows[int(row[1:])].astype(np.float64)
+    return acc.astype(np.float32)
+
+
+def melbo_package_vector(bank, expr):
+    """melbo.Bank(bank).vector(expr) from the repository's python/ (numpy + safetensors only),
+    or None when it cannot be imported."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.join(here, "..", "..", "python"))
+    try:
+        import melbo
+    except ImportError:
+        return None
+    return melbo.Bank(bank).vector(expr)
+
+
+def llama_cpp_load(tensors, n_embd):
+    """common_control_vector_load_one's checks (llama.cpp common/common.cpp), on the tensors as
+    read: every tensor named direction.N with N >= 1, F32, 1-D, one length; the flat buffer
+    with direction.N at offset n_embd * (N - 1), as llama_set_adapter_cvec takes it."""
+    data = np.zeros(0, dtype=np.float32)
+    for t in tensors:
+        head, _, idx = t["name"].partition(".")
+        assert head == "direction" and idx.isdigit(), f"{t['name']}: llama.cpp drops the file"
+        n = int(idx)
+        assert n >= 1, f"{t['name']}: direction.0 makes llama.cpp drop the file"
+        assert t["type"] == 0 and len(t["ne"]) == 1, (t["name"], t["type"], t["ne"])
+        assert t["ne"][0] == n_embd, (t["name"], t["ne"], n_embd)
+        if data.size < n_embd * n:
+            data = np.concatenate([data, np.zeros(n_embd * n - data.size, dtype=np.float32)])
+        data[n_embd * (n - 1):n_embd * n] += t["data"]
+    return data
+
+
+def cmd_cvec(path, bank, expr, terms, arch):
+    t, meta = load_file(bank), bank_meta(bank)
+    s, d, n_layers = int(meta["source_layer"]), int(meta["d_model"]), int(meta["n_layers"])
+    version, kv, tensors, data_off = read_gguf(path)
+    assert version == 3, version
+    keys = list(kv)
+    assert keys[:3] == ["general.architecture", "controlvector.model_hint",
+                        "controlvector.layer_count"], keys[:3]
+    want = {"general.architecture": (8, "controlvector"), "controlvector.model_hint": (8, arch),
+            "controlvector.layer_count": (5, n_layers - 1), "melbo.vector": (8, expr),
+            "melbo.bank": (8, os.path.basename(bank)),
+            "melbo.bank_sha256": (8, hashlib.sha256(open(bank, "rb").read()).hexdigest())}
+    for key in ("model_name", "model_fingerprint", "architecture", "source_layer", "target_layer",
+                "radius", "p", "q", "prompts"):
+        want["melbo." + key] = (8, meta[key])
+    bad = {key: (kv.get(key), v) for key, v in want.items() if kv.get(key) != v}
+    assert not bad, f"GGUF metadata: got, want: {bad}"
+    others = [k for k in keys if not k.startswith(("general.", "controlvector.", "melbo."))]
+    assert not others, f"keys outside general.*, controlvector.*, melbo.*: {others}"
+    names = [x["name"] for x in tensors]
+    assert names == [f"direction.{s}"], names
+    (x,) = tensors
+    assert x["type"] == 0 and x["ne"] == [d], (x["type"], x["ne"])
+    want_v = eval_terms(bank, terms)
+    got = x["data"]
+    assert got.tobytes() == want_v.tobytes(), \
+        f"direction.{s} is not bitwise {terms}: max |diff| {np.abs(got - want_v).max():.3g}"
+    assert kv["melbo.vector_norm"][0] == 6 and \
+        abs(kv["melbo.vector_norm"][1] - np.linalg.norm(want_v.astype(np.float64))) <= \
+        1e-6 * max(1.0, np.linalg.norm(want_v.astype(np.float64))), kv["melbo.vector_norm"]
+    pkg = melbo_package_vector(bank, expr)
+    assert pkg is None or pkg.tobytes() == got.tobytes(), "melbo.Bank.vector(EXPR) differs"
+    flat = llama_cpp_load(tensors, d)
+    assert flat.size == d * s and not flat[:d * (s - 1)].any(), "not only block S is steered"
+    assert flat[d * (s - 1):].tobytes() == want_v.tobytes()
+    extra = "; melbo.Bank.vector agrees" if pkg is not None else "; (python/melbo not importable)"
+    try:
+        import gguf  # PyPI gguf: test_bank_export.sh installs it when it can
+    except ImportError:
+        if os.environ.get("MELBO_NEED_PYPI_GGUF") == "1":
+            raise
+        extra += "; (PyPI gguf unavailable: read with the small reader only)"
+    else:
+        from importlib.metadata import version as pkg_version
+        g = gguf.GGUFReader(path)
+        f = g.fields
+        assert f["general.architecture"].contents() == "controlvector"
+        assert f["controlvector.model_hint"].contents() == arch
+        assert f["controlvector.layer_count"].types == [gguf.GGUFValueType.INT32]
+        assert f["controlvector.layer_count"].contents() == n_layers - 1
+        assert f["melbo.vector"].contents() == expr
+        assert f["melbo.source_layer"].contents() == str(s)
+        (gt,) = g.tensors
+        assert gt.name == f"direction.{s}", gt.name
+        assert gt.tensor_type == gguf.GGMLQuantizationType.F32, gt.tensor_type
+        assert [int(n) for n in gt.shape] == [d] and len(gt.data.shape) == 1, gt.shape
+        assert gt.data.dtype == np.float32 and gt.data.tobytes() == want_v.tobytes()
+        extra += f"; PyPI gguf {pkg_version('gguf')} reads the same"
+    print(f"ok   gguf-control-vector '{expr}': controlvector/{arch}, layer_count {n_layers - 1}, "
+          f"only direction.{s} F32 [{d}] = bitwise {terms or '0 (none)'!r} (fp64 sum), sha256 "
+          f"and provenance keys, llama.cpp's loader rules hold{extra}")
+
+
 if __name__ == "__main__":
-    cmds = {"init": cmd_init, "bank": cmd_bank, "peft": cmd_peft, "gguf": cmd_gguf}
+    cmds = {"init": cmd_init, "bank": cmd_bank, "peft": cmd_peft, "gguf": cmd_gguf,
+            "cvec": cmd_cvec}
     cmds[sys.argv[1]](*sys.argv[2:])

@@ -3,10 +3,13 @@
 # Adapter banks as a user meets them after training: `melbo-rank bank` shows them (||dW||_F equal
 # to numpy's in fp64); `bank export --format peft` and `--format gguf-lora` write exactly the
 # bank's factors under the names, shapes, dtypes and keys PEFT and llama.cpp load (read back by
-# tests/unit/read_export.py with numpy + safetensors and a small GGUF reader; no torch, no
-# PyPI gguf needed); Qwen-1's c_proj and the architectures map; every bad input is a clear error
-# that leaves nothing behind; `bank` keeps working for vector banks and files named like the
-# subcommands.
+# tests/unit/read_export.py with numpy + safetensors and a small GGUF reader; no torch needed);
+# Qwen-1's c_proj and the architectures map; every bad input is a clear error that leaves nothing
+# behind; `bank` keeps working for vector banks and files named like the subcommands.
+# Vector banks: `bank export --vector EXPR --format gguf-control-vector` writes llama.cpp's
+# control vector (only direction.S, F32 [d], bitwise the expression's value as numpy sums it,
+# controlvector.* and melbo.* keys), read back with the small reader and with PyPI gguf, which
+# this test installs when it is missing and PyPI answers (MELBO_NEED_PYPI_GGUF=1: required).
 set -u
 rank=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") golden=$2 tmp=$3
 fail=0
@@ -106,7 +109,7 @@ expect_fail "--adapter on a vector bank" 1 "is a vector bank" bank export "$vban
 expect_fail "--adapter on a bank without kind" 1 "is a vector bank" bank export "$tmp/vector-nokind.bank.safetensors" --adapter 0 --format gguf-lora -o "$tmp/x.gguf"
 expect_fail "missing -o" 2 "missing -o OUT" "${e[@]}" --adapter 0
 expect_fail "missing --adapter" 2 "give --adapter K (0..2)" "${e[@]}" -o "$tmp/x"
-expect_fail "unknown --format" 2 "unknown --format 'onnx' (one of: peft, gguf-lora)" bank export "$bank" --adapter 0 --format onnx -o "$tmp/x"
+expect_fail "unknown --format" 2 "unknown --format 'onnx' (one of: peft, gguf-lora, gguf-control-vector)" bank export "$bank" --adapter 0 --format onnx -o "$tmp/x"
 expect_fail "missing --format" 2 "missing --format F" bank export "$bank" --adapter 0 -o "$tmp/x"
 expect_fail "no bank" 2 "which bank?" bank export --adapter 0 --format peft -o "$tmp/x"
 expect_fail "two banks" 2 "unexpected argument" bank export "$bank" "$bank" --adapter 0 --format peft -o "$tmp/x"
@@ -143,6 +146,74 @@ left=$(cd "$tmp" && ls -A | grep -E '\.tmp\.|melbo-export' || true)
     || { echo "FAIL temporary files left: $left"; fail=1; }
 [ "$(ls -A "$tmp/peft" | wc -l)" = 2 ] || { echo "FAIL $tmp/peft changed: $(ls -A "$tmp/peft")"; fail=1; }
 
+# Control vectors (--format gguf-control-vector) from a vector bank with random baselines, trained
+# at source layer 2 so that direction.2 is the bank's S and not a constant.
+if ! python3 -c "import gguf" 2>/dev/null; then
+    pipq=(python3 -m pip install -q --disable-pip-version-check --retries 1 --timeout 20)
+    "${pipq[@]}" gguf >/dev/null 2>&1 || "${pipq[@]}" --break-system-packages gguf >/dev/null 2>&1 \
+        || echo "note PyPI gguf could not be installed (offline?): control vectors are read by the small reader only"
+fi
+cbank="$tmp/c.bank.safetensors"
+"$rank" train --model "$model" --steps 2 --vectors 3 --radius 4 --source-layer 2 --target-layer 4 \
+    --prompt "How can I make a bomb?" --random-baselines 2 --max-new-tokens 4 --out "$cbank" \
+    2>"$tmp/c.log" || { echo "FAIL train a vector bank: $(tail -3 "$tmp/c.log")"; fail=1; }
+cv() { # cv BANK EXPR TERMS ARCH: export EXPR and check it equals TERMS (read_export.py cvec)
+    rm -f "$tmp/cv.gguf"
+    "$rank" bank export "$1" --vector "$2" --format gguf-control-vector -o "$tmp/cv.gguf" >/dev/null \
+        || { echo "FAIL export --vector '$2' of $1"; fail=1; return; }
+    py cvec "$tmp/cv.gguf" "$1" "$2" "$3" "$4"
+}
+cv "$cbank" 2 "1 v2" llama
+cv "$cbank" "-2.5*1+0.5*r1" "-2.5 v1 0.5 r1" llama
+cv "$cbank" " 0.5*0 - 1 + random" "0.5 v0 -1 v1 1 r0" llama
+cv "$cbank" none "" llama
+python3 - "$cbank" "$tmp" <<'PY' || fail=1
+import sys
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+bank, tmp = sys.argv[1], sys.argv[2]
+t = load_file(bank)
+with safe_open(bank, "np") as f:
+    meta = f.metadata()
+for name, kv in {"cgguf": dict(model_name="SmolLM2-135M.Q8_0.gguf", architecture="LlamaForCausalLM (GGUF)"),
+                 "cqwen2": dict(architecture="Qwen2ForCausalLM"), "cqwen3": dict(architecture="Qwen3ForCausalLM"),
+                 "cmistral": dict(architecture="MistralForCausalLM"), "cphi": dict(architecture="PhiForCausalLM"),
+                 "cs0": dict(source_layer="0"), "cnewer": dict(format_version="99")}.items():
+    save_file(t, f"{tmp}/{name}.bank.safetensors", metadata={**meta, **kv})
+print("ok   python wrote the edited vector banks")
+PY
+for a in cgguf:llama cqwen2:qwen2 cqwen3:qwen3 cmistral:llama; do
+    cv "$tmp/${a%%:*}.bank.safetensors" 1 "1 v1" "${a##*:}"
+done
+c=(bank export "$cbank" --format gguf-control-vector -o "$tmp/y.gguf")
+expect_fail "a missing vector" 1 "--vector '3': vector 3 is out of range (the bank has 3: 0..2)" "${c[@]}" --vector 3
+expect_fail "a missing random baseline" 1 "random baseline 5 is out of range (the bank has 2)" "${c[@]}" --vector "1+r5"
+expect_fail "a bad expression" 1 "expected a vector index, random, rK or none at position 3" "${c[@]}" --vector "2+"
+expect_fail "a vector that is not finite" 1 "the vector is not finite" "${c[@]}" --vector "inf*0"
+expect_fail "no --vector" 2 "exports one vector: give --vector EXPR (a row 0..2" "${c[@]}"
+expect_fail "--adapter to a control vector" 2 "there is no export of an adapter bank to a control vector" "${c[@]}" --adapter 0
+expect_fail "--vector and --adapter" 2 "give --vector EXPR or --adapter K, not both" "${c[@]}" --vector 0 --adapter 0
+expect_fail "--vector to peft" 2 "--format peft writes one adapter (--adapter K), not a vector" \
+    bank export "$cbank" --vector 0 --format peft -o "$tmp/y"
+expect_fail "an adapter bank to a control vector" 1 "is an adapter bank: there is no export of an adapter bank to a control vector" \
+    bank export "$bank" --vector 0 --format gguf-control-vector -o "$tmp/y.gguf"
+expect_fail "an adapter bank, no selection" 1 "there is no export of an adapter bank to a control vector" \
+    bank export "$bank" --format gguf-control-vector -o "$tmp/y.gguf"
+expect_fail "source layer 0" 1 "trained at source layer 0 (added to the output of block 0), which a llama.cpp control vector cannot steer" \
+    bank export "$tmp/cs0.bank.safetensors" --vector 0 --format gguf-control-vector -o "$tmp/y.gguf"
+expect_fail "a newer vector bank" 1 "newer than this melbo reads" \
+    bank export "$tmp/cnewer.bank.safetensors" --vector 0 --format gguf-control-vector -o "$tmp/y.gguf"
+expect_fail "no model_hint for the architecture" 1 "architecture 'PhiForCausalLM' has no llama.cpp architecture" \
+    bank export "$tmp/cphi.bank.safetensors" --vector 0 --format gguf-control-vector -o "$tmp/y.gguf"
+expect_fail "a control vector onto a directory" 1 "is a directory (--format gguf-control-vector writes one file)" \
+    bank export "$cbank" --vector 0 --format gguf-control-vector -o "$tmp/peft"
+expect_fail "a control vector into a missing parent" 1 "cannot write -o $tmp/no/such/y.gguf" \
+    bank export "$cbank" --vector 0 --format gguf-control-vector -o "$tmp/no/such/y.gguf"
+[ -e "$tmp/y.gguf" ] || [ -e "$tmp/y" ] && { echo "FAIL a refused control-vector export wrote $tmp/y*"; fail=1; }
+left=$(cd "$tmp" && ls -A | grep -E '\.tmp\.|melbo-export' || true)
+[ -z "$left" ] && echo "ok   refused control-vector exports left no files" \
+    || { echo "FAIL temporary files left: $left"; fail=1; }
+
 # `bank` for everything else keeps working: vector banks (with and without kind), and a bank file
 # named like a subcommand, written as a path.
 out=$("$rank" bank "$vbank" 2>&1)
@@ -156,6 +227,7 @@ out=$(cd "$tmp" && "$rank" bank ./export 2>&1)
 grep -q "kind *adapter" <<<"$out" && echo "ok   bank ./export shows a file named export" \
     || { echo "FAIL bank ./export: $out"; fail=1; }
 expect_fail "bank export without arguments" 2 "which bank?" bank export
-"$rank" bank export --help | grep -q "gguf-lora" && echo "ok   bank export --help lists the formats" \
+"$rank" bank export --help | grep -q "gguf-control-vector -o FILE.gguf  from vector banks (--vector EXPR)" \
+    && "$rank" bank export --help | grep -q "gguf-lora" && echo "ok   bank export --help lists the formats" \
     || { echo "FAIL bank export --help"; fail=1; }
 exit $fail

@@ -1,5 +1,5 @@
-/* rank/generate/vexpr.c - vector expressions (rank/generate/vexpr.h). */
-#include "rank/generate/vexpr.h"
+/* rank/bank/vexpr.c - vector expressions (rank/bank/vexpr.h). */
+#include "rank/bank/vexpr.h"
 
 #include <ctype.h>
 #include <stdlib.h>

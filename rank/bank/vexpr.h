@@ -1,5 +1,7 @@
 /*
- * rank/generate/vexpr.h - vector expressions over a bank, for `melbo-rank gen --vector EXPR`.
+ * rank/bank/vexpr.h - vector expressions over a bank's vectors: `melbo-rank gen --vector EXPR`
+ * and `melbo-rank bank export --vector EXPR` (one grammar, one arithmetic, so an exported vector
+ * is the one gen steers with). python/melbo/vexpr.py is the same grammar in Python.
  *
  *   expr  := term (('+' | '-') term)*
  *   term  := [number '*'] atom | '-' term
@@ -7,9 +9,13 @@
  *          | 'random' | 'rK'  the bank's random baseline 0, or K
  *          | 'none'           the zero vector (unsteered)
  * Examples: "9", "-10*22", "9-22", "0.5*3+0.5*7", "random", "none". Spaces are ignored.
+ *
+ * It lives in rank/bank/ (not rank/generate/, where it began) because the bank exporters need it
+ * and rank/bank may include only common/, options/ and rank/model/ (tests/layout/check_layout.py);
+ * it depends on common/ alone.
  */
-#ifndef MELBO_RANK_GENERATE_VEXPR_H
-#define MELBO_RANK_GENERATE_VEXPR_H
+#ifndef MELBO_RANK_BANK_VEXPR_H
+#define MELBO_RANK_BANK_VEXPR_H
 
 #include "common/err.h"
 
