@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 #include <uv.h>
 
+#include "coord/conf.h"   // defines: struct melbo_coord_limits
 #include "coord/jobs.h"   // defines: struct melbo_jobs
 #include "coord/slurm.h"  // defines: struct melbo_slurm_conf
 
@@ -44,6 +45,7 @@ struct melbo_coord {
     const struct melbo_launcher *launchers[MELBO_COORD_MAX_LAUNCHERS];
     int n_launchers;
     struct melbo_slurm_conf slurm;   // Slurm launcher: site defaults (coord/slurm.h)
+    struct melbo_coord_limits limits; // coord.conf's limits.* (coord/conf.h)
     int slurm_polling;               // Slurm launcher: an squeue is running
     double slurm_last_poll;
     struct melbo_slurm_cmd *slurm_cmds;  // Slurm launcher: sbatch / squeue / scancel running

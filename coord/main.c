@@ -62,6 +62,7 @@ static void usage(FILE *f) {
             "         slurm.constraint=, slurm.time=, slurm.signal_lead=, slurm.cpus_per_task=,\n"
             "         slurm.resubmit_max= lines in STATE/coord.conf)\n"
             "        [--max-running N] [--client-cap BYTES] [--export-timeout SECONDS]\n"
+            "        (limits: limits.NAME=N lines in STATE/coord.conf; `serve --help` lists them)\n"
             "        run the coordinator (port 0 picks a free port; the bound address is written\n"
             "        to DIR/address); bank exports and reports run PATH (`bank export|report`),\n"
             "        at most SECONDS each (300)\n"
@@ -360,7 +361,14 @@ static int serve_settings(struct melbo_service *svc, int argc, char **argv, cons
     snprintf(co->slurm.template_path, sizeof co->slurm.template_path, "%s", MELBO_SLURM_TEMPLATE);
     char conf[PATH_MAX], *text = NULL;
     melbo_path_join(conf, sizeof conf, co->state_dir, "coord.conf");
+    melbo_coord_limits_defaults(&co->limits);
     if (melbo_file_read(conf, &text, NULL, NULL) == 0) {
+        struct melbo_err err = {0};
+        if (melbo_coord_limits_parse(&co->limits, text, &err) != 0) {
+            fprintf(stderr, "melbo-coord serve: %s\n", err.msg);
+            free(text);
+            return 2;
+        }
         melbo_slurm_conf_parse(&co->slurm, text);
         if (ln == NULL && strstr(text, "launcher=slurm"))
             co->launcher = &melbo_launcher_slurm;
@@ -465,6 +473,13 @@ int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
+    }
+    if (argc == 3 && !strcmp(argv[1], "serve") &&
+        (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+        usage(stdout);
+        printf("\nlimits (limits.NAME=N lines in STATE/coord.conf, defaults shown):\n");
+        melbo_coord_limits_usage(stdout);
+        return 0;
     }
     if (!strcmp(argv[1], "--version")) {
         printf("melbo-coord %s\n", MELBO_VERSION);
