@@ -23,29 +23,47 @@ static int is_stop(const struct melbo_gen_settings *g, int32_t t) {
     return 0;
 }
 
-int melbo_generate(struct melbo_backend *be, int source_layer, const struct melbo_gen_settings *g,
-                   const struct melbo_gen_job *jobs, int n_jobs, struct melbo_gen_result *out,
-                   melbo_gen_progress_cb cb, void *ctx, struct melbo_err *err) {
-    int V = be->host->cfg.vocab, ret = 0, max_prompt = 1;
+/* Appends the sampled token tok to res (and, for the first one with keep_logits, the logits
+ * (V) that chose it); marks res stopped at a stop token. */
+static void record(const struct melbo_gen_settings *g, struct melbo_gen_result *res, int32_t tok,
+                   const float *logits, int V) {
+    if (res->n == 0 && g->keep_logits) {
+        res->logits0 = melbo_xalloc_f32((size_t)V);
+        memcpy(res->logits0, logits, sizeof(float) * (size_t)V);
+    }
+    res->ids = melbo_xrealloc(res->ids, sizeof(int32_t) * (size_t)(res->n + 1));
+    res->ids[res->n++] = tok;
+    res->stopped = is_stop(g, tok);
+}
+
+/* *max_prompt = the longest prompt and *shape = the one shape of the jobs' adapters (NULL
+ * without adapters); refuses an empty prompt, an adapter without a shape, or two shapes. */
+static int check_jobs(const struct melbo_gen_job *jobs, int n_jobs, int *max_prompt,
+                      const struct melbo_adapter_shape **shape, struct melbo_err *err) {
     for (int j = 0; j < n_jobs; j++) {
-        memset(&out[j], 0, sizeof out[j]);
         if (jobs[j].prompt_len < 1)
             return melbo_err_set(err, MELBO_EINVAL, "generation job %d has an empty prompt", j);
-        max_prompt = jobs[j].prompt_len > max_prompt ? jobs[j].prompt_len : max_prompt;
-    }
-    if (n_jobs == 0)
-        return 0;
-    const struct melbo_adapter_shape *shape = NULL; /* the adapters' (one for all jobs) */
-    for (int j = 0; j < n_jobs; j++) {
-        const struct melbo_adapter_shape *a = jobs[j].adapter ? jobs[j].adapter_shape : NULL;
-        if (a && shape && (a->r != shape->r || a->d != shape->d || a->ff != shape->ff ||
-                           a->alpha != shape->alpha))
+        *max_prompt = jobs[j].prompt_len > *max_prompt ? jobs[j].prompt_len : *max_prompt;
+        const struct melbo_adapter_shape *a = jobs[j].adapter ? jobs[j].adapter_shape : NULL, *s = *shape;
+        if (a && s && (a->r != s->r || a->d != s->d || a->ff != s->ff || a->alpha != s->alpha))
             return melbo_err_set(err, MELBO_EINVAL,
                                  "generation job %d has an adapter of another shape", j);
         if (jobs[j].adapter && a == NULL)
             return melbo_err_set(err, MELBO_EINVAL, "generation job %d has no adapter shape", j);
-        shape = a ? a : shape;
+        *shape = a ? a : s;
     }
+    return 0;
+}
+
+int melbo_generate(struct melbo_backend *be, int source_layer, const struct melbo_gen_settings *g,
+                   const struct melbo_gen_job *jobs, int n_jobs, struct melbo_gen_result *out,
+                   melbo_gen_progress_cb cb, void *ctx, struct melbo_err *err) {
+    int V = be->host->cfg.vocab, ret = 0, max_prompt = 1;
+    const struct melbo_adapter_shape *shape = NULL; /* the adapters' (one for all jobs) */
+    for (int j = 0; j < n_jobs; j++)
+        memset(&out[j], 0, sizeof out[j]);
+    if (n_jobs == 0 || (ret = check_jobs(jobs, n_jobs, &max_prompt, &shape, err)) != 0)
+        return ret;
     int slots = g->batch < n_jobs ? g->batch : n_jobs;
     int cap = max_prompt + g->max_new_tokens + 1;
     struct melbo_backend_decoder dec;
@@ -103,16 +121,10 @@ int melbo_generate(struct melbo_backend *be, int source_layer, const struct melb
                               ? melbo_sample(g, logits + (size_t)r * V, V, hist[s], hist_n[s],
                                              jobs[j].stream, step, scratch)
                               : -1;
-            if (tok >= 0 && step == 0 && g->keep_logits) {
-                res->logits0 = melbo_xalloc_f32((size_t)V);
-                memcpy(res->logits0, logits + (size_t)r * V, sizeof(float) * (size_t)V);
-            }
             if (tok >= 0) {
-                res->ids = melbo_xrealloc(res->ids, sizeof(int32_t) * (size_t)(res->n + 1));
-                res->ids[res->n++] = tok;
+                record(g, res, tok, logits + (size_t)r * V, V);
                 hist[s][hist_n[s]++] = tok;
                 n_tokens++;
-                res->stopped = is_stop(g, tok);
             }
             if (tok < 0 || res->stopped || res->n >= g->max_new_tokens) {
                 slot_job[s] = -1;
