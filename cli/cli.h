@@ -86,6 +86,14 @@ int melbo_cli_call_wait(struct melbo_cli *c, Melbo__Envelope *req, Melbo__Envelo
  */
 int melbo_cli_error(const Melbo__Error *e);
 
+/*
+ * s made safe for a terminal, for text that came from another user (model paths, names, labels,
+ * completions, error messages): control characters (C0, DEL, C1) and bytes that are not UTF-8
+ * become \xHH / \u00HH; newline and tab are kept when keep_nl_tab (completion text). The result
+ * lives in one of 8 rotating buffers (valid until the 9th call after); NULL gives "".
+ */
+const char *melbo_cli_safe(const char *s, int keep_nl_tab);
+
 /* Parses a job id (a positive decimal number) into *id. Returns 0, or MELBO_CLI_USAGE with a
  * message printed. */
 int melbo_cli_job_id(const char *s, uint64_t *id);

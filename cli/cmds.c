@@ -100,8 +100,17 @@ int melbo_cli_cmd_ls(struct melbo_cli *c, int argc, char **argv) {
     Melbo__ListJobsRequest q = MELBO__LIST_JOBS_REQUEST__INIT;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+            char *end;
+            const char *v = argv[++i];
+            errno = 0;
+            unsigned long long n = strtoull(v, &end, 10);
+            if (*v < '0' || *v > '9' || *end || errno || n == 0 || n > UINT32_MAX) {
+                fprintf(stderr, "melbo ls: --limit '%s' is not a number of rows (1 or more; the "
+                                "coordinator's limits.max_list caps it)\n", v);
+                return MELBO_CLI_USAGE;
+            }
             q.has_limit = 1;
-            q.limit = (uint32_t)atoi(argv[++i]);
+            q.limit = (uint32_t)n;
         } else if (!strcmp(argv[i], "--user") && i + 1 < argc) {
             q.user = argv[++i];
         } else {
@@ -128,11 +137,13 @@ int melbo_cli_cmd_ls(struct melbo_cli *c, int argc, char **argv) {
             char t[32];
             fmt_time(j->created, t, sizeof t);
             printf("%-6llu %-10s %-12s %-8s %-19s %-24.24s %.60s\n", (unsigned long long)j->job_id,
-                   j->user, melbo_job_state_name(j->state),
-                   job_is_adapter(j) ? "adapter" : "vector", t, base(j->model),
-                   j->bank_id && *j->bank_id ? j->bank_id
-                   : j->error                ? j->error
-                                             : "");
+                   melbo_cli_safe(j->user, 0), melbo_job_state_name(j->state),
+                   job_is_adapter(j) ? "adapter" : "vector", t,
+                   melbo_cli_safe(base(j->model), 0),
+                   melbo_cli_safe(j->bank_id && *j->bank_id ? j->bank_id
+                                  : j->error                ? j->error
+                                                            : "",
+                                  0));
         }
     }
     melbo__envelope__free_unpacked(rep, NULL);
@@ -184,22 +195,23 @@ int melbo_cli_cmd_show(struct melbo_cli *c, int argc, char **argv) {
         print_json(o);
     } else {
         printf("job %llu  %s  %s  user %s\n", (unsigned long long)j->job_id,
-               melbo_job_state_name(j->state), j->model, j->user);
+               melbo_job_state_name(j->state), melbo_cli_safe(j->model, 0),
+               melbo_cli_safe(j->user, 0));
         if (adapter && bank_is_adapter(r->bank))
             printf("adapters: rank %d, alpha %g, on %s\n", r->bank->adapter_rank,
-                   r->bank->adapter_alpha, r->bank->adapter_module);
+                   r->bank->adapter_alpha, melbo_cli_safe(r->bank->adapter_module, 0));
         else if (adapter)
             printf("adapters: rank %d\n", j->adapter_rank);
         if (j->error && *j->error)
-            printf("error: %s\n", j->error);
+            printf("error: %s\n", melbo_cli_safe(j->error, 0));
         if (j->bank_id && *j->bank_id)
-            printf("bank: %s\n", j->bank_id);
+            printf("bank: %s\n", melbo_cli_safe(j->bank_id, 0));
         if (n_rows) {
             printf("%-7s %-12s %s\n", adapter ? "ADAPTER" : "VECTOR", "OBJECTIVE",
                    "COMPLETION (first line)");
             for (size_t i = 0; i < n_rows; i++)
                 printf("%-7d %-12.6g %s\n", rows[i]->index, rows[i]->objective,
-                       rows[i]->completion ? rows[i]->completion : "");
+                       melbo_cli_safe(rows[i]->completion, 1));
         } else if (r->last_step) {
             const Melbo__StepInfo *s = r->last_step;
             printf("wave %d/%d, step %d/%d\n%-7s %s\n", s->wave + 1, s->n_waves, s->step, s->steps,
@@ -419,9 +431,10 @@ int melbo_cli_cmd_bank(struct melbo_cli *c, int argc, char **argv) {
                     snprintf(kind, sizeof kind, "lora r=%d", b->adapter_rank);
                 else
                     snprintf(kind, sizeof kind, "vec R=%g", b->radius);
-                printf("%-16s %-5llu %-24.24s %-7s %-10s %-4d %-8s %.10s %.50s\n", b->bank_id,
-                       (unsigned long long)b->job_id, b->model, layers, kind, b->vectors, b->user,
-                       t, b->prompts);
+                printf("%-16s %-5llu %-24.24s %-7s %-10s %-4d %-8s %.10s %.50s\n",
+                       melbo_cli_safe(b->bank_id, 0), (unsigned long long)b->job_id,
+                       melbo_cli_safe(b->model, 0), layers, kind, b->vectors,
+                       melbo_cli_safe(b->user, 0), t, melbo_cli_safe(b->prompts, 0));
             }
         }
         melbo__envelope__free_unpacked(rep, NULL);
@@ -441,7 +454,7 @@ int melbo_cli_cmd_bank(struct melbo_cli *c, int argc, char **argv) {
         } else { /* the entry as indented JSON, then its vectors or adapters as a table */
             cJSON_DeleteItemFromObjectCaseSensitive(o, "rows");
             char *s = cJSON_Print(o);
-            printf("%s\n", s);
+            printf("%s\n", melbo_cli_safe(s, 1)); /* cJSON escapes C0, not C1 or bad bytes */
             free(s);
             cJSON_Delete(o);
             if (b->n_rows)
@@ -449,7 +462,7 @@ int melbo_cli_cmd_bank(struct melbo_cli *c, int argc, char **argv) {
                        "COMPLETION (first line)");
             for (size_t i = 0; i < b->n_rows; i++)
                 printf("%-7d %-12.6g %s\n", b->rows[i]->index, b->rows[i]->objective,
-                       b->rows[i]->completion ? b->rows[i]->completion : "");
+                       melbo_cli_safe(b->rows[i]->completion, 1));
         }
         melbo__envelope__free_unpacked(rep, NULL);
         return 0;

@@ -2,9 +2,10 @@
  * cli/main.c - melbo, the researcher's client of melbo-coord: global options, where the
  * coordinator and the token come from, connecting, and the subcommand table.
  *
- * Address and token, first found wins: --coord/--token, MELBO_COORD/MELBO_TOKEN, then
+ * Address and token, first found wins: --coord/--token-file FILE, MELBO_COORD/MELBO_TOKEN, then
  * ~/.config/melbo/config (lines MELBO_COORD=HOST:PORT and MELBO_TOKEN=..., as `melbo-coord init`
- * prints them; "coord = ..." and "token = ..." are accepted too).
+ * prints them; "coord = ..." and "token = ..." are accepted too). A token is never an argument:
+ * `ps` shows every process's command line to every local user, so `--token` is refused.
  *
  * The process exits with the subcommand's exit code (cli/cli.h); main() closes the connection.
  */
@@ -21,7 +22,7 @@
 /* The global help text, to f (stdout for --help, stderr after a usage error). */
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: melbo [--coord HOST:PORT] [--token TOKEN] <command> [options]\n"
+            "usage: melbo [--coord HOST:PORT] [--token-file FILE] <command> [options]\n"
             "\n"
             "commands:\n"
             "  submit [train options]   submit a training job; prints its id (melbo-rank train's\n"
@@ -40,8 +41,9 @@ static void usage(FILE *f) {
             "                           peft: a directory; gguf-lora), written by the coordinator\n"
             "  bank report ID -o FILE.html   the bank's self-contained HTML report\n"
             "\n"
-            "The coordinator and token come from --coord/--token, MELBO_COORD/MELBO_TOKEN, or\n"
-            "~/.config/melbo/config (the two lines melbo-coord init prints).\n"
+            "The coordinator and token come from --coord/--token-file FILE (the token, or a\n"
+            "MELBO_TOKEN=... line), MELBO_COORD/MELBO_TOKEN, or ~/.config/melbo/config (the two\n"
+            "lines melbo-coord init prints). A token is never given on the command line.\n"
             "\n"
             "exit codes: 0 ok (watch: DONE), 1 refused by the coordinator, 2 usage error,\n"
             "3 coordinator unreachable or authentication failed, 4 job FAILED, 5 job CANCELLED\n");
@@ -90,8 +92,87 @@ static void read_config(struct melbo_cli *c) {
     fclose(f);
 }
 
+/*
+ * The token in file path (its first line; "MELBO_TOKEN=" before it is allowed) into c->token.
+ * Returns 0, or MELBO_CLI_USAGE after saying why.
+ */
+static int read_token_file(struct melbo_cli *c, const char *path) {
+    char line[512];
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "melbo: --token-file %s: %s\n", path, strerror(errno));
+        return MELBO_CLI_USAGE;
+    }
+    int got = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    if (got)
+        trim(line);
+    const char *t = !strncmp(line, "MELBO_TOKEN=", 12) ? line + 12 : line;
+    if (!got || *t == '\0' || strlen(t) >= sizeof c->token) {
+        fprintf(stderr, "melbo: --token-file %s: no token on its first line\n", path);
+        return MELBO_CLI_USAGE;
+    }
+    snprintf(c->token, sizeof c->token, "%s", t);
+    return 0;
+}
+
+/* --token TOKEN is refused: the token would be on the command line for `ps` to show. */
+static int token_refused(void) {
+    fprintf(stderr, "melbo: --token is not accepted (a command line is visible to every local "
+                    "user): put the token in a file only you can read and give --token-file FILE, "
+                    "or set MELBO_TOKEN, or write MELBO_TOKEN=... to ~/.config/melbo/config\n");
+    return MELBO_CLI_USAGE;
+}
+
+/* Length of the valid UTF-8 sequence at p (1 to 4), or 0 when it is not one. */
+static int utf8_len(const unsigned char *p) {
+    int n = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3
+            : (p[0] & 0xf8) == 0xf0 ? 4 : 0;
+    if (n == 0 || (n == 2 && p[0] < 0xc2) || (n == 4 && p[0] > 0xf4))
+        return 0;
+    for (int i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    if ((n == 3 && p[0] == 0xe0 && p[1] < 0xa0) || (n == 3 && p[0] == 0xed && p[1] >= 0xa0) ||
+        (n == 4 && p[0] == 0xf0 && p[1] < 0x90) || (n == 4 && p[0] == 0xf4 && p[1] >= 0x90))
+        return 0; // overlong, surrogate or beyond U+10FFFF
+    return n;
+}
+
+const char *melbo_cli_safe(const char *s, int keep_nl_tab) {
+    static char *ring[8];
+    static int next;
+    if (s == NULL)
+        return "";
+    char **slot = &ring[next++ % 8];
+    free(*slot);
+    size_t n = strlen(s), k = 0;
+    char *out = malloc(6 * n + 1);
+    if (out == NULL)
+        return "?";
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int len = utf8_len(p);
+        int kept = keep_nl_tab && (*p == '\n' || *p == '\t');
+        if (len == 1 && ((*p < 0x20 && !kept) || *p == 0x7f)) {
+            k += (size_t)sprintf(out + k, "\\x%02x", *p);
+        } else if (len == 2 && p[0] == 0xc2 && p[1] < 0xa0) { /* C1 controls: U+0080..U+009F */
+            k += (size_t)sprintf(out + k, "\\u%04x", p[1]);
+        } else if (len == 0) {
+            k += (size_t)sprintf(out + k, "\\x%02x", *p);
+            len = 1;
+        } else {
+            memcpy(out + k, p, (size_t)len);
+            k += (size_t)len;
+        }
+        p += len;
+    }
+    out[k] = '\0';
+    *slot = out;
+    return out;
+}
+
 int melbo_cli_error(const Melbo__Error *e) {
-    fprintf(stderr, "melbo: %s\n", e->message ? e->message : "error");
+    fprintf(stderr, "melbo: %s\n", melbo_cli_safe(e->message ? e->message : "error", 0));
     switch (e->code) {
     case MELBO__ERROR_CODE__ERROR_AUTH:
     case MELBO__ERROR_CODE__ERROR_VERSION:
@@ -204,9 +285,15 @@ int main(int argc, char **argv) {
             printf("melbo %s\n", MELBO_VERSION);
             return 0;
         }
-        if ((!strcmp(argv[i], "--coord") || !strcmp(argv[i], "--token")) && i + 1 < argc) {
-            char *dst = argv[i][2] == 'c' ? c.coord : c.token;
-            snprintf(dst, 256, "%s", argv[++i]);
+        if (!strcmp(argv[i], "--token") || !strncmp(argv[i], "--token=", 8))
+            return token_refused();
+        if (!strcmp(argv[i], "--coord") && i + 1 < argc) {
+            snprintf(c.coord, sizeof c.coord, "%s", argv[++i]);
+            continue;
+        }
+        if (!strcmp(argv[i], "--token-file") && i + 1 < argc) {
+            if (read_token_file(&c, argv[++i]) != 0)
+                return MELBO_CLI_USAGE;
             continue;
         }
         fprintf(stderr, "melbo: unknown option '%s'\n", argv[i]);
@@ -217,12 +304,20 @@ int main(int argc, char **argv) {
         usage(stderr);
         return MELBO_CLI_USAGE;
     }
-    /* Subcommand options may also carry --coord/--token/--json; take them out here. */
+    /* Subcommand options may also carry --coord/--token-file/--json; take them out here. */
     int n = 0;
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
     for (int k = i; k < argc; k++) {
-        if ((!strcmp(argv[k], "--coord") || !strcmp(argv[k], "--token")) && k + 1 < argc) {
-            snprintf(argv[k][2] == 'c' ? c.coord : c.token, 256, "%s", argv[k + 1]);
+        if (!strcmp(argv[k], "--token") || !strncmp(argv[k], "--token=", 8)) {
+            free(rest);
+            return token_refused();
+        } else if (!strcmp(argv[k], "--token-file") && k + 1 < argc) {
+            if (read_token_file(&c, argv[++k]) != 0) {
+                free(rest);
+                return MELBO_CLI_USAGE;
+            }
+        } else if (!strcmp(argv[k], "--coord") && k + 1 < argc) {
+            snprintf(c.coord, sizeof c.coord, "%s", argv[k + 1]);
             k++;
         } else if (!strcmp(argv[k], "--json")) {
             c.json = 1;

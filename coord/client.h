@@ -44,6 +44,7 @@ struct melbo_client {
     struct melbo_fanout *fanout;
     enum melbo_client_kind kind;
     char user[64];
+    int admin;                       // the user's token has the admin role (sees private jobs)
     struct melbo_watch *watches;     // this connection's watches (owned by the fan-out)
     /* rank connections */
     struct melbo_job *job;           // the job it speaks for, or NULL
@@ -106,6 +107,9 @@ void melbo_coord_on_client_message(struct melbo_client *cl, const Melbo__Envelop
 /* Continues a fetch while cl's queue is below the low-water mark (sends the last chunk with the
  * sha256 and closes the file at the end). */
 void melbo_coord_fetch_pump(struct melbo_client *cl);
+/* 1 when bank_id is the bank of a `--private` job cl may not see (not its owner, not an admin):
+ * answer "no bank ID" then, as for a bank that does not exist. */
+int melbo_coord_bank_hidden(const struct melbo_client *cl, const char *bank_id);
 
 /* ---- export.c ---- */
 

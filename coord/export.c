@@ -540,7 +540,8 @@ void melbo_coord_export_request(struct melbo_client *cl, const Melbo__Envelope *
                            "'%.80s' is not a bank id (expected hex digits)", id ? id : "");
         return;
     }
-    if (melbo_bank_path(cl->co->state_dir, id, path, sizeof path) != 0 || access(path, R_OK) != 0) {
+    if (melbo_bank_path(cl->co->state_dir, id, path, sizeof path) != 0 || access(path, R_OK) != 0 ||
+        melbo_coord_bank_hidden(cl, id)) { /* a --private job's bank: its owner and admins only */
         melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_NOT_FOUND, 0, "no bank %s", id);
         return;
     }

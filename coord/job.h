@@ -28,6 +28,7 @@ struct melbo_job {
     char secret[65];                 // rank 0 authenticates with it (64 hex digits)
     char model[512];
     char name[128];
+    int visibility;                  // --private read off the spec: 0 not yet, 1 public, 2 private
     int vectors, steps, n_ranks;     // resolved at submit (coord/jobspec.h)
     int adapter_rank;                // adapters: their rank r (vectors counts them); 0: vectors
     double created, finished;        // melbo_coord_now(); finished is 0 until a final state

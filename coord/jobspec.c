@@ -10,12 +10,18 @@
  */
 #include "coord/jobspec.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "common/log.h"
 #include "common/mem.h"
+#include "coord/models.h"  // defines: melbo_models_resolve, melbo_models_config
 #include "rank/model/config.h"
 
 /* A spec's options, and the strings made for them (protocol 1). */
@@ -154,20 +160,112 @@ static void read_options(const Melbo__JobSpec *s, struct spec_options *so) {
         add(so, s->options[i]->name ? s->options[i]->name : "", s->options[i]->value);
 }
 
+/* 1 if option name is one a file is uploaded for. */
+static int upload_option(const char *name) {
+    return !strcmp(name, "init") || !strcmp(name, "calibration-init");
+}
+
+/* Non-blank lines of text (the prompts of a prompts-jsonl value). */
+static long long jsonl_lines(const char *text) {
+    long long n = 0;
+    for (const char *p = text; *p;) {
+        size_t k = strcspn(p, "\n");
+        for (size_t i = 0; i < k; i++)
+            if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r') {
+                n++;
+                break;
+            }
+        p += k + (p[k] == '\n');
+    }
+    return n;
+}
+
+int melbo_jobspec_check_inputs(const Melbo__JobSpec *spec, const struct melbo_coord_limits *lim,
+                               struct melbo_err *err) {
+    unsigned long long bytes = 0;
+    long long count = 0;
+    if (spec->n_options == 0) { /* protocol 1 */
+        for (size_t i = 0; i < spec->n_text_prompts; i++) {
+            const Melbo__TextPrompt *tp = spec->text_prompts[i];
+            if (tp->kind == MELBO__TEXT_PROMPT__KIND__FILE)
+                return melbo_err_set(err, MELBO_EINVAL,
+                                     "--prompts FILE is read by melbo submit and sent as text; the "
+                                     "coordinator opens no file a user names");
+            if (tp->kind != MELBO__TEXT_PROMPT__KIND__USER &&
+                tp->kind != MELBO__TEXT_PROMPT__KIND__RAW)
+                return melbo_err_set(err, MELBO_EINVAL, "text prompt %zu: unknown kind %d", i + 1,
+                                     (int)tp->kind);
+            bytes += tp->text ? strlen(tp->text) : 0;
+            count++;
+        }
+        for (size_t i = 0; i < spec->n_id_prompts; i++)
+            bytes += spec->id_prompts[i]->n_ids * 4ull, count++;
+        bytes += spec->system ? strlen(spec->system) : 0;
+        if (spec->init && *spec->init)
+            return melbo_err_set(err, MELBO_EINVAL,
+                                 "--init must be uploaded (melbo submit does it); the coordinator "
+                                 "opens no file a user names");
+    }
+    for (size_t i = 0; i < spec->n_options; i++) {
+        const char *name = spec->options[i]->name ? spec->options[i]->name : "";
+        const char *val = spec->options[i]->value ? spec->options[i]->value : "";
+        if (!strcmp(name, "prompts"))
+            return melbo_err_set(err, MELBO_EINVAL,
+                                 "--prompts FILE is read by melbo submit and sent as text; the "
+                                 "coordinator opens no file a user names (upgrade melbo)");
+        if (upload_option(name)) {
+            size_t k = strlen(MELBO_JOBSPEC_UPLOAD);
+            if (strncmp(val, MELBO_JOBSPEC_UPLOAD, k) != 0 || strcmp(val + k, name) != 0)
+                return melbo_err_set(err, MELBO_EINVAL,
+                                     "--%s must be uploaded (melbo submit does it); the "
+                                     "coordinator opens no file a user names",
+                                     name);
+        }
+        if (!strcmp(name, "prompts-jsonl"))
+            count += jsonl_lines(val), bytes += strlen(val);
+        else if (!strcmp(name, "prompt") || !strcmp(name, "raw-prompt") ||
+                 !strcmp(name, "prompt-ids"))
+            count++, bytes += strlen(val);
+        else if (!strcmp(name, "system"))
+            bytes += strlen(val);
+    }
+    if (count > lim->max_prompts)
+        return melbo_err_set(err, MELBO_ERANGE, "%lld prompts: over %s = %lld", count,
+                             MELBO_COORD_LIMIT_KEY(max_prompts), (long long)lim->max_prompts);
+    if (bytes > (unsigned long long)lim->max_prompt_bytes)
+        return melbo_err_set(err, MELBO_ERANGE,
+                             "%llu bytes of prompts and system prompt: over %s = %lld", bytes,
+                             MELBO_COORD_LIMIT_KEY(max_prompt_bytes),
+                             (long long)lim->max_prompt_bytes);
+    return 0;
+}
+
 int melbo_jobspec_parse(const Melbo__JobSpec *spec, struct melbo_job_params *jp,
                         struct melbo_err *err) {
     struct spec_options so;
     read_options(spec, &so);
+    /* uploads are files of the job's directory, not paths to check */
+    size_t k = 0;
+    for (size_t i = 0; i < so.n; i++)
+        if (!(upload_option(so.v[i].name) && so.v[i].value &&
+              !strncmp(so.v[i].value, MELBO_JOBSPEC_UPLOAD, strlen(MELBO_JOBSPEC_UPLOAD))))
+            so.v[k++] = so.v[i];
+    so.n = k;
     int ret = melbo_job_parse(jp, so.v, so.n, err);
     spec_options_free(&so);
     return ret;
 }
 
-int melbo_jobspec_validate(const Melbo__JobSpec *spec, struct melbo_job_params *jp,
+int melbo_jobspec_validate(const Melbo__JobSpec *spec, const char *state_dir,
+                           struct melbo_job_params *jp, char *model, size_t n,
                            struct melbo_err *err) {
     struct melbo_model_config cfg;
+    char root[PATH_MAX];
     MELBO_TRY(melbo_jobspec_parse(spec, jp, err));
-    MELBO_TRY(melbo_config_load(&cfg, jp->train.model, err));
+    if (n > sizeof root)
+        n = sizeof root;
+    MELBO_TRY(melbo_models_resolve(state_dir, jp->train.model, model, root, n, err));
+    MELBO_TRY(melbo_models_config(model, root, &cfg, err));
     MELBO_TRY(melbo_train_params_resolve(&jp->train, cfg.n_layers, cfg.d_model, cfg.d_ff, err));
     MELBO_TRY(melbo_tp_check(&cfg, jp->train.tp, err));
     /* the layout must fill what is asked of Slurm: one rank per GPU, or per CPU task */
@@ -184,12 +282,53 @@ int melbo_jobspec_validate(const Melbo__JobSpec *spec, struct melbo_job_params *
     return 0;
 }
 
+/* Writes text to path (created 0600, replaced if there). Returns 0 or -1 (logged). */
+static int write_private(const char *path, const char *text) {
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    size_t n = strlen(text), off = 0;
+    while (fd >= 0 && off < n) {
+        ssize_t w = write(fd, text + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    if (fd < 0 || off < n || close(fd) != 0) {
+        melbo_log(MELBO_LOG_WARN, "coord: cannot write %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return 0;
+}
+
 void melbo_jobspec_to_argv(const Melbo__JobSpec *spec, const char *out, const char *ckpt,
                            const char *resume, const char *job_id, struct melbo_argv *av) {
     struct spec_options so;
     const char *tail[][2] = {{"--out", out}, {"--checkpoint", ckpt}, {"--resume", resume},
                              {"--job-id", job_id}};
+    char dir[PATH_MAX];
+    const char *slash = strrchr(out, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - out) : 1, slash ? out : ".");
     read_options(spec, &so);
+    /* prompts sent as text and uploaded files become files of the job's directory */
+    int k_prompts = 0;
+    for (size_t i = 0; i < so.n; i++) {
+        const char *name = so.v[i].name, *val = so.v[i].value ? so.v[i].value : "";
+        size_t up = strlen(MELBO_JOBSPEC_UPLOAD);
+        char path[PATH_MAX + 64];
+        if (!strcmp(name, "prompts-jsonl")) {
+            snprintf(path, sizeof path, "%s/prompts-%d.jsonl", dir, ++k_prompts);
+            write_private(path, val);
+            so.v[i].name = "prompts";
+            so.v[i].value = own(&so, melbo_xstrdup(path));
+        } else if (upload_option(name) && !strncmp(val, MELBO_JOBSPEC_UPLOAD, up)) {
+            snprintf(path, sizeof path, "%s/%s.safetensors", dir, name);
+            so.v[i].value = own(&so, melbo_xstrdup(path));
+        }
+    }
     melbo_job_rank_argv(so.v, so.n, av);
     for (size_t i = 0; i < MELBO_ARRAY_SIZE(tail); i++) {
         if (tail[i][1] == NULL)

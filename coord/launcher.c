@@ -7,9 +7,11 @@
  * stderr appended to STATE/jobs/ID/ranks.log rather than piped to us, so the ranks survive a
  * coordinator that dies and are found again at restart ("adopted": not our child, watched by pid
  * every second). The ranks learn where we are from MELBO_COORD_ADDR, MELBO_JOB_ID and
- * MELBO_JOB_SECRET_FILE (a 0600 file in the job directory); mpirun forwards the environment to
- * local ranks. Cancel is SIGTERM to the whole process group, then SIGKILL after a grace period,
- * so no rank outlives its job.
+ * MELBO_JOB_SECRET_FILE (a 0600 file in the job directory), and read their options from the
+ * 0600 rank.args file (`melbo-rank train --args-file FILE`), so `ps` shows no prompt and no
+ * secret; mpirun forwards the environment to local ranks, which is the coordinator's filtered
+ * through an allowlist (melbo_launcher_env: no MELBO_TOKEN). Cancel is SIGTERM to the whole
+ * process group, then SIGKILL after a grace period, so no rank outlives its job.
  *
  * The local launcher is one implementation of the launcher seam (coord/launcher.h:
  * melbo_launcher_local); this file also holds the seam's dispatch over co->launchers and the
@@ -156,9 +158,67 @@ int melbo_launcher_write_secret(const char *path, const char *secret, struct mel
     return ok ? 0 : melbo_err_set(err, MELBO_EIO, "cannot write %s", path);
 }
 
+int melbo_launcher_env_allowed(const char *e) {
+    static const char *const prefixes[] = {
+        "PATH=", "LD_LIBRARY_PATH=", "HOME=", "USER=", "LOGNAME=", "LANG=", "LC_", "TZ=",
+        "TMPDIR=", "CUDA_", "NCCL_", "OMP_", "OMPI_", "OPAL_", "PRTE_", "PMIX_", "HWLOC_", "UCX_",
+        "OPENBLAS_", "GOMP_", "SLURM_", "MELBO_"};
+    static const char *const denied[] = {"MELBO_TOKEN=", "MELBO_TOKEN_FILE=", "MELBO_COORD_ADDR=",
+                                         "MELBO_JOB_ID=", "MELBO_JOB_SECRET_FILE="};
+    for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++)
+        if (!strncmp(e, denied[i], strlen(denied[i])))
+            return 0;
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (!strncmp(e, prefixes[i], strlen(prefixes[i])))
+            return 1;
+    return 0;
+}
+
+char **melbo_launcher_env(const char *const *extra) {
+    extern char **environ;
+    size_t n = 0, n_extra = 0, k = 0;
+    while (environ[n])
+        n++;
+    while (extra && extra[n_extra])
+        n_extra++;
+    char **env = calloc(n + n_extra + 1, sizeof *env);
+    if (env == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (melbo_launcher_env_allowed(environ[i]))
+            env[k++] = environ[i];
+    for (size_t i = 0; i < n_extra; i++)
+        env[k++] = (char *)extra[i];
+    env[k] = NULL;
+    return env;
+}
+
+/* Writes the words v (n of them) to path (0600, fsynced), each followed by a NUL. */
+static int write_args(const char *path, char *const *v, int n, struct melbo_err *err) {
+    unlink(path); /* a file left by someone else is never written through */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return melbo_err_set(err, MELBO_EIO, "cannot write %s: %s", path, strerror(errno));
+    int ok = 1;
+    for (int i = 0; i < n && ok; i++) {
+        size_t len = strlen(v[i]) + 1, off = 0;
+        while (ok && off < len) {
+            ssize_t w = write(fd, v[i] + off, len - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            ok = w > 0;
+            off += w > 0 ? (size_t)w : 0;
+        }
+    }
+    ok = fsync(fd) == 0 && ok;
+    close(fd);
+    return ok ? 0 : melbo_err_set(err, MELBO_EIO, "cannot write %s", path);
+}
+
 int melbo_launcher_prepare(struct melbo_coord *co, struct melbo_job *job, const Melbo__JobSpec *spec,
                            char *dir, struct melbo_argv *av, struct melbo_err *err) {
-    char out[PATH_MAX], ckpt[PATH_MAX], secret[PATH_MAX], id[32];
+    char out[PATH_MAX], ckpt[PATH_MAX], secret[PATH_MAX], args[PATH_MAX], id[32];
+    struct melbo_argv rank = {0};
     int ret = melbo_job_dir(co, job->id, dir, PATH_MAX);
     if (ret)
         return ret;
@@ -171,7 +231,15 @@ int melbo_launcher_prepare(struct melbo_coord *co, struct melbo_job *job, const 
         return ret;
     snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
     /* Resume from the checkpoint when a previous launch of this job left one. */
-    melbo_jobspec_to_argv(spec, out, ckpt, access(ckpt, R_OK) == 0 ? ckpt : NULL, id, av);
+    melbo_jobspec_to_argv(spec, out, ckpt, access(ckpt, R_OK) == 0 ? ckpt : NULL, id, &rank);
+    melbo_path_join(args, sizeof args, dir, "rank.args");
+    ret = write_args(args, rank.v + 1, rank.n - 1, err); /* rank.v[0] is "train" */
+    melbo_argv_free(&rank);
+    if (ret)
+        return ret;
+    melbo_argv_push(av, "train");
+    melbo_argv_push(av, "--args-file");
+    melbo_argv_push(av, args);
     return 0;
 }
 
@@ -206,28 +274,16 @@ static int local_start(struct melbo_coord *co, struct melbo_job *job, struct mel
         ret = melbo_err_set(err, MELBO_EIO, "cannot open %s: %s", log_path, strerror(errno));
         goto out;
     }
-    extern char **environ;
-    size_t n_env = 0;
-    while (environ[n_env])
-        n_env++;
-    env = calloc(n_env + 4, sizeof *env);
-    if (env == NULL) {
-        ret = melbo_err_set(err, MELBO_ENOMEM, "out of memory");
-        goto out;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < n_env; i++)
-        if (strncmp(environ[i], "MELBO_COORD_ADDR=", 17) && strncmp(environ[i], "MELBO_JOB_ID=", 13) &&
-            strncmp(environ[i], "MELBO_JOB_SECRET_FILE=", 22))
-            env[k++] = environ[i];
     char e_addr[256], e_id[64], e_secret[PATH_MAX + 32];
     snprintf(e_addr, sizeof e_addr, "MELBO_COORD_ADDR=%s", co->address);
     snprintf(e_id, sizeof e_id, "MELBO_JOB_ID=%s", id);
     snprintf(e_secret, sizeof e_secret, "MELBO_JOB_SECRET_FILE=%s", secret_path);
-    env[k++] = e_addr;
-    env[k++] = e_id;
-    env[k++] = e_secret;
-    env[k] = NULL;
+    const char *extra[] = {e_addr, e_id, e_secret, NULL};
+    env = melbo_launcher_env(extra); /* the allowlist: no MELBO_TOKEN, nothing unknown */
+    if (env == NULL) {
+        ret = melbo_err_set(err, MELBO_ENOMEM, "out of memory");
+        goto out;
+    }
     proc = calloc(1, sizeof *proc);
     if (proc == NULL) {
         ret = melbo_err_set(err, MELBO_ENOMEM, "out of memory");

@@ -72,12 +72,27 @@ void melbo_launchers_close_all(struct melbo_coord *co);
 int melbo_job_dir(const struct melbo_coord *co, uint64_t id, char *buf, size_t n);
 
 /*
- * Creates job's directory (0700, returned in dir, PATH_MAX bytes) with its secret file and appends
- * `train` and the job's options to av, resuming from the job's checkpoint when an earlier launch
- * left one. Shared by the local and the Slurm launcher.
+ * Creates job's directory (0700, returned in dir, PATH_MAX bytes) with its secret file and its
+ * rank.args file (0600: `melbo-rank train`'s options, prompts included, each followed by a NUL;
+ * resuming from the job's checkpoint when an earlier launch left one), and appends
+ * `train --args-file DIR/rank.args` to av: nothing private is on a command line. Shared by the
+ * local and the Slurm launcher.
  */
 int melbo_launcher_prepare(struct melbo_coord *co, struct melbo_job *job, const Melbo__JobSpec *spec,
                            char *dir, struct melbo_argv *av, struct melbo_err *err);
+
+/*
+ * The environment jobs and Slurm commands start with: the coordinator's own, kept only where the
+ * name is on the allowlist (PATH, LD_LIBRARY_PATH, HOME, USER, LOGNAME, LANG, LC_*, TZ, TMPDIR,
+ * CUDA_*, NCCL_*, OMP_*, OMPI_*, OPAL_*, PRTE_*, PMIX_*, HWLOC_*, UCX_*, OPENBLAS_*, GOMP_*,
+ * SLURM_*, MELBO_* except MELBO_TOKEN, MELBO_COORD_ADDR, MELBO_JOB_ID and MELBO_JOB_SECRET_FILE),
+ * then the strings of extra (NULL-terminated, may be NULL). A malloc'd NULL-terminated array of
+ * borrowed strings (free the array only), or NULL when out of memory.
+ */
+char **melbo_launcher_env(const char *const *extra);
+
+/* 1 when the environment entry "NAME=value" may pass to a job (melbo_launcher_env). */
+int melbo_launcher_env_allowed(const char *entry);
 
 /* Writes the job's secret to path (0600, fsynced). Returns 0 or MELBO_EIO with err set. */
 int melbo_launcher_write_secret(const char *path, const char *secret, struct melbo_err *err);

@@ -1,9 +1,10 @@
 /*
  * coord/main.c - melbo-coord: `init` creates a state directory, `serve` runs the coordinator on
- * it, `token add` gives another user a token.
+ * it, `token add|rotate|remove` gives a user a token, a new one, or none.
  *
  * State directory (0700): melbo.db (SQLite, WAL: jobs, events, bank catalog), tokens (0600),
- * banks/ (stored banks), jobs/ID/ (each job's secret, rank log, checkpoint and output), exports/
+ * banks/ (stored banks), jobs/ID/ (each job's secret and rank.args (0600), rank log, checkpoint
+ * and output), exports/
  * (a private directory per bank export or report while melbo-rank writes it), address (the
  * host:port `serve` bound, rewritten at every start) and coord.conf (listen=HOST:PORT).
  *
@@ -48,12 +49,14 @@
 #include "coord/slurm.h"     // defines: melbo_launcher_slurm, struct melbo_slurm_conf
 #include "coord/tokens.h"    // defines: melbo_tokens_add
 #include "coord/watch.h"     // defines: struct melbo_fanout
+#include "coord/models.h"    // defines: melbo_models_add
+#include "coord/uploads.h"   // defines: melbo_uploads_init
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: melbo-coord <command> [options]\n"
             "\n"
-            "  init --state DIR [--listen HOST:PORT] [--user NAME]\n"
+            "  init --state DIR [--listen HOST:PORT] [--user NAME]   (NAME gets the admin role)\n"
             "        create the state directory; prints the first user's token and the two\n"
             "        environment lines a client needs (MELBO_COORD=..., MELBO_TOKEN=...)\n"
             "  serve --state DIR [--listen HOST:PORT] [--rank-binary PATH] [--mpirun PATH]\n"
@@ -66,8 +69,18 @@ static void usage(FILE *f) {
             "        run the coordinator (port 0 picks a free port; the bound address is written\n"
             "        to DIR/address); bank exports and reports run PATH (`bank export|report`),\n"
             "        at most SECONDS each (300)\n"
-            "  token add NAME --state DIR\n"
-            "        add a user; prints their MELBO_TOKEN line\n");
+            "  token add NAME --state DIR [--admin]\n"
+            "        add a user (--admin: sees every job and bank, private ones included);\n"
+            "        prints their MELBO_TOKEN line\n"
+            "  token rotate NAME --state DIR\n"
+            "        a new token for NAME (role kept); prints the MELBO_TOKEN line; the old token\n"
+            "        stops working at once, also for a running coordinator's next authentication\n"
+            "  token remove NAME --state DIR\n"
+            "        NAME's token stops working (open sessions keep theirs until they end)\n"
+            "  model add NAME PATH --state DIR\n"
+            "        register a model (a directory or .gguf file) as `melbo submit --model NAME`;\n"
+            "        works while the coordinator is stopped. Jobs may name only registered models\n"
+            "        and paths under the model_root=PATH lines of STATE/coord.conf\n");
 }
 
 static const char *arg_value(int argc, char **argv, const char *name) {
@@ -158,7 +171,8 @@ static int cmd_init(int argc, char **argv) {
     if (melbo_file_write_atomic(path, conf, (size_t)cl, &err) != 0)
         goto fail;
     chmod(path, 0600);
-    if (melbo_tokens_add(state, user, token, &err) != 0)
+    /* the first user has the admin role (sees every job, private ones included) */
+    if (melbo_tokens_change(state, user, MELBO_TOKEN_ADD_ADMIN, token, &err) != 0)
         goto fail;
     fprintf(stderr, "melbo-coord: state directory %s created; user %s\n", state, user);
     printf("MELBO_COORD=%s\nMELBO_TOKEN=%s\n", listen, token);
@@ -171,31 +185,79 @@ fail:
     return 1;
 }
 
-/* `token add NAME`: adds a user to an existing state directory. Returns the exit status. */
+/* `token add NAME [--admin]`, `token rotate NAME`, `token remove NAME`: changes a user's token in
+ * an existing state directory (the coordinator re-reads the file at every authentication).
+ * Returns the exit status. */
 static int cmd_token(int argc, char **argv) {
-    if (argc < 3 || strcmp(argv[1], "add") != 0) {
+    static const char *const verbs[] = {"add", "rotate", "remove"};
+    int verb = -1, admin = 0;
+    for (int i = 0; argc >= 3 && i < 3; i++)
+        if (!strcmp(argv[1], verbs[i]))
+            verb = i;
+    if (verb < 0) {
         usage(stderr);
         return 2;
     }
+    /* --admin (a flag) is taken out before the NAME VALUE options are checked */
+    char *rest[16];
+    int n = 0;
+    for (int i = 0; i < argc && n < 15; i++) {
+        if (i >= 3 && !strcmp(argv[i], "--admin") && verb == 0)
+            admin = 1;
+        else
+            rest[n++] = argv[i];
+    }
+    rest[n] = NULL;
     static const char *const known[] = {"--state", NULL};
-    if (check_args(argc, argv, 3, known))
+    if (check_args(n, rest, 3, known))
         return 2;
-    const char *state = arg_value(argc, argv, "--state");
+    const char *state = arg_value(n, rest, "--state");
     if (state == NULL) {
-        fprintf(stderr, "melbo-coord token add: --state DIR is required\n");
+        fprintf(stderr, "melbo-coord token %s: --state DIR is required\n", verbs[verb]);
         return 2;
     }
     char token[65];
     struct melbo_err err = {0};
     if (!melbo_file_is_dir(state)) {
-        fprintf(stderr, "melbo-coord token add: %s is not a state directory (run init)\n", state);
+        fprintf(stderr, "melbo-coord token %s: %s is not a state directory (run init)\n",
+                verbs[verb], state);
         return 1;
     }
-    if (melbo_tokens_add(state, argv[2], token, &err) != 0) {
-        fprintf(stderr, "melbo-coord token add: %s\n", err.msg);
+    enum melbo_token_change how = verb == 1   ? MELBO_TOKEN_ROTATE
+                                  : verb == 2 ? MELBO_TOKEN_REMOVE
+                                  : admin     ? MELBO_TOKEN_ADD_ADMIN
+                                              : MELBO_TOKEN_ADD;
+    if (melbo_tokens_change(state, argv[2], how, token, &err) != 0) {
+        fprintf(stderr, "melbo-coord token %s: %s\n", verbs[verb], err.msg);
         return 1;
     }
-    printf("MELBO_TOKEN=%s\n", token);
+    if (how == MELBO_TOKEN_REMOVE)
+        fprintf(stderr, "melbo-coord: %s's token removed\n", argv[2]);
+    else
+        printf("MELBO_TOKEN=%s\n", token);
+    return 0;
+}
+
+/* `model add NAME PATH`: registers a model in STATE/models (coord/models.h). Exit status. */
+static int cmd_model(int argc, char **argv) {
+    static const char *const known[] = {"--state", NULL};
+    if (argc < 4 || strcmp(argv[1], "add") != 0) {
+        usage(stderr);
+        return 2;
+    }
+    if (check_args(argc, argv, 4, known))
+        return 2;
+    const char *state = arg_value(argc, argv, "--state");
+    struct melbo_err err = {0};
+    if (state == NULL || !melbo_file_is_dir(state)) {
+        fprintf(stderr, "melbo-coord model add: --state DIR (a state directory) is required\n");
+        return state ? 1 : 2;
+    }
+    if (melbo_models_add(state, argv[2], argv[3], &err) != 0) {
+        fprintf(stderr, "melbo-coord model add: %s\n", err.msg);
+        return 1;
+    }
+    printf("model %s registered\n", argv[2]);
     return 0;
 }
 
@@ -421,6 +483,7 @@ static int cmd_serve(int argc, char **argv) {
     melbo_jobs_init(&co->jobs, co->db);
     if (melbo_db_jobs_load(co->db, &co->jobs.list, &err) != 0)
         goto fail;
+    melbo_uploads_init(co->state_dir);
     if (melbo_coord_exports_init(co, &err) != 0)
         goto fail;
     if (melbo_fanout_init(&svc.fanout, &co->jobs) != 0 ||
@@ -433,6 +496,7 @@ static int cmd_serve(int argc, char **argv) {
     struct melbo_peer_handler h = melbo_clients_handler;
     h.ctx = &svc.clients;
     melbo_server_init(&svc.server, co->loop, client_cap, &h);
+    svc.server.limits = &co->limits;  // connections, authentication, output cap
     if (melbo_server_listen(&svc.server, listen, &err) != 0)
         goto fail;
     snprintf(co->address, sizeof co->address, "%s", svc.server.address);
@@ -463,6 +527,7 @@ out:
     if (co->loop && service_stop(&svc) != 0)
         status = 1;
     melbo_fanout_free(&svc.fanout);
+    melbo_server_free(&svc.server);
     melbo_jobs_free(&co->jobs);
     if (co->db)
         sqlite3_close(co->db);
@@ -491,6 +556,8 @@ int main(int argc, char **argv) {
         return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(argv[1], "token"))
         return cmd_token(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "model"))
+        return cmd_model(argc - 1, argv + 1);
     fprintf(stderr, "melbo-coord: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

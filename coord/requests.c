@@ -7,11 +7,16 @@
  * and a sentence naming the problem.
  *
  * A submitted job is only queued here (a QUEUED event); the scheduler (coord/sched.h) hears of
- * the event and starts the job after this callback returns.
+ * the event and starts the job after the callback that recorded it returns. Submit reads the
+ * model's config on a worker thread and never opens a file the user named (see on_submit).
  */
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "coord/banks.h"     // defines: melbo_bank_path, melbo_bank_rows_read
@@ -22,6 +27,7 @@
 #include "coord/jobspec.h"
 #include "coord/launcher.h"  // defines: melbo_launcher_cancel
 #include "coord/tokens.h"    // defines: melbo_tokens_check, melbo_random_hex
+#include "coord/uploads.h"   // defines: melbo_upload_chunk, melbo_upload_take
 #include "coord/watch.h"     // defines: melbo_watch_add
 
 /* Sends env (built) as the reply to request id. */
@@ -41,7 +47,8 @@ static void on_hello(struct melbo_client *cl, const Melbo__Envelope *env) {
                            h->protocol_version, MELBO_PROTOCOL_VERSION);
         return;
     }
-    if (melbo_tokens_check(cl->co->state_dir, h->token, cl->user, sizeof cl->user) != 0) {
+    if (melbo_tokens_check_role(cl->co->state_dir, h->token, cl->user, sizeof cl->user,
+                                &cl->admin) != 0) {
         melbo_log(MELBO_LOG_WARN, "coord: %s: wrong or missing token", cl->conn.peer);
         melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_AUTH, 1,
                            h->token && *h->token ? "wrong token" : "missing token");
@@ -60,51 +67,213 @@ static void on_hello(struct melbo_client *cl, const Melbo__Envelope *env) {
 }
 
 /*
- * Submit: validates the spec as the ranks would, records the job (row, secret, QUEUED event) and
- * replies with its id; the job table owns the job from melbo_jobs_add on. A refused spec or a
- * database failure is answered with an Error and nothing is kept.
+ * The bounds of coord.conf on a validated job (jp resolved), checked before anything is queued:
+ * every numeric field against its limits.* value (l is read only: safe on the worker). Returns 0,
+ * or MELBO_ERANGE with err naming the option, the value and the limit ("--dp 4096 is over
+ * limits.max_dp = 64 (coord.conf)").
  */
-static void on_submit(struct melbo_client *cl, const Melbo__Envelope *env) {
-    struct melbo_coord *co = cl->co;
-    struct melbo_err err = {0};
-    const Melbo__JobSpec *spec = env->submit->spec;
-    struct melbo_job *job = NULL;
-    if (spec == NULL) {
-        melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INVALID, 0, "submit without spec");
-        return;
-    }
-    /* validated with the ranks' own option table; what the job table keeps is read off it */
+static int check_bounds(const struct melbo_coord_limits *l, const struct melbo_job_params *jp,
+                        struct melbo_err *err) {
+    const struct {
+        const char *flag, *key;
+        long long value, max;
+    } b[] = {
+        {"--tp", MELBO_COORD_LIMIT_KEY(max_tp), jp->train.tp, l->max_tp},
+        {"--dp", MELBO_COORD_LIMIT_KEY(max_dp), jp->train.dp, l->max_dp},
+        {"--threads", MELBO_COORD_LIMIT_KEY(max_threads), jp->train.threads, l->max_threads},
+        {"--vectors", MELBO_COORD_LIMIT_KEY(max_vectors), jp->train.vectors, l->max_vectors},
+        {"--steps", MELBO_COORD_LIMIT_KEY(max_steps), jp->train.steps, l->max_steps},
+        {"--wave", MELBO_COORD_LIMIT_KEY(max_wave), jp->train.wave, l->max_wave},
+        {"--max-new-tokens", MELBO_COORD_LIMIT_KEY(max_new_tokens),
+         jp->train.gen.max_new_tokens, l->max_new_tokens},
+        {"the prompt count", MELBO_COORD_LIMIT_KEY(max_prompts),
+         melbo_prompt_opts_count(&jp->train.prompts), l->max_prompts},
+    };
+    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++)
+        if (b[i].value > b[i].max)
+            return melbo_err_set(err, MELBO_ERANGE, "%s %lld is over %s = %lld (coord.conf)",
+                                 b[i].flag, b[i].value, b[i].key, b[i].max);
+    return 0;
+}
+
+/*
+ * The user's share (on the loop: reads the job table): jobs queued or running, and their ranks
+ * with this job's n_ranks. Returns 0, or MELBO_ERANGE with err naming the limit.
+ */
+static int check_user_share(const struct melbo_coord *co, const char *user, int n_ranks,
+                            struct melbo_err *err) {
+    const struct melbo_coord_limits *l = &co->limits;
+    long long jobs = 0, ranks = n_ranks;
+    for (const struct melbo_job *j = co->jobs.list; j; j = j->next)
+        if (!melbo_job_state_terminal(j->state) && !strcmp(j->user, user)) {
+            jobs++;
+            ranks += j->n_ranks > 0 ? j->n_ranks : 1;
+        }
+    if (jobs + 1 > l->running_jobs_per_user)
+        return melbo_err_set(err, MELBO_ERANGE,
+                             "%s has %lld jobs queued or running: %s = %lld (coord.conf); wait for "
+                             "one to end or cancel one",
+                             user, jobs, MELBO_COORD_LIMIT_KEY(running_jobs_per_user),
+                             (long long)l->running_jobs_per_user);
+    if (ranks > l->ranks_per_user)
+        return melbo_err_set(err, MELBO_ERANGE,
+                             "this job's %d ranks would make %s's queued and running ranks %lld, "
+                             "over %s = %lld (coord.conf)",
+                             n_ranks, user, ranks, MELBO_COORD_LIMIT_KEY(ranks_per_user),
+                             (long long)l->ranks_per_user);
+    return 0;
+}
+
+/*
+ * Submit, in three steps so that the loop never waits on a file:
+ *   1. on the loop: the checks that read nothing (melbo_jobspec_check_inputs: no --prompts
+ *      path, --init only as an upload, prompt limits) and the uploads this connection finished;
+ *   2. on a worker (uv_queue_work): the model resolved against the admin's roots and names and
+ *      its config read with caps, the spec validated as the ranks would (melbo_jobspec_validate);
+ *   3. back on the loop: the job recorded (row, secret, QUEUED event) with its spec's --model
+ *      replaced by the resolved path, its uploads moved into its directory, and the reply.
+ * A worker still busy after SUBMIT_TIMEOUT_MS is answered with an Error at once; its result is
+ * dropped when it comes. The request is answered on its connection only if that connection is
+ * still open (found again by id).
+ */
+#define SUBMIT_TIMEOUT_MS 10000
+
+struct submit {
+    uv_work_t work;
+    uv_timer_t timer;
+    struct melbo_coord *co;
+    struct melbo_server *srv;
+    uint64_t conn, req;
+    char user[64];
+    Melbo__JobSpec *spec;             // unpacked copy, owned
+    char uploads[2][PATH_MAX];        // taken uploads (init, calibration-init), "" if none
+    int answered;                     // the timeout answered already
+    /* the worker's result */
+    int ret;
+    struct melbo_err err;
+    char model[PATH_MAX];
+    char name[256];
+    int vectors, steps, adapter_rank, n_ranks;
+};
+
+static const char *const upload_names[2] = {"init", "calibration-init"};
+
+static void submit_free(uv_handle_t *h) {
+    struct submit *s = h->data;
+    for (int i = 0; i < 2; i++)
+        if (s->uploads[i][0])
+            unlink(s->uploads[i]);
+    if (s->spec)
+        melbo__job_spec__free_unpacked(s->spec, NULL);
+    free(s);
+}
+
+static void submit_work(uv_work_t *w) {
+    struct submit *s = w->data;
     struct melbo_job_params jp;
-    int valid = melbo_jobspec_validate(spec, &jp, &err) == 0;
-    job = valid ? calloc(1, sizeof *job) : NULL;
-    if (job) {
-        snprintf(job->model, sizeof job->model, "%s", jp.train.model);
-        snprintf(job->name, sizeof job->name, "%s", jp.job.name ? jp.job.name : "");
-        job->vectors = jp.train.vectors;
-        job->steps = jp.train.steps;
-        job->adapter_rank = jp.train.adapter_rank;
-        job->n_ranks = melbo_job_ranks(&jp);
+    /* the bounds first, on the values as given (no model read), again once resolved (--wave) */
+    s->ret = melbo_jobspec_parse(s->spec, &jp, &s->err);
+    if (s->ret == 0)
+        s->ret = check_bounds(&s->co->limits, &jp, &s->err);
+    melbo_job_params_free(&jp);
+    if (s->ret == 0)
+        s->ret = melbo_jobspec_validate(s->spec, s->co->state_dir, &jp, s->model,
+                                        sizeof s->model, &s->err);
+    if (s->ret == 0)
+        s->ret = check_bounds(&s->co->limits, &jp, &s->err);
+    if (s->ret == 0) {
+        snprintf(s->name, sizeof s->name, "%s", jp.job.name ? jp.job.name : "");
+        s->vectors = jp.train.vectors;
+        s->steps = jp.train.steps;
+        s->adapter_rank = jp.train.adapter_rank;
+        s->n_ranks = melbo_job_ranks(&jp);
     }
     melbo_job_params_free(&jp);
-    if (!valid) {
-        melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INVALID, 0, "%s", err.msg);
+}
+
+/* The connection that asked, if it is still open. */
+static struct melbo_client *submit_client(struct submit *s) {
+    struct melbo_peer *p = melbo_server_find(s->srv, s->conn);
+    return p ? melbo_client_of(p) : NULL;
+}
+
+static void submit_timeout(uv_timer_t *t) {
+    struct submit *s = t->data;
+    struct melbo_client *cl = submit_client(s);
+    s->answered = 1;
+    if (cl)
+        melbo_client_error(cl, s->req, MELBO__ERROR_CODE__ERROR_INVALID, 0,
+                           "checking the job took more than %d s (reading the model's config); "
+                           "nothing was queued",
+                           SUBMIT_TIMEOUT_MS / 1000);
+}
+
+/* Moves the job's uploads into its directory (STATE/jobs/ID/OPTION.safetensors, 0600). */
+static void submit_move_uploads(struct submit *s, const struct melbo_job *job) {
+    char dir[PATH_MAX], to[PATH_MAX + 64];
+    if (melbo_job_dir(s->co, job->id, dir, sizeof dir) != 0)
         return;
+    mkdir(dir, 0700);
+    for (int i = 0; i < 2; i++) {
+        if (!s->uploads[i][0])
+            continue;
+        snprintf(to, sizeof to, "%s/%s.safetensors", dir, upload_names[i]);
+        if (rename(s->uploads[i], to) != 0)
+            melbo_log(MELBO_LOG_WARN, "coord: job %llu: cannot move its --%s upload: %s",
+                      (unsigned long long)job->id, upload_names[i], strerror(errno));
+        else
+            s->uploads[i][0] = '\0';
     }
+}
+
+static void submit_done(uv_work_t *w, int status) {
+    struct submit *s = w->data;
+    struct melbo_coord *co = s->co;
+    struct melbo_client *cl = submit_client(s);
+    struct melbo_err err = {0};
+    struct melbo_job *job = NULL;
+    uv_timer_stop(&s->timer);
+    if (s->answered || cl == NULL || status != 0)
+        goto out;
+    if (s->ret == 0)
+        s->ret = check_user_share(co, s->user, s->n_ranks, &s->err);
+    if (s->ret != 0) {
+        melbo_client_error(cl, s->req, MELBO__ERROR_CODE__ERROR_INVALID, 0, "%s", s->err.msg);
+        goto out;
+    }
+    /* the stored spec names the resolved model, never the path the user gave */
+    for (size_t i = 0; i < s->spec->n_options; i++)
+        if (s->spec->options[i]->name && !strcmp(s->spec->options[i]->name, "model")) {
+            free(s->spec->options[i]->value);
+            s->spec->options[i]->value = strdup(s->model);
+        }
+    if (s->spec->n_options == 0 && s->spec->model) {
+        free(s->spec->model);
+        s->spec->model = strdup(s->model);
+    }
+    job = calloc(1, sizeof *job);
     if (job == NULL)
         goto fail_mem;
-    job->spec_len = melbo__job_spec__get_packed_size(spec);
+    snprintf(job->model, sizeof job->model, "%s", s->model);
+    snprintf(job->name, sizeof job->name, "%s", s->name);
+    job->vectors = s->vectors;
+    job->steps = s->steps;
+    job->adapter_rank = s->adapter_rank;
+    job->n_ranks = s->n_ranks;
+    job->spec_len = melbo__job_spec__get_packed_size(s->spec);
     job->spec = malloc(job->spec_len ? job->spec_len : 1);
     if (job->spec == NULL)
         goto fail_mem;
-    melbo__job_spec__pack(spec, job->spec);
-    snprintf(job->user, sizeof job->user, "%s", cl->user);
+    melbo__job_spec__pack(s->spec, job->spec);
+    snprintf(job->user, sizeof job->user, "%s", s->user);
     job->created = melbo_coord_now();
     job->state = MELBO__JOB_STATE__QUEUED;
     if (melbo_random_hex(job->secret, 32) != 0 || melbo_db_job_insert(co->db, job, &err) != 0) {
-        melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INTERNAL, 0,
+        melbo_client_error(cl, s->req, MELBO__ERROR_CODE__ERROR_INTERNAL, 0,
                            "cannot record the job: %s", err.msg);
         goto fail;
     }
+    submit_move_uploads(s, job);
     melbo_jobs_add(&co->jobs, job);
     Melbo__JobEvent ev = MELBO__JOB_EVENT__INIT;
     ev.has_kind = ev.has_state = 1;
@@ -113,42 +282,169 @@ static void on_submit(struct melbo_client *cl, const Melbo__Envelope *env) {
     ev.detail = "accepted";
     melbo_job_append(&co->jobs, job, &ev);  // the scheduler starts it after this callback
     melbo_log(MELBO_LOG_INFO, "coord: job %llu submitted by %s (%s)", (unsigned long long)job->id,
-              cl->user, job->model);
+              s->user, job->model);
     Melbo__SubmitReply sr = MELBO__SUBMIT_REPLY__INIT;
     sr.has_job_id = 1;
     sr.job_id = job->id;
     Melbo__Envelope r = MELBO__ENVELOPE__INIT;
     r.body_case = MELBO__ENVELOPE__BODY_SUBMITTED;
     r.submitted = &sr;
-    reply(cl, env->id, &r);
-    return;
+    reply(cl, s->req, &r);
+    goto out;
 fail_mem:
-    melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INTERNAL, 0, "out of memory");
+    melbo_client_error(cl, s->req, MELBO__ERROR_CODE__ERROR_INTERNAL, 0, "out of memory");
 fail:
     if (job)
         free(job->spec);
     free(job);
+out:
+    if (!uv_is_closing((uv_handle_t *)&s->timer))
+        uv_close((uv_handle_t *)&s->timer, submit_free);
 }
 
-/* The job with id (when has), or NULL after answering request req with ERROR_NOT_FOUND. */
+static void on_submit(struct melbo_client *cl, const Melbo__Envelope *env) {
+    struct melbo_coord *co = cl->co;
+    struct melbo_err err = {0};
+    const Melbo__JobSpec *spec = env->submit->spec;
+    if (spec == NULL) {
+        melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INVALID, 0, "submit without spec");
+        return;
+    }
+    if (melbo_jobspec_check_inputs(spec, &co->limits, &err) != 0) {
+        melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INVALID, 0, "%s", err.msg);
+        return;
+    }
+    struct submit *s = calloc(1, sizeof *s);
+    size_t len = melbo__job_spec__get_packed_size(spec);
+    uint8_t *buf = s ? malloc(len ? len : 1) : NULL;
+    if (buf) {
+        melbo__job_spec__pack(spec, buf);
+        s->spec = melbo__job_spec__unpack(NULL, len, buf);
+    }
+    free(buf);
+    if (s == NULL || s->spec == NULL) {
+        if (s)
+            free(s);
+        melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INTERNAL, 0, "out of memory");
+        return;
+    }
+    s->co = co;
+    s->srv = cl->conn.srv;
+    s->conn = cl->conn.id;
+    s->req = env->id;
+    snprintf(s->user, sizeof s->user, "%s", cl->user);
+    s->work.data = s->timer.data = s;
+    uv_timer_init(co->loop, &s->timer);
+    /* the uploads the spec names must be finished on this connection */
+    for (size_t i = 0; i < spec->n_options; i++)
+        for (int k = 0; k < 2; k++)
+            if (spec->options[i]->name && !strcmp(spec->options[i]->name, upload_names[k]) &&
+                !s->uploads[k][0] &&
+                melbo_upload_take(s->srv, s->conn, upload_names[k], s->uploads[k],
+                                  sizeof s->uploads[k], &err) != 0) {
+                melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INVALID, 0, "%s",
+                                   err.msg);
+                uv_close((uv_handle_t *)&s->timer, submit_free);
+                return;
+            }
+    if (uv_queue_work(co->loop, &s->work, submit_work, submit_done) != 0) {
+        melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INTERNAL, 0,
+                           "cannot check the job now");
+        uv_close((uv_handle_t *)&s->timer, submit_free);
+        return;
+    }
+    uv_timer_start(&s->timer, submit_timeout, SUBMIT_TIMEOUT_MS, 0);
+}
+
+/* InputUpload: one chunk of a file `melbo submit` uploads (coord/uploads.h), acknowledged. */
+static void on_input_upload(struct melbo_client *cl, const Melbo__Envelope *env) {
+    struct melbo_err err = {0};
+    uint64_t received = 0;
+    if (melbo_upload_chunk(cl->conn.srv, cl->conn.id, cl->co->state_dir, &cl->co->limits,
+                           env->input_upload, &received, &err) != 0) {
+        melbo_client_error(cl, env->id,
+                           err.code == MELBO_ERANGE ? MELBO__ERROR_CODE__ERROR_TOO_LARGE
+                                                    : MELBO__ERROR_CODE__ERROR_INVALID,
+                           0, "%s", err.msg);
+        return;
+    }
+    Melbo__InputUploadAck ack = MELBO__INPUT_UPLOAD_ACK__INIT;
+    ack.option = env->input_upload->option;
+    ack.has_received = 1;
+    ack.received = received;
+    Melbo__Envelope r = MELBO__ENVELOPE__INIT;
+    r.body_case = MELBO__ENVELOPE__BODY_INPUT_UPLOAD_ACK;
+    r.input_upload_ack = &ack;
+    reply(cl, env->id, &r);
+}
+
+/* 1 when job was submitted with --private (read off its spec once, then kept in the job). */
+static int job_private(struct melbo_job *job) {
+    if (job->visibility == 0) {
+        Melbo__JobSpec *spec = melbo__job_spec__unpack(NULL, job->spec_len, job->spec);
+        job->visibility = 1;
+        for (size_t i = 0; spec && i < spec->n_options; i++) {
+            const char *n = spec->options[i]->name ? spec->options[i]->name : "";
+            if (!strcmp(n, "private") || !strcmp(n, "no-private"))
+                job->visibility = n[0] == 'p' ? 2 : 1; /* the last one given wins */
+        }
+        if (spec)
+            melbo__job_spec__free_unpacked(spec, NULL);
+    }
+    return job->visibility == 2;
+}
+
+/* 1 when cl may see job (and its prompts, events and bank): its owner, an admin, or anyone
+ * when the job is not private. */
+static int may_see(const struct melbo_client *cl, struct melbo_job *job) {
+    return cl->admin || !strcmp(job->user, cl->user) || !job_private(job);
+}
+
+int melbo_coord_bank_hidden(const struct melbo_client *cl, const char *bank_id) {
+    for (struct melbo_job *j = cl->co->jobs.list; j && bank_id; j = j->next)
+        if (j->bank_id[0] && !strcmp(j->bank_id, bank_id) && !may_see(cl, j))
+            return 1;
+    return 0;
+}
+
+/* The job with id (when has) that cl may see, or NULL after answering request req with
+ * ERROR_NOT_FOUND (the same answer for another user's private job: its existence is not told). */
 static struct melbo_job *need_job(struct melbo_client *cl, uint64_t req, int has, uint64_t id) {
     struct melbo_job *job = has ? melbo_job_find(&cl->co->jobs, id) : NULL;
+    if (job && !may_see(cl, job))
+        job = NULL;
     if (job == NULL)
         melbo_client_error(cl, req, MELBO__ERROR_CODE__ERROR_NOT_FOUND, 0, "no job %llu",
                            (unsigned long long)id);
     return job;
 }
 
+/* 1 when a list request's limit is within limits.max_list; otherwise answers req with an Error
+ * naming the limit and returns 0. */
+static int list_limit_ok(struct melbo_client *cl, uint64_t req, int has, uint32_t limit) {
+    if (!has || (int64_t)limit <= cl->co->limits.max_list)
+        return 1;
+    melbo_client_error(cl, req, MELBO__ERROR_CODE__ERROR_INVALID, 0,
+                       "--limit %lu is over %s = %lld (coord.conf); ask for fewer rows",
+                       (unsigned long)limit, MELBO_COORD_LIMIT_KEY(max_list),
+                       (long long)cl->co->limits.max_list);
+    return 0;
+}
+
 /* ListJobs: summaries of the newest jobs (of one user when asked), at most limit (1000). */
 static void on_list_jobs(struct melbo_client *cl, const Melbo__Envelope *env) {
     const Melbo__ListJobsRequest *q = env->list_jobs;
+    if (!list_limit_ok(cl, env->id, q->has_limit, q->limit))
+        return;
     size_t limit = q->has_limit && q->limit > 0 ? q->limit : 1000, n = 0;
     Melbo__JobSummary *sums = calloc(limit, sizeof *sums);
     Melbo__JobSummary **ptrs = calloc(limit, sizeof *ptrs);
-    if (sums == NULL || ptrs == NULL)
+    if (sums == NULL || ptrs == NULL) {
+        melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INTERNAL, 0, "out of memory");
         goto out;
+    }
     for (struct melbo_job *j = cl->co->jobs.list; j && n < limit; j = j->next) {
-        if (q->user && *q->user && strcmp(q->user, j->user))
+        if ((q->user && *q->user && strcmp(q->user, j->user)) || !may_see(cl, j))
             continue;
         melbo__job_summary__init(&sums[n]);
         melbo_jobs_summary(j, &sums[n]);
@@ -298,6 +594,11 @@ static void on_fetch(struct melbo_client *cl, const Melbo__Envelope *env) {
             return;
         }
         snprintf(id, sizeof id, "%s", q->bank_id);
+        if (melbo_coord_bank_hidden(cl, id)) {
+            melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_NOT_FOUND, 0, "no bank %s",
+                               id);
+            return;
+        }
     } else {
         struct melbo_job *job = need_job(cl, env->id, q->has_job_id, q->job_id);
         if (job == NULL)
@@ -373,16 +674,27 @@ static void on_banks(struct melbo_client *cl, const Melbo__Envelope *env, int sh
     struct bank_list bl = {0};
     struct melbo_bank_rows rows = {0};
     const char *id = show ? env->show_bank->bank_id : NULL;
+    if (!show && !list_limit_ok(cl, env->id, env->list_banks->has_limit, env->list_banks->limit))
+        return;
     if (show && (id == NULL || !melbo_bank_id_valid(id))) {
         melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INVALID, 0,
                            "'%.80s' is not a bank id (expected hex digits)", id ? id : "");
         return;
     }
     melbo_db_banks_query(cl->co->db, show ? NULL : env->list_banks, id, collect_bank, &bl);
+    /* the banks of private jobs this user may not see go to the end, left out of the reply
+     * (show: "no bank"); bank_list_free still frees all bl.n */
+    size_t kept = 0;
+    for (size_t i = 0; i < bl.n; i++)
+        if (!melbo_coord_bank_hidden(cl, bl.items[i]->bank_id)) {
+            Melbo__BankInfo *t = bl.items[kept];
+            bl.items[kept++] = bl.items[i];
+            bl.items[i] = t;
+        }
     Melbo__Envelope r = MELBO__ENVELOPE__INIT;
     Melbo__ListBanksReply lr = MELBO__LIST_BANKS_REPLY__INIT;
     if (show) {
-        if (bl.n == 0) {
+        if (kept == 0) {
             melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_NOT_FOUND, 0, "no bank %s", id);
             goto out;
         }
@@ -391,7 +703,7 @@ static void on_banks(struct melbo_client *cl, const Melbo__Envelope *env, int sh
         if (melbo_bank_rows_read(cl->co->state_dir, id, &rows) == 0)
             r.bank->n_rows = rows.n, r.bank->rows = rows.ptrs;
     } else {
-        lr.n_banks = bl.n;
+        lr.n_banks = kept;
         lr.banks = bl.items;
         r.body_case = MELBO__ENVELOPE__BODY_BANKS;
         r.banks = &lr;
@@ -414,6 +726,9 @@ void melbo_coord_on_client_message(struct melbo_client *cl, const Melbo__Envelop
     switch (env->body_case) {
     case MELBO__ENVELOPE__BODY_SUBMIT:
         on_submit(cl, env);
+        break;
+    case MELBO__ENVELOPE__BODY_INPUT_UPLOAD:
+        on_input_upload(cl, env);
         break;
     case MELBO__ENVELOPE__BODY_WATCH: {
         const Melbo__WatchRequest *w = env->watch;

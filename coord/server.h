@@ -9,6 +9,12 @@
  * close callback. Every write bundles its uv_write_t with one reference to a refcounted struct
  * melbo_frame_buf, so one encoded event can go to many watchers without copies.
  *
+ * Limits (coord.conf, coord/conf.h): connections in total and per peer address (beyond them a
+ * new connection is closed at once; at the total limit the oldest unauthenticated connection is
+ * closed instead when there is one older than MELBO_COORD_EVICT_GRACE_S), an authentication
+ * deadline, a small frame limit before authentication, an idle timeout, failed-authentication
+ * back-off per address, and a global cap on buffered output.
+ *
  * Flow control: a connection whose unsent bytes exceed the server's cap is told
  * ERROR_SLOW_CONSUMER and closed; when a write completes and the unsent bytes are below
  * MELBO_COORD_LOW_WATER the handler's drain callback lets paced senders (event replay, bank
@@ -25,14 +31,19 @@
 #include <uv.h>
 
 #include "common/err.h"
+#include "coord/conf.h"  // defines: struct melbo_coord_limits (a leaf)
 #include "proto/frame.h"
 #include "proto/wire.h"
 
 #define MELBO_COORD_LOW_WATER (256u * 1024u)         // replay / fetch pump while below this
 #define MELBO_COORD_CLIENT_CAP (8u * 1024u * 1024u)  // default hard cap on queued bytes
-#define MELBO_COORD_MAX_CLIENTS 4096
+#define MELBO_COORD_ADDR_BUCKETS 1024
+#define MELBO_COORD_EVICT_GRACE_S 0.25  // an unauthenticated connection is safe this long
+                                        // (> TCP's 200 ms minimum retransmission timeout)
+#define MELBO_COORD_SNDBUF (256 * 1024)  // SO_SNDBUF of a connection (the kernel doubles it)
 
 struct melbo_server;
+struct melbo_addr;
 
 /* One connection. The fields are the server's; the handler reads id, peer and closing. */
 struct melbo_peer {
@@ -42,7 +53,14 @@ struct melbo_peer {
     uint64_t id;                     // unique for the server's life, from 1
     int closing;                     // melbo_peer_close() ran: nothing more is read or sent
     int linked;                      // on srv->conns (unlinked in the close callback)
+    int authed;                      // melbo_peer_authenticated() ran (Hello or RankHello ok)
+    int out_dropped;                 // cut off by the global output cap: writes not counted
     double closed_at;
+    double opened_at, last_read;     // melbo_coord_now() of the accept and of the last read
+    double close_at;                 // > 0: closed by the sweep at this time (auth tarpit)
+    double progress_at;              // accept, then the last write that completed
+    size_t out_bytes;                // bytes of frames queued and not yet written
+    struct melbo_addr *addr;         // the peer address's counters (connections, failures)
     char peer[64];                   // "ip:port", for logs
     struct melbo_peer *next, *prev;
 };
@@ -72,6 +90,9 @@ struct melbo_peer_handler {
     /* melbo_peer_close() started: drop every reference to c held above the server. No send
      * succeeds on c from now on. Runs once per connection, not for refused ones. */
     void (*closing)(struct melbo_peer *c);
+    /* Nonzero when c may stay silent past limits.idle_timeout_s (a watcher, a rank link, an
+     * export in progress). May be NULL (every authenticated connection may be idled out). */
+    int (*may_idle)(struct melbo_peer *c);
     /* The handle is closed: free the memory open returned. */
     void (*free)(struct melbo_peer *c);
     void *ctx;
@@ -82,6 +103,16 @@ struct melbo_server {
     uv_tcp_t listener;
     int listening;                   // listener initialised (closed by melbo_server_close)
     size_t client_cap;               // queued bytes past which a connection is dropped
+    /* coord.conf's limits (borrowed; set after melbo_server_init, defaults when NULL):
+     * connections, connections_per_address, auth_timeout_ms, preauth_frame_bytes,
+     * idle_timeout_s, auth_failures_per_minute, output_bytes */
+    const struct melbo_coord_limits *limits;
+    size_t out_bytes;                // queued on every connection together
+    uv_timer_t timer;                // deadlines: authentication, idle, tarpit, half-closed
+    int timer_open;
+    double refused_logged_at;        // a refused connection is logged at most once a second
+    uint64_t refused;                // connections refused since that log line
+    struct melbo_addr *addrs[MELBO_COORD_ADDR_BUCKETS];  // per peer address, while in use
     struct melbo_peer_handler h;
     struct melbo_peer *conns;        // every accepted connection until its close callback
     int n_conns;
@@ -100,17 +131,36 @@ void melbo_server_init(struct melbo_server *srv, uv_loop_t *loop, size_t client_
 int melbo_server_listen(struct melbo_server *srv, const char *addr, struct melbo_err *err);
 
 /* Closes connections that stayed half-closed for more than 5 s (a peer that never read its
- * error). Called by the coordinator's tick timer. */
+ * error), that did not authenticate within limits.auth_timeout_ms, or (authenticated, not
+ * may_idle) that sent nothing for limits.idle_timeout_s. Runs from the server's own timer (and
+ * may be called by the coordinator's tick). */
 void melbo_server_sweep(struct melbo_server *srv);
 
 /* Closes every connection and the listener now (shutdown); the close callbacks run on the next
  * loop turn, after which the server holds no handle. */
 void melbo_server_close(struct melbo_server *srv);
 
+/* Frees the per-address counters (after the loop ran the close callbacks: shutdown). */
+void melbo_server_free(struct melbo_server *srv);
+
 /* The open (not closing) connection with this id, or NULL. */
 struct melbo_peer *melbo_server_find(struct melbo_server *srv, uint64_t id);
 
-/* Bytes queued on c and not yet written. */
+/* c authenticated: its frames may be up to MELBO_FRAME_MAX (limits.preauth_frame_bytes before),
+ * it has no authentication deadline any more, and limits.idle_timeout_s applies. */
+void melbo_peer_authenticated(struct melbo_peer *c);
+
+/*
+ * Failed-authentication back-off, per peer address. melbo_peer_auth_blocked() returns nonzero
+ * when c's address failed limits.auth_failures_per_minute times in the current minute: the
+ * attempt must then be refused without checking (the server stopped reading c and sends the
+ * Error and closes c a second later; one log line per address and minute).
+ * melbo_peer_auth_failed() counts one failure of c's address.
+ */
+int melbo_peer_auth_blocked(struct melbo_peer *c);
+void melbo_peer_auth_failed(struct melbo_peer *c);
+
+/* Bytes of c's frames not yet called back (queued, or taken by the kernel this loop turn). */
 size_t melbo_peer_queued(const struct melbo_peer *c);
 
 /* Encodes env (built) into a new frame buffer with one reference, or NULL (out of memory or a
@@ -123,7 +173,11 @@ void melbo_frame_buf_unref(struct melbo_frame_buf *fb);
 /*
  * Queues fb on c (the write takes its own reference; the caller keeps its own). Returns 0, or a
  * negative code when c is closing (MELBO_ESTATE), over its cap (MELBO_ERANGE: c was told so and
- * is being closed) or the write failed (c is being closed).
+ * is being closed) or the write failed (c is being closed). When every connection's queued bytes
+ * together would pass limits.output_bytes, the slowest readers are cut off first (those whose
+ * last write completed longest ago)
+ * (closed at once, their queued writes dropped) until a quarter of the cap is free again; c may
+ * be one of them (MELBO_ERANGE).
  */
 int melbo_peer_send_frame(struct melbo_peer *c, struct melbo_frame_buf *fb);
 
@@ -132,7 +186,8 @@ int melbo_peer_send(struct melbo_peer *c, const Melbo__Envelope *env);
 
 /*
  * Sends Error{code, message} with request id (0: none), past the cap on purpose (it is small and
- * last), and when close_after closes the connection after it is flushed. Nothing happens on a
+ * last), and when close_after closes the connection after it is flushed (close_after 2: the same
+ * without the log line, for refusals an attacker can repeat at will). Nothing happens on a
  * closing connection.
  */
 void melbo_peer_error(struct melbo_peer *c, uint64_t id, int code, int close_after,

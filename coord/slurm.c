@@ -15,6 +15,7 @@
 
 #include "common/file.h"
 #include "common/log.h"
+#include "common/mem.h"
 #include "coord/clock.h"         // defines: melbo_coord_now
 #include "coord/coord.h"         // defines: struct melbo_coord
 #include "coord/db.h"            // defines: melbo_db_job_update
@@ -28,7 +29,9 @@
 #define SLURM_BANK_WAIT_S 30.0 // after COMPLETED, how long the bank upload may take
 
 /* ---------------------------------------------------------------------------------------------
- * Commands run asynchronously: `sh -c "CMD 2>&1"`, output collected, a callback at the end.
+ * Commands run asynchronously: the program with its argv (no shell: every value is one word of
+ * data), stdout and stderr into one pipe, the coordinator's allowlisted environment
+ * (melbo_launcher_env), output collected, a callback at the end.
  * A command owns its process and pipe handles and is freed when both are closed; while it runs
  * it is on co->slurm_cmds, so that shutdown can close it (slurm_close_all).
  */
@@ -107,39 +110,48 @@ static void cmd_exit(uv_process_t *p, int64_t status, int sig) {
     cmd_maybe_done(c);
 }
 
-/* Starts `sh -c "<line> 2>&1"`. Returns 0, or a negative code (no callback then). */
-static int cmd_run(struct melbo_coord *co, enum cmd_kind kind, uint64_t job_id, const char *line) {
+/* Starts argv[0] (looked up in PATH) with argv in cwd (NULL: ours), stdout and stderr into
+ * c->out. Returns 0, or a negative code (no callback then). */
+static int cmd_run(struct melbo_coord *co, enum cmd_kind kind, uint64_t job_id, char **argv,
+                   const char *cwd) {
     struct melbo_slurm_cmd *c = calloc(1, sizeof *c);
     if (c == NULL)
         return MELBO_ENOMEM;
     c->co = co;
     c->kind = kind;
     c->job_id = job_id;
+    uv_file fds[2];
+    int r = uv_pipe(fds, 0, 0);
+    if (r != 0) {
+        free(c);
+        return r;
+    }
     uv_pipe_init(co->loop, &c->out, 0);
+    uv_pipe_open(&c->out, fds[0]);
     c->proc.data = c->out.data = c;
-    size_t n = strlen(line) + 8;
-    char *full = malloc(n);
-    if (full == NULL) {
+    char **env = melbo_launcher_env(NULL);
+    if (env == NULL) {
+        close(fds[1]);
         c->closes = 1; /* proc was never initialised: only the pipe's close frees c */
         uv_close((uv_handle_t *)&c->out, cmd_closed);
         return MELBO_ENOMEM;
     }
-    snprintf(full, n, "%s 2>&1", line);
-    char *args[] = {"/bin/sh", "-c", full, NULL};
     uv_stdio_container_t stdio[3];
     stdio[0].flags = UV_IGNORE;
-    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    stdio[1].data.stream = (uv_stream_t *)&c->out;
-    stdio[2].flags = UV_IGNORE;
+    stdio[1].flags = stdio[2].flags = UV_INHERIT_FD;
+    stdio[1].data.fd = stdio[2].data.fd = fds[1];
     uv_process_options_t opt;
     memset(&opt, 0, sizeof opt);
-    opt.file = "/bin/sh";
-    opt.args = args;
+    opt.file = argv[0];
+    opt.args = argv;
+    opt.env = env;
+    opt.cwd = cwd;
     opt.exit_cb = cmd_exit;
     opt.stdio_count = 3;
     opt.stdio = stdio;
-    int r = uv_spawn(co->loop, &c->proc, &opt);
-    free(full);
+    r = uv_spawn(co->loop, &c->proc, &opt);
+    close(fds[1]); /* the child has its copy; EOF comes when it (and its children) close it */
+    free(env);
     if (r != 0) { /* uv_spawn initialised proc all the same: both handles are closed */
         uv_close((uv_handle_t *)&c->proc, cmd_closed);
         uv_close((uv_handle_t *)&c->out, cmd_closed);
@@ -157,8 +169,8 @@ static int cmd_run(struct melbo_coord *co, enum cmd_kind kind, uint64_t job_id, 
 
 int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melbo_err *err) {
     const struct melbo_slurm_conf *sc = &co->slurm;
-    char dir[PATH_MAX], script[PATH_MAX], line[PATH_MAX + 64];
-    char *text = NULL, *args = NULL;
+    char dir[PATH_MAX], script[PATH_MAX];
+    char *text = NULL, *args = NULL, **opts = NULL;
     struct melbo_argv av = {0};
     struct melbo_job_params jp; /* the spec's Slurm settings (options/job.h) */
     int ret;
@@ -190,9 +202,9 @@ int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melb
         .time = time,
         .signal_lead = sc->signal_lead,
         .partition = jp.job.partition ? jp.job.partition : sc->partition,
-        .account = sc->account,
-        .qos = sc->qos,
-        .constraint = sc->constraint,
+        .account = jp.job.account ? jp.job.account : sc->account,
+        .qos = jp.job.qos ? jp.job.qos : sc->qos,
+        .constraint = jp.job.constraint ? jp.job.constraint : sc->constraint,
         .coord_addr = co->address,
         .rank_binary = co->rank_binary,
         .rank_args = args,
@@ -203,8 +215,28 @@ int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melb
     char record[PATH_MAX];
     melbo_path_join(record, sizeof record, dir, "exit-record");
     unlink(record); /* a resubmission's outcome is its own */
-    snprintf(line, sizeof line, "cd '%s' && %s --parsable job.sbatch", dir, sc->sbatch);
-    if ((ret = cmd_run(co, CMD_SBATCH, job->id, line)) != 0) {
+    /* sbatch --parsable OPTIONS job.sbatch in the job's directory: argv, no shell */
+    opts = melbo_slurm_sbatch_options(&s);
+    struct melbo_argv sav = {0};
+    melbo_argv_push(&sav, sc->sbatch);
+    melbo_argv_push(&sav, "--parsable");
+    for (char **o = opts; *o; o++)
+        melbo_argv_push(&sav, *o);
+    melbo_argv_push(&sav, "job.sbatch");
+    { /* the command as run, one word a line, beside the script (what an admin reads first) */
+        char argf[PATH_MAX], *all = NULL;
+        size_t len = 0;
+        for (int i = 0; i < sav.n; i++) {
+            all = melbo_xrealloc(all, len + strlen(sav.v[i]) + 2);
+            len += (size_t)sprintf(all + len, "%s\n", sav.v[i]);
+        }
+        melbo_path_join(argf, sizeof argf, dir, "sbatch.args");
+        melbo_file_write_atomic(argf, all, len, NULL);
+        free(all);
+    }
+    ret = cmd_run(co, CMD_SBATCH, job->id, sav.v, dir);
+    melbo_argv_free(&sav);
+    if (ret != 0) {
         melbo_err_set(err, ret, "cannot run %s", sc->sbatch);
         goto out;
     }
@@ -214,6 +246,7 @@ int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melb
 out:
     free(text);
     free(args);
+    melbo_slurm_sbatch_options_free(opts);
     melbo_argv_free(&av);
     melbo_job_params_free(&jp);
     melbo__job_spec__free_unpacked(spec, NULL);
@@ -227,9 +260,8 @@ int melbo_slurm_cancel(struct melbo_coord *co, struct melbo_job *job) {
         return job->slurm_id[0] ? 0
                                 : melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__CANCELLED,
                                                       "cancelled by its owner", NULL);
-    char line[256];
-    snprintf(line, sizeof line, "%s %s", co->slurm.scancel, job->slurm_id);
-    return cmd_run(co, CMD_SCANCEL, job->id, line);
+    char *argv[] = {co->slurm.scancel, job->slurm_id, NULL};
+    return cmd_run(co, CMD_SCANCEL, job->id, argv, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -435,9 +467,8 @@ void melbo_slurm_tick(struct melbo_coord *co) {
     if (!any)
         return;
     co->slurm_last_poll = now;
-    char line[PATH_MAX + 64];
-    snprintf(line, sizeof line, "%s -h -t all --me -o '%%i|%%T|%%r'", co->slurm.squeue);
-    if (cmd_run(co, CMD_SQUEUE, 0, line) == 0)
+    char *argv[] = {co->slurm.squeue, "-h", "-t", "all", "--me", "-o", "%i|%T|%r", NULL};
+    if (cmd_run(co, CMD_SQUEUE, 0, argv, NULL) == 0)
         co->slurm_polling = 1;
 }
 

@@ -110,15 +110,6 @@ static void shq(char **buf, size_t *len, size_t *cap, const char *s) {
     *len = (size_t)(o - *buf);
 }
 
-/* Replaces every @key@ in *text (owned, reallocated) by value. */
-/* "#SBATCH --key=value" into buf, or the empty string when value is NULL or empty. */
-static void sbatch_line(char *buf, size_t n, const char *key, const char *value) {
-    if (value && value[0])
-        snprintf(buf, n, "#SBATCH --%s=%s", key, value);
-    else
-        buf[0] = '\0';
-}
-
 char *melbo_slurm_script_args(char *const *v, int n) {
     size_t len = 0, cap = 256;
     char *args = melbo_xmalloc(cap);
@@ -146,34 +137,55 @@ struct field {
     const char *value;
 };
 
-void melbo_slurm_script_fill(char **text, const struct melbo_slurm_script *s) {
-    char name[64], nodes[16], tasks[16], cpus[16], lead[16], id[32], gl[64], part[512], acct[512],
-        qos[512], cons[512];
+/* Appends "--key=value" (malloc'd) to v (room for it), unless value is NULL or empty. */
+static void option(char **v, int *n, const char *key, const char *value) {
+    if (value == NULL || value[0] == '\0')
+        return;
+    size_t len = strlen(key) + strlen(value) + 4;
+    v[*n] = melbo_xmalloc(len);
+    snprintf(v[(*n)++], len, "--%s=%s", key, value);
+}
+
+char **melbo_slurm_sbatch_options(const struct melbo_slurm_script *s) {
+    char name[64], nodes[16], tasks[16], cpus[16], gpus[16], sig[32], out[4200];
+    char **v = melbo_xmalloc(20 * sizeof *v);
+    int n = 0;
     snprintf(name, sizeof name, "melbo-%llu", (unsigned long long)s->job_id);
     snprintf(nodes, sizeof nodes, "%d", s->nodes);
     snprintf(tasks, sizeof tasks, "%d", s->tasks_per_node);
     snprintf(cpus, sizeof cpus, "%d", s->cpus_per_task);
-    snprintf(lead, sizeof lead, "%d", s->signal_lead);
-    snprintf(id, sizeof id, "%llu", (unsigned long long)s->job_id);
-    gl[0] = '\0';
+    snprintf(gpus, sizeof gpus, "%d", s->gpus_per_node);
+    snprintf(sig, sizeof sig, "B:USR1@%d", s->signal_lead);
+    snprintf(out, sizeof out, "%s/slurm-%%j.out", s->job_dir);
+    option(v, &n, "job-name", name);
+    option(v, &n, "nodes", nodes);
+    option(v, &n, "ntasks-per-node", tasks);
+    option(v, &n, "cpus-per-task", cpus);
+    option(v, &n, "time", s->time);
+    option(v, &n, "signal", sig);
+    option(v, &n, "output", out);
+    option(v, &n, "open-mode", "append");
     if (s->gpus_per_node)
-        snprintf(gl, sizeof gl, "#SBATCH --gpus-per-node=%d", s->gpus_per_node);
-    sbatch_line(part, sizeof part, "partition", s->partition);
-    sbatch_line(acct, sizeof acct, "account", s->account);
-    sbatch_line(qos, sizeof qos, "qos", s->qos);
-    sbatch_line(cons, sizeof cons, "constraint", s->constraint);
-    const struct field fields[] = {{"JOB_NAME", name},
-                                   {"NODES", nodes},
-                                   {"TASKS_PER_NODE", tasks},
-                                   {"CPUS_PER_TASK", cpus},
-                                   {"TIME", s->time},
-                                   {"SIGNAL_LEAD", lead},
-                                   {"JOB_DIR", s->job_dir},
-                                   {"GPUS_LINE", gl},
-                                   {"PARTITION_LINE", part},
-                                   {"ACCOUNT_LINE", acct},
-                                   {"QOS_LINE", qos},
-                                   {"CONSTRAINT_LINE", cons},
+        option(v, &n, "gpus-per-node", gpus);
+    option(v, &n, "partition", s->partition);
+    option(v, &n, "account", s->account);
+    option(v, &n, "qos", s->qos);
+    option(v, &n, "constraint", s->constraint);
+    v[n] = NULL;
+    return v;
+}
+
+void melbo_slurm_sbatch_options_free(char **v) {
+    for (char **p = v; p && *p; p++)
+        free(*p);
+    free(v);
+}
+
+void melbo_slurm_script_fill(char **text, const struct melbo_slurm_script *s) {
+    char id[32];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)s->job_id);
+    /* only what the coordinator chose: no user value reaches the script's text */
+    const struct field fields[] = {{"JOB_DIR", s->job_dir},
                                    {"COORD_ADDR", s->coord_addr},
                                    {"JOB_ID", id},
                                    {"RANK_BINARY", s->rank_binary},

@@ -12,6 +12,7 @@
 #include "coord/watch.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "coord/db.h"    // defines: melbo_db_events_read
 #include "proto/wire.h"  // defines: melbo_job_state_terminal
@@ -97,17 +98,31 @@ static void watch_end(struct melbo_watch *w) {
     melbo_peer_send(c, &env);
 }
 
-/* A stored event (packed JobEvent) as a frame. Event frames carry envelope id 0; the JobEvent
- * names its job. Returns a frame with one reference, or NULL. */
+/* A stored event (packed JobEvent) as a frame: Envelope{event = blob} written around the stored
+ * bytes (field 23, length-delimited; envelope id 0: the JobEvent names its job), so a replay
+ * costs one copy per watcher, not a decode and an encode. Returns a frame with one reference,
+ * or NULL. */
 static struct melbo_frame_buf *event_frame(const uint8_t *blob, size_t len) {
-    Melbo__JobEvent *ev = melbo__job_event__unpack(NULL, len, blob);
-    if (ev == NULL)
+    uint8_t hdr[20];
+    size_t h = 0;
+    uint64_t vals[2] = {(uint64_t)MELBO__ENVELOPE__BODY_EVENT << 3 | 2, len};  // key, length
+    for (int i = 0; i < 2; i++)
+        for (uint64_t v = vals[i];;) {  // varints
+            hdr[h++] = (uint8_t)((v & 0x7f) | (v >> 7 ? 0x80 : 0));
+            if ((v >>= 7) == 0)
+                break;
+        }
+    size_t n = h + len;
+    if (n > MELBO_FRAME_MAX)
         return NULL;
-    Melbo__Envelope env = MELBO__ENVELOPE__INIT;
-    env.body_case = MELBO__ENVELOPE__BODY_EVENT;
-    env.event = ev;
-    struct melbo_frame_buf *fb = melbo_frame_buf_encode(&env);
-    melbo__job_event__free_unpacked(ev, NULL);
+    struct melbo_frame_buf *fb = malloc(sizeof *fb + MELBO_FRAME_HEADER + n);
+    if (fb == NULL)
+        return NULL;
+    fb->refs = 1;
+    fb->len = MELBO_FRAME_HEADER + n;
+    melbo_frame_put_header(fb->data, (uint32_t)n);
+    memcpy(fb->data + MELBO_FRAME_HEADER, hdr, h);
+    memcpy(fb->data + MELBO_FRAME_HEADER + h, blob, len);
     return fb;
 }
 
@@ -115,6 +130,18 @@ struct pump_ctx {
     struct melbo_watch *w;
     int stop;                        // an event could not be read or sent
 };
+
+/* Whether this loop turn's replay budget has room (a new turn starts a new budget). */
+static int budget_left(struct melbo_fanout *f, uv_loop_t *loop) {
+    uint64_t now = uv_now(loop);
+    if (now != f->turn) {
+        f->turn = now;
+        f->turn_bytes = 0;
+    }
+    return f->turn_bytes < MELBO_WATCH_TURN_BYTES;
+}
+
+static void defer(struct melbo_watch *w);
 
 /* melbo_db_events_read's callback: sends one stored event; 1 stops the batch. */
 static int pump_one(void *ctx, uint64_t num, const uint8_t *blob, size_t len) {
@@ -132,7 +159,9 @@ static int pump_one(void *ctx, uint64_t num, const uint8_t *blob, size_t len) {
         return 1;
     }
     pc->w->next++;
-    return melbo_peer_queued(pc->w->conn) >= MELBO_COORD_LOW_WATER;
+    pc->w->f->turn_bytes += len;
+    return melbo_peer_queued(pc->w->conn) >= MELBO_WATCH_PACE ||
+           pc->w->f->turn_bytes >= MELBO_WATCH_TURN_BYTES;
 }
 
 /*
@@ -142,8 +171,13 @@ static int pump_one(void *ctx, uint64_t num, const uint8_t *blob, size_t len) {
  */
 static void pump(struct melbo_watch *w) {
     struct melbo_peer *c = w->conn;
+    w->deferred = 0;
     while (!w->dead && !c->closing && w->next <= w->job->last_event &&
-           melbo_peer_queued(c) < MELBO_COORD_LOW_WATER) {
+           melbo_peer_queued(c) < MELBO_WATCH_PACE) {
+        if (!budget_left(w->f, c->tcp.loop)) {
+            defer(w);  // the next loop turn continues it
+            return;
+        }
         struct pump_ctx pc = {w, 0};
         int n = melbo_db_events_read(w->f->jobs->db, w->job->id, w->next, 256, pump_one, &pc);
         if (c->closing || w->dead)
@@ -158,6 +192,47 @@ static void pump(struct melbo_watch *w) {
     if (!w->dead && !c->closing && w->next > w->job->last_event &&
         (!w->follow || melbo_job_state_terminal(w->job->state)))
         watch_end(w);
+}
+
+static void idle_closed(uv_handle_t *h) {
+    free(h);
+}
+
+/* A new loop turn: the deferred replays continue, in list order, while the budget lasts; with
+ * none left the idle handle is closed. */
+static void on_idle(uv_idle_t *h) {
+    struct melbo_fanout *f = h->data;
+    int waiting = 0;
+    guard_begin(f);
+    for (struct melbo_watch_topic *t = f->topics; t; t = t->next)
+        for (struct melbo_watch *w = t->watchers; w; w = w->next_in_topic) {
+            if (!w->deferred || w->dead || w->conn->closing) {
+                w->deferred = 0;
+                continue;
+            }
+            if (budget_left(f, h->loop))
+                pump(w);
+            waiting |= w->deferred;
+        }
+    guard_end(f);
+    if (!waiting) {
+        uv_close((uv_handle_t *)h, idle_closed);
+        f->idle = NULL;
+    }
+}
+
+/* w's replay waits for the next loop turn (the idle handle is started if needed). */
+static void defer(struct melbo_watch *w) {
+    struct melbo_fanout *f = w->f;
+    w->deferred = 1;
+    if (f->idle)
+        return;
+    f->idle = malloc(sizeof *f->idle);
+    if (f->idle == NULL)
+        return;  // it continues at its connection's next drain
+    uv_idle_init(w->conn->tcp.loop, f->idle);
+    f->idle->data = f;
+    uv_idle_start(f->idle, on_idle);
 }
 
 /* The job table's subscriber: one frame for every caught-up watcher; lagging ones read the log. */
@@ -185,7 +260,7 @@ static void on_event(void *ctx, struct melbo_job *job, const Melbo__JobEvent *ev
                 if (melbo_job_state_terminal(job->state))
                     watch_end(w);
             }
-        } else if (melbo_peer_queued(w->conn) < MELBO_COORD_LOW_WATER) {
+        } else if (melbo_peer_queued(w->conn) < MELBO_WATCH_PACE) {
             pump(w);
         }
     }
@@ -202,6 +277,9 @@ int melbo_fanout_init(struct melbo_fanout *f, struct melbo_jobs *jobs) {
     f->topics = NULL;
     f->pushing = 0;
     f->n_dead = 0;
+    f->turn = 0;
+    f->turn_bytes = 0;
+    f->idle = NULL;
     struct melbo_job_sink sink = {on_event, f};
     return melbo_jobs_subscribe(jobs, sink);
 }

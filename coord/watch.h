@@ -6,7 +6,8 @@
  * once and pushed to every watcher of that job that is caught up (one shared frame, one
  * reference per write). A watcher that asked for old events, or fell behind, is "lagging": its
  * next events are read from the database in batches while its connection has fewer than
- * MELBO_COORD_LOW_WATER bytes queued, and reading continues from the connection's drain
+ * MELBO_WATCH_PACE bytes queued (so one loop turn sends at most that much to each watcher, and
+ * 200 replays at once cannot hold the loop), and reading continues from the connection's drain
  * callback; it rejoins the live stream when it reaches the end of the log. Either way a watcher
  * sees every event exactly once, in order, and costs bounded memory. When a watcher has seen the
  * last event of a job in a final state (or of any job, without follow) it is sent WatchEnd and
@@ -27,6 +28,9 @@
 #include "coord/jobs.h"    // defines: struct melbo_jobs, struct melbo_job
 #include "coord/server.h"  // defines: struct melbo_peer
 
+#define MELBO_WATCH_PACE (32u * 1024u)  // a replay continues while fewer bytes are queued
+#define MELBO_WATCH_TURN_BYTES (2u * 1024u * 1024u)  // replayed by all watchers in one loop turn
+
 struct melbo_watch_topic;
 
 /* One connection's subscription to one job's events. */
@@ -39,6 +43,7 @@ struct melbo_watch {
     uint64_t req_id;                 // the WatchRequest's envelope id (WatchEnd carries it)
     int follow;
     int dead;                        // removed during a push; freed when the push ends
+    int deferred;                    // its replay waits for the next loop turn's budget
     struct melbo_watch *next_in_topic, *next_in_conn;
 };
 
@@ -48,6 +53,12 @@ struct melbo_fanout {
     struct melbo_watch_topic *topics;
     int pushing;                     // > 0 while events are pushed: removals are deferred
     int n_dead;                      // watches removed since the last sweep
+    /* Replay budget: at most MELBO_WATCH_TURN_BYTES are read from the log and sent per loop
+     * turn (uv_now), so hundreds of replays cannot hold the loop between two polls; the rest
+     * continue from an idle handle (allocated while some replay waits, closed when none does). */
+    uint64_t turn;
+    size_t turn_bytes;
+    uv_idle_t *idle;
 };
 
 /* Starts an empty fan-out over jobs and subscribes it to jobs' events. Returns 0, or what

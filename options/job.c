@@ -46,14 +46,100 @@ void melbo_argv_free(struct melbo_argv *a) {
     memset(a, 0, sizeof *a);
 }
 
-/* The visitor of melbo_job_parse: a path must be absolute (the ranks run elsewhere). */
+/* The visitor of melbo_job_parse: a path must be absolute (the ranks run elsewhere); a --model
+ * without '/' is a registered model's name (the coordinator resolves it: coord/models.h). */
 static int need_absolute(void *ctx, const struct melbo_opt *row, const char *name, const char *val,
                          struct melbo_err *err) {
     (void)ctx;
+    if (!strcmp(name, "model") && strchr(val, '/') == NULL && val[0] != '\0')
+        return 0;
     if (melbo_opt_is_path(row, name) && val[0] != '/')
         return melbo_err_set(err, MELBO_EINVAL,
                              "--%s '%s' must be an absolute path on the coordinator's filesystem",
                              name, val);
+    return 0;
+}
+
+/* 1 when every byte of s is alphanumeric or in extra, and s has 1 to max bytes. */
+static int word_of(const char *s, const char *extra, size_t max) {
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return 0;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              (c && strchr(extra, c))))
+            return 0;
+    }
+    return 1;
+}
+
+/* A Slurm time string: [D-]N[:N[:N]] (minutes, MM:SS, HH:MM:SS, D-HH, ...), at most 20 bytes. */
+static int slurm_time_ok(const char *s) {
+    if (strlen(s) == 0 || strlen(s) > 20 || strspn(s, "0123456789-:") != strlen(s))
+        return 0;
+    const char *p = s, *dash = strchr(s, '-');
+    if (dash) {
+        if (dash == s || strchr(dash + 1, '-'))
+            return 0;
+        p = dash + 1;
+    }
+    int fields = 0, digits = 0;
+    for (; *p; p++) {
+        if (*p == ':') {
+            if (!digits)
+                return 0;
+            fields++;
+            digits = 0;
+        } else {
+            digits++;
+        }
+    }
+    return digits > 0 && fields <= 2;
+}
+
+/* value with control bytes, quotes and bytes >= 0x7f as \xHH, cut at 80 bytes, into buf. */
+static void shown(char *buf, size_t n, const char *value) {
+    size_t k = 0;
+    for (const char *p = value; *p && k + 5 < n && p - value < 80; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c >= 0x7f || c == '\'' || c == '\\')
+            k += (size_t)snprintf(buf + k, n - k, "\\x%02x", c);
+        else
+            buf[k++] = (char)c;
+    }
+    buf[k] = '\0';
+}
+
+int melbo_job_settings_check(const struct melbo_job_settings *js, struct melbo_err *err) {
+    static const char name_extra[] = " _.,:;+=@/#%()[]{}<>!?^~|&*-";
+    const struct {
+        const char *flag, *value, *extra, *what;
+        size_t max;
+    } f[] = {
+        {"partition", js->partition, "_.-,", "a Slurm partition (letters, digits, '_', '.', '-'; "
+                                             "',' between several)", 128},
+        {"account", js->account, "_.-", "a Slurm account (letters, digits, '_', '.', '-')", 128},
+        {"qos", js->qos, "_.-", "a Slurm QoS (letters, digits, '_', '.', '-')", 128},
+        {"constraint", js->constraint, "_.-&|,*[]():",
+         "a Slurm constraint (letters, digits and _ . - & | , * [ ] ( ) :)", 256},
+        {"name", js->name, name_extra, "a job name (printable ASCII without quotes, '\\', '$' "
+                                       "or '`'; at most 64 bytes)", 64},
+    };
+    char buf[400];
+    for (size_t i = 0; i < MELBO_ARRAY_SIZE(f); i++) {
+        if (f[i].value == NULL || word_of(f[i].value, f[i].extra, f[i].max))
+            continue;
+        shown(buf, sizeof buf, f[i].value);
+        return melbo_err_set(err, MELBO_EINVAL, "--%s '%s' is not %s", f[i].flag, buf, f[i].what);
+    }
+    if (js->time && !slurm_time_ok(js->time)) {
+        shown(buf, sizeof buf, js->time);
+        return melbo_err_set(err, MELBO_EINVAL,
+                             "--time '%s' is not a Slurm time (MINUTES, MM:SS, HH:MM:SS, D-HH, "
+                             "D-HH:MM or D-HH:MM:SS)",
+                             buf);
+    }
     return 0;
 }
 
@@ -82,6 +168,8 @@ int melbo_job_parse(struct melbo_job_params *jp, const struct melbo_job_option *
         ret = melbo_opts_parse(&melbo_job_table, jp, av.n, av.v, &cfg, err);
     if (ret == 1)
         ret = melbo_err_set(err, MELBO_EINVAL, "--help is not a job");
+    if (ret == 0)
+        ret = melbo_job_settings_check(&jp->job, err);
     if (ret == 0)
         ret = melbo_train_params_check(&jp->train, err);
     melbo_argv_free(&av);

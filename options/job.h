@@ -24,6 +24,14 @@ extern "C" {
     X(STR, name, "name", NULL, MELBO_OPT_ANY, MELBO_OPT_JOB, "TEXT", "a label shown by melbo ls")  \
     X(STR, partition, "partition", NULL, MELBO_OPT_ANY, MELBO_OPT_JOB, "P",                        \
       "Slurm partition (default: the coordinator's)")                                              \
+    X(STR, account, "account", NULL, MELBO_OPT_ANY, MELBO_OPT_JOB, "A",                           \
+      "Slurm account (default: the coordinator's)")                                                \
+    X(STR, qos, "qos", NULL, MELBO_OPT_ANY, MELBO_OPT_JOB, "Q",                                    \
+      "Slurm QoS (default: the coordinator's)")                                                    \
+    X(STR, constraint, "constraint", NULL, MELBO_OPT_ANY, MELBO_OPT_JOB, "FEATURES",               \
+      "Slurm node features, e.g. a100|h100 (default: the coordinator's)")                         \
+    X(FLAG, private_job, "private", "0", MELBO_OPT_ANY, MELBO_OPT_JOB, NULL,                       \
+      "only you and the coordinator's admins see the job, its prompts and its bank")              \
     X(INT, gpus, "gpus", "0", MELBO_OPT_IN(0, 1024), MELBO_OPT_JOB, "N",                           \
       "Slurm: GPUs per node, one rank each (0: a CPU job)")                                        \
     X(INT, nodes, "nodes", "1", MELBO_OPT_IN(1, 100000), MELBO_OPT_JOB, "M",                       \
@@ -59,7 +67,8 @@ struct melbo_job_option {
 /*
  * Reads the options of a job spec into jp (defaults first), as `melbo submit` would have parsed
  * them: every value checked, LOCAL options refused, the model required. Relative paths are
- * refused (the ranks run in the job's directory). Returns 0 or MELBO_EINVAL naming the option.
+ * refused (the ranks run in the job's directory), and the job settings must pass
+ * melbo_job_settings_check. Returns 0 or MELBO_EINVAL naming the option.
  */
 int melbo_job_parse(struct melbo_job_params *jp, const struct melbo_job_option *opts, size_t n,
                     struct melbo_err *err);
@@ -75,6 +84,16 @@ struct melbo_argv {
 void melbo_argv_push(struct melbo_argv *a, const char *s);
 void melbo_argv_free(struct melbo_argv *a);
 void melbo_job_rank_argv(const struct melbo_job_option *opts, size_t n, struct melbo_argv *av);
+
+/*
+ * The job settings that reach Slurm or other users' screens, against strict patterns (under any
+ * launcher; they are data, never script text): --partition, --account, --qos (letters, digits,
+ * '_', '.', '-'; partition also ',' for a list), --constraint (also '&', '|', ',', '*', '[', ']',
+ * '(', ')', ':'), --time (a Slurm time string) and --name (printable ASCII without quotes,
+ * '\\', '$' or '`'; at most 64 bytes). Returns 0, or MELBO_EINVAL naming the field and showing
+ * the value with control characters escaped.
+ */
+int melbo_job_settings_check(const struct melbo_job_settings *js, struct melbo_err *err);
 
 /* Ranks the job asks for (tp x dp). */
 int melbo_job_ranks(const struct melbo_job_params *jp);

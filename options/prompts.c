@@ -6,11 +6,13 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#include "common/file.h" // defines: melbo_file_read
 #include "common/mem.h"  // defines: melbo_xmalloc, melbo_xcalloc, melbo_xstrdup
 
 const char *const melbo_chat_format_names[MELBO_CHAT_N_FORMATS] = {
@@ -25,6 +27,8 @@ const struct melbo_prompt_opt_name melbo_prompt_opt_names[] = {
     {"chat-format", "NAME",
      "raw|chatml|qwen2.5|qwen3|llama3|llama2|mistral (default: detected from the model)", 0},
     {"prompt-ids", "1,2,3", "a prompt given as token ids", 0},
+    /* the lines of a --prompts file, as `melbo submit` sends them (no metavar: not listed) */
+    {"prompts-jsonl", NULL, "JSONL text, as in a --prompts file", 0},
 };
 const size_t melbo_prompt_opt_count = MELBO_ARRAY_SIZE(melbo_prompt_opt_names);
 
@@ -166,14 +170,65 @@ static int parse_line(struct melbo_prompt_opts *o, const char *line, size_t len,
     return ret;
 }
 
-static int read_prompts_file(struct melbo_prompt_opts *o, const char *path,
-                             struct melbo_err *err) {
-    char *buf = NULL;
-    size_t len = 0;
-    int ret = melbo_file_read(path, &buf, &len, err);
-    if (ret)
-        return ret;
+size_t melbo_prompts_file_cap = (size_t)1 << 30;
+
+int melbo_file_read_capped(const char *path, size_t cap, const char *what, char **out,
+                           size_t *len, struct melbo_err *err) {
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return melbo_err_set(err, errno == ENOENT ? MELBO_ENOENT : MELBO_EIO,
+                             "%s %s: cannot open: %s", what, path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return melbo_err_set(err, MELBO_EINVAL, "%s %s: not a regular file", what, path);
+    }
+    if ((uint64_t)st.st_size > (uint64_t)cap) {
+        close(fd);
+        return melbo_err_set(err, MELBO_ERANGE, "%s %s: %llu bytes, over the %zu allowed", what,
+                             path, (unsigned long long)st.st_size, cap);
+    }
+    /* a regular file: clear O_NONBLOCK (no effect on reads, but be plain) */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    size_t n = 0, want = (size_t)st.st_size + 1 > cap + 1 ? cap + 1 : (size_t)st.st_size + 1;
+    char *buf = melbo_xmalloc(want + 1);
+    for (;;) {
+        if (n == want) { /* grew while we read: at most cap + 1 bytes are ever taken */
+            if (n > cap) {
+                free(buf);
+                close(fd);
+                return melbo_err_set(err, MELBO_ERANGE, "%s %s: over the %zu bytes allowed",
+                                     what, path, cap);
+            }
+            want = want * 2 > cap + 1 ? cap + 1 : want * 2;
+            buf = melbo_xrealloc(buf, want + 1);
+        }
+        ssize_t r = read(fd, buf + n, want - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            free(buf);
+            close(fd);
+            return melbo_err_set(err, MELBO_EIO, "%s %s: cannot read: %s", what, path,
+                                 strerror(errno));
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = '\0';
+    *out = buf;
+    if (len)
+        *len = n;
+    return 0;
+}
+
+/* The JSONL lines buf[len] (named label in messages) into new items. */
+static int parse_jsonl(struct melbo_prompt_opts *o, const char *buf, size_t len,
+                       const char *label, struct melbo_err *err) {
     size_t pos = 0, lineno = 0, before = o->n;
+    int ret = 0;
     while (pos < len && ret == 0) {
         size_t end = pos;
         while (end < len && buf[end] != '\n')
@@ -184,13 +239,24 @@ static int read_prompts_file(struct melbo_prompt_opts *o, const char *path,
             k++;
         if (k < end) {
             char where[512];
-            snprintf(where, sizeof(where), "%s:%zu", path, lineno);
+            snprintf(where, sizeof(where), "%s:%zu", label, lineno);
             ret = parse_line(o, buf + pos, end - pos, where, err);
         }
         pos = end + 1;
     }
     if (ret == 0 && o->n == before)
-        ret = melbo_err_set(err, MELBO_EFORMAT, "%s: no prompts in the file", path);
+        ret = melbo_err_set(err, MELBO_EFORMAT, "%s: no prompts in the file", label);
+    return ret;
+}
+
+static int read_prompts_file(struct melbo_prompt_opts *o, const char *path,
+                             struct melbo_err *err) {
+    char *buf = NULL;
+    size_t len = 0;
+    int ret = melbo_file_read_capped(path, melbo_prompts_file_cap, "--prompts", &buf, &len, err);
+    if (ret)
+        return ret;
+    ret = parse_jsonl(o, buf, len, path, err);
     free(buf);
     return ret;
 }
@@ -251,6 +317,10 @@ int melbo_prompt_opts_offer(struct melbo_prompt_opts *o, const char *name, const
     }
     if (!strcmp(name, "prompts"))
         return (ret = read_prompts_file(o, val, err)) ? ret : 1;
+    if (!strcmp(name, "prompts-jsonl")) {
+        snprintf(where, sizeof(where), "--prompts %zu", o->n + 1);
+        return (ret = parse_jsonl(o, val, strlen(val), where, err)) ? ret : 1;
+    }
     if (!strcmp(name, "prompt-ids")) {
         int32_t *ids;
         int n;

@@ -107,6 +107,20 @@ int melbo_prompt_opts_offer(struct melbo_prompt_opts *o, const char *name, const
 int melbo_prompt_opts_parse_one(struct melbo_prompt_opts *o, const char *opt, const char *val,
                                 struct melbo_err *err);
 
+/*
+ * Reads the regular file at path into a new NUL-terminated buffer (*out, caller frees) of *len
+ * bytes, refusing without reading: anything that is not a regular file (a FIFO, a device, a
+ * directory; opened O_NONBLOCK, so a FIFO never blocks) and a file over cap bytes. Reads at most
+ * cap + 1 bytes, so a file that grows is refused too. what names the file in messages
+ * ("--prompts"). Returns 0, or MELBO_ENOENT / MELBO_EIO / MELBO_EINVAL / MELBO_ERANGE with err.
+ */
+int melbo_file_read_capped(const char *path, size_t cap, const char *what, char **out,
+                           size_t *len, struct melbo_err *err);
+
+/* The cap melbo_prompt_opts_offer reads a --prompts file with (default 1 GiB; `melbo submit`
+ * lowers it to what one request can carry). */
+extern size_t melbo_prompts_file_cap;
+
 /* Number of prompts given, text and ids. */
 int melbo_prompt_opts_count(const struct melbo_prompt_opts *o);
 

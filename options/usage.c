@@ -49,6 +49,8 @@ static void usage_row(FILE *f, const struct melbo_opt *row) {
     if (row->kind == MELBO_OPT_PROMPTS) {
         for (size_t k = 0; k < melbo_prompt_opt_count; k++) {
             const struct melbo_prompt_opt_name *p = &melbo_prompt_opt_names[k];
+            if (p->metavar == NULL) /* internal spelling, not for people */
+                continue;
             snprintf(lhs, sizeof lhs, "--%s %s", p->name, p->metavar);
             usage_line(f, lhs, p->help);
         }

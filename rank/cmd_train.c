@@ -2,6 +2,8 @@
  * rank/cmd_train.c - `melbo-rank train`: the whole MELBO method, standalone or as one rank of a
  * tp x dp job under mpirun / srun (rank/train/). Validates everything before the first step,
  * trains in waves, checkpoints, generates the completions and writes the bank atomically (rank 0).
+ * `train --args-file FILE` reads the options from FILE (each followed by a NUL): the coordinator
+ * starts its ranks that way, so that no prompt is on a command line `ps` shows.
  *
  * Error regime: before MPI, errors return an exit status. Under MPI a rank that fails cannot
  * leave its peers waiting in a collective, so every error after MPI_Init ends the whole job with
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "nccl/comm.h"
 #include "rank/commands.h"
 #include "rank/link/link.h"
@@ -94,7 +97,58 @@ static void print_plan(const struct melbo_trainer *tr, const struct melbo_train_
             p->target_tokens.text, p->orthogonal ? ", orthogonal" : "", p->tp, p->dp);
 }
 
+/*
+ * `train --args-file FILE [more options]`: the options the coordinator wrote to the job's 0600
+ * rank.args file (each followed by a NUL), so that no prompt is on a command line `ps` shows.
+ * Fills *out (malloc'd array of pointers into *buf, NULL-terminated): argv[0], the file's words,
+ * then argv[3..]. Returns the new argc, or -1 after printing why.
+ */
+static int args_from_file(int argc, char **argv, char ***out, char **buf) {
+    struct melbo_err err = {0};
+    size_t len = 0;
+    if (melbo_file_read(argv[2], buf, &len, &err) != 0) {
+        fprintf(stderr, "melbo-rank train: --args-file: %s\n", err.msg);
+        return -1;
+    }
+    if (len > 0 && (*buf)[len - 1] != '\0') {
+        fprintf(stderr, "melbo-rank train: --args-file %s: the last word has no NUL\n", argv[2]);
+        return -1;
+    }
+    size_t words = 0;
+    for (size_t i = 0; i < len; i++)
+        words += (*buf)[i] == '\0';
+    char **v = calloc(words + (size_t)argc, sizeof *v);
+    if (v == NULL)
+        return -1;
+    int n = 0;
+    v[n++] = argv[0];
+    for (size_t i = 0; i < len; i += strlen(*buf + i) + 1)
+        v[n++] = *buf + i;
+    for (int i = 3; i < argc; i++)
+        v[n++] = argv[i];
+    v[n] = NULL;
+    *out = v;
+    return n;
+}
+
 int melbo_cmd_train(int argc, char **argv) {
+    char **file_argv = NULL, *file_buf = NULL;
+    static int from_file; /* one level: a file naming --args-file again is refused */
+    if (argc >= 3 && !strcmp(argv[1], "--args-file")) {
+        if (from_file++) {
+            fprintf(stderr, "melbo-rank train: --args-file inside an --args-file\n");
+            return 2;
+        }
+        int n = args_from_file(argc, argv, &file_argv, &file_buf);
+        if (n < 0) {
+            free(file_buf);
+            return 2;
+        }
+        int status = melbo_cmd_train(n, file_argv);
+        free(file_argv);
+        free(file_buf);
+        return status;
+    }
     struct melbo_train_params p;
     struct melbo_trainer tr;
     struct melbo_comm *comm = NULL;

@@ -74,6 +74,10 @@ def bank_tool():
     return 0
 
 def main():
+    if len(sys.argv) >= 4 and sys.argv[1:3] == ["train", "--args-file"]:
+        # the coordinator passes the ranks' options in a 0600 file (NUL after each), not in argv
+        words = open(sys.argv[3], "rb").read().split(b"\0")[:-1]
+        sys.argv = sys.argv[:2] + [w.decode() for w in words] + sys.argv[4:]
     if len(sys.argv) >= 2 and sys.argv[1] == "bank":
         return bank_tool()
     if len(sys.argv) < 2 or sys.argv[1] != "train":

@@ -21,6 +21,9 @@ coord_init() { # creates $tmp/state, sets MELBO_TOKEN
     melbo-coord init --state "$tmp/state" --listen 127.0.0.1:0 > "$tmp/init.out" 2> "$tmp/init.err" \
         || { bad "init: $(cat "$tmp/init.err")"; exit 1; }
     export MELBO_TOKEN=$(sed -n 's/^MELBO_TOKEN=//p' "$tmp/init.out")
+    # jobs may name only models under an admin's roots (coord/models.h): the golden models
+    [ -n "${golden:-}" ] && echo "model_root=$golden/models" >> "$tmp/state/coord.conf"
+    return 0
 }
 coord_start() { # [LISTEN] starts serve in the background, sets MELBO_COORD and coord_pid
     local listen=${1:-127.0.0.1:0}

@@ -18,10 +18,12 @@ def frame(payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + payload
 
 class Conn:
-    def __init__(self, pb, addr, timeout=30):
+    def __init__(self, pb, addr, timeout=30, source=None):
+        """source: a local address to connect from (another 127.x.y.z is another peer)."""
         host, port = addr.rsplit(":", 1)
         self.pb = pb
-        self.s = socket.create_connection((host, int(port)), timeout=timeout)
+        self.s = socket.create_connection((host, int(port)), timeout=timeout,
+                                          source_address=(source, 0) if source else None)
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.next_id = 0
@@ -88,6 +90,26 @@ class Conn:
                 assert sum(map(len, x.files.values())) == c.total_size
                 return x
 
+    def upload(self, option, path):
+        """Uploads a local file for a job's --init (or --calibration-init) as `melbo submit`
+        does: InputUpload chunks of at most 1 MiB, each acknowledged. Returns the spec value
+        that names it ("upload:init"); raises RuntimeError on an Error reply."""
+        data = open(path, "rb").read()
+        off = 0
+        while True:
+            chunk = data[off:off + (1 << 20)]
+            last = off + len(chunk) >= len(data)
+            u = self.pb.InputUpload(option=option, offset=off, data=chunk, total_size=len(data),
+                                    last=last)
+            if last:
+                u.sha256 = hashlib.sha256(data).hexdigest()
+            rep = self.call(input_upload=u)
+            if rep.WhichOneof("body") != "input_upload_ack":
+                raise RuntimeError(f"upload refused: {rep.error.message}")
+            off += len(chunk)
+            if last:
+                return "upload:" + option
+
     def hello(self, token):
         rep = self.call(hello=self.pb.Hello(protocol_version=1, token=token, client="python"))
         if rep.WhichOneof("body") != "hello_ok":
@@ -103,8 +125,10 @@ class Export:
         self.error, self.directory, self.files, self.chunks = None, False, {}, 0
 
 class Coord:
-    """melbo-coord init + serve in tmp/state on 127.0.0.1:0."""
-    def __init__(self, build, tmp, extra=()):
+    """melbo-coord init + serve in tmp/state on 127.0.0.1:0. conf: lines appended to coord.conf
+    before serve. Every test connects from 127.0.0.1, so unless conf names it the limit of
+    connections per address is raised to 4096 (tests about limits set their own)."""
+    def __init__(self, build, tmp, extra=(), conf=()):
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
         self.state = os.path.join(tmp, "state")
@@ -112,6 +136,14 @@ class Coord:
         out = subprocess.run([coord, "init", "--state", self.state, "--listen", "127.0.0.1:0"],
                              check=True, capture_output=True, text=True).stdout
         self.token = [l.split("=", 1)[1] for l in out.splitlines() if l.startswith("MELBO_TOKEN=")][0]
+        conf = list(conf)
+        if not any(l.startswith("limits.connections_per_address") for l in conf):
+            conf.append("limits.connections_per_address=4096")
+        if not any(l.startswith("model_root=") for l in conf):  # jobs name only models under roots
+            conf.append("model_root=" + os.path.abspath(
+                os.path.join(os.path.dirname(__file__), "..", "golden", "models")))
+        with open(os.path.join(self.state, "coord.conf"), "a") as f:
+            f.write("".join(l + "\n" for l in conf))
         self.cmd = [coord, "serve", "--state", self.state, *extra]
         self.log_path = os.path.join(tmp, "serve.log")
         self._serve()

@@ -7,6 +7,7 @@
 bin=$1 golden=$2 tmp=$3
 source "$(dirname "$0")/lib.sh"
 coord_init
+echo 'limits.max_steps=1000000' >> "$tmp/state/coord.conf"   # the long jobs below (default 100000)
 coord_start
 jobdir() { echo "$tmp/state/jobs/$1"; }
 

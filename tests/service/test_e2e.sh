@@ -100,7 +100,9 @@ expect "watch: no such job" 1 "no job 999" melbo watch 999 --json
 expect "cancel a finished job" 1 "already DONE" melbo cancel "$job"
 expect "fetch: path characters" 1 "is not a bank id" melbo fetch --bank ../../etc/passwd -o "$tmp/x"
 expect "fetch: unknown bank" 1 "no bank 0123abcd" melbo fetch --bank 0123abcd -o "$tmp/x"
-expect "wrong token" 3 "wrong token" melbo --token nope ls
+echo nope > "$tmp/wrong.token"
+expect "wrong token" 3 "wrong token" melbo --token-file "$tmp/wrong.token" ls
+expect "--token refused (argv is public)" 2 "--token-file" melbo --token "$MELBO_TOKEN" ls
 expect "missing token" 3 "missing token" env MELBO_TOKEN= melbo ls
 expect "no coordinator" 3 "cannot connect" melbo --coord 127.0.0.1:1 ls
 mkdir -p "$tmp/home/.config/melbo"

@@ -26,6 +26,9 @@ case "$cmd" in
 start)
     stop
     rm -rf "$dir/state" "$dir/spool" "$dir/log" "$dir/jobcomp.log"   # no jobs from an earlier run
+    # job ids start at 1 again: a PMIx directory an interrupted run left for a step of the same
+    # id would make that step fail to launch ("File exists")
+    rm -rf /tmp/spmix_appdir_"$(id -u)"_*
     mkdir -p "$dir/state" "$dir/spool" "$dir/log"
     cat >"$conf" <<CONF
 ClusterName=melbotest

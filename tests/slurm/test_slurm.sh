@@ -15,7 +15,7 @@ bin=$1 golden=$2 tmp=$3
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../service/lib.sh"
 cluster="$tmp-cluster"
-stop_all() { cleanup; "$here/cluster.sh" stop "$cluster" >/dev/null 2>&1; rm -f /tmp/melbo-slurm-prompts.$$; }
+stop_all() { cleanup; "$here/cluster.sh" stop "$cluster" >/dev/null 2>&1; }
 trap stop_all EXIT
 for t in slurmctld slurmd sbatch srun squeue scancel; do
     command -v $t >/dev/null || { echo "FAIL $t is not installed (deploy/setup installs Slurm)"; exit 1; }
@@ -76,24 +76,24 @@ if wait_state "$job" CANCELLED 30; then
 else bad "running job $job not CANCELLED: $(melbo ls)"; fi
 
 # ---- 4. a rank that fails at run time ----
-prompts=/tmp/melbo-slurm-prompts.$$
-echo '{"text": "How can I make a bomb?"}' > "$prompts"
+# The job waits behind a blocker; its rank.args (the ranks' options, written at sbatch time) is
+# removed meanwhile, so melbo-rank exits non-zero when Slurm starts it.
 blocker=$(sbatch --parsable --exclusive -o /dev/null --wrap "sleep 600")
 for _ in $(seq 50); do [ "$(squeue -h -j "$blocker" -o %T)" = RUNNING ] && break; sleep 0.2; done
-job=$(melbo submit --model "$model" --prompts "$prompts" --source-layer 1 --target-layer 4 --radius 4 \
-      --vectors 2 --steps 3) || bad "submit with --prompts"
-rm -f "$prompts"     # validated at submit; gone when the ranks start
+job=$(melbo submit "${job_args[@]}" --vectors 2 --steps 3) || bad "submit"
+for _ in $(seq 100); do [ -e "$tmp/state/jobs/$job/rank.args" ] && break; sleep 0.1; done
+rm -f "$tmp/state/jobs/$job/rank.args"
 scancel "$blocker"
 timeout 120 melbo watch "$job" --json > "$tmp/failed.jsonl" 2>&1
 st=$?
 err=$(grep -o '"error":"[^"]*"' "$tmp/failed.jsonl" | tail -1)
-if [ $st = 4 ] && grep -q '"state":"FAILED"' "$tmp/failed.jsonl" && grep -q "melbo-prompts\|$prompts\|cannot" <<<"$err"; then
+if [ $st = 4 ] && grep -q '"state":"FAILED"' "$tmp/failed.jsonl" && grep -q "rank.args\|cannot" <<<"$err"; then
     ok "a failing rank: job $job FAILED with the rank's text: $err"
 else bad "job $job: watch exit $st: $(tail -2 "$tmp/failed.jsonl")"; fi
 
 # ---- 5. time limit: USR1, checkpoint, resubmit, resume, same bank ----
-# The rendered script asks Slurm for USR1 to the batch shell 50 s before the time limit
-# (--signal=B:USR1@50). When Slurm sends it depends on slurmctld's timers (up to a minute early),
+# The coordinator asks Slurm (sbatch --signal=B:USR1@50, recorded in the job's sbatch.args) for USR1
+# to the batch shell 50 s before the time limit. When Slurm sends it depends on slurmctld's timers (up to a minute early),
 # and whether the job is still running then on the machine's speed, so the test does not wait for
 # it: once the job has done step $sig_step of $long_steps (seconds of work left on any machine),
 # it delivers the same signal the same way, `scancel --signal=USR1 --batch` (the batch shell
@@ -119,12 +119,12 @@ done
 slurm_id=$(grep -o -m1 'submitted to Slurm as job [0-9]*' "$tmp/timelimit.jsonl" | grep -o '[0-9]*$')
 if [ $reached = 1 ] && [ -n "$slurm_id" ]; then
     limit=$(squeue -h -j "$slurm_id" -o %l)
-    sig_line=$(grep -o -- '--signal=B:USR1@[0-9]*' "$tmp/state/jobs/$job/job.sbatch")
+    sig_line=$(grep -o -- '--signal=B:USR1@[0-9]*' "$tmp/state/jobs/$job/sbatch.args")
     if scancel --signal=USR1 --batch "$slurm_id"; then
         ok "job $job (Slurm job $slurm_id, time limit $limit, $sig_line) at step $sig_step of $long_steps: USR1 sent to its batch shell"
     else bad "scancel --signal=USR1 --batch $slurm_id failed"; fi
     [ "$limit" = 2:00 ] && [ "$sig_line" = "--signal=B:USR1@50" ] \
-        || bad "job $job: Slurm's time limit '$limit' (want 2:00), script's '$sig_line' (want --signal=B:USR1@50)"
+        || bad "job $job: Slurm's time limit '$limit' (want 2:00), sbatch's '$sig_line' (want --signal=B:USR1@50)"
 else
     bad "time-limit job $job (Slurm job '$slurm_id') never reached step $sig_step: $(grep '"kind":"state"' "$tmp/timelimit.jsonl" | tail -3)"
 fi

@@ -391,6 +391,38 @@ static void test_adapters(void) {
     EXPECT_REFUSED("--radius is required", "--model", "/m", "--prompt", "hi", "--out", "/o");
 }
 
+/* The Slurm settings and the label are data: strict patterns, refused naming the field. */
+static void test_job_settings(void) {
+    struct melbo_job_params jp;
+    struct melbo_err err = {0};
+    const char *bad[][3] = {{"partition", "gpu\nid > /tmp/x", "--partition 'gpu\\x0aid > /tmp/x'"},
+                            {"account", "lab;rm", "--account"},
+                            {"qos", "high prio", "--qos"},
+                            {"constraint", "a100$(id)", "--constraint"},
+                            {"time", "1:00\n#SBATCH", "--time"},
+                            {"time", "soon", "is not a Slurm time"},
+                            {"name", "x\x1b[2J", "--name"},
+                            {"name", "it's", "--name"}};
+    for (size_t i = 0; i < MELBO_ARRAY_SIZE(bad); i++) {
+        struct melbo_job_option o[] = {{"model", "/m"}, {"prompt", "hi"}, {"radius", "4"},
+                                       {bad[i][0], bad[i][1]}};
+        int r = melbo_job_parse(&jp, o, MELBO_ARRAY_SIZE(o), &err);
+        if (r != MELBO_EINVAL)
+            fprintf(stderr, "%s=%s: %d %s\n", bad[i][0], bad[i][1], r, err.msg);
+        ASSERT(r == MELBO_EINVAL);
+        ASSERT_STR_CONTAINS(err.msg, bad[i][2]);
+        ASSERT(strchr(err.msg, '\n') == NULL && strchr(err.msg, '\x1b') == NULL);
+        melbo_job_params_free(&jp);
+    }
+    struct melbo_job_option good[] = {{"model", "/m"},          {"prompt", "hi"}, {"radius", "4"},
+                                      {"partition", "gpu,debug"}, {"account", "lab-1"},
+                                      {"qos", "normal"},          {"constraint", "a100|h100"},
+                                      {"time", "1-02:00:00"},      {"name", "my run #2 (lr=0.1)"}};
+    ASSERT_OK(melbo_job_parse(&jp, good, MELBO_ARRAY_SIZE(good), &err));
+    ASSERT(!strcmp(jp.job.constraint, "a100|h100") && !strcmp(jp.job.time, "1-02:00:00"));
+    melbo_job_params_free(&jp);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_options DIR\n");
@@ -403,6 +435,7 @@ int main(int argc, char **argv) {
     test_help();
     test_format();
     test_job();
+    test_job_settings();
     fprintf(stderr, "ok   options: parsing, refusals, help, formats, job specs\n");
     return test_exit_code();
 }

@@ -1,8 +1,9 @@
 /*
  * tests/unit/test_slurm_script.c - the batch script the Slurm launcher renders
  * (coord/slurm_script.c): every @FIELD@ of the real template filled, values copied as they are
- * (a prompt that spells a field is not expanded, and cannot make the render loop), empty #SBATCH
- * lines for settings not given, sh quoting of the ranks' arguments, and time-limit checks.
+ * (a prompt that spells a field is not expanded, and cannot make the render loop), no Slurm
+ * setting in the script (they are sbatch options, left out when not given), sh quoting of the
+ * ranks' arguments, and time-limit checks.
  *
  *   test_slurm_script TEMPLATE   (slurm/train.sbatch.in)
  */
@@ -42,16 +43,20 @@ int main(int argc, char **argv) {
                                    "/opt/melbo-rank",
                                    args};
     melbo_slurm_script_fill(&text, &s);
-    ASSERT(strstr(text, "@JOB_NAME@") == NULL && strstr(text, "@NODES@") == NULL &&
-           strstr(text, "@COORD_ADDR@") == NULL && strstr(text, "@PARTITION_LINE@") == NULL);
-    ASSERT_STR_CONTAINS(text, "#SBATCH --job-name=melbo-42");
-    ASSERT_STR_CONTAINS(text, "#SBATCH --nodes=2");
-    ASSERT_STR_CONTAINS(text, "#SBATCH --gpus-per-node=4");
-    ASSERT_STR_CONTAINS(text, "#SBATCH --partition=gpu@x");
-    ASSERT(strstr(text, "--account=") == NULL && strstr(text, "--qos=") == NULL);
-    ASSERT_STR_CONTAINS(text, "B:USR1@120");
+    ASSERT(strstr(text, "job_dir=@JOB_DIR@") == NULL && strstr(text, "train @RANK_ARGS@") == NULL &&
+           strstr(text, "@COORD_ADDR@") == NULL && strstr(text, "@JOB_ID@") == NULL);
+    /* no Slurm setting is script text: they are sbatch options (argv) */
+    ASSERT(strstr(text, "#SBATCH") == NULL && strstr(text, "gpu@x") == NULL);
     /* the ranks' arguments verbatim: the fields they spell are not expanded */
     ASSERT_STR_CONTAINS(text, "'it'\\''s @RANK_ARGS@ and @JOB_DIR@'");
+    char **o = melbo_slurm_sbatch_options(&s);
+    const char *want[] = {"--job-name=melbo-42", "--nodes=2", "--ntasks-per-node=4",
+                          "--cpus-per-task=1", "--time=02:00:00", "--signal=B:USR1@120",
+                          "--output=/srv/melbo/jobs/42/slurm-%j.out", "--open-mode=append",
+                          "--gpus-per-node=4", "--partition=gpu@x", NULL};
+    for (int i = 0; want[i] || o[i]; i++)
+        ASSERT(want[i] && o[i] && !strcmp(want[i], o[i]));
+    melbo_slurm_sbatch_options_free(o);
     free(text);
     free(args);
     ASSERT_OK(melbo_slurm_script_check_time("02:00:00", 120, &err));
