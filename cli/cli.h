@@ -49,6 +49,7 @@ enum {
 struct melbo_cli {
     char coord[256];        // HOST:PORT, "" when none was given anywhere
     char token[256];        // the user's token, "" when none was given
+    char fingerprint[128];  // MELBO_COORD_FINGERPRINT (pinned TLS), "" for plaintext
     int json;               // --json: machine-readable output
     struct melbo_conn conn; // fd -1 until melbo_cli_connect; closed by main()
     uint64_t next_id;       // id of the last request sent on conn

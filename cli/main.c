@@ -4,7 +4,9 @@
  *
  * Address and token, first found wins: --coord/--token-file FILE, MELBO_COORD/MELBO_TOKEN, then
  * ~/.config/melbo/config (lines MELBO_COORD=HOST:PORT and MELBO_TOKEN=..., as `melbo-coord init`
- * prints them; "coord = ..." and "token = ..." are accepted too). A token is never an argument:
+ * prints them; "coord = ..." and "token = ..." are accepted too). MELBO_COORD_FINGERPRINT (the
+ * environment, else the config file's line) pins the coordinator's TLS certificate; without it
+ * the CLI speaks plaintext (a coordinator with plaintext_loopback=1). A token is never an argument:
  * `ps` shows every process's command line to every local user, so `--token` is refused.
  *
  * The process exits with the subcommand's exit code (cli/cli.h); main() closes the connection.
@@ -88,6 +90,9 @@ static void read_config(struct melbo_cli *c) {
             snprintf(c->coord, sizeof c->coord, "%s", v);
         if ((!strcmp(k, "MELBO_TOKEN") || !strcmp(k, "token")) && c->token[0] == '\0')
             snprintf(c->token, sizeof c->token, "%s", v);
+        if ((!strcmp(k, "MELBO_COORD_FINGERPRINT") || !strcmp(k, "fingerprint")) &&
+            c->fingerprint[0] == '\0')
+            snprintf(c->fingerprint, sizeof c->fingerprint, "%s", v);
     }
     fclose(f);
 }
@@ -189,7 +194,7 @@ int melbo_cli_connect(struct melbo_cli *c) {
                         "it to ~/.config/melbo/config\n");
         return MELBO_CLI_UNREACHABLE;
     }
-    if (melbo_conn_open(&c->conn, c->coord, 5000, &err) != 0) {
+    if (melbo_conn_open(&c->conn, c->coord, c->fingerprint, 5000, &err) != 0) {
         fprintf(stderr, "melbo: %s\n", err.msg);
         return MELBO_CLI_UNREACHABLE;
     }
@@ -203,6 +208,10 @@ int melbo_cli_connect(struct melbo_cli *c) {
     env.hello = &h;
     Melbo__Envelope *rep = NULL;
     int r = melbo_cli_call(c, &env, &rep);
+    if (r == MELBO_CLI_UNREACHABLE && c->fingerprint[0] == '\0')
+        fprintf(stderr, "melbo: (no MELBO_COORD_FINGERPRINT was set, so this spoke plaintext; a "
+                        "coordinator with TLS needs the fingerprint `melbo-coord init` printed, "
+                        "in the environment or ~/.config/melbo/config)\n");
     if (r != 0)
         return r == MELBO_CLI_REFUSED ? MELBO_CLI_UNREACHABLE : r;
     melbo__envelope__free_unpacked(rep, NULL);
@@ -329,6 +338,8 @@ int main(int argc, char **argv) {
         snprintf(c.coord, sizeof c.coord, "%s", getenv("MELBO_COORD"));
     if (c.token[0] == '\0' && getenv("MELBO_TOKEN"))
         snprintf(c.token, sizeof c.token, "%s", getenv("MELBO_TOKEN"));
+    if (getenv("MELBO_COORD_FINGERPRINT"))
+        snprintf(c.fingerprint, sizeof c.fingerprint, "%s", getenv("MELBO_COORD_FINGERPRINT"));
     read_config(&c);
     int status = -1;
     for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)

@@ -4,8 +4,9 @@
  * help, and every refusal can name the limit it hit ("limits.max_dp = 64").
  *
  * coord.conf is "key=value" lines; '#' starts a comment. This reader takes the keys of the table
- * (all under "limits."), and leaves the other keys (listen=, launcher=, slurm.*) to their own
- * readers. A limits.* key it does not know, or a value out of its range, is an error at serve.
+ * (all under "limits."), and leaves the other keys (listen=, launcher=, slurm.*, model_root=,
+ * plaintext_loopback=: 1 turns TLS off, loopback listen addresses only) to their own readers.
+ * A limits.* key it does not know, or a value out of its range, is an error at serve.
  *
  * Adding a limit is one X(...) line below; the field appears in struct melbo_coord_limits.
  * Layer: a leaf (common/ only).

@@ -36,6 +36,8 @@ struct melbo_coord {
     struct melbo_jobs jobs;          // the job table, its state machine and event log
     char state_dir[PATH_MAX];
     char address[128];               // host:port the server bound (ranks dial it)
+    char fingerprint[80];            // "sha256:HEX" of the TLS certificate; "": plaintext
+    int plaintext_loopback;          // coord.conf plaintext_loopback=1: no TLS (loopback only)
     char rank_binary[PATH_MAX];
     char mpirun[PATH_MAX];
     int max_running;                 // jobs running at once under a launcher that does not queue

@@ -227,7 +227,11 @@ int melbo_launcher_prepare(struct melbo_coord *co, struct melbo_job *job, const 
     melbo_path_join(secret, sizeof secret, dir, "secret");
     melbo_path_join(out, sizeof out, dir, "out.bank.safetensors");
     melbo_path_join(ckpt, sizeof ckpt, dir, "train.ckpt");
-    if ((ret = melbo_launcher_write_secret(secret, job->secret, err)) != 0)
+    /* the secret, then (TLS) the certificate's fingerprint rank 0's link pins */
+    char secret_text[256];
+    snprintf(secret_text, sizeof secret_text, "%s%s%s", job->secret, co->fingerprint[0] ? "\n" : "",
+             co->fingerprint);
+    if ((ret = melbo_launcher_write_secret(secret, secret_text, err)) != 0)
         return ret;
     snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
     /* Resume from the checkpoint when a previous launch of this job left one. */

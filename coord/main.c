@@ -6,7 +6,10 @@
  * banks/ (stored banks), jobs/ID/ (each job's secret and rank.args (0600), rank log, checkpoint
  * and output), exports/
  * (a private directory per bank export or report while melbo-rank writes it), address (the
- * host:port `serve` bound, rewritten at every start) and coord.conf (listen=HOST:PORT).
+ * host:port `serve` bound, rewritten at every start), coord.conf (listen=HOST:PORT) and
+ * tls.key (0600) + tls.crt (coord/tls.h: clients pin the certificate's fingerprint; made by init,
+ * or by serve in a state directory without them; coord.conf plaintext_loopback=1 turns TLS off
+ * and is refused unless the listen address is loopback).
  *
  * The layering of coord/ (a file includes only headers on its own line or above it; calls go
  * down, news comes up through the two interfaces named in brackets):
@@ -45,7 +48,9 @@
 #include "coord/jobs.h"      // defines: melbo_jobs_init, melbo_job_set_state
 #include "coord/launcher.h"  // defines: melbo_launcher_local, melbo_launchers_tick
 #include "coord/sched.h"     // defines: struct melbo_sched
-#include "coord/server.h"    // defines: struct melbo_server
+#include "coord/server.h"
+#include "coord/tls.h"       // defines: melbo_tls_ensure, melbo_tls_server_ctx
+#include "proto/conn.h"      // defines: melbo_addr_split    // defines: struct melbo_server
 #include "coord/slurm.h"     // defines: melbo_launcher_slurm, struct melbo_slurm_conf
 #include "coord/tokens.h"    // defines: melbo_tokens_add
 #include "coord/watch.h"     // defines: struct melbo_fanout
@@ -57,10 +62,12 @@ static void usage(FILE *f) {
             "usage: melbo-coord <command> [options]\n"
             "\n"
             "  init --state DIR [--listen HOST:PORT] [--user NAME]   (NAME gets the admin role)\n"
-            "        create the state directory; prints the first user's token and the two\n"
-            "        environment lines a client needs (MELBO_COORD=..., MELBO_TOKEN=...)\n"
+            "        create the state directory and its TLS key and certificate; prints the\n"
+            "        three environment lines a client needs (MELBO_COORD=..., MELBO_TOKEN=...,\n"
+            "        MELBO_COORD_FINGERPRINT=sha256:..., the certificate clients pin)\n"
             "  serve --state DIR [--listen HOST:PORT] [--rank-binary PATH] [--mpirun PATH]\n"
-            "        [--launcher local|slurm] [--slurm-template PATH]\n"
+            "        [--launcher local|slurm] [--slurm-template PATH]\n"            "        (TLS 1.3 with STATE/tls.key and tls.crt, made when missing; coord.conf\n"
+            "         plaintext_loopback=1 serves plaintext, on a loopback address only)\n"
             "        (Slurm site defaults: slurm.partition=, slurm.account=, slurm.qos=,\n"
             "         slurm.constraint=, slurm.time=, slurm.signal_lead=, slurm.cpus_per_task=,\n"
             "         slurm.resubmit_max= lines in STATE/coord.conf)\n"
@@ -174,8 +181,12 @@ static int cmd_init(int argc, char **argv) {
     /* the first user has the admin role (sees every job, private ones included) */
     if (melbo_tokens_change(state, user, MELBO_TOKEN_ADD_ADMIN, token, &err) != 0)
         goto fail;
+    char fp[80];
+    int created;
+    if (melbo_tls_ensure(state, fp, sizeof fp, &created, &err) != 0)
+        goto fail;
     fprintf(stderr, "melbo-coord: state directory %s created; user %s\n", state, user);
-    printf("MELBO_COORD=%s\nMELBO_TOKEN=%s\n", listen, token);
+    printf("MELBO_COORD=%s\nMELBO_TOKEN=%s\nMELBO_COORD_FINGERPRINT=%s\n", listen, token, fp);
     return 0;
 fail_errno:
     fprintf(stderr, "melbo-coord init: cannot create %s: %s\n", path, strerror(errno));
@@ -432,6 +443,9 @@ static int serve_settings(struct melbo_service *svc, int argc, char **argv, cons
             return 2;
         }
         melbo_slurm_conf_parse(&co->slurm, text);
+        for (const char *l = text; l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+            if (!strncmp(l, "plaintext_loopback=", 19))
+                co->plaintext_loopback = atoi(l + 19) == 1;
         if (ln == NULL && strstr(text, "launcher=slurm"))
             co->launcher = &melbo_launcher_slurm;
         free(text);
@@ -464,6 +478,7 @@ static int cmd_serve(int argc, char **argv) {
     struct melbo_err err = {0};
     char path[PATH_MAX], listen_buf[128], addr_line[160];
     const char *listen = NULL;
+    void *tls_ctx = NULL;  // coord/tls.h's server context; NULL: plaintext_loopback
     int status;
     memset(&svc, 0, sizeof svc);
     if ((status = serve_settings(&svc, argc, argv, &listen, listen_buf, sizeof listen_buf)) != 0)
@@ -497,6 +512,26 @@ static int cmd_serve(int argc, char **argv) {
     h.ctx = &svc.clients;
     melbo_server_init(&svc.server, co->loop, client_cap, &h);
     svc.server.limits = &co->limits;  // connections, authentication, output cap
+    if (co->plaintext_loopback) {  // no TLS: only where nobody else can listen in
+        char host[128];
+        int port;
+        if (melbo_addr_split(listen, host, sizeof host, &port) != 0 ||
+            !melbo_tls_is_loopback(host)) {
+            melbo_err_set(&err, MELBO_EINVAL, "coord.conf plaintext_loopback=1 needs a loopback "
+                          "listen address (127.0.0.1 or ::1), not '%s'", listen);
+            goto fail;
+        }
+        melbo_log(MELBO_LOG_WARN, "coord: plaintext on loopback (coord.conf plaintext_loopback=1)");
+    } else {
+        int created;
+        if (melbo_tls_ensure(co->state_dir, co->fingerprint, sizeof co->fingerprint, &created,
+                             &err) != 0 ||
+            (tls_ctx = melbo_tls_server_ctx(co->state_dir, &err)) == NULL)
+            goto fail;
+        svc.server.tls_ctx = tls_ctx;
+        melbo_log(MELBO_LOG_INFO, "coord: TLS 1.3 with %s certificate: MELBO_COORD_FINGERPRINT=%s",
+                  created ? "a new" : "the", co->fingerprint);
+    }
     if (melbo_server_listen(&svc.server, listen, &err) != 0)
         goto fail;
     snprintf(co->address, sizeof co->address, "%s", svc.server.address);
@@ -528,6 +563,7 @@ out:
         status = 1;
     melbo_fanout_free(&svc.fanout);
     melbo_server_free(&svc.server);
+    melbo_tls_ctx_free(tls_ctx);
     melbo_jobs_free(&co->jobs);
     if (co->db)
         sqlite3_close(co->db);

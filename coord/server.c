@@ -16,6 +16,8 @@
  */
 #include "coord/server.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +163,8 @@ static void on_close(uv_handle_t *h) {
     if (!c->out_dropped)
         srv->out_bytes -= c->out_bytes;  // 0 unless writes were never called back
     melbo_frame_reader_free(&c->rd);
+    SSL_free(c->ssl);
+    c->ssl = NULL;
     srv->h.free(c);
 }
 
@@ -258,8 +262,8 @@ static void after_write(uv_write_t *req, int status) {
         c->srv->h.drain(c);  // paced senders (replay, fetch) continue
 }
 
-/* Queues fb on c with no cap check. Returns 0 or the uv_write error (no callback then). */
-static int write_frame(struct melbo_peer *c, struct melbo_frame_buf *fb) {
+/* Queues fb's bytes on c's socket as they are. Returns 0 or the uv_write error. */
+static int write_raw(struct melbo_peer *c, struct melbo_frame_buf *fb) {
     struct write_req *wr = malloc(sizeof *wr);
     if (wr == NULL)
         return MELBO_ENOMEM;
@@ -275,6 +279,38 @@ static int write_frame(struct melbo_peer *c, struct melbo_frame_buf *fb) {
     c->out_bytes += fb->len;
     c->srv->out_bytes += fb->len;
     return 0;
+}
+
+/* Sends what TLS wrote into c's write BIO (handshake records, encrypted frames, alerts) as one
+ * buffer. Returns 0 or the uv_write error. */
+static int tls_flush(struct melbo_peer *c) {
+    BIO *w = SSL_get_wbio(c->ssl);
+    size_t n = BIO_ctrl_pending(w);
+    if (n == 0)
+        return 0;
+    struct melbo_frame_buf *fb = malloc(sizeof *fb + n);
+    if (fb == NULL)
+        return MELBO_ENOMEM;
+    fb->refs = 1;
+    fb->len = (size_t)BIO_read(w, fb->data, (int)n);
+    int r = write_raw(c, fb);
+    melbo_frame_buf_unref(fb);
+    return r;
+}
+
+/* Queues fb on c with no cap check (encrypted first on a TLS connection; dropped while its
+ * handshake is not complete). Returns 0 or the uv_write error (no callback then). */
+static int write_frame(struct melbo_peer *c, struct melbo_frame_buf *fb) {
+    if (c->ssl == NULL)
+        return write_raw(c, fb);
+    if (!SSL_is_init_finished(c->ssl))
+        return 0;
+    size_t w = 0;
+    if (SSL_write_ex(c->ssl, fb->data, fb->len, &w) != 1 || w != fb->len) {
+        ERR_clear_error();
+        return MELBO_EIO;
+    }
+    return tls_flush(c);
 }
 
 /* Cuts c off now: closed without a shutdown, so its queued writes are cancelled and their
@@ -421,6 +457,44 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     *buf = uv_buf_init(slab, sizeof slab);
 }
 
+/* TLS: puts n bytes read from the socket into c's read BIO, feeds the plaintext SSL_read gives
+ * to the frame reader and sends what TLS has to say (handshake, alerts). Returns 0, or -1 when
+ * c is being closed (a failed handshake or a broken record: nothing readable can be answered). */
+static int tls_feed(struct melbo_peer *c, const char *p, size_t n) {
+    static char plain[65536];  // one loop thread; copied into the reader at once
+    if (BIO_write(SSL_get_rbio(c->ssl), p, (int)n) != (int)n) {
+        melbo_peer_close(c);
+        return -1;
+    }
+    for (;;) {
+        size_t got = 0;
+        if (SSL_read_ex(c->ssl, plain, sizeof plain, &got) == 1) {
+            if (melbo_frame_reader_feed(&c->rd, plain, got) != 0) {
+                melbo_peer_error(c, 0, MELBO__ERROR_CODE__ERROR_INTERNAL, 1, "out of memory");
+                return -1;
+            }
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, 0);
+        if (e == SSL_ERROR_WANT_READ)
+            break;
+        unsigned long oe = ERR_get_error();
+        ERR_clear_error();
+        const char *why = oe                          ? ERR_reason_error_string(oe)
+                          : e == SSL_ERROR_ZERO_RETURN ? "closed"
+                                                       : "error";
+        melbo_log(MELBO_LOG_DEBUG, "coord: %s: TLS: %s", c->peer, why ? why : "error");
+        tls_flush(c);  // the alert, if any
+        melbo_peer_close(c);
+        return -1;
+    }
+    if (tls_flush(c) != 0) {
+        melbo_peer_close(c);
+        return -1;
+    }
+    return 0;
+}
+
 /* Feeds the bytes read to c's frame reader and hands every complete, decoded message to the
  * handler; a protocol error closes c with an Error. */
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -434,7 +508,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         melbo_peer_close(c);
         return;
     }
-    if (melbo_frame_reader_feed(&c->rd, buf->base, (size_t)nread) != 0) {
+    if (c->ssl) {
+        if (tls_feed(c, buf->base, (size_t)nread) != 0)
+            return;
+    } else if (melbo_frame_reader_feed(&c->rd, buf->base, (size_t)nread) != 0) {
         melbo_peer_error(c, 0, MELBO__ERROR_CODE__ERROR_INTERNAL, 1, "out of memory");
         return;
     }
@@ -568,6 +645,21 @@ static void on_connection(uv_stream_t *server, int status) {
     srv->conns = c;
     srv->n_conns++;
     c->linked = 1;
+    if (srv->tls_ctx) {  // TLS over two memory BIOs, driven from on_read and write_frame
+        SSL *ssl = SSL_new(srv->tls_ctx);
+        BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+        if (ssl == NULL || rb == NULL || wb == NULL) {
+            SSL_free(ssl);
+            BIO_free(rb);
+            BIO_free(wb);
+            melbo_log(MELBO_LOG_WARN, "coord: %s: cannot start TLS (out of memory)", c->peer);
+            melbo_peer_close(c);
+            return;
+        }
+        SSL_set_bio(ssl, rb, wb);
+        SSL_set_accept_state(ssl);
+        c->ssl = ssl;
+    }
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 

@@ -20,7 +20,13 @@
  * MELBO_COORD_LOW_WATER the handler's drain callback lets paced senders (event replay, bank
  * fetch) continue.
  *
- * Layer: a leaf (proto/, common/ and libuv only); included by watch.h and client.h.
+ * TLS (when tls_ctx is set): every connection has an SSL over two memory BIOs. Bytes read go
+ * into its read BIO and SSL_read's plaintext into the frame reader; a frame is encrypted with
+ * SSL_write and the write BIO's bytes are sent with uv_write (the output accounting counts those
+ * ciphertext bytes). The handshake falls under the authentication deadline; frames queued before
+ * it completes (an Error to a peer that never finished it) are dropped.
+ *
+ * Layer: a leaf (proto/, common/, OpenSSL and libuv only); included by watch.h and client.h.
  */
 #ifndef MELBO_COORD_SERVER_H
 #define MELBO_COORD_SERVER_H
@@ -61,6 +67,7 @@ struct melbo_peer {
     double progress_at;              // accept, then the last write that completed
     size_t out_bytes;                // bytes of frames queued and not yet written
     struct melbo_addr *addr;         // the peer address's counters (connections, failures)
+    void *ssl;                       // TLS over memory BIOs (an OpenSSL SSL *); NULL: plaintext
     char peer[64];                   // "ip:port", for logs
     struct melbo_peer *next, *prev;
 };
@@ -102,6 +109,7 @@ struct melbo_server {
     uv_loop_t *loop;
     uv_tcp_t listener;
     int listening;                   // listener initialised (closed by melbo_server_close)
+    void *tls_ctx;                   // coord/tls.h's server context (borrowed); NULL: plaintext
     size_t client_cap;               // queued bytes past which a connection is dropped
     /* coord.conf's limits (borrowed; set after melbo_server_init, defaults when NULL):
      * connections, connections_per_address, auth_timeout_ms, preauth_frame_bytes,

@@ -16,15 +16,28 @@ extern "C" {
 
 struct melbo_conn {
     int fd; // -1 when closed
+    void *ssl; // the TLS session (an OpenSSL SSL *), NULL on a plaintext connection
     struct melbo_frame_reader rd;
 };
 
+/* "sha256:<64 hex digits>": the length of a certificate fingerprint string, with its NUL. */
+#define MELBO_FINGERPRINT_LEN 72
+
 /*
- * Connects to addr ("host:port", IPv4/IPv6 literal or a name) within timeout_ms. Returns 0, or
- * MELBO_EINVAL for a malformed address, MELBO_EIO when nothing accepts (err names the address).
- * On error c is left closed (safe to close again).
+ * Connects to addr ("host:port", IPv4/IPv6 literal or a name) within timeout_ms. With a
+ * fingerprint ("sha256:HEX", MELBO_COORD_FINGERPRINT) the connection is TLS 1.3 and the
+ * coordinator's certificate must have that fingerprint (pinning: no CA, no host name check);
+ * NULL or "" connects in plaintext (a coordinator configured with plaintext_loopback=1).
+ * Returns 0, or MELBO_EINVAL for a malformed address or fingerprint, MELBO_EIO when nothing
+ * accepts or the handshake fails, MELBO_EAUTH when the certificate's fingerprint differs (err
+ * names the first 16 hex digits of both). On error c is left closed (safe to close again).
  */
-int melbo_conn_open(struct melbo_conn *c, const char *addr, int timeout_ms, struct melbo_err *err);
+int melbo_conn_open(struct melbo_conn *c, const char *addr, const char *fingerprint,
+                    int timeout_ms, struct melbo_err *err);
+
+/* Writes "sha256:<hex>" of the DER encoding of x509 (an OpenSSL X509 *) into out (at least
+ * MELBO_FINGERPRINT_LEN bytes). 0, or MELBO_EINVAL. */
+int melbo_cert_fingerprint(const void *x509, char *out, size_t n);
 void melbo_conn_close(struct melbo_conn *c);
 
 /* Sends len bytes of an already encoded frame, blocking up to timeout_ms. 0 or MELBO_EIO. */

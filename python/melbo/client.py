@@ -15,11 +15,18 @@ are refused. Every refusal raises ClientError with the coordinator's code (the E
 "ERROR_INVALID", ...) and message; a coordinator that cannot be reached raises ClientError with
 code "UNREACHABLE". Replies are plain Python objects (Record: a dict whose keys also read as
 attributes; enums by name, as the CLI prints them).
+
+TLS: with a fingerprint (Client(fingerprint="sha256:..."), else MELBO_COORD_FINGERPRINT, else the
+config file's MELBO_COORD_FINGERPRINT line: the third line `melbo-coord init` prints) the
+connection is TLS 1.3 and the coordinator's certificate must hash (sha256 of its DER) to it:
+pinning, no CA. A different certificate raises ClientError("UNREACHABLE", ...) naming both.
+Without one the client speaks plaintext (a coordinator with plaintext_loopback=1).
 """
 
 import hashlib
 import os
 import socket
+import ssl
 import struct
 import time
 
@@ -131,10 +138,34 @@ def _num(x):
     return repr(x) if isinstance(x, float) else str(x)
 
 
+def _tls(sock, address, fingerprint):
+    """TLS 1.3 over sock; the certificate's sha256 must be fingerprint ("sha256:HEX")."""
+    want = fingerprint.lower()
+    want = want[7:] if want.startswith("sha256:") else want
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # pinned below instead
+    try:
+        s = ctx.wrap_socket(sock)
+    except (OSError, ssl.SSLError) as e:
+        sock.close()
+        raise ClientError("UNREACHABLE",
+                          "TLS handshake with %s failed: %s" % (address, e)) from None
+    got = hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest()
+    if got != want:
+        s.close()
+        raise ClientError("UNREACHABLE", "the coordinator at %s presented certificate "
+                          "sha256:%s..., not the pinned fingerprint sha256:%s...; refusing to "
+                          "talk to it"
+                          % (address, got[:16], want[:16]))
+    return s
+
+
 class _Conn:
     """One authenticated connection: framed Envelopes, request ids."""
 
-    def __init__(self, pb, address, token, timeout, client_name):
+    def __init__(self, pb, address, token, timeout, client_name, fingerprint=None):
         self.pb = pb
         host, sep, port = address.rpartition(":")
         if not sep or not port.isdigit():
@@ -144,6 +175,8 @@ class _Conn:
         except OSError as e:
             raise ClientError("UNREACHABLE", "cannot connect to %s: %s" % (address, e)) from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if fingerprint:
+            self.sock = _tls(self.sock, address, fingerprint)
         self.buf = bytearray()
         self.next_id = 0
         self.address = address
@@ -224,7 +257,7 @@ class Client:
     """A connection to melbo-coord. address "HOST:PORT" and token default to MELBO_COORD and
     MELBO_TOKEN, then ~/.config/melbo/config (the lines `melbo-coord init` prints)."""
 
-    def __init__(self, address=None, token=None, timeout=30.0):
+    def __init__(self, address=None, token=None, timeout=30.0, fingerprint=None):
         from melbo import _proto, __version__
         self.pb = _proto.messages()
         cfg = _config()
@@ -235,9 +268,13 @@ class Client:
         if not address:
             raise ClientError("UNREACHABLE", "no coordinator: give Client(address), set "
                               "MELBO_COORD, or write it to ~/.config/melbo/config")
+        if fingerprint is None:
+            fingerprint = (os.environ.get("MELBO_COORD_FINGERPRINT")
+                           or cfg.get("MELBO_COORD_FINGERPRINT"))
         self.address, self.token, self.timeout = address, token, timeout
+        self.fingerprint = fingerprint
         self.client_name = "melbo-python " + __version__
-        self._conn = _Conn(self.pb, address, token, timeout, self.client_name)
+        self._conn = _Conn(self.pb, address, token, timeout, self.client_name, fingerprint)
         self.user = self._conn.hello.user
         self.server_version = self._conn.hello.server_version
 
@@ -280,7 +317,8 @@ class Client:
         while True:
             conn = None
             try:
-                conn = _Conn(self.pb, self.address, self.token, self.timeout, self.client_name)
+                conn = _Conn(self.pb, self.address, self.token, self.timeout, self.client_name,
+                             self.fingerprint)
                 connected = True
                 rid = conn.request(watch=self.pb.WatchRequest(job_id=int(job), from_event=nxt,
                                                               follow=follow))

@@ -124,6 +124,13 @@ struct melbo_link *melbo_link_start_from_env(void) {
     }
     while (n && (secret[n - 1] == '\n' || secret[n - 1] == '\r'))
         secret[--n] = '\0';
+    /* line 1: the job's secret; line 2 (when the coordinator speaks TLS): its certificate's
+     * fingerprint, pinned by melbo_conn_open */
+    char *fp = strchr(secret, '\n');
+    if (fp) {
+        *fp++ = '\0';
+        fp[strcspn(fp, "\r\n")] = '\0';
+    }
     struct melbo_link *l = calloc(1, sizeof *l);
     /* Event numbers continue across incarnations of the job's ranks (a job resumed after a time
      * limit is a new process): start from the wall clock in microseconds, which is past every
@@ -137,6 +144,7 @@ struct melbo_link *melbo_link_start_from_env(void) {
     snprintf(l->addr, sizeof l->addr, "%s", addr);
     l->job_id = strtoull(id, NULL, 10);
     snprintf(l->secret, sizeof l->secret, "%s", secret);
+    snprintf(l->fingerprint, sizeof l->fingerprint, "%s", fp ? fp : "");
     free(secret);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);

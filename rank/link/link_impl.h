@@ -39,6 +39,7 @@ struct melbo_link {
     char addr[256];
     uint64_t job_id;
     char secret[128];
+    char fingerprint[80];  // the coordinator's certificate (secret file's 2nd line); "": plaintext
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv; // signalled on new items, finish, and ack of done

@@ -56,7 +56,7 @@ static int read_acks(struct melbo_link *l, struct melbo_conn *c, int wait_ms) {
  */
 static int handshake(struct melbo_link *l, struct melbo_conn *c) {
     struct melbo_err err = {0};
-    if (melbo_conn_open(c, l->addr, 3000, &err) != 0)
+    if (melbo_conn_open(c, l->addr, l->fingerprint, 3000, &err) != 0)
         return -1;
     Melbo__RankHello h = MELBO__RANK_HELLO__INIT;
     h.has_protocol_version = h.has_job_id = 1;

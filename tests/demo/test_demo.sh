@@ -16,7 +16,7 @@ banks=()
 for seed in 0 1; do
     t0=$SECONDS
     MELBO_DEMO_SKIP_SETUP=1 MELBO_DEMO_VECTORS=8 MELBO_DEMO_STEPS=40 MELBO_DEMO_TOKENS=48 \
-        MELBO_DEMO_SEED=$seed MELBO_DEMO_DIR="$tmp/seed$seed" "$repo/deploy/demo" > "$tmp/demo$seed.log" 2>&1
+        MELBO_DEMO_SEED=$seed MELBO_DEMO_DIR="$tmp/seed$seed" MELBO_DEMO_BUILD="$build" "$repo/deploy/demo" > "$tmp/demo$seed.log" 2>&1
     st=$?
     bank="$tmp/seed$seed/demo.bank.safetensors"
     if [ $st = 0 ] && [ -s "$bank" ] && grep -q "What to run next" "$tmp/demo$seed.log" &&

@@ -96,6 +96,7 @@ sys.path.insert(0, os.path.join(repo, "tests", "service"))
 import melbo_wire as mw  # noqa: E402
 
 co = mw.Coord(build, os.path.join(tmp, "run"))
+os.environ["MELBO_COORD_FINGERPRINT"] = co.fingerprint  # melbo.Client pins it (TLS 1.3)
 ids = [492, 403, 287, 109, 129, 38, 286]
 model = os.path.abspath(os.path.join(golden, "models", "llama3"))
 try:

@@ -87,8 +87,10 @@ def main():
     pb = mw.load_pb2(repo, os.path.join(os.getcwd(), "fake_rank_py"))
     bank = open(arg("--init"), "rb").read()
     k = int(arg("--vectors", "32"))
-    secret = open(os.environ["MELBO_JOB_SECRET_FILE"]).read().strip()
-    c = mw.Conn(pb, os.environ["MELBO_COORD_ADDR"])
+    # the secret file: the job's secret, then (TLS) the certificate's fingerprint to pin
+    lines = open(os.environ["MELBO_JOB_SECRET_FILE"]).read().split("\n")
+    secret, fp = lines[0].strip(), (lines[1].strip() if len(lines) > 1 else "")
+    c = mw.Conn(pb, os.environ["MELBO_COORD_ADDR"], fingerprint=fp)
     rep = c.call(rank_hello=pb.RankHello(protocol_version=1, job_id=int(os.environ["MELBO_JOB_ID"]),
                                          secret=secret, world_size=1))
     if rep.WhichOneof("body") != "rank_hello_ok":

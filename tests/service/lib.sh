@@ -13,14 +13,16 @@ cleanup() {
 trap cleanup EXIT
 export PATH="$bin/cli:$bin/coord:$bin/rank:$PATH"
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive MELBO_LINK_FINISH_TIMEOUT=60
-unset MELBO_COORD MELBO_TOKEN
+unset MELBO_COORD MELBO_TOKEN MELBO_COORD_FINGERPRINT
 ok()   { echo "ok   $*"; }
 bad()  { echo "FAIL $*"; fail=1; }
-coord_init() { # creates $tmp/state, sets MELBO_TOKEN
+coord_init() { # creates $tmp/state, sets MELBO_TOKEN and MELBO_COORD_FINGERPRINT (every client
+               # speaks TLS 1.3 and pins it: the CLI, rank 0's link, melbo_wire.py)
     rm -rf "$tmp" && mkdir -p "$tmp"
     melbo-coord init --state "$tmp/state" --listen 127.0.0.1:0 > "$tmp/init.out" 2> "$tmp/init.err" \
         || { bad "init: $(cat "$tmp/init.err")"; exit 1; }
     export MELBO_TOKEN=$(sed -n 's/^MELBO_TOKEN=//p' "$tmp/init.out")
+    export MELBO_COORD_FINGERPRINT=$(sed -n 's/^MELBO_COORD_FINGERPRINT=//p' "$tmp/init.out")
     # jobs may name only models under an admin's roots (coord/models.h): the golden models
     [ -n "${golden:-}" ] && echo "model_root=$golden/models" >> "$tmp/state/coord.conf"
     return 0

@@ -2,10 +2,14 @@
 and the latency bench: generates Python code from proto/melbo.proto with Debian's protoc and uses
 the official protobuf runtime (python3-protobuf), so passing tests prove the wire format is
 standard protobuf. Framing (DESIGN §4): 4-byte big-endian length, then the Envelope bytes.
+Connections speak TLS 1.3 with Python's ssl module and pin the coordinator's certificate (the
+sha256 of its DER against MELBO_COORD_FINGERPRINT, or the fingerprint of the last Coord
+started); Coord(tls=False) serves plaintext on loopback (coord.conf plaintext_loopback=1) for
+the tests that write raw bytes to the socket.
 Also starts and stops a coordinator on a free loopback port in a fresh state directory, collects
 a bank export or report (ExportChunk messages, checked as it goes), and writes and reads
 safetensors files (banks) with the standard library only."""
-import hashlib, importlib, json, os, shutil, socket, struct, subprocess, sys, time
+import hashlib, importlib, json, os, shutil, socket, ssl, struct, subprocess, sys, time
 
 def load_pb2(repo, outdir):
     os.makedirs(outdir, exist_ok=True)
@@ -17,14 +21,36 @@ def load_pb2(repo, outdir):
 def frame(payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + payload
 
+FINGERPRINT = None  # set by Coord: "sha256:HEX", or "" for a plaintext coordinator
+
+def tls_wrap(sock, fingerprint):
+    """TLS 1.3 over sock, pinned: the certificate's sha256 must be fingerprint."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s = ctx.wrap_socket(sock)
+    got = "sha256:" + hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest()
+    if got.lower() != fingerprint.lower():
+        s.close()
+        raise ssl.SSLError(f"certificate {got[:23]} is not the pinned {fingerprint[:23]}")
+    return s
+
 class Conn:
-    def __init__(self, pb, addr, timeout=30, source=None):
-        """source: a local address to connect from (another 127.x.y.z is another peer)."""
+    def __init__(self, pb, addr, timeout=30, source=None, fingerprint=None):
+        """source: a local address to connect from (another 127.x.y.z is another peer).
+        fingerprint: the pin (default: the last Coord's, else MELBO_COORD_FINGERPRINT; "" for
+        plaintext)."""
         host, port = addr.rsplit(":", 1)
         self.pb = pb
+        if fingerprint is None:
+            fingerprint = FINGERPRINT if FINGERPRINT is not None else \
+                os.environ.get("MELBO_COORD_FINGERPRINT", "")
         self.s = socket.create_connection((host, int(port)), timeout=timeout,
                                           source_address=(source, 0) if source else None)
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if fingerprint:
+            self.s = tls_wrap(self.s, fingerprint)
         self.buf = b""
         self.next_id = 0
 
@@ -128,7 +154,8 @@ class Coord:
     """melbo-coord init + serve in tmp/state on 127.0.0.1:0. conf: lines appended to coord.conf
     before serve. Every test connects from 127.0.0.1, so unless conf names it the limit of
     connections per address is raised to 4096 (tests about limits set their own)."""
-    def __init__(self, build, tmp, extra=(), conf=()):
+    def __init__(self, build, tmp, extra=(), conf=(), tls=True):
+        global FINGERPRINT
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
         self.state = os.path.join(tmp, "state")
@@ -136,7 +163,17 @@ class Coord:
         out = subprocess.run([coord, "init", "--state", self.state, "--listen", "127.0.0.1:0"],
                              check=True, capture_output=True, text=True).stdout
         self.token = [l.split("=", 1)[1] for l in out.splitlines() if l.startswith("MELBO_TOKEN=")][0]
+        self.fingerprint = [l.split("=", 1)[1] for l in out.splitlines()
+                            if l.startswith("MELBO_COORD_FINGERPRINT=")][0] if tls else ""
+        FINGERPRINT = self.fingerprint
+        # the CLI and melbo.Client that the tests start find the pin where users keep it
+        if tls:
+            os.environ["MELBO_COORD_FINGERPRINT"] = self.fingerprint
+        else:
+            os.environ.pop("MELBO_COORD_FINGERPRINT", None)
         conf = list(conf)
+        if not tls:
+            conf.append("plaintext_loopback=1")
         if not any(l.startswith("limits.connections_per_address") for l in conf):
             conf.append("limits.connections_per_address=4096")
         if not any(l.startswith("model_root=") for l in conf):  # jobs name only models under roots

@@ -65,7 +65,7 @@ coord_start "$addr"
 wait_state "$job3" FAILED 10 && ok "ranks dead during the outage: FAILED after restart" || bad "job3 not FAILED"
 
 # 5. A rank connection with a wrong job secret is refused.
-echo wrongsecret > "$tmp/wrong.secret"
+printf 'wrongsecret\n%s\n' "$MELBO_COORD_FINGERPRINT" > "$tmp/wrong.secret"  # the right pin
 out=$(MELBO_COORD_ADDR=$addr MELBO_JOB_ID=$job3 MELBO_JOB_SECRET_FILE="$tmp/wrong.secret" \
       MELBO_LINK_FINISH_TIMEOUT=3 melbo-rank train "${job_args[@]}" --vectors 1 --steps 2 --no-generate \
       --out "$tmp/x.bank.safetensors" 2>&1)

@@ -37,7 +37,7 @@ long=(--model "$model" --prompt "$prompt" --system "$system" --source-layer 1 --
 job=$(melbo submit "${long[@]}" 2>"$tmp/submit.err") || bad "submit: $(cat "$tmp/submit.err")"
 wait_state "$job" RUNNING 60 || bad "job $job never RUNNING: $(melbo ls)"
 jd="$tmp/state/jobs/$job"
-secret=$(cat "$jd/secret")
+secret=$(head -1 "$jd/secret")  # line 2: the certificate fingerprint (not a secret)
 [ "$(stat -c %a "$jd/rank.args")" = 600 ] && [ "$(stat -c %a "$jd/secret")" = 600 ] \
     && ok "rank.args and secret are 0600" || bad "modes: rank.args $(stat -c %a "$jd/rank.args"), secret $(stat -c %a "$jd/secret")"
 grep -qaF "$prompt" "$jd/rank.args" && ok "the prompt is in rank.args" || bad "the prompt is not in rank.args"

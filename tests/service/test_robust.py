@@ -11,7 +11,7 @@ import melbo_wire as mw
 
 build, repo, golden, tmp = sys.argv[1:5]
 pb = mw.load_pb2(repo, os.path.join(tmp, "py"))
-co = mw.Coord(build, os.path.join(tmp, "run"))
+co = mw.Coord(build, os.path.join(tmp, "run"), tls=False)  # raw bytes: plaintext on loopback
 fail = 0
 def check(cond, what):
     global fail
