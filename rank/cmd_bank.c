@@ -9,7 +9,6 @@
  * (rank/report/report.h) are subcommands: after `bank`, "export" and "report" are reserved
  * words, and a bank file with one of those names is shown as ./export.
  */
-#include <cblas.h>
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,6 +20,7 @@
 #include "rank/bank/export.h"
 #include "rank/commands.h"
 #include "rank/generate/completions.h"
+#include "rank/method/adapter.h"
 #include "rank/model/safetensors.h"
 #include "rank/report/report.h"
 #include "rank/train/state.h"
@@ -169,44 +169,18 @@ static void vector_stats(const struct melbo_bank *b, struct bank_stats *st) {
     st->maxcos = maxcos;
 }
 
-/*
- * ||dW||_F = (alpha / r) ||B A||_F for A (r, d_mlp) and B (d, r), in fp64 without forming the
- * d x d_mlp product: ||B A||_F^2 = trace((B^T B)(A A^T)), two r x r Gram matrices (upper
- * triangles, dsyrk). ga, gb and the copies are scratch of r*r and max(d, d_mlp)*r doubles.
- */
-static double adapter_norm(const float *A, const float *B, int r, int d, int d_mlp, double alpha,
-                           double *ga, double *gb, double *copy) {
-    for (size_t i = 0; i < (size_t)r * d_mlp; i++)
-        copy[i] = A[i];
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, r, d_mlp, 1.0, copy, d_mlp, 0.0, ga, r);
-    for (size_t i = 0; i < (size_t)d * r; i++)
-        copy[i] = B[i];
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, r, d, 1.0, copy, r, 0.0, gb, r);
-    double s = 0;
-    for (int i = 0; i < r; i++) {
-        s += ga[(size_t)i * r + i] * gb[(size_t)i * r + i];
-        for (int j = i + 1; j < r; j++)
-            s += 2.0 * ga[(size_t)i * r + j] * gb[(size_t)i * r + j];
-    }
-    return alpha / r * sqrt(s > 0 ? s : 0);
-}
-
+/* Every adapter's and random baseline adapter's ||dW||_F = (alpha / r) ||B A||_F, in fp64
+ * without forming the d x d_mlp product (melbo_adapter_dot). */
 static void adapter_stats(const struct melbo_bank *b, struct bank_stats *st) {
-    int r = b->rank, big = b->d > b->d_mlp ? b->d : b->d_mlp;
-    double *ga = melbo_xmalloc(sizeof(double) * (size_t)r * r);
-    double *gb = melbo_xmalloc(sizeof(double) * (size_t)r * r);
-    double *copy = melbo_xmalloc(sizeof(double) * (size_t)big * r);
+    struct melbo_adapter_shape s = {b->rank, b->d, b->d_mlp, b->alpha};
     st->norm = melbo_xcalloc((size_t)b->N + 1, sizeof(double));
     st->rnorm = melbo_xcalloc((size_t)b->n_random + 1, sizeof(double));
-    for (int k = 0; k < b->N; k++)
-        st->norm[k] = adapter_norm(melbo_bank_lora_A(b, k, 0), melbo_bank_lora_B(b, k, 0), r, b->d,
-                                   b->d_mlp, b->alpha, ga, gb, copy);
-    for (int k = 0; k < b->n_random; k++)
-        st->rnorm[k] = adapter_norm(melbo_bank_lora_A(b, k, 1), melbo_bank_lora_B(b, k, 1), r,
-                                    b->d, b->d_mlp, b->alpha, ga, gb, copy);
-    free(ga);
-    free(gb);
-    free(copy);
+    for (int random = 0; random < 2; random++)
+        for (int k = 0; k < (random ? b->n_random : b->N); k++) {
+            const float *A = melbo_bank_lora_A(b, k, random), *B = melbo_bank_lora_B(b, k, random);
+            double n2 = melbo_adapter_dot(A, B, A, B, &s);
+            (random ? st->rnorm : st->norm)[k] = b->alpha / b->rank * sqrt(n2 > 0 ? n2 : 0);
+        }
 }
 
 /* The objective of row a after the last (last = 1) or the first step; 0 without steps. */

@@ -50,20 +50,25 @@ void melbo_adapter_init(float *par, const double *g, const struct melbo_adapter_
     melbo_adapter_normalize(par, s);
 }
 
-double melbo_adapter_dot(const float *x, const float *y, const struct melbo_adapter_shape *s) {
-    int r = s->r;
-    size_t nA = melbo_adapter_n_A(s);
-    const float *Ax = x, *Ay = y, *Bx = x + nA, *By = y + nA;
-    double dot = 0;
-    for (int i = 0; i < r; i++)
-        for (int j = 0; j < r; j++) {
-            double bb = 0, aa = 0; /* (B_x^T B_y)_ij and (A_x A_y^T)_ij */
-            for (int k = 0; k < s->d; k++)
-                bb += (double)Bx[(size_t)k * r + i] * By[(size_t)k * r + j];
-            for (int n = 0; n < s->ff; n++)
-                aa += (double)Ax[(size_t)i * s->ff + n] * Ay[(size_t)j * s->ff + n];
-            dot += bb * aa;
+double melbo_adapter_dot(const float *A_x, const float *B_x, const float *A_y, const float *B_y,
+                         const struct melbo_adapter_shape *s) {
+    size_t r = (size_t)s->r, ff = (size_t)s->ff;
+    double *gb = melbo_xcalloc(r * r, sizeof *gb); /* B_x^T B_y, accumulated row by row of B */
+    for (size_t k = 0; k < (size_t)s->d; k++)
+        for (size_t i = 0; i < r; i++) {
+            double bx = B_x[k * r + i];
+            for (size_t j = 0; j < r; j++)
+                gb[i * r + j] += bx * B_y[k * r + j];
         }
+    double dot = 0;
+    for (size_t i = 0; i < r; i++) /* (A_x A_y^T)_ij: rows of A are contiguous */
+        for (size_t j = 0; j < r; j++) {
+            double aa = 0;
+            for (size_t n = 0; n < ff; n++)
+                aa += (double)A_x[i * ff + n] * A_y[j * ff + n];
+            dot += gb[i * r + j] * aa;
+        }
+    free(gb);
     return dot;
 }
 

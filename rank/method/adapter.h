@@ -57,9 +57,11 @@ void melbo_adapter_normalize(float *par, const struct melbo_adapter_shape *s);
 void melbo_adapter_update(float *par, float *g, float *m, float *v, float *vhat, int t,
                           const struct melbo_adam *opt, const struct melbo_adapter_shape *s);
 
-/* <B_x A_x, B_y A_y> (Frobenius) of two adapter rows' weight changes, unscaled, in fp64, from
- * the r x r products B_x^T B_y and A_x A_y^T (never forming the d x ff matrices). */
-double melbo_adapter_dot(const float *x, const float *y, const struct melbo_adapter_shape *s);
+/* <B_x A_x, B_y A_y> (Frobenius) of two adapters' weight changes, unscaled, in fp64, from the
+ * r x r products B_x^T B_y and A_x A_y^T (never forming the d x ff matrices): A (r, ff) and
+ * B (d, r) each, e.g. the two parts of an adapter row or a bank's lora_A / lora_B rows. */
+double melbo_adapter_dot(const float *A_x, const float *B_x, const float *A_y, const float *B_y,
+                         const struct melbo_adapter_shape *s);
 
 #ifdef __cplusplus
 }

@@ -82,15 +82,6 @@ static void make_order(struct page *pg) {
     free(z);
 }
 
-/* One adapter's flat row (A, then B) copied out of the bank: rank/method/adapter.h's layout. */
-static float *adapter_row(const struct melbo_bank *b, int k, const struct melbo_adapter_shape *s) {
-    size_t nA = melbo_adapter_n_A(s), W = melbo_adapter_width(s);
-    float *row = melbo_xalloc_f32(W);
-    memcpy(row, melbo_bank_lora_A(b, k, 0), sizeof(float) * nA);
-    memcpy(row + nA, melbo_bank_lora_B(b, k, 0), sizeof(float) * (W - nA));
-    return row;
-}
-
 static void make_cosines(struct page *pg) {
     const struct melbo_bank *b = pg->b;
     int N = b->N;
@@ -101,14 +92,12 @@ static void make_cosines(struct page *pg) {
         (double)N * N / 2 * (double)s.r * s.r * (double)(s.d + s.ff) > COSINE_BUDGET)
         return;
     double *dot = melbo_xcalloc((size_t)N * N, sizeof *dot);
-    float **rows = pg->adapters ? melbo_xcalloc((size_t)N, sizeof *rows) : NULL;
-    for (int k = 0; pg->adapters && k < N; k++)
-        rows[k] = adapter_row(b, k, &s);
     for (int i = 0; i < N; i++)
         for (int j = i; j < N; j++) {
             double x = 0;
             if (pg->adapters) {
-                x = melbo_adapter_dot(rows[i], rows[j], &s);
+                x = melbo_adapter_dot(melbo_bank_lora_A(b, i, 0), melbo_bank_lora_B(b, i, 0),
+                                      melbo_bank_lora_A(b, j, 0), melbo_bank_lora_B(b, j, 0), &s);
             } else {
                 const float *u = b->vectors + (size_t)i * b->d, *v = b->vectors + (size_t)j * b->d;
                 for (int c = 0; c < b->d; c++)
@@ -122,9 +111,6 @@ static void make_cosines(struct page *pg) {
             double den = sqrt(dot[(size_t)i * N + i] * dot[(size_t)j * N + j]);
             pg->cos[(size_t)i * N + j] = den > 0 ? dot[(size_t)i * N + j] / den : 0.0;
         }
-    for (int k = 0; pg->adapters && k < N; k++)
-        free(rows[k]);
-    free(rows);
     free(dot);
 }
 

@@ -56,9 +56,10 @@ static double cosine(void *ctx, int i, int j) {
     const float *x = tr->ws.vectors + (size_t)i * tr->W, *y = tr->ws.vectors + (size_t)j * tr->W;
     double xy = 0, xx = 0, yy = 0;
     if (tr->adapters) {
-        xy = melbo_adapter_dot(x, y, &tr->adapter);
-        xx = melbo_adapter_dot(x, x, &tr->adapter);
-        yy = melbo_adapter_dot(y, y, &tr->adapter);
+        size_t nA = melbo_adapter_n_A(&tr->adapter);
+        xy = melbo_adapter_dot(x, x + nA, y, y + nA, &tr->adapter);
+        xx = melbo_adapter_dot(x, x + nA, x, x + nA, &tr->adapter);
+        yy = melbo_adapter_dot(y, y + nA, y, y + nA, &tr->adapter);
     } else {
         for (int k = 0; k < tr->W; k++) {
             xy += (double)x[k] * y[k];
