@@ -27,6 +27,7 @@ struct view {
     float hist[64][SPARK_LEN];
     int hist_len[64];
     char log[256];
+    const char *unit; // "vector-steps/s" or "adapter-steps/s" (the job's kind, asked once)
 };
 
 /* Prints one event (borrowed) as one JSON line on stdout and flushes, for scripts. */
@@ -118,18 +119,19 @@ static void draw(const struct view *v, uint64_t job) {
                                        "\u2585", "\u2586", "\u2587", "\u2588"};
     printf("\033[H\033[2J");
     printf("job %llu  %s", (unsigned long long)job, melbo_job_state_name(v->state));
+    /* every text may come from another user's job or its ranks: escaped before a terminal */
     if (v->state == MELBO__JOB_STATE__QUEUED && v->reason[0])
-        printf("  (%s)", v->reason);
+        printf("  (%s)", melbo_cli_safe(v->reason, 0));
     else if (v->detail[0])
-        printf("  (%s)", v->detail);
+        printf("  (%s)", melbo_cli_safe(v->detail, 0));
     printf("\n");
     if (v->n_waves > 0) {
         int width = 30, fill = v->steps ? v->step * width / v->steps : 0;
         printf("wave %d/%d [", v->wave + 1, v->n_waves);
         for (int i = 0; i < width; i++)
             printf(i < fill ? "#" : ".");
-        printf("] step %d/%d  %.1f vector-steps/s  ETA %.0fs  %.3f TFLOP/s\n", v->step, v->steps,
-               v->sps, v->eta, v->tflops);
+        printf("] step %d/%d  %.1f %s  ETA %.0fs  %.3f TFLOP/s\n", v->step, v->steps, v->sps,
+               v->unit ? v->unit : "vector-steps/s", v->eta, v->tflops);
         for (int i = 0; i < v->n_vec && i < 64; i++) {
             float lo = v->hist[i][0], hi = v->hist[i][0];
             for (int k = 0; k < v->hist_len[i]; k++) {
@@ -145,12 +147,32 @@ static void draw(const struct view *v, uint64_t job) {
         }
     }
     if (v->log[0])
-        printf("log: %s\n", v->log);
+        printf("log: %s\n", melbo_cli_safe(v->log, 0));
     if (v->error[0])
-        printf("error: %s\n", v->error);
+        printf("error: %s\n", melbo_cli_safe(v->error, 0));
     if (v->bank[0])
-        printf("bank: %s\n", v->bank);
+        printf("bank: %s\n", melbo_cli_safe(v->bank, 0));
     fflush(stdout);
+}
+
+/* Sets *unit, the live view's rate unit for job: "adapter-steps/s" for an adapter job, else
+ * "vector-steps/s" (one ShowJob request on the open connection c). Returns 0 or the exit code of
+ * its refusal (printed: an unknown job, another user's private job). */
+static int rate_unit(struct melbo_cli *c, uint64_t job, const char **unit) {
+    Melbo__ShowJobRequest q = MELBO__SHOW_JOB_REQUEST__INIT;
+    q.has_job_id = 1;
+    q.job_id = job;
+    Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
+    env.body_case = MELBO__ENVELOPE__BODY_SHOW_JOB;
+    env.show_job = &q;
+    int st = melbo_cli_call(c, &env, &rep);
+    *unit = "vector-steps/s";
+    if (st == 0 && rep->body_case == MELBO__ENVELOPE__BODY_JOB && rep->job->job &&
+        rep->job->job->has_adapter_rank && rep->job->job->adapter_rank > 0)
+        *unit = "adapter-steps/s";
+    if (rep)
+        melbo__envelope__free_unpacked(rep, NULL);
+    return st;
 }
 
 int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
@@ -181,6 +203,12 @@ int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
                 continue;
             }
             status = st;
+            break;
+        }
+        if (live && v->unit == NULL && (st = rate_unit(c, job, &v->unit)) != 0 &&
+            st != MELBO_CLI_UNREACHABLE) {
+            status = st;
+            melbo_conn_close(&c->conn);
             break;
         }
         Melbo__WatchRequest wr = MELBO__WATCH_REQUEST__INIT;
@@ -245,7 +273,8 @@ int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
         sleep(1);
     }
     if (live && v->state == MELBO__JOB_STATE__FAILED)
-        fprintf(stderr, "melbo: job %llu FAILED: %s\n", (unsigned long long)job, v->error);
+        fprintf(stderr, "melbo: job %llu FAILED: %s\n", (unsigned long long)job,
+                melbo_cli_safe(v->error, 0));
     free(v);
     return status;
 }

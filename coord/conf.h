@@ -44,6 +44,9 @@ extern "C" {
       "jobs of one user queued or running at once")                                                \
     X(ranks_per_user, "limits.ranks_per_user", 64, 1, 100000,                                      \
       "ranks (tp x dp) of one user's running jobs together")                                       \
+    X(threads_per_user, "limits.threads_per_user", 1024, 1, 10000000,                              \
+      "CPU threads of one user's queued and running jobs together (ranks x --threads; a job "     \
+      "without --threads counts the coordinator's OMP_NUM_THREADS, else 1, per rank)")            \
     X(max_tp, "limits.max_tp", 64, 1, 4096, "--tp of one job")                                     \
     X(max_dp, "limits.max_dp", 64, 1, 4096, "--dp of one job")                                     \
     X(max_threads, "limits.max_threads", 256, 1, 100000, "--threads of one rank")                  \

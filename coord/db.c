@@ -18,7 +18,8 @@ static const char *const schema =
     "  spec BLOB NOT NULL, secret TEXT NOT NULL, model TEXT, name TEXT, vectors INTEGER,"
     "  steps INTEGER, n_ranks INTEGER, created REAL, finished REAL, error TEXT,"
     "  failed_rank INTEGER, bank_id TEXT, pid INTEGER, cancel_requested INTEGER DEFAULT 0,"
-    "  last_step BLOB, slurm_id TEXT, resubmits INTEGER DEFAULT 0, adapter_rank INTEGER DEFAULT 0);"
+    "  last_step BLOB, slurm_id TEXT, resubmits INTEGER DEFAULT 0, adapter_rank INTEGER DEFAULT 0,"
+    "  threads INTEGER DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS events("
     "  job_id INTEGER NOT NULL, num INTEGER NOT NULL, rank_seq INTEGER NOT NULL,"
     "  body BLOB NOT NULL, PRIMARY KEY(job_id, num)) WITHOUT ROWID;"
@@ -47,6 +48,7 @@ int melbo_db_open(const char *path, sqlite3 **db, struct melbo_err *err) {
         "ALTER TABLE jobs ADD COLUMN slurm_id TEXT",
         "ALTER TABLE jobs ADD COLUMN resubmits INTEGER DEFAULT 0",
         "ALTER TABLE jobs ADD COLUMN adapter_rank INTEGER DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN threads INTEGER DEFAULT 0",
         "ALTER TABLE banks ADD COLUMN kind TEXT",
         "ALTER TABLE banks ADD COLUMN adapter_rank INTEGER",
         "ALTER TABLE banks ADD COLUMN adapter_alpha REAL",
@@ -81,7 +83,7 @@ int melbo_db_job_insert(sqlite3 *db, struct melbo_job *job, struct melbo_err *er
     int ret = 0;
     if (sqlite3_prepare_v2(db,
                            "INSERT INTO jobs(user, state, spec, secret, model, name, vectors, "
-                           "steps, n_ranks, created, adapter_rank) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                           "steps, n_ranks, created, adapter_rank, threads) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &st, NULL) != SQLITE_OK) {
         ret = MELBO_EIO;
         goto out;
@@ -97,6 +99,7 @@ int melbo_db_job_insert(sqlite3 *db, struct melbo_job *job, struct melbo_err *er
     sqlite3_bind_int(st, 9, job->n_ranks);
     sqlite3_bind_double(st, 10, job->created);
     sqlite3_bind_int(st, 11, job->adapter_rank);
+    sqlite3_bind_int(st, 12, job->threads);
     if (sqlite3_step(st) != SQLITE_DONE) {
         ret = MELBO_EIO;
         goto out;
@@ -158,7 +161,7 @@ int melbo_db_jobs_load(sqlite3 *db, struct melbo_job **list, struct melbo_err *e
         "COALESCE(slurm_id, ''), COALESCE(resubmits, 0), "
         "(SELECT COALESCE(MAX(num), 0) FROM events e WHERE e.job_id = jobs.id), "
         "(SELECT COALESCE(MAX(rank_seq), 0) FROM events e WHERE e.job_id = jobs.id), "
-        "COALESCE(adapter_rank, 0) FROM jobs ORDER BY id ASC";
+        "COALESCE(adapter_rank, 0), COALESCE(threads, 0) FROM jobs ORDER BY id ASC";
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         ret = melbo_err_set(err, MELBO_EIO, "cannot read the job table: %s", sqlite3_errmsg(db));
         goto out;
@@ -210,6 +213,7 @@ int melbo_db_jobs_load(sqlite3 *db, struct melbo_job **list, struct melbo_err *e
         j->last_event = (uint64_t)sqlite3_column_int64(st, 20);
         j->rank_seq = (uint64_t)sqlite3_column_int64(st, 21);
         j->adapter_rank = sqlite3_column_int(st, 22);
+        j->threads = sqlite3_column_int(st, 23);
     }
     if (rc != SQLITE_DONE)
         ret = melbo_err_set(err, MELBO_EIO, "cannot read the job table: %s", sqlite3_errmsg(db));

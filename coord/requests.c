@@ -101,13 +101,14 @@ static int check_bounds(const struct melbo_coord_limits *l, const struct melbo_j
  * with this job's n_ranks. Returns 0, or MELBO_ERANGE with err naming the limit.
  */
 static int check_user_share(const struct melbo_coord *co, const char *user, int n_ranks,
-                            struct melbo_err *err) {
+                            int threads, struct melbo_err *err) {
     const struct melbo_coord_limits *l = &co->limits;
-    long long jobs = 0, ranks = n_ranks;
+    long long jobs = 0, ranks = n_ranks, all_threads = threads;
     for (const struct melbo_job *j = co->jobs.list; j; j = j->next)
         if (!melbo_job_state_terminal(j->state) && !strcmp(j->user, user)) {
             jobs++;
             ranks += j->n_ranks > 0 ? j->n_ranks : 1;
+            all_threads += j->threads > 0 ? j->threads : j->n_ranks > 0 ? j->n_ranks : 1;
         }
     if (jobs + 1 > l->running_jobs_per_user)
         return melbo_err_set(err, MELBO_ERANGE,
@@ -121,6 +122,12 @@ static int check_user_share(const struct melbo_coord *co, const char *user, int 
                              "over %s = %lld (coord.conf)",
                              n_ranks, user, ranks, MELBO_COORD_LIMIT_KEY(ranks_per_user),
                              (long long)l->ranks_per_user);
+    if (all_threads > l->threads_per_user)
+        return melbo_err_set(err, MELBO_ERANGE,
+                             "this job's %d CPU threads would make %s's queued and running threads "
+                             "%lld, over %s = %lld (coord.conf)",
+                             threads, user, all_threads, MELBO_COORD_LIMIT_KEY(threads_per_user),
+                             (long long)l->threads_per_user);
     return 0;
 }
 
@@ -153,7 +160,7 @@ struct submit {
     struct melbo_err err;
     char model[PATH_MAX];
     char name[256];
-    int vectors, steps, adapter_rank, n_ranks;
+    int vectors, steps, adapter_rank, n_ranks, threads;
 };
 
 static const char *const upload_names[2] = {"init", "calibration-init"};
@@ -166,6 +173,16 @@ static void submit_free(uv_handle_t *h) {
     if (s->spec)
         melbo__job_spec__free_unpacked(s->spec, NULL);
     free(s);
+}
+
+/* The CPU threads one rank of a job runs: its --threads, else what OpenMP will start from the
+ * environment the launcher passes on (the coordinator's OMP_NUM_THREADS), else 1. */
+static int rank_threads(int given) {
+    if (given > 0)
+        return given;
+    const char *env = getenv("OMP_NUM_THREADS");
+    long n = env ? strtol(env, NULL, 10) : 0;
+    return n > 0 && n < 100000 ? (int)n : 1;
 }
 
 static void submit_work(uv_work_t *w) {
@@ -187,6 +204,7 @@ static void submit_work(uv_work_t *w) {
         s->steps = jp.train.steps;
         s->adapter_rank = jp.train.adapter_rank;
         s->n_ranks = melbo_job_ranks(&jp);
+        s->threads = s->n_ranks * rank_threads(jp.train.threads);
     }
     melbo_job_params_free(&jp);
 }
@@ -236,7 +254,7 @@ static void submit_done(uv_work_t *w, int status) {
     if (s->answered || cl == NULL || status != 0)
         goto out;
     if (s->ret == 0)
-        s->ret = check_user_share(co, s->user, s->n_ranks, &s->err);
+        s->ret = check_user_share(co, s->user, s->n_ranks, s->threads, &s->err);
     if (s->ret != 0) {
         melbo_client_error(cl, s->req, MELBO__ERROR_CODE__ERROR_INVALID, 0, "%s", s->err.msg);
         goto out;
@@ -260,6 +278,7 @@ static void submit_done(uv_work_t *w, int status) {
     job->steps = s->steps;
     job->adapter_rank = s->adapter_rank;
     job->n_ranks = s->n_ranks;
+    job->threads = s->threads;
     job->spec_len = melbo__job_spec__get_packed_size(s->spec);
     job->spec = malloc(job->spec_len ? job->spec_len : 1);
     if (job->spec == NULL)
@@ -517,7 +536,7 @@ static void on_cancel(struct melbo_client *cl, const Melbo__Envelope *env) {
     struct melbo_job *job = need_job(cl, env->id, env->cancel->has_job_id, env->cancel->job_id);
     if (job == NULL)
         return;
-    if (strcmp(job->user, cl->user) != 0) {
+    if (strcmp(job->user, cl->user) != 0 && !cl->admin) { /* an admin may cancel any job */
         melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_PERMISSION, 0,
                            "job %llu belongs to %s", (unsigned long long)job->id, job->user);
         return;

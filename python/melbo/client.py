@@ -27,11 +27,17 @@ import hashlib
 import os
 import socket
 import ssl
+import stat
 import struct
 import time
 
 MAX_FRAME = 16 * 1024 * 1024
 PROTOCOL_VERSION = 1
+# As `melbo submit` (cli/submit.c): a --prompts file is sent as its text, at most PROMPTS_CAP
+# bytes; the files of UPLOADED options are uploaded in chunks before the submit names them.
+PROMPTS_CAP = 15 * 1024 * 1024
+UPLOADED = ("init", "calibration-init")
+UPLOAD_CHUNK = 1 << 20
 TERMINAL_STATES = ("DONE", "FAILED", "CANCELLED")
 
 
@@ -128,6 +134,27 @@ def spec_options(options=None, **kw):
             else:
                 out.append((name, _num(x)))
     return out
+
+
+def _read_capped(path, cap, what):
+    """The text of the regular file at path, at most cap bytes (a FIFO or a device is refused
+    without blocking), read with the caller's own rights: the coordinator opens no user file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ClientError("ERROR_INVALID", "%s %s: %s" % (what, path, e.strerror)) from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ClientError("ERROR_INVALID", "%s %s: not a regular file" % (what, path))
+        data = f.read(cap + 1)
+    if len(data) > cap:
+        raise ClientError("ERROR_TOO_LARGE", "%s %s: larger than %d bytes" % (what, path, cap))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ClientError("ERROR_INVALID", "%s %s: not UTF-8 (byte %d)" % (what, path, e.start)) \
+            from None
 
 
 def _numbers(v):
@@ -300,11 +327,52 @@ class Client:
         coordinator checks them with melbo's option table and refuses a job the ranks would
         refuse (ClientError "ERROR_INVALID" with the ranks' message)."""
         spec = self.pb.JobSpec()
+        uploads = []
         for name, value in spec_options(options, **kw):
+            if value is not None and name == "prompts":
+                name, value = "prompts-jsonl", _read_capped(value, PROMPTS_CAP, "--prompts")
+            elif value is not None and name in UPLOADED:
+                uploads.append((name, value))
+                value = "upload:" + name
+            elif value is not None and name == "model" and "/" in value:
+                value = os.path.abspath(value)
             o = spec.options.add(name=name)
             if value is not None:
                 o.value = value
+        for name, path in uploads:  # before the submit, which names them "upload:NAME"
+            self._upload(name, path)
         return int(self._call(submit=self.pb.SubmitRequest(spec=spec)).submitted.job_id)
+
+    def _upload(self, name, path):
+        """Uploads the regular file at path for option name (InputUpload chunks of at most
+        UPLOAD_CHUNK bytes, each acknowledged; the last carries the whole file's sha256)."""
+        try:
+            f = open(path, "rb", buffering=0)
+        except OSError as e:
+            raise ClientError("ERROR_INVALID", "--%s %s: %s" % (name, path, e.strerror)) from None
+        with f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ClientError("ERROR_INVALID", "--%s %s: not a regular file" % (name, path))
+            total, off, sha = st.st_size, 0, hashlib.sha256()
+            while True:
+                chunk = f.read(min(UPLOAD_CHUNK, total - off))
+                if len(chunk) < min(UPLOAD_CHUNK, total - off):
+                    raise ClientError("ERROR_INVALID", "--%s %s: cannot read it (did it shrink?)"
+                                      % (name, path))
+                sha.update(chunk)
+                last = off + len(chunk) >= total
+                u = self.pb.InputUpload(option=name, offset=off, data=chunk, total_size=total,
+                                        last=last)
+                if last:
+                    u.sha256 = sha.hexdigest()
+                rep = self._call(input_upload=u)
+                if rep.WhichOneof("body") != "input_upload_ack":
+                    raise ClientError("ERROR_PROTOCOL", "unexpected reply to an upload: %s"
+                                      % rep.WhichOneof("body"))
+                off += len(chunk)
+                if last:
+                    return
 
     def watch(self, job, from_event=1, follow=True, retries=30):
         """Yields the job's events (Records: number, kind "STATE" | "STEP" | "GENERATE" |

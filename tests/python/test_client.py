@@ -10,6 +10,9 @@
   listed, shown, fetched in chunks (sha256 = the catalog's), and the file opens with melbo.Bank:
   its objective curves are the STEP events' values, bit for bit; fetch by bank id gives the same
   bytes; the catalog lists and shows the bank; an unknown job is ERROR_NOT_FOUND;
+- submit(prompts=FILE, init=FILE): the client sends the prompts as their text and uploads the
+  init file (the coordinator opens no user path), the job is DONE with both prompts; a missing
+  prompts file and a directory as init are refused before anything is sent;
 - an adapter job (adapter_rank=4) the same way, its bank an adapter bank.
 
 Needs PyPI protobuf: when the python3 running this lacks it, it is installed into TMP/pydeps
@@ -174,6 +177,34 @@ try:
     except melbo.ClientError as e:
         check(e.code == "ERROR_NOT_FOUND" and not os.path.exists(os.path.join(tmp, "none.bank.safetensors")),
               f"fetch of an unknown job: {e}")
+
+    # files are read (prompts) and uploaded (init) by the client, as `melbo submit` does: the
+    # coordinator opens no path a user names
+    init = os.path.join(tmp, "init.safetensors")
+    mw.write_safetensors(init, {"vectors": ("F32", (2, 64), [0.01 * (i % 7) for i in range(128)])},
+                         {})
+    prompts = os.path.join(tmp, "p.jsonl")
+    with open(prompts, "w") as f:
+        f.write('{"text": "The capital of France is"}\n{"prompt": "Say hi"}\n')
+    fjob = c.submit(model=model, prompts=prompts, init=init, source_layer=1, target_layer=4,
+                    radius=4, vectors=2, steps=2, random_baselines=0, no_generate=True)
+    fin = c.wait(fjob)
+    fspec = {o.name: o.value for o in c.job(fjob).spec.options}
+    fb = melbo.Bank(c.fetch(fjob, os.path.join(tmp, "files.bank.safetensors"))) \
+        if fin.state == "DONE" else None
+    check(fin.state == "DONE" and fspec.get("init") == "upload:init"
+          and "The capital of France is" in fspec.get("prompts-jsonl", "")
+          and fb is not None and len(fb.prompt_ids) == 2,
+          f"submit(prompts=FILE, init=FILE): job {fjob} {fin.state}, init sent as "
+          f"{fspec.get('init')!r}, prompts as their text, bank of {len(fb.prompt_ids) if fb else 0} "
+          "prompts")
+    for kw, code in ((dict(prompts=os.path.join(tmp, "nope.jsonl")), "ERROR_INVALID"),
+                     (dict(init=tmp), "ERROR_INVALID")):
+        try:
+            c.submit(model=model, prompt_ids=ids, source_layer=1, target_layer=4, radius=4, **kw)
+            check(False, f"submit({kw}) refused")
+        except melbo.ClientError as e:
+            check(e.code == code, f"submit({list(kw)[0]}=bad path): {e}")
 
     ajob = c.submit(model=model, prompt_ids=ids, source_layer=1, target_layer=4, adapter_rank=4,
                     vectors=2, steps=3, max_new_tokens=2)

@@ -2,7 +2,7 @@
 """tests/service/fake_rank.py train [options] - a stand-in for melbo-rank that trains nothing: the
 coordinator launches it (melbo-coord serve --rank-binary) as it would the ranks, and it plays
 rank 0's side of the protocol (DESIGN §4) with the official Python protobuf runtime: RankHello
-with the job's secret, a RUNNING state event and one STEP event, then uploads the file given as
+with the job's secret, a RUNNING state event, a LOG event with terminal escapes and one STEP event, then uploads the file given as
 --init verbatim as the job's bank, and RankDone. So a test decides byte for byte which bank the
 coordinator stores (an adapter bank, a vector bank, a bank from before `kind` existed) without
 depending on the trainer. Exits 0 once the coordinator acknowledged the end, 1 otherwise.
@@ -97,7 +97,11 @@ def main():
         print(f"fake_rank: hello refused: {rep.error.message}", file=sys.stderr)
         return 1
     seq = rep.rank_hello_ok.last_seq
+    # a log line with terminal escapes, as a rank echoing user text could send: every reader
+    # (melbo watch's live view) must show it escaped
     events = [pb.JobEvent(kind=pb.JobEvent.STATE, state=pb.RUNNING, detail="fake rank"),
+              pb.JobEvent(kind=pb.JobEvent.LOG, state=pb.RUNNING,
+                          log="fake rank says \x1b]0;pwned\x07\x1b[2J\u009b31m hi"),
               pb.JobEvent(kind=pb.JobEvent.STEP, step=pb.StepInfo(
                   wave=0, n_waves=1, step=1, steps=1, first_vector=0, n_vectors=k,
                   total_vectors=k, objective=[float(i) for i in range(k)]))]

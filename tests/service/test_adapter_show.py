@@ -5,7 +5,9 @@ job's bank. An adapter bank (kind=adapter: lora_A / lora_B, completions under "a
 shown as adapters with their rank, alpha and module, by ShowJob, ShowBank and ListBanks on the
 wire and by `melbo show`, `melbo bank show`, `melbo bank ls` and `melbo ls`; a vector bank as
 before, and a bank without `kind` (before adapters) as a vector bank. All of it survives a
-restart of the coordinator (the job table and the catalog). The coordinator refuses adapter
+restart of the coordinator (the job table and the catalog). `melbo watch` on a terminal (a pty)
+shows the fake rank's log line, full of terminal escapes, escaped, and its rate in adapter-steps/s
+for an adapter job. The coordinator refuses adapter
 specs the ranks would refuse (--radius with --adapter-rank, rank 0, a rank above the model's
 widths), even from a client that does not check."""
 import json, os, subprocess, sys
@@ -163,6 +165,33 @@ try:
     st, out, err = cli("ls")
     check(st == 0 and any(l.split()[:1] == [str(ja)] and "adapter" in l for l in out.splitlines()),
           f"melbo ls: the adapter job's KIND\n{out}{err}")
+
+    # ---- melbo watch's live view (a terminal): texts escaped, the rate in the job's unit -----
+    def watch_tty(job):
+        import pty
+        master, slave = pty.openpty()
+        env = dict(os.environ, MELBO_COORD=co.addr, MELBO_TOKEN=co.token)
+        p = subprocess.Popen([melbo, "watch", str(job)], env=env, stdout=slave, stderr=slave)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the other side closed
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        return p.wait(timeout=60), out
+    st, out = watch_tty(ja)
+    check(st == 0 and b"\x1b]0;" not in out and b"\xc2\x9b" not in out
+          and b"\\x1b]0;pwned\\x07\\x1b[2J\\u009b31m" in out and b"adapter-steps/s" in out,
+          f"watch on a terminal: the rank's log line escaped, the rate in adapter-steps/s "
+          f"({out[-160:]!r})")
+    st, out = watch_tty(jv)
+    check(st == 0 and b"vector-steps/s" in out and b"\x1b]0;" not in out,
+          "watch of a vector job: vector-steps/s, no raw escape")
 
     # ---- a restart keeps it all (job table and catalog from the database) --------------------
     c.close()

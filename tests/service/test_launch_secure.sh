@@ -7,12 +7,14 @@
 #      has no MELBO_TOKEN (the allowlist), but has MELBO_JOB_ID
 #   2. bounds: --tp/--dp/--threads/--vectors/--steps/--wave/--max-new-tokens over coord.conf's
 #      limits refused naming the limit; `ls --limit -1` refused; a limit over limits.max_list
-#      answered with an Error naming it; per-user caps on queued/running jobs and ranks
+#      answered with an Error naming it; per-user caps on queued/running jobs, ranks and threads
 #   3. tokens: --token refused (argv is public), --token-file works; `token rotate` (the old
 #      token stops at the running coordinator's next auth), `token remove`, `token add --admin`,
 #      a second `token add` of a name refused; the tokens file stays 0600; init's user is admin
 #   4. --private: another user's ls / show / watch / fetch / bank ls / bank show / fetch --bank
-#      hide the job and its bank ("no job N", "no bank ID"); the owner and an admin see them
+#      / cancel
+#      hide the job and its bank ("no job N", "no bank ID"); the owner and an admin see them,
+#      and an admin cancels them
 #   5. a prompt with terminal escapes is printed escaped by `melbo bank ls` and `melbo show`
 bin=$1 golden=$2 tmp=$3
 source "$(dirname "$0")/lib.sh"
@@ -23,7 +25,7 @@ expect() { # DESC STATUS NEEDLE CMD...
     else bad "$what: exit $st (want $want): $out"; fi
 }
 coord_init
-printf 'limits.max_dp=8\nlimits.max_tp=8\nlimits.max_threads=16\nlimits.max_vectors=64\nlimits.max_steps=200000\nlimits.max_wave=32\nlimits.max_new_tokens=512\nlimits.max_list=500\nlimits.running_jobs_per_user=2\nlimits.ranks_per_user=3\n' \
+printf 'limits.max_dp=8\nlimits.max_tp=8\nlimits.max_threads=16\nlimits.max_vectors=64\nlimits.max_steps=200000\nlimits.max_wave=32\nlimits.max_new_tokens=512\nlimits.max_list=500\nlimits.running_jobs_per_user=2\nlimits.ranks_per_user=3\nlimits.threads_per_user=24\n' \
     >> "$tmp/state/coord.conf"
 coord_start   # MELBO_TOKEN is exported by coord_init: the coordinator's environment has it
 tr '\0' '\n' < /proc/$coord_pid/environ | grep -q '^MELBO_TOKEN=' && ok "the coordinator runs with MELBO_TOKEN set" \
@@ -74,6 +76,8 @@ expect "ls --limit -1 refused" 2 "--limit '-1' is not a number of rows" melbo ls
 expect "ls --limit 4000000000: an Error naming limits.max_list" 1 "limits.max_list = 500" melbo ls --limit 4000000000
 expect "ls --limit 500 served" 0 "" melbo ls --limit 500
 expect "ranks per user" 1 "over limits.ranks_per_user = 3" melbo submit "${b[@]}" --dp 3 --vectors 3 --wave 1
+# 2 ranks x 16 threads: within ranks_per_user and max_threads, over threads_per_user together
+expect "threads per user" 1 "over limits.threads_per_user = 24" melbo submit "${b[@]}" --dp 2 --vectors 2 --wave 1 --threads 16
 job2=$(melbo submit "${long[@]}" 2>&1) && ok "a second job is accepted ($job2)" || bad "second job: $job2"
 expect "jobs per user" 1 "limits.running_jobs_per_user = 2" melbo submit "${b[@]}"
 njobs=$(melbo ls --json | python3 -c "import json,sys; print(len(json.load(sys.stdin)))")
@@ -130,6 +134,13 @@ MELBO_TOKEN=$fred melbo bank ls --json | grep -q "\"job\":$jq" && ok "fred's ban
 melbo show "$jp" >/dev/null && melbo bank show "$bankp" >/dev/null && ok "an admin sees the private job and its bank" \
     || bad "admin cannot see job $jp"
 MELBO_TOKEN=$erin melbo bank show "$bankp" >/dev/null && ok "erin sees her private bank" || bad "erin: bank show"
+jl=$(MELBO_TOKEN=$erin melbo submit "${long[@]}" --private) || bad "erin's long private job: $jl"
+expect "fred: cancel of erin's private job" 1 "no job $jl" env MELBO_TOKEN=$fred melbo cancel "$jl"
+jr=$(MELBO_TOKEN=$erin melbo submit "${p[@]}" --prompt "public") || bad "erin's public job: $jr"
+expect "fred: cancel of erin's public job" 1 "belongs to erin" env MELBO_TOKEN=$fred melbo cancel "$jr"
+melbo cancel "$jl" >/dev/null && wait_state "$jl" CANCELLED 30 && ok "an admin cancels erin's private job $jl" \
+    || bad "admin cancel of $jl: $(melbo show "$jl" 2>&1 | head -2)"
+MELBO_TOKEN=$erin timeout 120 melbo watch "$jr" >/dev/null 2>&1 || true
 
 # ---- 5. the CLI escapes control characters that came from another user ----
 MELBO_TOKEN=$fred melbo bank ls > "$tmp/bankls.txt" 2>&1

@@ -6,7 +6,11 @@
   3. a plain TCP client that sends a Hello in clear gets nothing readable;
   4. `openssl s_client -tls1_3` completes a handshake and `-tls1_2` fails;
   5. plaintext_loopback=1 is refused with a non-loopback listen address; a state directory without
-     tls.key gets a new key and certificate at `serve` start (the fingerprint in the log).
+     tls.key gets a new key and certificate at `serve` start (the fingerprint in the log);
+  6. the connection limits on a TLS port: 60 silent connections and 40 handshakes stopped after
+     the ClientHello are all closed at limits.auth_timeout_ms while `melbo ls` still answers; a
+     16 MiB frame announced inside TLS before Hello is refused at once; a flood of wrong tokens
+     is throttled after limits.auth_failures_per_minute with at most two log lines.
 Usage: test_tls.py BUILD REPO GOLDEN TMP"""
 import os, shutil, socket, struct, subprocess, sys, threading, time
 
@@ -204,4 +208,112 @@ check("MELBO_COORD_FINGERPRINT=sha256:" in text and mode == "0o600",
       "serve makes a missing key (%s) and logs the fingerprint" % mode)
 
 co.stop()
+
+# ---- 6. the connection limits hold under TLS ---------------------------------------------------
+# (test_limits.py floods a plaintext-on-loopback coordinator with raw sockets; here the same
+# limits on a TLS port: handshakes that never finish, a frame announced inside TLS, bad tokens)
+import ssl  # noqa: E402
+lim = mw.Coord(build, os.path.join(tmp, "lim"), extra=["--rank-binary", "/bin/true"],
+               conf=["limits.auth_timeout_ms=1500", "limits.preauth_frame_bytes=65536",
+                     "limits.auth_failures_per_minute=10", "limits.connections_per_address=256"])
+lhost, lport = lim.addr.rsplit(":", 1)
+
+
+def tls_sock():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    raw = socket.create_connection((lhost, int(lport)), timeout=10)
+    return ctx.wrap_socket(raw)
+
+
+def closed_within(socks, seconds):
+    """How many of socks the coordinator closed within seconds (EOF or reset)."""
+    end, gone = time.time() + seconds, set()
+    while time.time() < end and len(gone) < len(socks):
+        for i, x in enumerate(socks):
+            if i in gone:
+                continue
+            try:
+                x.settimeout(0.01)
+                if x.recv(4096) == b"":
+                    gone.add(i)
+            except (socket.timeout, ssl.SSLWantReadError, BlockingIOError):
+                pass
+            except (OSError, ssl.SSLError):
+                gone.add(i)
+    return len(gone)
+
+
+def legit_ms():
+    t = time.time()
+    r = subprocess.run([melbo_cli, "ls"], capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, MELBO_COORD=lim.addr, MELBO_TOKEN=lim.token,
+                                MELBO_COORD_FINGERPRINT=lim.fingerprint))
+    return (time.time() - t) * 1e3 if r.returncode == 0 else None
+
+
+# 60 connections that send nothing and 40 that stop in the middle of the handshake (a
+# ClientHello written, the rest never read): all closed at the authentication deadline
+idle = [socket.create_connection((lhost, int(lport)), timeout=5) for _ in range(60)]
+half = []
+for _ in range(40):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, outg)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    x = socket.create_connection((lhost, int(lport)), timeout=5)
+    x.sendall(outg.read())
+    half.append(x)
+ms = legit_ms()
+check(ms is not None and ms < 2000, "with 100 stalled handshakes open, `melbo ls` over TLS "
+      "answers (%s ms)" % (None if ms is None else round(ms)))
+n_idle, n_half = closed_within(idle, 6.0), closed_within(half, 1.0)
+check(n_idle == 60 and n_half == 40, "stalled handshakes closed at limits.auth_timeout_ms: "
+      "%d of 60 silent, %d of 40 half-done" % (n_idle, n_half))
+for x in idle + half:
+    x.close()
+
+# a 16 MiB - 1 frame announced inside TLS before Hello: refused as soon as the length arrives
+t = tls_sock()
+t.sendall(struct.pack(">I", (16 << 20) - 1) + b"x" * 100)
+t0 = time.time()
+gone = closed_within([t], 1.0)
+check(gone == 1 and time.time() - t0 < 1.0, "a 16 MiB frame announced inside TLS before Hello: "
+      "closed in %.0f ms (limits.preauth_frame_bytes)" % ((time.time() - t0) * 1e3))
+t.close()
+
+# wrong tokens over TLS: after limits.auth_failures_per_minute the attempts are refused
+# unchecked, with one log line; the right token from another address still gets in
+codes = []
+for k in range(16):
+    t = tls_sock()
+    env = pb.Envelope(id=1, hello=pb.Hello(protocol_version=1, token="wrong%d" % k, client="x"))
+    t.sendall(mw.frame(env.SerializeToString()))
+    buf = b""
+    try:
+        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
+            d = t.recv(65536)
+            if not d:
+                break
+            buf += d
+    except OSError:
+        pass
+    t.close()
+    rep = pb.Envelope()
+    if len(buf) >= 4:
+        rep.ParseFromString(buf[4:4 + struct.unpack(">I", buf[:4])[0]])
+    codes.append(rep.error.message if rep.WhichOneof("body") == "error" else "closed")
+throttled = [c for c in codes if "too many" in c.lower() or "later" in c.lower()]
+lines = [l for l in open(lim.log_path).read().splitlines() if "127.0.0.1" in l and
+         ("failures" in l or "throttl" in l or "too many" in l.lower())]
+check(len(throttled) >= 5 and len(lines) <= 2,
+      "16 wrong tokens over TLS: %d refused unchecked after the limit, %d log lines (%r)"
+      % (len(throttled), len(lines), codes[-1]))
+lim.stop()
 sys.exit(fail)
