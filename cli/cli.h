@@ -10,6 +10,7 @@
  *   cmds.c    the short request/reply subcommands: ls, show, cancel, fetch, bank
  *   export.c  `melbo bank export` and `melbo bank report`: files the coordinator writes with
  *             melbo-rank, received in chunks and written atomically
+ *   catalog.c `melbo bank label`, `search` and `near`: the lab catalog
  *
  * Model: one process, one blocking connection (proto/conn.h), opened by the subcommand that
  * needs it with melbo_cli_connect and closed by main() when the subcommand returns. Requests
@@ -111,6 +112,28 @@ int melbo_cli_job_id(const char *s, uint64_t *id);
  * job's id (cli/submit.c). */
 int melbo_cli_cmd_submit(struct melbo_cli *c, int argc, char **argv);
 
+/* `melbo gen` (cli/gen.c): a gen job on a stored bank, its text streamed. */
+int melbo_cli_cmd_gen(struct melbo_cli *c, int argc, char **argv);
+
+/* `melbo chat` (cli/chat.c): a conversation with the steered model, a gen job per turn. */
+int melbo_cli_cmd_chat(struct melbo_cli *c, int argc, char **argv);
+
+/* Submits a gen job (JobSpec command "gen") of the n options (borrowed) on the open connection;
+ * sets *job. Returns 0 or an exit code (printed). */
+int melbo_cli_gen_submit(struct melbo_cli *c, Melbo__Option **opts, size_t n, uint64_t *job);
+
+/* Called with each event of a watched job (borrowed, valid during the call). */
+typedef void (*melbo_cli_event_fn)(void *ctx, const Melbo__JobEvent *e);
+
+/* Follows job's events from the first on the open connection (reconnecting and resuming when it
+ * drops), calling on_event with each, until the job ends; state changes go to stderr unless
+ * quiet. Returns 0 when DONE, else the exit code (4 FAILED, 5 CANCELLED, 3 unreachable, ...). */
+int melbo_cli_gen_stream(struct melbo_cli *c, uint64_t job, int quiet, melbo_cli_event_fn on_event,
+                         void *ctx);
+
+/* Prints one event (borrowed) as one JSON line on stdout and flushes (cli/watch.c). */
+void melbo_cli_print_event_json(const Melbo__JobEvent *e);
+
 /*
  * `melbo watch JOB [--from N]`: follows the job's events from number N (default 1) until the
  * coordinator ends the watch: a live view on a terminal, JSON lines otherwise or with --json.
@@ -159,5 +182,19 @@ int melbo_cli_cmd_bank(struct melbo_cli *c, int argc, char **argv);
  * OUT cannot be written), 2, or 3 (unreachable, or the transfer broke).
  */
 int melbo_cli_cmd_bank_export(struct melbo_cli *c, int argc, char **argv);
+
+/*
+ * The lab catalog (cli/catalog.c; argv[0] is "label", "search" or "near"):
+ *   `melbo bank label ID:K [LABEL] [--note TEXT] [--clear]`: sets the label (and note) of
+ *   vector K, clears both, or with neither only prints them; prints the row as stored.
+ *   `melbo bank search TEXT [--limit N]`: full-text search over labels, notes, prompts and
+ *   completions; one line per hit naming its bank and vector.
+ *   `melbo bank near ID:K [--top N] [--model M]`: the vectors of the lab nearest to vector K by
+ *   cosine, within its model and source layer (--model naming another model is refused).
+ * A table, or JSON with --json. Exit 0, 1 (refused: no bank, vector out of range, ...), 2 or 3.
+ */
+int melbo_cli_cmd_bank_label(struct melbo_cli *c, int argc, char **argv);
+int melbo_cli_cmd_bank_search(struct melbo_cli *c, int argc, char **argv);
+int melbo_cli_cmd_bank_near(struct melbo_cli *c, int argc, char **argv);
 
 #endif

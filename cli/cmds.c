@@ -67,7 +67,9 @@ static cJSON *job_json(const Melbo__JobSummary *j) {
     cJSON_AddStringToObject(o, "user", j->user ? j->user : "");
     cJSON_AddStringToObject(o, "state", melbo_job_state_name(j->state));
     cJSON_AddStringToObject(o, "model", j->model ? j->model : "");
-    cJSON_AddStringToObject(o, "kind", job_is_adapter(j) ? "adapter" : "vector");
+    cJSON_AddStringToObject(o, "kind", j->command && !strcmp(j->command, "gen") ? "gen"
+                                       : job_is_adapter(j)                      ? "adapter"
+                                                                                : "vector");
     cJSON_AddNumberToObject(o, "created", j->created);
     if (j->has_finished)
         cJSON_AddNumberToObject(o, "finished", j->finished);
@@ -150,6 +152,31 @@ int melbo_cli_cmd_ls(struct melbo_cli *c, int argc, char **argv) {
     return 0;
 }
 
+/* `melbo show` of a gen job (coord/genjob.h): its completions so far, in order. */
+static void show_gen(const struct melbo_cli *c, const Melbo__ShowJobReply *r) {
+    const Melbo__JobSummary *j = r->job;
+    if (c->json) {
+        cJSON *o = job_json(j);
+        cJSON *a = cJSON_AddArrayToObject(o, "completions");
+        for (size_t i = 0; i < r->n_completions; i++) {
+            cJSON *v = cJSON_CreateObject();
+            cJSON_AddNumberToObject(v, "sequence", r->completions[i]->sequence);
+            cJSON_AddStringToObject(v, "label", r->completions[i]->label ? r->completions[i]->label : "");
+            cJSON_AddStringToObject(v, "text", r->completions[i]->text ? r->completions[i]->text : "");
+            cJSON_AddItemToArray(a, v);
+        }
+        print_json(o);
+        return;
+    }
+    printf("job %llu  %s  gen  %s  user %s\n", (unsigned long long)j->job_id,
+           melbo_job_state_name(j->state), melbo_cli_safe(j->model, 0), melbo_cli_safe(j->user, 0));
+    if (j->error && *j->error)
+        printf("error: %s\n", melbo_cli_safe(j->error, 0));
+    for (size_t i = 0; i < r->n_completions; i++)
+        printf("=== %s ===\n%s\n\n", melbo_cli_safe(r->completions[i]->label, 0),
+               melbo_cli_safe(r->completions[i]->text, 1));
+}
+
 int melbo_cli_cmd_show(struct melbo_cli *c, int argc, char **argv) {
     uint64_t id;
     if (argc != 2) {
@@ -169,6 +196,11 @@ int melbo_cli_cmd_show(struct melbo_cli *c, int argc, char **argv) {
         return st;
     const Melbo__ShowJobReply *r = rep->job;
     const Melbo__JobSummary *j = r->job;
+    if (j->command && !strcmp(j->command, "gen")) { /* a gen job: its completions */
+        show_gen(c, r);
+        melbo__envelope__free_unpacked(rep, NULL);
+        return MELBO_CLI_OK;
+    }
     /* an adapter bank lists adapters; a job still running is known by its summary */
     int adapter = r->bank ? bank_is_adapter(r->bank) : job_is_adapter(j) || r->n_adapters > 0;
     const char *what = adapter ? "adapter" : "vector";
@@ -375,6 +407,10 @@ static cJSON *bank_json(const Melbo__BankInfo *b) {
     cJSON_AddItemToObject(o, "prompts", pr ? pr : cJSON_CreateArray());
     cJSON_AddNumberToObject(o, "size", (double)b->size);
     cJSON_AddStringToObject(o, "sha256", b->sha256);
+    if (b->provenance) { /* user, time, job, settings, sweep: the catalog's (coord/catalog.h) */
+        cJSON *pv = cJSON_Parse(b->provenance);
+        cJSON_AddItemToObject(o, "provenance", pv ? pv : cJSON_CreateString(b->provenance));
+    }
     if (b->n_rows) {
         cJSON *a = cJSON_AddArrayToObject(o, "rows");
         for (size_t i = 0; i < b->n_rows; i++) {
@@ -394,6 +430,12 @@ int melbo_cli_cmd_bank(struct melbo_cli *c, int argc, char **argv) {
     int st;
     if (argc >= 2 && (!strcmp(argv[1], "export") || !strcmp(argv[1], "report")))
         return melbo_cli_cmd_bank_export(c, argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "label"))  /* the lab catalog: cli/catalog.c */
+        return melbo_cli_cmd_bank_label(c, argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "search"))
+        return melbo_cli_cmd_bank_search(c, argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "near"))
+        return melbo_cli_cmd_bank_near(c, argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "ls")) {
         Melbo__ListBanksRequest q = MELBO__LIST_BANKS_REQUEST__INIT;
         for (int i = 2; i < argc; i++) {
@@ -471,6 +513,14 @@ usage:
     fprintf(stderr, "usage: melbo bank ls [--model M] [--prompt TEXT] [--user U] [--json]\n"
                     "       melbo bank show ID [--json]\n"
                     "       melbo bank export ID (--vector EXPR | --adapter K) --format F -o OUT\n"
-                    "       melbo bank report ID -o FILE.html\n");
+                    "       melbo bank report ID -o FILE.html\n"
+                    "       melbo bank label ID:K [LABEL] [--note TEXT] [--clear] [--json]\n"
+                    "       melbo bank search TEXT [--limit N] [--json]\n"
+                    "       melbo bank near ID:K [--top N] [--model M] [--json]\n"
+                    "label: vector K's label and note in the lab catalog (none given: print them)\n"
+                    "search: full-text search (SQLite FTS5: words, \"phrases\", OR, prefix*) over\n"
+                    "        labels, notes, prompts and completions\n"
+                    "near: the lab's vectors nearest to vector K by cosine, same model and source\n"
+                    "      layer only (adapters: cosine of their weight changes B A)\n");
     return MELBO_CLI_USAGE;
 }

@@ -33,6 +33,11 @@ static void usage(FILE *f) {
             "  ls [--json] [--limit N]  list jobs\n"
             "  show JOB [--json]        a job's vectors (or adapters): objective and first line\n"
             "                           of completion\n"
+            "  gen --bank ID --vector EXPR [prompts] [decoding options]\n"
+            "                           generate with a stored bank's vectors on the ranks where\n"
+            "                           its model lives; the text streams to stdout (gen --help)\n"
+            "  chat --bank ID --vector EXPR [--script FILE]   talk to the steered model\n"
+            "                           (/vector EXPR switches, /save FILE writes the transcript)\n"
             "  cancel JOB               stop a job (all its ranks)\n"
             "  fetch JOB -o FILE        download the job's bank (or --bank ID -o FILE)\n"
             "  bank ls [--model M] [--prompt TEXT] [--user U] [--json]   the lab's banks\n"
@@ -271,7 +276,7 @@ struct command {
 static const struct command commands[] = {
     {"submit", melbo_cli_cmd_submit}, {"watch", melbo_cli_cmd_watch},   {"ls", melbo_cli_cmd_ls},
     {"show", melbo_cli_cmd_show}, {"cancel", melbo_cli_cmd_cancel}, {"fetch", melbo_cli_cmd_fetch},
-    {"bank", melbo_cli_cmd_bank},
+    {"bank", melbo_cli_cmd_bank},     {"gen", melbo_cli_cmd_gen}, {"chat", melbo_cli_cmd_chat},
 };
 
 /*

@@ -30,14 +30,14 @@ struct view {
     const char *unit; // "vector-steps/s" or "adapter-steps/s" (the job's kind, asked once)
 };
 
-/* Prints one event (borrowed) as one JSON line on stdout and flushes, for scripts. */
-static void print_json(const Melbo__JobEvent *e) {
+void melbo_cli_print_event_json(const Melbo__JobEvent *e) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "job", (double)e->job_id);
     cJSON_AddNumberToObject(o, "event", (double)e->number);
     cJSON_AddNumberToObject(o, "time", e->time);
-    static const char *kinds[] = {"state", "step", "generate", "checkpoint", "log", "bank"};
-    cJSON_AddStringToObject(o, "kind", e->kind < 6 ? kinds[e->kind] : "unknown");
+    static const char *kinds[] = {"state", "step",  "generate", "checkpoint",
+                                  "log",   "bank",  "tokens",   "completion"};
+    cJSON_AddStringToObject(o, "kind", e->kind < 8 ? kinds[e->kind] : "unknown");
     cJSON_AddStringToObject(o, "state", melbo_job_state_name(e->state));
     if (e->detail && *e->detail)
         cJSON_AddStringToObject(o, "detail", e->detail);
@@ -53,6 +53,10 @@ static void print_json(const Melbo__JobEvent *e) {
         cJSON_AddStringToObject(o, "log", e->log);
     if (e->has_rank_time)
         cJSON_AddNumberToObject(o, "rank_time", e->rank_time);
+    if (e->has_sequence)
+        cJSON_AddNumberToObject(o, "sequence", e->sequence);
+    if (e->text)
+        cJSON_AddStringToObject(o, "text", e->text);
     if (e->step) {
         const Melbo__StepInfo *s = e->step;
         cJSON_AddNumberToObject(o, "wave", s->wave);
@@ -246,7 +250,7 @@ int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
                         update_view(v, e->event);
                         draw(v, job);
                     } else {
-                        print_json(e->event); // --json, or not a terminal
+                        melbo_cli_print_event_json(e->event); // --json, or not a terminal
                     }
                     v->state = e->event->state;
                 } else if (e->body_case == MELBO__ENVELOPE__BODY_WATCH_END) {

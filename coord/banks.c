@@ -24,6 +24,7 @@
 
 #include "common/file.h"
 #include "common/log.h"
+#include "coord/catalog.h"  // defines: melbo_catalog_index_bank
 #include "coord/clock.h"  // defines: melbo_coord_now
 #include "coord/db.h"     // defines: melbo_db_bank_insert
 #include "rank/model/safetensors.h"
@@ -149,6 +150,7 @@ int melbo_bank_store(const char *state_dir, sqlite3 *db, struct melbo_bank_uploa
         ret = melbo_err_set(err, MELBO_EIO, "cannot record the bank in the catalog");
         goto fail_stored;
     }
+    melbo_catalog_index_bank(db, bank_id, &f, job);  // search, near, provenance (logged on failure)
     melbo_st_close(&f);
     melbo_log(MELBO_LOG_INFO, "coord: job %llu: bank %s stored (%zu bytes)",
               (unsigned long long)job->id, bank_id, (size_t)b.size);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "coord/catalog.h"  // defines: melbo_catalog_open
 
 static const char *const schema =
     "PRAGMA journal_mode=WAL;"
@@ -63,7 +64,12 @@ int melbo_db_open(const char *path, sqlite3 **db, struct melbo_err *err) {
         *db = NULL;
         return r;
     }
-    return 0;
+    int r = melbo_catalog_open(*db, err);  // the lab catalog's tables; banks from before it
+    if (r != 0) {
+        sqlite3_close(*db);
+        *db = NULL;
+    }
+    return r;
 }
 
 int melbo_db_begin(sqlite3 *db) {

@@ -31,6 +31,7 @@ struct melbo_job {
     int visibility;                  // --private read off the spec: 0 not yet, 1 public, 2 private
     int vectors, steps, n_ranks;     // resolved at submit (coord/jobspec.h)
     int threads;                     // CPU threads of all its ranks (limits.threads_per_user)
+    int command;                     // read off the spec once: 0 not yet, 1 train, 2 gen
     int adapter_rank;                // adapters: their rank r (vectors counts them); 0: vectors
     double created, finished;        // melbo_coord_now(); finished is 0 until a final state
     char error[1024];                // the FAILED / CANCELLED message, or ""

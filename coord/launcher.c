@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "coord/genjob.h" // defines: melbo_genjob_is, melbo_genjob_argv
 #include "coord/launcher.h"
 
 #include "common/file.h"
@@ -234,6 +235,19 @@ int melbo_launcher_prepare(struct melbo_coord *co, struct melbo_job *job, const 
     if ((ret = melbo_launcher_write_secret(secret, secret_text, err)) != 0)
         return ret;
     snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
+    if (melbo_genjob_is(job)) { /* `melbo-rank gen` on the job's bank (coord/genjob.h) */
+        if ((ret = melbo_genjob_argv(co, job, spec, dir, &rank, err)) == 0) {
+            melbo_path_join(args, sizeof args, dir, "rank.args");
+            ret = write_args(args, rank.v, rank.n, err);
+        }
+        melbo_argv_free(&rank);
+        if (ret)
+            return ret;
+        melbo_argv_push(av, "gen");
+        melbo_argv_push(av, "--args-file");
+        melbo_argv_push(av, args);
+        return 0;
+    }
     /* Resume from the checkpoint when a previous launch of this job left one. */
     melbo_jobspec_to_argv(spec, out, ckpt, access(ckpt, R_OK) == 0 ? ckpt : NULL, id, &rank);
     melbo_path_join(args, sizeof args, dir, "rank.args");

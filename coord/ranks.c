@@ -16,6 +16,7 @@
 
 #include "common/file.h"
 #include "common/log.h"
+#include "coord/genjob.h" // defines: melbo_genjob_is
 #include "coord/banks.h"   // defines: struct melbo_bank_upload, melbo_bank_store
 #include "coord/client.h"  // defines: struct melbo_client
 #include "coord/db.h"      // defines: melbo_db_job_update
@@ -209,6 +210,12 @@ void melbo_coord_on_rank_message(struct melbo_client *cl, const Melbo__Envelope 
         on_upload(cl, env->bank_upload);
         break;
     case MELBO__ENVELOPE__BODY_RANK_DONE:
+        if (melbo_genjob_is(job)) { /* a gen job has no bank: its completions are its events */
+            if (!melbo_job_state_terminal(job->state))
+                melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__DONE, "generated", NULL);
+            send_ack(cl, 1);
+            break;
+        }
         if (job->bank_id[0] == '\0') {
             melbo_client_error(cl, 0, MELBO__ERROR_CODE__ERROR_STATE, 1,
                                "done before the bank was uploaded");

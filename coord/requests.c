@@ -21,10 +21,12 @@
 #include "common/log.h"
 #include "coord/banks.h"     // defines: melbo_bank_path, melbo_bank_rows_read
 #include "coord/client.h"    // defines: struct melbo_client
+#include "coord/catalog.h"   // defines: melbo_catalog_on_label / _search / _near
 #include "coord/clock.h"     // defines: melbo_coord_now
 #include "coord/db.h"        // defines: melbo_db_job_insert, melbo_db_banks_query
 #include "coord/jobs.h"      // defines: melbo_job_append, melbo_job_find, melbo_jobs_summary
 #include "coord/jobspec.h"
+#include "coord/genjob.h"    // defines: melbo_genjob_bank, melbo_genjob_validate
 #include "coord/launcher.h"  // defines: melbo_launcher_cancel
 #include "coord/tokens.h"    // defines: melbo_tokens_check, melbo_random_hex
 #include "coord/uploads.h"   // defines: melbo_upload_chunk, melbo_upload_take
@@ -161,6 +163,8 @@ struct submit {
     char model[PATH_MAX];
     char name[256];
     int vectors, steps, adapter_rank, n_ranks, threads;
+    int gen;             // a gen job (coord/genjob.h): bank is its bank's path in the store
+    char bank[PATH_MAX];
 };
 
 static const char *const upload_names[2] = {"init", "calibration-init"};
@@ -188,6 +192,19 @@ static int rank_threads(int given) {
 static void submit_work(uv_work_t *w) {
     struct submit *s = w->data;
     struct melbo_job_params jp;
+    if (s->gen) { /* model and bank were resolved on the loop (melbo_genjob_bank) */
+        int n_vec = 0;
+        s->ret = melbo_genjob_validate(s->spec, s->model, s->bank, s->co->limits.max_new_tokens,
+                                       &n_vec, &s->err);
+        for (size_t i = 0; s->ret == 0 && i < s->spec->n_options; i++)
+            if (s->spec->options[i]->name && !strcmp(s->spec->options[i]->name, "name"))
+                snprintf(s->name, sizeof s->name, "%s",
+                         s->spec->options[i]->value ? s->spec->options[i]->value : "");
+        s->vectors = n_vec;
+        s->n_ranks = 1;
+        s->threads = rank_threads(0);
+        return;
+    }
     /* the bounds first, on the values as given (no model read), again once resolved (--wave) */
     s->ret = melbo_jobspec_parse(s->spec, &jp, &s->err);
     if (s->ret == 0)
@@ -279,6 +296,7 @@ static void submit_done(uv_work_t *w, int status) {
     job->adapter_rank = s->adapter_rank;
     job->n_ranks = s->n_ranks;
     job->threads = s->threads;
+    job->command = s->gen ? 2 : 1;
     job->spec_len = melbo__job_spec__get_packed_size(s->spec);
     job->spec = malloc(job->spec_len ? job->spec_len : 1);
     if (job->spec == NULL)
@@ -354,6 +372,15 @@ static void on_submit(struct melbo_client *cl, const Melbo__Envelope *env) {
     snprintf(s->user, sizeof s->user, "%s", cl->user);
     s->work.data = s->timer.data = s;
     uv_timer_init(co->loop, &s->timer);
+    if ((s->gen = melbo_genjob_of_spec(spec, &err)) < 0 ||
+        (s->gen && melbo_genjob_bank(cl, spec, s->bank, s->model, sizeof s->bank, &err) != 0)) {
+        melbo_client_error(cl, env->id,
+                           err.code == MELBO_ENOENT ? MELBO__ERROR_CODE__ERROR_NOT_FOUND
+                                                    : MELBO__ERROR_CODE__ERROR_INVALID,
+                           0, "%s", err.msg);
+        uv_close((uv_handle_t *)&s->timer, submit_free);
+        return;
+    }
     /* the uploads the spec names must be finished on this connection */
     for (size_t i = 0; i < spec->n_options; i++)
         for (int k = 0; k < 2; k++)
@@ -466,6 +493,7 @@ static void on_list_jobs(struct melbo_client *cl, const Melbo__Envelope *env) {
         if ((q->user && *q->user && strcmp(q->user, j->user)) || !may_see(cl, j))
             continue;
         melbo__job_summary__init(&sums[n]);
+        melbo_genjob_is(j); /* the summary names gen jobs */
         melbo_jobs_summary(j, &sums[n]);
         ptrs[n] = &sums[n];
         n++;
@@ -494,12 +522,60 @@ static void bank_list_free(struct bank_list *bl);
 /* ShowJob: the summary, the spec, the last STEP and, once the bank is stored, its catalog entry
  * and per vector (or adapter, for an adapter bank) its final objective and the first line of its
  * first completion. Everything built here is freed here. */
+/* A gen job's completions, collected from its events (owned). */
+struct completions {
+    Melbo__Completion **items;
+    size_t n;
+};
+
+static int collect_completion(void *ctx, uint64_t num, const uint8_t *blob, size_t len) {
+    struct completions *cs = ctx;
+    (void)num;
+    Melbo__JobEvent *ev = melbo__job_event__unpack(NULL, len, blob);
+    if (ev == NULL)
+        return 0;
+    if (ev->kind == MELBO__JOB_EVENT__KIND__COMPLETION) {
+        Melbo__Completion *c = calloc(1, sizeof *c), **grown =
+            realloc(cs->items, sizeof *cs->items * (cs->n + 1));
+        if (c && grown) {
+            cs->items = grown;
+            melbo__completion__init(c);
+            c->has_sequence = 1;
+            c->sequence = ev->sequence;
+            c->label = strdup(ev->detail ? ev->detail : "");
+            c->text = strdup(ev->text ? ev->text : "");
+            cs->items[cs->n++] = c;
+        } else {
+            free(c);
+            if (grown)
+                cs->items = grown;
+        }
+    }
+    melbo__job_event__free_unpacked(ev, NULL);
+    return 0;
+}
+
+static int by_sequence(const void *a, const void *b) {
+    const Melbo__Completion *x = *(Melbo__Completion *const *)a, *y = *(Melbo__Completion *const *)b;
+    return (x->sequence > y->sequence) - (x->sequence < y->sequence);
+}
+
+static void completions_free(struct completions *cs) {
+    for (size_t i = 0; i < cs->n; i++) {
+        free(cs->items[i]->label);
+        free(cs->items[i]->text);
+        free(cs->items[i]);
+    }
+    free(cs->items);
+}
+
 static void on_show_job(struct melbo_client *cl, const Melbo__Envelope *env) {
     struct melbo_coord *co = cl->co;
     struct melbo_job *job = need_job(cl, env->id, env->show_job->has_job_id, env->show_job->job_id);
     if (job == NULL)
         return;
     Melbo__JobSummary sum = MELBO__JOB_SUMMARY__INIT;
+    int gen = melbo_genjob_is(job);
     melbo_jobs_summary(job, &sum);
     Melbo__ShowJobReply sr = MELBO__SHOW_JOB_REPLY__INIT;
     sr.job = &sum;
@@ -518,10 +594,18 @@ static void on_show_job(struct melbo_client *cl, const Melbo__Envelope *env) {
                 sr.n_vectors = rows.n, sr.vectors = rows.ptrs;
         }
     }
+    struct completions cs = {0};
+    if (gen) { /* a gen job's completions are its COMPLETION events */
+        melbo_db_events_read(co->db, job->id, 1, INT_MAX, collect_completion, &cs);
+        if (cs.n > 1)
+            qsort(cs.items, cs.n, sizeof *cs.items, by_sequence);
+        sr.n_completions = cs.n, sr.completions = cs.items;
+    }
     Melbo__Envelope r = MELBO__ENVELOPE__INIT;
     r.body_case = MELBO__ENVELOPE__BODY_JOB;
     r.job = &sr;
     reply(cl, env->id, &r);
+    completions_free(&cs);
     melbo_bank_rows_free(&rows);
     bank_list_free(&bl);
     if (sr.spec)
@@ -721,6 +805,7 @@ static void on_banks(struct melbo_client *cl, const Melbo__Envelope *env, int sh
         r.bank = bl.items[0];
         if (melbo_bank_rows_read(cl->co->state_dir, id, &rows) == 0)
             r.bank->n_rows = rows.n, r.bank->rows = rows.ptrs;
+        r.bank->provenance = melbo_catalog_provenance(cl->co->db, id);  // freed below
     } else {
         lr.n_banks = kept;
         lr.banks = bl.items;
@@ -730,6 +815,8 @@ static void on_banks(struct melbo_client *cl, const Melbo__Envelope *env, int sh
     reply(cl, env->id, &r);
 out:
     melbo_bank_rows_free(&rows);
+    if (show && kept)
+        free(bl.items[0]->provenance);
     bank_list_free(&bl);
 }
 
@@ -779,6 +866,15 @@ void melbo_coord_on_client_message(struct melbo_client *cl, const Melbo__Envelop
     case MELBO__ENVELOPE__BODY_BANK_EXPORT:
     case MELBO__ENVELOPE__BODY_BANK_REPORT:
         melbo_coord_export_request(cl, env);
+        break;
+    case MELBO__ENVELOPE__BODY_LABEL:  /* the lab catalog (coord/catalog.h) */
+        melbo_catalog_on_label(cl, env);
+        break;
+    case MELBO__ENVELOPE__BODY_SEARCH:
+        melbo_catalog_on_search(cl, env);
+        break;
+    case MELBO__ENVELOPE__BODY_NEAR:
+        melbo_catalog_on_near(cl, env);
         break;
     default:
         melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_PROTOCOL, 1,

@@ -72,6 +72,12 @@ extern const struct melbo_opt_table melbo_gen_table;
       "S", "add the vector to the output of block S")                                              \
     X(FLAG, bank_prompts, "bank-prompts", "0", MELBO_OPT_ANY, 0, NULL,                             \
       "the bank's own prompts (its prompt_ids), after the others")                                 \
+    X(STR, messages, "messages", NULL, MELBO_OPT_ANY, 0, "JSON",                                   \
+      "a conversation to continue, [{\"role\": ..., \"content\": ...}, ...], rendered whole with "   \
+      "the chat template (--chat-format or the model's) as the first prompt (melbo chat)")         \
+    X(FLAG, warm, "warm", "0", MELBO_OPT_ANY, 0, NULL,                                             \
+      "under the coordinator: keep the model loaded and serve the gen jobs it hands over "         \
+      "(melbo warm)")                                                                              \
     X(FLAG, json, "json", "0", MELBO_OPT_ANY, 0, NULL,                                             \
       "one JSON object per completion: vector, prompt, text, token_ids, stopped")                  \
     X(FLAG, logits, "logits", "0", MELBO_OPT_ANY, 0, NULL,                                         \

@@ -9,6 +9,10 @@
  * Every --vector (or --adapter) is generated side by side in one batch with every prompt. Decoding settings
  * default to the ones the bank's completions were made with, so `gen --vector k --bank-prompts`
  * reproduces vector k's stored completion exactly.
+ *
+ * Under the coordinator (a gen job: `melbo gen`; `gen --args-file FILE`, the environment names
+ * the coordinator as for train, rank/link/link.h) the text streams to it as it is decoded (TOKENS
+ * events), each whole completion follows (COMPLETION), and the job ends done without a bank.
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -16,14 +20,17 @@
 #include <string.h>
 
 #include "common/mem.h"
+#include "rank/args_file.h"
 #include "rank/backend.h"
 #include "rank/commands.h"
 #include "rank/generate/completions.h"
 #include "rank/bank/vexpr.h"
 #include "rank/model/model.h"
+#include "rank/link/link.h"
 #include "rank/model/safetensors.h"
 #include "rank/tokenizer/prompt.h"
 #include "options/generate.h"
+#include "proto/wire.h" // defines: Melbo__WarmWork
 
 static void usage(FILE *f) {
     fprintf(f, "usage: melbo-rank gen --model DIR [--bank FILE] [--vector EXPR ...] [prompts] "
@@ -134,8 +141,10 @@ struct gen_run {
     int n_vec;                      // one vector per --vector expression
     float *vecs;                    // (n_vec, d) each expression times --scale
     const float **vptr;             // (n_vec) rows of vecs, NULL for "none"
-    struct melbo_tokenizer *tok;    // NULL when the model has none
+    struct melbo_tokenizer *tok;    // NULL when the model has none (tok_err says why)
+    struct melbo_err tok_err;
     struct melbo_prompt_list plist; // rendered text prompts
+    struct melbo_ids conv;          // --messages rendered and tokenized (conv.n 0 without)
     int n_p;                        // prompts: text, then --prompt-ids, then the bank's
     int32_t **pids;                 // (n_p) borrowed from plist, the arguments or the bank
     int *plens;                     // (n_p)
@@ -283,18 +292,56 @@ static int make_vectors(struct gen_args *a, struct gen_run *r, struct melbo_err 
     return 0;
 }
 
-/* The prompts: text (rendered with the chat template, whose end of turn stops a sequence),
- * ids, and the bank's own. */
-static int make_prompts(struct gen_args *a, struct gen_run *r, struct melbo_err *err) {
-    struct melbo_err tok_err;
-    int ret = melbo_tokenizer_load(a->o.model, &r->tok, &tok_err);
-    if (ret) {
-        r->tok = NULL;
-        if (a->o.prompts.n > 0) {
-            *err = tok_err;
-            return ret;
-        }
+/* --messages: the conversation as JSON [{role, content}, ...] rendered whole with the chat
+ * format (--chat-format, else the model's template) into r->conv; its end of turn stops. */
+static int render_messages(struct gen_args *a, struct gen_run *r, struct melbo_err *err) {
+    cJSON *arr = cJSON_Parse(a->o.messages);
+    int n = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : -1, ret = 0;
+    if (n <= 0) {
+        cJSON_Delete(arr);
+        return melbo_err_set(err, MELBO_EINVAL,
+                             "--messages is not a JSON array of {\"role\", \"content\"} objects");
     }
+    struct melbo_chat_msg *msgs = melbo_xcalloc((size_t)n, sizeof *msgs);
+    for (int i = 0; i < n && ret == 0; i++) {
+        const cJSON *m = cJSON_GetArrayItem(arr, i);
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!cJSON_IsString(role) || !cJSON_IsString(content))
+            ret = melbo_err_set(err, MELBO_EINVAL,
+                                "--messages: message %d lacks a string role or content", i + 1);
+        else
+            msgs[i] = (struct melbo_chat_msg){role->valuestring, content->valuestring};
+    }
+    enum melbo_chat_format fmt;
+    if (ret == 0)
+        ret = a->o.prompts.chat_format
+                  ? melbo_chat_format_parse(a->o.prompts.chat_format, &fmt, err)
+                  : melbo_chat_detect(r->tok, &fmt, err);
+    if (ret == 0)
+        ret = melbo_chat_encode(r->tok, fmt, msgs, (size_t)n, NULL, &r->conv, err);
+    if (ret == 0) {
+        int32_t eot = melbo_chat_end_of_turn(r->tok, fmt);
+        if (eot >= 0)
+            melbo_gen_add_stop(&a->o.gen, eot);
+    } else {
+        melbo_err_prefix(err, "--messages");
+    }
+    free(msgs);
+    cJSON_Delete(arr);
+    return ret;
+}
+
+/* The prompts: --messages, text (rendered with the chat template, whose end of turn stops a
+ * sequence), ids, and the bank's own. */
+static int make_prompts(struct gen_args *a, struct gen_run *r, struct melbo_err *err) {
+    int ret = 0;
+    if (r->tok == NULL && (a->o.prompts.n > 0 || a->o.messages)) {
+        *err = r->tok_err;
+        return r->tok_err.code ? r->tok_err.code : MELBO_EINVAL;
+    }
+    if (a->o.messages && (ret = render_messages(a, r, err)) != 0)
+        return ret;
     if (a->o.prompts.n > 0) {
         ret = melbo_prompt_opts_render(&a->o.prompts, r->tok, &r->plist, err);
         if (ret)
@@ -302,7 +349,7 @@ static int make_prompts(struct gen_args *a, struct gen_run *r, struct melbo_err 
         if (r->plist.format_used)
             melbo_gen_add_stop(&a->o.gen, r->plist.end_of_turn);
     }
-    r->n_p = (int)r->plist.n + a->o.prompts.ids.n;
+    r->n_p = (r->conv.n > 0) + (int)r->plist.n + a->o.prompts.ids.n;
     const struct melbo_st_tensor *PI = NULL, *PL = NULL;
     if (a->o.bank_prompts) {
         PI = melbo_st_find(&r->bank, "prompt_ids");
@@ -315,10 +362,15 @@ static int make_prompts(struct gen_args *a, struct gen_run *r, struct melbo_err 
     if (r->n_p == 0)
         return melbo_err_set(
             err, MELBO_EINVAL,
-            "no prompt: give --prompt, --raw-prompt, --prompts, --prompt-ids or --bank-prompts");
+            "no prompt: give --prompt, --raw-prompt, --prompts, --prompt-ids, --messages or "
+            "--bank-prompts");
     r->pids = melbo_xcalloc((size_t)r->n_p, sizeof *r->pids);
     r->plens = melbo_xcalloc((size_t)r->n_p, sizeof *r->plens);
     int k = 0;
+    if (r->conv.n > 0) {
+        r->pids[k] = r->conv.ids;
+        r->plens[k++] = (int)r->conv.n;
+    }
     for (size_t i = 0; i < r->plist.n; i++, k++) {
         r->pids[k] = r->plist.p[i].ids.ids;
         r->plens[k] = (int)r->plist.p[i].ids.n;
@@ -362,19 +414,57 @@ static int bank_is_adapters(const char *path) {
     return yes;
 }
 
-static void run_free(struct gen_run *r) {
+/* The link's side of a streamed run: completion seq is vector seq / n_p, prompt seq % n_p. */
+struct gen_stream_ctx {
+    struct melbo_link *link;
+    const struct melbo_str_list *names;
+    const char *kind;
+    int n_p;
+};
+
+static void stream_piece(void *vctx, int seq, const char *text, size_t len) {
+    struct gen_stream_ctx *c = vctx;
+    melbo_link_tokens(c->link, seq, text, len);
+}
+
+static void stream_done(void *vctx, int seq, const char *text) {
+    struct gen_stream_ctx *c = vctx;
+    char label[512];
+    snprintf(label, sizeof label, "%s %s, prompt %d", c->kind, c->names->v[seq / c->n_p],
+             seq % c->n_p);
+    melbo_link_completion(c->link, seq, label, text);
+}
+
+/* Frees what one request made (bank, vectors, prompts, completions) and zeroes it; the model,
+ * its tokenizer and backend stay (a warm job serves the next request with them). */
+static void request_free(struct gen_run *r) {
     melbo_completions_free(&r->c);
-    melbo_backend_free(&r->be);
     free(r->pids);
     free(r->plens);
     free(r->vecs);
     free(r->arows);
     free(r->vptr);
     melbo_prompt_list_free(&r->plist);
-    melbo_tokenizer_free(r->tok);
+    melbo_ids_free(&r->conv);
     if (r->bank.map)
         melbo_st_close(&r->bank);
-    melbo_model_free(&r->m);
+    memset(&r->bank, 0, sizeof r->bank);
+    r->bv = r->br = NULL;
+    r->n_bv = r->n_br = r->adapter_bank = r->n_vec = r->n_p = 0;
+    memset(&r->shape, 0, sizeof r->shape);
+    memset(r->fac, 0, sizeof r->fac);
+    r->arows = r->vecs = NULL;
+    r->vptr = NULL;
+    r->pids = NULL;
+    r->plens = NULL;
+}
+
+static void run_free(struct gen_run *r) {
+    request_free(r);
+    melbo_backend_free(&r->be);
+    melbo_tokenizer_free(r->tok);
+    if (r->m.cfg.n_layers > 0)
+        melbo_model_free(&r->m);
 }
 
 static void args_free(struct gen_args *a) {
@@ -382,54 +472,164 @@ static void args_free(struct gen_args *a) {
     melbo_str_list_free(&a->given);
 }
 
+/* The checks of a parsed command line that need no file, and the default choice (none). */
+static int check_args(struct gen_args *a, struct melbo_err *err) {
+    if (a->o.adapters.n > 0 && a->o.bank == NULL)
+        return melbo_err_set(err, MELBO_EINVAL, "--adapter needs --bank FILE (an adapter bank)");
+    if (a->o.adapters.n > 0 && a->o.vectors.n > 0)
+        return melbo_err_set(err, MELBO_EINVAL, "give --vector (a vector bank) or --adapter (an "
+                                                "adapter bank), not both");
+    if (a->o.vectors.n == 0 && a->o.adapters.n == 0) /* the default: unsteered */
+        melbo_opts_parse_one(&melbo_gen_cmd_table, &a->o,
+                             a->o.bank && bank_is_adapters(a->o.bank) ? "adapter" : "vector",
+                             "none", err);
+    return 0;
+}
+
+/* What stays loaded between requests: the model (all of it, on the host), its tokenizer (when it
+ * has one; r->tok_err says why not) and the backend. */
+static int setup(struct gen_args *a, struct gen_run *r, struct melbo_err *err) {
+    struct melbo_load_opts all = melbo_load_opts_all();
+    MELBO_TRY(melbo_model_load(&r->m, a->o.model, &all, err));
+    r->d = r->m.cfg.d_model;
+    if (melbo_tokenizer_load(a->o.model, &r->tok, &r->tok_err) != 0)
+        r->tok = NULL;
+    return melbo_backend_open(&r->be, a->o.device, a->o.gpu_bf16, &r->m, NULL, err);
+}
+
+/* One request on a set-up run: its bank, vectors and prompts, then the completions (streamed to
+ * link when there is one). */
+static int request(struct gen_args *a, struct gen_run *r, struct melbo_link *link,
+                   struct melbo_err *err) {
+    if ((a->o.bank && load_bank(a, r, err) != 0) || make_vectors(a, r, err) != 0 ||
+        make_prompts(a, r, err) != 0 ||
+        melbo_gen_settings_from_model(&a->o.gen, &r->m.cfg, a->o.model, err) != 0)
+        return err->code ? err->code : MELBO_EINVAL;
+    melbo_link_state(link, "RUNNING", "generating");
+    struct gen_stream_ctx sc = {link, r->adapter_bank ? &a->o.adapters : &a->o.vectors,
+                                r->adapter_bank ? "adapter" : "vector", r->n_p};
+    struct melbo_gen_stream stream = {stream_piece, stream_done, &sc};
+    return melbo_completions_run(&r->be, a->o.source_layer, &a->o.gen, r->tok,
+                                 r->adapter_bank ? NULL : r->vptr,
+                                 r->adapter_bank ? r->vptr : NULL, &r->shape, r->n_vec, r->pids,
+                                 r->plens, r->n_p, "gen", NULL, link ? &stream : NULL, &r->c, err);
+}
+
+/*
+ * One piece of a warm job's work: the gen job w names, with its own link, on the loaded model.
+ * Its command line must name the same model (the coordinator hands a warm job only its model's
+ * gen jobs). Failures end that gen job, not the warm job.
+ */
+static void serve_one(const struct gen_args *warm, struct gen_run *r, struct melbo_link *wl,
+                      const Melbo__WarmWork *w) {
+    struct gen_args a;
+    struct melbo_err err = {0};
+    struct melbo_link *link = melbo_link_start_for(wl, w->job_id, w->secret);
+    char **argv = melbo_xcalloc(w->n_args + 2, sizeof *argv);
+    argv[0] = "gen";
+    for (size_t i = 0; i < w->n_args; i++)
+        argv[i + 1] = w->args[i];
+    memset(&a, 0, sizeof a);
+    melbo_opts_init(&melbo_gen_cmd_table, &a.o);
+    int ret = parse_args(&a, (int)w->n_args + 1, argv, &err);
+    if (ret == 0 && (a.o.warm || strcmp(a.o.model, warm->o.model) != 0))
+        ret = melbo_err_set(&err, MELBO_EINVAL, "warm job: the work names another model");
+    if (ret == 0)
+        ret = check_args(&a, &err);
+    if (ret == 0)
+        ret = request(&a, r, link, &err);
+    fprintf(stderr, "gen: warm: job %llu %s%s\n", (unsigned long long)w->job_id,
+            ret ? "failed: " : "done", ret ? err.msg : "");
+    if (ret)
+        melbo_link_finish(link, NULL, ret == 1 ? "--help is not a request" : err.msg);
+    else
+        melbo_link_done(link);
+    request_free(r);
+    args_free(&a);
+    free(argv);
+}
+
+/* --warm: load once, then serve the gen jobs the coordinator hands over until it releases us. */
+static int serve_warm(struct gen_args *a, struct gen_run *r) {
+    struct melbo_err err = {0};
+    struct melbo_link *link = melbo_link_start_from_env();
+    if (link == NULL) {
+        fprintf(stderr, "melbo-rank gen: --warm runs under the coordinator (melbo warm)\n");
+        return 2;
+    }
+    melbo_link_state(link, "STARTING", "loading the model");
+    fprintf(stderr, "gen: loading the model %s\n", a->o.model);
+    if (setup(a, r, &err) != 0) {
+        fprintf(stderr, "melbo-rank gen: %s\n", err.msg);
+        melbo_link_finish(link, NULL, err.msg);
+        return 1;
+    }
+    melbo_link_state(link, "RUNNING", "warm: the model is loaded");
+    int served = 0, k;
+    Melbo__WarmWork *w = NULL;
+    while ((k = melbo_link_next_work(link, &w)) == 0) {
+        serve_one(a, r, link, w);
+        melbo__warm_work__free_unpacked(w, NULL);
+        served++;
+    }
+    fprintf(stderr, "gen: warm: %s after %d requests\n", k == 1 ? "released" : "link lost",
+            served);
+    if (k == 1)
+        melbo_link_done(link);
+    else
+        melbo_link_finish(link, NULL, "the warm job's link was lost");
+    return k == 1 ? 0 : 1;
+}
+
 int melbo_cmd_gen(int argc, char **argv) {
+    if (argc >= 3 && !strcmp(argv[1], "--args-file")) { /* a gen job: options from the file */
+        static int from_file; /* one level: a file naming --args-file again is refused */
+        char **file_argv = NULL, *file_buf = NULL;
+        if (from_file++) {
+            fprintf(stderr, "melbo-rank gen: --args-file inside an --args-file\n");
+            return 2;
+        }
+        int n = melbo_args_from_file("gen", argc, argv, &file_argv, &file_buf);
+        int status = n < 0 ? 2 : melbo_cmd_gen(n, file_argv);
+        free(file_argv);
+        free(file_buf);
+        return status;
+    }
     struct gen_args a;
     struct gen_run r;
     struct melbo_err err = {0};
+    struct melbo_link *link = NULL; // the coordinator's link in a gen job, NULL standalone
     int status = 1;
     memset(&a, 0, sizeof a);
     memset(&r, 0, sizeof r);
     melbo_opts_init(&melbo_gen_cmd_table, &a.o);
     int ret = parse_args(&a, argc, argv, &err);
+    if (ret == 0 && !a.o.warm)
+        ret = check_args(&a, &err);
     if (ret != 0) {
         if (ret < 0)
             fprintf(stderr, "melbo-rank gen: %s\n", err.msg);
         status = ret == 1 ? 0 : 2;
         goto out;
     }
-    if (a.o.adapters.n > 0 && a.o.bank == NULL) {
-        fprintf(stderr, "melbo-rank gen: --adapter needs --bank FILE (an adapter bank)\n");
-        status = 2;
+    if (a.o.warm) {
+        status = serve_warm(&a, &r);
         goto out;
     }
-    if (a.o.adapters.n > 0 && a.o.vectors.n > 0) {
-        fprintf(stderr, "melbo-rank gen: give --vector (a vector bank) or --adapter (an adapter "
-                        "bank), not both\n");
-        status = 2;
-        goto out;
-    }
-    if (a.o.vectors.n == 0 && a.o.adapters.n == 0) /* the default: unsteered */
-        melbo_opts_parse_one(&melbo_gen_cmd_table, &a.o,
-                             a.o.bank && bank_is_adapters(a.o.bank) ? "adapter" : "vector", "none",
-                             &err);
-    struct melbo_load_opts all = melbo_load_opts_all();
-    if (melbo_model_load(&r.m, a.o.model, &all, &err) != 0)
-        goto fail;
-    r.d = r.m.cfg.d_model;
-    if ((a.o.bank && load_bank(&a, &r, &err) != 0) || make_vectors(&a, &r, &err) != 0 ||
-        make_prompts(&a, &r, &err) != 0 ||
-        melbo_gen_settings_from_model(&a.o.gen, &r.m.cfg, a.o.model, &err) != 0 ||
-        melbo_backend_open(&r.be, a.o.device, a.o.gpu_bf16, &r.m, NULL, &err) != 0 ||
-        melbo_completions_run(&r.be, a.o.source_layer, &a.o.gen, r.tok,
-                              r.adapter_bank ? NULL : r.vptr, r.adapter_bank ? r.vptr : NULL,
-                              &r.shape, r.n_vec, r.pids, r.plens, r.n_p, "gen", NULL, &r.c,
-                              &err) != 0)
+    link = melbo_link_start_from_env();
+    melbo_link_state(link, "STARTING", "loading the model");
+    if (setup(&a, &r, &err) != 0 || request(&a, &r, link, &err) != 0)
         goto fail;
     print_results(&a, &r);
     status = 0;
+    if (link && melbo_link_done(link) != 0)
+        fprintf(stderr, "melbo-rank gen: the coordinator did not confirm the end of the job\n");
+    link = NULL;
     goto out;
 fail:
     fprintf(stderr, "melbo-rank gen: %s\n", err.msg);
+    melbo_link_finish(link, NULL, err.msg);
+    link = NULL;
 out:
     run_free(&r);
     args_free(&a);

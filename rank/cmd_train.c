@@ -18,6 +18,7 @@
 
 #include "common/file.h"
 #include "nccl/comm.h"
+#include "rank/args_file.h"
 #include "rank/commands.h"
 #include "rank/link/link.h"
 #include "options/train.h"
@@ -97,40 +98,6 @@ static void print_plan(const struct melbo_trainer *tr, const struct melbo_train_
             p->target_tokens.text, p->orthogonal ? ", orthogonal" : "", p->tp, p->dp);
 }
 
-/*
- * `train --args-file FILE [more options]`: the options the coordinator wrote to the job's 0600
- * rank.args file (each followed by a NUL), so that no prompt is on a command line `ps` shows.
- * Fills *out (malloc'd array of pointers into *buf, NULL-terminated): argv[0], the file's words,
- * then argv[3..]. Returns the new argc, or -1 after printing why.
- */
-static int args_from_file(int argc, char **argv, char ***out, char **buf) {
-    struct melbo_err err = {0};
-    size_t len = 0;
-    if (melbo_file_read(argv[2], buf, &len, &err) != 0) {
-        fprintf(stderr, "melbo-rank train: --args-file: %s\n", err.msg);
-        return -1;
-    }
-    if (len > 0 && (*buf)[len - 1] != '\0') {
-        fprintf(stderr, "melbo-rank train: --args-file %s: the last word has no NUL\n", argv[2]);
-        return -1;
-    }
-    size_t words = 0;
-    for (size_t i = 0; i < len; i++)
-        words += (*buf)[i] == '\0';
-    char **v = calloc(words + (size_t)argc, sizeof *v);
-    if (v == NULL)
-        return -1;
-    int n = 0;
-    v[n++] = argv[0];
-    for (size_t i = 0; i < len; i += strlen(*buf + i) + 1)
-        v[n++] = *buf + i;
-    for (int i = 3; i < argc; i++)
-        v[n++] = argv[i];
-    v[n] = NULL;
-    *out = v;
-    return n;
-}
-
 int melbo_cmd_train(int argc, char **argv) {
     char **file_argv = NULL, *file_buf = NULL;
     static int from_file; /* one level: a file naming --args-file again is refused */
@@ -139,7 +106,7 @@ int melbo_cmd_train(int argc, char **argv) {
             fprintf(stderr, "melbo-rank train: --args-file inside an --args-file\n");
             return 2;
         }
-        int n = args_from_file(argc, argv, &file_argv, &file_buf);
+        int n = melbo_args_from_file("train", argc, argv, &file_argv, &file_buf);
         if (n < 0) {
             free(file_buf);
             return 2;

@@ -8,6 +8,7 @@
     path = c.fetch(job, "bomb.bank.safetensors")     # chunks, sha256-checked, written atomically
     bank = melbo.Bank(path)
     c.banks(model="llama3"); c.bank(bank_id)        # the catalog
+    c.label(bank_id, 9, "refuses innocuous requests"); c.search("refuses"); c.near(bank_id, 9)
 
 The protocol is DESIGN §4's: every message one Envelope (proto/melbo.proto, read by
 melbo/_proto.py with PyPI protobuf), framed by a 4-byte big-endian length; frames over 16 MiB
@@ -508,3 +509,38 @@ class Client:
     def bank(self, bank_id):
         """One bank's catalog entry with its rows (BankInfo: vectors, kind, prompts, rows ...)."""
         return to_python(self._call(show_bank=self.pb.ShowBankRequest(bank_id=bank_id)).bank)
+
+    # ------------------------------------------------------------------------- the lab catalog
+
+    def label(self, bank, vector, label=None, note=None, clear=False):
+        """Sets the label (and note) of vector `vector` of bank `bank`, as `melbo bank label`:
+        None keeps what is there, note="" removes the note, clear=True removes both, and
+        label(bank, vector) alone only reads them. Returns the row as stored (LabelReply:
+        bank_id, vector, label, note, user, time)."""
+        q = self.pb.LabelRequest(bank_id=bank, vector=int(vector))
+        if label is not None:
+            q.label = label
+        if note is not None:
+            q.note = note
+        if clear:
+            q.clear = True
+        return to_python(self._call(label=q).labelled)
+
+    def search(self, text, limit=None):
+        """Full-text search over labels, notes, prompts and completions (SQLite FTS5 syntax;
+        plain words always work). A list of SearchHit Records, best first: bank_id, vector (-1:
+        the bank's prompts), field, snippet, model, label."""
+        q = self.pb.SearchRequest(text=text)
+        if limit is not None:
+            q.limit = int(limit)
+        return [to_python(h) for h in self._call(search=q).search_results.hits]
+
+    def near(self, bank, vector, top=10, model=None):
+        """The lab's vectors nearest to vector `vector` of bank `bank` by cosine, within its model
+        fingerprint and source layer (model naming another model raises ClientError). A list of
+        NearHit Records, highest cosine first: bank_id, vector, cosine, label, completion,
+        job_id."""
+        q = self.pb.NearRequest(bank_id=bank, vector=int(vector), top=int(top))
+        if model is not None:
+            q.model = model
+        return [to_python(h) for h in self._call(near=q).near_results.hits]

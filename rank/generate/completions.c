@@ -9,11 +9,59 @@
 
 #include "common/mem.h"
 
+/* The streaming side of a run (NULL stream: none): a decoder per job, how many of its ids were
+ * fed, and whether it was announced done. */
+struct stream_state {
+    const struct melbo_gen_stream *s;
+    const struct melbo_gen_settings *g;
+    const struct melbo_gen_result *res; // the run's results, filled as they are decoded
+    int n;
+    struct melbo_detok_stream **dt;     // (n)
+    int *fed;                           // (n)
+    char **text;                        // (n) what was streamed so far, owned
+    size_t *len;                        // (n)
+    unsigned char *done;                // (n)
+};
+
 struct progress_ctx {
     const char *label;
     double t0, last;
     int tty;
+    struct stream_state *st; // NULL: not streaming
 };
+
+static void stream_emit(struct stream_state *st, int j, const char *piece, size_t plen) {
+    if (plen == 0)
+        return;
+    st->text[j] = melbo_xrealloc(st->text[j], st->len[j] + plen + 1);
+    memcpy(st->text[j] + st->len[j], piece, plen);
+    st->len[j] += plen;
+    st->text[j][st->len[j]] = '\0';
+    if (st->s->piece)
+        st->s->piece(st->s->ctx, j, piece, plen);
+}
+
+/* Feeds job j's new ids to its decoder; when final, the held-back rest and done. */
+static void stream_advance(struct stream_state *st, int j, int final) {
+    const struct melbo_gen_result *r = &st->res[j];
+    struct melbo_err ignored;
+    if (st->done[j])
+        return;
+    for (; st->fed[j] < r->n; st->fed[j]++) {
+        const char *piece = NULL;
+        size_t plen = 0;
+        if (melbo_detok_stream_feed(st->dt[j], r->ids[st->fed[j]], &piece, &plen, &ignored) == 0)
+            stream_emit(st, j, piece, plen);
+    }
+    if (final || r->stopped || (st->g->max_new_tokens > 0 && r->n >= st->g->max_new_tokens)) {
+        size_t plen = 0;
+        const char *rest = melbo_detok_stream_finish(st->dt[j], &plen);
+        stream_emit(st, j, rest, plen);
+        st->done[j] = 1;
+        if (st->s->done)
+            st->s->done(st->s->ctx, j, st->text[j] ? st->text[j] : "");
+    }
+}
 
 static double now(void) {
     struct timespec ts;
@@ -23,6 +71,8 @@ static double now(void) {
 
 static void on_progress(void *vctx, int done, int n, long tokens) {
     struct progress_ctx *c = vctx;
+    for (int j = 0; c->st && j < c->st->n; j++)
+        stream_advance(c->st, j, 0);
     double t = now();
     if (!c->tty && t - c->last < 2.0 && done < n)
         return;
@@ -104,8 +154,8 @@ int melbo_completions_run(struct melbo_backend *be, int source_layer,
                           const struct melbo_adapter_shape *shape, int n_vec,
                           int32_t *const *prompts,
                           const int *lens, int n_prompts, const char *label,
-                          struct melbo_comm *comm, struct melbo_completions *out,
-                          struct melbo_err *err) {
+                          struct melbo_comm *comm, const struct melbo_gen_stream *stream,
+                          struct melbo_completions *out, struct melbo_err *err) {
     memset(out, 0, sizeof *out);
     int n = n_vec * n_prompts, dp = comm ? melbo_comm_dp_size(comm) : 1;
     int rank0 = comm == NULL || melbo_comm_rank(comm) == 0;
@@ -123,9 +173,29 @@ int melbo_completions_run(struct melbo_backend *be, int source_layer,
             j->stream = (uint64_t)i;
         }
     struct melbo_gen_result *mine = melbo_xcalloc((size_t)(j1 - j0) + 1, sizeof *mine);
-    struct progress_ctx pc = {label, now(), 0, isatty(STDERR_FILENO)};
+    struct stream_state st = {stream, g, mine, j1 - j0, NULL, NULL, NULL, NULL, NULL};
+    int streaming = stream && tok && dp == 1 && rank0;
+    if (streaming) {
+        st.dt = melbo_xcalloc((size_t)st.n + 1, sizeof *st.dt);
+        st.fed = melbo_xcalloc((size_t)st.n + 1, sizeof *st.fed);
+        st.text = melbo_xcalloc((size_t)st.n + 1, sizeof *st.text);
+        st.len = melbo_xcalloc((size_t)st.n + 1, sizeof *st.len);
+        st.done = melbo_xcalloc((size_t)st.n + 1, 1);
+        for (int j = 0; j < st.n; j++)
+            st.dt[j] = melbo_detok_stream_new(tok, MELBO_DETOK_SKIP_SPECIAL);
+    }
+    struct progress_ctx pc = {label, now(), 0, isatty(STDERR_FILENO), streaming ? &st : NULL};
     int ret = melbo_generate(be, source_layer, g, jobs + j0, j1 - j0, mine,
                              rank0 ? on_progress : NULL, &pc, err);
+    for (int j = 0; streaming && j < st.n; j++) {
+        if (ret == 0)
+            stream_advance(&st, j, 1);
+        melbo_detok_stream_free(st.dt[j]);
+        free(st.text[j]);
+    }
+    if (streaming) {
+        free(st.dt), free(st.fed), free(st.text), free(st.len), free(st.done);
+    }
     free(jobs);
     if (ret) {
         free(mine);

@@ -21,6 +21,18 @@
 extern "C" {
 #endif
 
+/*
+ * Receives completions as they are decoded (one process, or world rank 0 without data
+ * parallelism): piece(ctx, seq, text, len) with the new text of completion seq (vector-major, as
+ * in struct melbo_completions), then done(ctx, seq, text) once with its whole text. The pieces
+ * of a completion concatenate to exactly its text. NULL members are skipped.
+ */
+struct melbo_gen_stream {
+    void (*piece)(void *ctx, int seq, const char *text, size_t len);
+    void (*done)(void *ctx, int seq, const char *text);
+    void *ctx;
+};
+
 struct melbo_completions {
     int n_vec, n_prompts;
     struct melbo_gen_result *res; // (n_vec * n_prompts), vector-major
@@ -34,7 +46,8 @@ struct melbo_completions {
  * text).
  * label names the phase in progress lines ("generate"). With comm (NULL: one process), the jobs are
  * split over the data-parallel groups and world rank 0 gathers every result; only rank 0's out
- * holds them (and prints progress); the other ranks' out is empty.
+ * holds them (and prints progress); the other ranks' out is empty. stream (NULL: none) receives
+ * the text as it is decoded; it needs a tokenizer and no data parallelism (else it is ignored).
  */
 int melbo_completions_run(struct melbo_backend *be, int source_layer,
                           const struct melbo_gen_settings *g, struct melbo_tokenizer *tok,
@@ -42,8 +55,8 @@ int melbo_completions_run(struct melbo_backend *be, int source_layer,
                           const struct melbo_adapter_shape *shape, int n_vec,
                           int32_t *const *prompts,
                           const int *lens, int n_prompts, const char *label,
-                          struct melbo_comm *comm, struct melbo_completions *out,
-                          struct melbo_err *err);
+                          struct melbo_comm *comm, const struct melbo_gen_stream *stream,
+                          struct melbo_completions *out, struct melbo_err *err);
 
 void melbo_completions_free(struct melbo_completions *c);
 

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "common/file.h" // defines: melbo_file_read
+#include "common/mem.h"  // defines: melbo_xmalloc
 #include "common/log.h"  // defines: melbo_log
 #include "proto/conn.h"  // defines: melbo_wire_encode, melbo_job_state_parse
 
@@ -100,6 +101,50 @@ void melbo__link_drop_acked(struct melbo_link *l, uint64_t upto) {
 
 /* ==== start, events, finish (link.h) ======================================================= */
 
+/* Allocates a link to addr for job_id and starts its sender thread; NULL when that fails. */
+static struct melbo_link *link_start(const char *addr, uint64_t job_id, const char *secret,
+                                     const char *fingerprint) {
+    struct melbo_link *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return NULL;
+    /* Event numbers continue across incarnations of the job's ranks (a job resumed after a time
+     * limit is a new process): start from the wall clock in microseconds, which is past every
+     * number an earlier incarnation used (it used one per event, each taking far longer). */
+    l->next_seq = (uint64_t)(now_s() * 1e6);
+    snprintf(l->addr, sizeof l->addr, "%s", addr);
+    l->job_id = job_id;
+    snprintf(l->secret, sizeof l->secret, "%s", secret);
+    snprintf(l->fingerprint, sizeof l->fingerprint, "%s", fingerprint ? fingerprint : "");
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    if (pthread_create(&l->thread, NULL, melbo__link_thread, l) != 0) {
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+struct melbo_link *melbo_link_start_for(const struct melbo_link *like, uint64_t job_id,
+                                        const char *secret) {
+    return like ? link_start(like->addr, job_id, secret, like->fingerprint) : NULL;
+}
+
+int melbo_link_next_work(struct melbo_link *l, struct Melbo__WarmWork **work) {
+    int ret;
+    pthread_mutex_lock(&l->mu);
+    while (l->n_work == 0 && !l->released && !l->dead && !l->stop)
+        pthread_cond_wait(&l->cv, &l->mu);
+    if (l->n_work > 0) {
+        *work = l->work[0];
+        memmove(l->work, l->work + 1, sizeof l->work[0] * (size_t)--l->n_work);
+        ret = 0;
+    } else {
+        ret = l->released ? 1 : -1;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return ret;
+}
+
 struct melbo_link *melbo_link_start_from_env(void) {
     const char *addr = getenv("MELBO_COORD_ADDR"), *id = getenv("MELBO_JOB_ID");
     const char *sf = getenv("MELBO_JOB_SECRET_FILE");
@@ -131,27 +176,8 @@ struct melbo_link *melbo_link_start_from_env(void) {
         *fp++ = '\0';
         fp[strcspn(fp, "\r\n")] = '\0';
     }
-    struct melbo_link *l = calloc(1, sizeof *l);
-    /* Event numbers continue across incarnations of the job's ranks (a job resumed after a time
-     * limit is a new process): start from the wall clock in microseconds, which is past every
-     * number an earlier incarnation used (it used one per event, each taking far longer). */
-    if (l)
-        l->next_seq = (uint64_t)(now_s() * 1e6);
-    if (l == NULL) {
-        free(secret);
-        return NULL;
-    }
-    snprintf(l->addr, sizeof l->addr, "%s", addr);
-    l->job_id = strtoull(id, NULL, 10);
-    snprintf(l->secret, sizeof l->secret, "%s", secret);
-    snprintf(l->fingerprint, sizeof l->fingerprint, "%s", fp ? fp : "");
+    struct melbo_link *l = link_start(addr, strtoull(id, NULL, 10), secret, fp);
     free(secret);
-    pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->cv, NULL);
-    if (pthread_create(&l->thread, NULL, melbo__link_thread, l) != 0) {
-        free(l);
-        return NULL;
-    }
     return l;
 }
 
@@ -246,6 +272,42 @@ struct melbo_train_observer melbo_link_observer(struct melbo_link *l) {
     return o;
 }
 
+void melbo_link_tokens(struct melbo_link *l, int seq, const char *text, size_t len) {
+    if (l == NULL || len == 0)
+        return;
+    char *copy = melbo_xmalloc(len + 1);
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    Melbo__JobEvent ev = MELBO__JOB_EVENT__INIT;
+    ev.has_kind = ev.has_sequence = 1;
+    ev.kind = MELBO__JOB_EVENT__KIND__TOKENS;
+    ev.sequence = seq;
+    ev.text = copy;
+    enqueue(l, &ev, 0);
+    free(copy);
+}
+
+void melbo_link_completion(struct melbo_link *l, int seq, const char *label, const char *text) {
+    if (l == NULL)
+        return;
+    Melbo__JobEvent ev = MELBO__JOB_EVENT__INIT;
+    ev.has_kind = ev.has_sequence = 1;
+    ev.kind = MELBO__JOB_EVENT__KIND__COMPLETION;
+    ev.sequence = seq;
+    ev.detail = (char *)(label ? label : "");
+    ev.text = (char *)(text ? text : "");
+    enqueue(l, &ev, 0);
+}
+
+int melbo_link_done(struct melbo_link *l) {
+    if (l == NULL)
+        return 0;
+    pthread_mutex_lock(&l->mu);
+    l->no_bank = 1;
+    pthread_mutex_unlock(&l->mu);
+    return melbo_link_finish(l, NULL, NULL);
+}
+
 int melbo_link_finish(struct melbo_link *l, const char *bank_path, const char *error) {
     if (l == NULL)
         return 0;
@@ -273,6 +335,8 @@ int melbo_link_finish(struct melbo_link *l, const char *bank_path, const char *e
     if (l->dropped)
         melbo_log(MELBO_LOG_WARN, "link: %ld step events dropped (queue full)", l->dropped);
     melbo__link_drop_acked(l, UINT64_MAX);
+    for (int i = 0; i < l->n_work; i++)
+        melbo__warm_work__free_unpacked(l->work[i], NULL);
     free(l->bank_path);
     free(l->error);
     pthread_mutex_destroy(&l->mu);

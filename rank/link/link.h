@@ -18,6 +18,8 @@
 #ifndef MELBO_RANK_LINK_LINK_H
 #define MELBO_RANK_LINK_LINK_H
 
+#include <stdint.h>
+
 #include "rank/train/observer.h"
 
 #ifdef __cplusplus
@@ -34,6 +36,19 @@ struct melbo_link;
  */
 struct melbo_link *melbo_link_start_from_env(void);
 
+/* A link to the same coordinator (address, pinned certificate) as like, for job_id with its
+ * secret: a warm job's rank 0 runs each gen job it is handed under that job's own link. */
+struct melbo_link *melbo_link_start_for(const struct melbo_link *like, uint64_t job_id,
+                                        const char *secret);
+
+struct Melbo__WarmWork;
+/*
+ * A warm job's next piece of work: waits until the coordinator sends one (returns 0, *work owned
+ * by the caller: melbo__warm_work__free_unpacked), releases the job (1), or the link is dead
+ * (-1: refused, or stopped).
+ */
+int melbo_link_next_work(struct melbo_link *l, struct Melbo__WarmWork **work);
+
 /* Hooks that turn training progress into events (ctx is the link). */
 struct melbo_train_observer melbo_link_observer(struct melbo_link *l);
 
@@ -41,6 +56,15 @@ struct melbo_train_observer melbo_link_observer(struct melbo_link *l);
 void melbo_link_state(struct melbo_link *l, const char *state, const char *detail);
 /* Queues a log line. */
 void melbo_link_log(struct melbo_link *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* gen jobs: queues new text of completion seq (TOKENS), and a whole completion with what it
+ * was (COMPLETION; label e.g. "vector 9, prompt 0"). Never dropped. */
+void melbo_link_tokens(struct melbo_link *l, int seq, const char *text, size_t len);
+void melbo_link_completion(struct melbo_link *l, int seq, const char *label, const char *text);
+
+/* Ends a job that has no bank (gen): reports done once every event is stored; as
+ * melbo_link_finish otherwise. */
+int melbo_link_done(struct melbo_link *l);
 
 /*
  * Ends the link: with bank_path, uploads that file and reports done; with bank_path NULL,

@@ -50,9 +50,15 @@ struct melbo_link {
     /* end of the job */
     int finishing;   // 1 once melbo_link_finish was called
     char *bank_path; // upload this (or NULL with error)
+    int no_bank;     // melbo_link_done: done without a bank
     char *error;
     int acked_done; // the coordinator acknowledged done / failed
     int dead;       // refused by the coordinator (wrong secret): stop trying
+    /* a warm job's work from the coordinator (read by the sender thread, taken by
+     * melbo_link_next_work); a fixed ring, the coordinator sends one at a time */
+    struct Melbo__WarmWork *work[8];
+    int n_work;
+    int released;   // WarmRelease arrived
     int stop;
 };
 

@@ -38,6 +38,23 @@ static int read_acks(struct melbo_link *l, struct melbo_conn *c, int wait_ms) {
                 pthread_cond_broadcast(&l->cv);
             }
             pthread_mutex_unlock(&l->mu);
+        } else if (e->body_case == MELBO__ENVELOPE__BODY_WARM_WORK) {
+            pthread_mutex_lock(&l->mu);
+            if (l->n_work < (int)(sizeof l->work / sizeof l->work[0])) {
+                l->work[l->n_work++] = e->warm_work; /* kept: taken out of the envelope */
+                e->warm_work = NULL;
+                e->body_case = MELBO__ENVELOPE__BODY__NOT_SET;
+            } else {
+                melbo_log(MELBO_LOG_WARN, "link: warm work for job %llu dropped (queue full)",
+                          (unsigned long long)e->warm_work->job_id);
+            }
+            pthread_cond_broadcast(&l->cv);
+            pthread_mutex_unlock(&l->mu);
+        } else if (e->body_case == MELBO__ENVELOPE__BODY_WARM_RELEASE) {
+            pthread_mutex_lock(&l->mu);
+            l->released = 1;
+            pthread_cond_broadcast(&l->cv);
+            pthread_mutex_unlock(&l->mu);
         } else if (e->body_case == MELBO__ENVELOPE__BODY_ERROR) {
             melbo_log(MELBO_LOG_WARN, "link: coordinator: %s", e->error->message);
             melbo__envelope__free_unpacked(e, NULL);
@@ -151,6 +168,14 @@ static int upload_bank(struct melbo_conn *c, FILE *fp) {
 static int send_end(struct melbo_link *l, struct melbo_conn *c) {
     struct melbo_err err = {0};
     Melbo__Envelope env = MELBO__ENVELOPE__INIT;
+    if (l->no_bank) { /* a job without a bank (gen): done once its events are stored */
+        Melbo__RankDone d = MELBO__RANK_DONE__INIT;
+        d.has_last_seq = 1;
+        d.last_seq = l->next_seq;
+        env.body_case = MELBO__ENVELOPE__BODY_RANK_DONE;
+        env.rank_done = &d;
+        return melbo_conn_send(c, &env, 10000, &err) == 0 ? 0 : -1;
+    }
     if (l->bank_path == NULL) {
         Melbo__RankFailed f = MELBO__RANK_FAILED__INIT;
         f.error = l->error ? l->error : "failed";
@@ -236,7 +261,7 @@ void *melbo__link_thread(void *arg) {
             pthread_mutex_lock(&l->mu);
             int ready_end = l->finishing && l->head == NULL && !end_sent;
             pthread_mutex_unlock(&l->mu);
-            if (ready_end && l->bank_path == NULL && l->error == NULL) {
+            if (ready_end && l->bank_path == NULL && l->error == NULL && !l->no_bank) {
                 pthread_mutex_lock(&l->mu); // flush only (checkpointed): everything is acked
                 l->acked_done = 1;
                 pthread_cond_broadcast(&l->cv);

@@ -107,7 +107,8 @@ int melbo_trainer_generate(struct melbo_trainer *tr, struct melbo_err *err) {
     melbo_backend_train_end(&tr->be); /* the training buffers make room for the decoder */
     int ret = melbo_completions_run(&tr->be, tr->s, &p->gen, tr->tok, tr->adapters ? NULL : vecs,
                                     tr->adapters ? vecs : NULL, &tr->adapter, n_vec, tr->pr.ids,
-                                    tr->pr.lens, tr->pr.P, "generate", tr->comm, &c, err);
+                                    tr->pr.lens, tr->pr.P, "generate", tr->comm, NULL, &c,
+                                    err);
     free(vecs);
     if (ret)
         return ret;

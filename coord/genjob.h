@@ -1,0 +1,66 @@
+/*
+ * coord/genjob.h - gen jobs (issue 19): `melbo gen --bank ID --vector EXPR ...` as a job whose
+ * ranks run `melbo-rank gen` on a stored bank and stream the text back (JobEvent TOKENS and
+ * COMPLETION; rank/cmd_gen.c). A JobSpec with command "gen" holds the options of melbo-rank
+ * gen's table (options/generate.h) by name, "bank" naming a catalog bank id; the model is the
+ * bank's (its job's resolved model), so "model" is refused, as are the options that shape local
+ * output (json, logits). "name" and "private" are the job's own, as for training jobs.
+ *
+ * No file a user names is opened: --prompts is sent as text ({prompts-jsonl: TEXT}) and written
+ * into the job's directory for the ranks; the bank is read from the bank store only.
+ */
+#ifndef MELBO_COORD_GENJOB_H
+#define MELBO_COORD_GENJOB_H
+
+#include <stddef.h>
+
+#include "common/err.h"
+#include "coord/coord.h"
+#include "coord/job.h"
+#include "options/job.h" // defines: struct melbo_argv
+#include "proto/wire.h"
+
+struct melbo_client;
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MELBO_GENJOB_COMMAND "gen"
+
+/* 1 when spec asks for a gen job, 0 for training; MELBO_EINVAL (err set) for an unknown
+ * command. */
+int melbo_genjob_of_spec(const Melbo__JobSpec *spec, struct melbo_err *err);
+/* 1 when job (its stored spec, read once and kept in job->command) is a gen job. */
+int melbo_genjob_is(struct melbo_job *job);
+
+/*
+ * On the loop: the bank spec's "bank" option names, visible to cl: its path in the bank store
+ * (bank, n bytes) and its model (model, n bytes: the resolved path of the bank's job). Returns 0
+ * or a negative code with err naming the problem ("no bank ID" for an unknown or hidden bank).
+ */
+int melbo_genjob_bank(const struct melbo_client *cl, const Melbo__JobSpec *spec, char *bank,
+                      char *model, size_t n, struct melbo_err *err);
+
+/*
+ * Off the loop: every option of spec checked as `melbo-rank gen` would (values, ranges, the
+ * vector or adapter choices against the bank's kind), the source layer against the model's
+ * config, --max-new-tokens against max_new_tokens (limits.max_new_tokens). *n_vec is set to the number of --vector / --adapter choices (1 for the default none).
+ * Returns 0 or a negative code with err naming the option.
+ */
+int melbo_genjob_validate(const Melbo__JobSpec *spec, const char *model, const char *bank,
+                          long long max_new_tokens, int *n_vec, struct melbo_err *err);
+
+/*
+ * The words of `melbo-rank gen` for job (after "gen"): --model, --bank (the store's path for the
+ * spec's bank id), every option of the spec, prompts written to dir/prompts.jsonl (0600).
+ * Returns 0 or a negative code with err set.
+ */
+int melbo_genjob_argv(const struct melbo_coord *co, const struct melbo_job *job,
+                      const Melbo__JobSpec *spec, const char *dir, struct melbo_argv *words,
+                      struct melbo_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
