@@ -115,6 +115,9 @@ int melbo_cli_cmd_submit(struct melbo_cli *c, int argc, char **argv);
 /* `melbo gen` (cli/gen.c): a gen job on a stored bank, its text streamed. */
 int melbo_cli_cmd_gen(struct melbo_cli *c, int argc, char **argv);
 
+/* `melbo warm` (cli/warm.c): a warm job keeping a model loaded for gen and chat. */
+int melbo_cli_cmd_warm(struct melbo_cli *c, int argc, char **argv);
+
 /* `melbo chat` (cli/chat.c): a conversation with the steered model, a gen job per turn. */
 int melbo_cli_cmd_chat(struct melbo_cli *c, int argc, char **argv);
 

@@ -67,7 +67,7 @@ static cJSON *job_json(const Melbo__JobSummary *j) {
     cJSON_AddStringToObject(o, "user", j->user ? j->user : "");
     cJSON_AddStringToObject(o, "state", melbo_job_state_name(j->state));
     cJSON_AddStringToObject(o, "model", j->model ? j->model : "");
-    cJSON_AddStringToObject(o, "kind", j->command && !strcmp(j->command, "gen") ? "gen"
+    cJSON_AddStringToObject(o, "kind", j->command && *j->command ? j->command
                                        : job_is_adapter(j)                      ? "adapter"
                                                                                 : "vector");
     cJSON_AddNumberToObject(o, "created", j->created);
@@ -140,7 +140,10 @@ int melbo_cli_cmd_ls(struct melbo_cli *c, int argc, char **argv) {
             fmt_time(j->created, t, sizeof t);
             printf("%-6llu %-10s %-12s %-8s %-19s %-24.24s %.60s\n", (unsigned long long)j->job_id,
                    melbo_cli_safe(j->user, 0), melbo_job_state_name(j->state),
-                   job_is_adapter(j) ? "adapter" : "vector", t,
+                   j->command && *j->command ? melbo_cli_safe(j->command, 0)
+                   : job_is_adapter(j)       ? "adapter"
+                                             : "vector",
+                   t,
                    melbo_cli_safe(base(j->model), 0),
                    melbo_cli_safe(j->bank_id && *j->bank_id ? j->bank_id
                                   : j->error                ? j->error

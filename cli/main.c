@@ -38,6 +38,8 @@ static void usage(FILE *f) {
             "                           its model lives; the text streams to stdout (gen --help)\n"
             "  chat --bank ID --vector EXPR [--script FILE]   talk to the steered model\n"
             "                           (/vector EXPR switches, /save FILE writes the transcript)\n"
+            "  warm --bank ID | --model NAME   keep the model loaded: later gen and chat of it\n"
+            "                           start at once (until idle for limits.warm_idle_s)\n"
             "  cancel JOB               stop a job (all its ranks)\n"
             "  fetch JOB -o FILE        download the job's bank (or --bank ID -o FILE)\n"
             "  bank ls [--model M] [--prompt TEXT] [--user U] [--json]   the lab's banks\n"
@@ -277,6 +279,7 @@ static const struct command commands[] = {
     {"submit", melbo_cli_cmd_submit}, {"watch", melbo_cli_cmd_watch},   {"ls", melbo_cli_cmd_ls},
     {"show", melbo_cli_cmd_show}, {"cancel", melbo_cli_cmd_cancel}, {"fetch", melbo_cli_cmd_fetch},
     {"bank", melbo_cli_cmd_bank},     {"gen", melbo_cli_cmd_gen}, {"chat", melbo_cli_cmd_chat},
+    {"warm", melbo_cli_cmd_warm},
 };
 
 /*

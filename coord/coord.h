@@ -30,6 +30,8 @@ struct melbo_launcher;
 struct melbo_slurm_cmd;
 struct melbo_export;
 
+struct melbo_server;
+
 struct melbo_coord {
     uv_loop_t *loop;                 // loop->data points back here (launcher callbacks use it)
     sqlite3 *db;                     // STATE/melbo.db, owned (closed by main.c)
@@ -55,6 +57,7 @@ struct melbo_coord {
     double export_timeout_s;         // time limit of one run (serve --export-timeout, 300)
     struct melbo_export *exports;    // every export from request to end, in arrival order
     int exports_running;
+    struct melbo_server *server;     // the connections (warm jobs send on their rank link)
 };
 
 #endif

@@ -29,26 +29,7 @@ static int job_option(const char *name) {
     return !strcmp(name, "name") || !strcmp(name, "private") || !strcmp(name, "no-private");
 }
 
-int melbo_genjob_of_spec(const Melbo__JobSpec *spec, struct melbo_err *err) {
-    if (spec->command == NULL || spec->command[0] == '\0' || !strcmp(spec->command, "train"))
-        return 0;
-    if (!strcmp(spec->command, MELBO_GENJOB_COMMAND))
-        return 1;
-    return melbo_err_set(err, MELBO_EINVAL, "unknown job command '%.40s' (train or gen)",
-                         spec->command);
-}
-
-int melbo_genjob_is(struct melbo_job *job) {
-    if (job->command == 0) {
-        Melbo__JobSpec *spec = melbo__job_spec__unpack(NULL, job->spec_len, job->spec);
-        struct melbo_err ignored;
-        job->command = spec && melbo_genjob_of_spec(spec, &ignored) == 1 ? 2 : 1;
-        if (spec)
-            melbo__job_spec__free_unpacked(spec, NULL);
-    }
-    return job->command == 2;
-}
-
+/* The value of spec's last option name ("" for a flag), or NULL when it is not given. */
 static const char *option(const Melbo__JobSpec *spec, const char *name) {
     const char *v = NULL;
     for (size_t i = 0; i < spec->n_options; i++)
@@ -56,6 +37,80 @@ static const char *option(const Melbo__JobSpec *spec, const char *name) {
             v = spec->options[i]->value ? spec->options[i]->value : "";
     return v; /* the last one given */
 }
+
+int melbo_genjob_of_spec(const Melbo__JobSpec *spec, struct melbo_err *err) {
+    if (spec->command == NULL || spec->command[0] == '\0' || !strcmp(spec->command, "train"))
+        return MELBO_GENJOB_TRAIN;
+    if (!strcmp(spec->command, "gen"))
+        return MELBO_GENJOB_GEN;
+    if (!strcmp(spec->command, "warm"))
+        return MELBO_GENJOB_WARM;
+    return melbo_err_set(err, MELBO_EINVAL, "unknown job command '%.40s' (train, gen or warm)",
+                         spec->command);
+}
+
+/* job->command: read off the stored spec once (1 train, 2 gen, 3 warm). */
+static int command_of(struct melbo_job *job) {
+    if (job->command == 0) {
+        Melbo__JobSpec *spec = melbo__job_spec__unpack(NULL, job->spec_len, job->spec);
+        struct melbo_err ignored;
+        int c = spec ? melbo_genjob_of_spec(spec, &ignored) : 0;
+        job->command = c < 0 ? 1 : c + 1;
+        if (spec)
+            melbo__job_spec__free_unpacked(spec, NULL);
+    }
+    return job->command;
+}
+
+int melbo_genjob_is(struct melbo_job *job) {
+    return command_of(job) == 2;
+}
+
+int melbo_genjob_is_warm(struct melbo_job *job) {
+    return command_of(job) == 3;
+}
+
+int melbo_genjob_validate_warm(const Melbo__JobSpec *spec, const char *state_dir, char *model,
+                               size_t n, struct melbo_err *err) {
+    static const char *const allowed[] = {"bank", "model", "device", "dtype", "name", "private",
+                                          "no-private"};
+    const char *name_given = NULL;
+    for (size_t i = 0; i < spec->n_options; i++) {
+        const char *name = spec->options[i]->name ? spec->options[i]->name : "";
+        size_t k = 0;
+        while (k < sizeof allowed / sizeof allowed[0] && strcmp(name, allowed[k]))
+            k++;
+        if (k == sizeof allowed / sizeof allowed[0])
+            return melbo_err_set(err, MELBO_EINVAL,
+                                 "--%.60s is not an option of melbo warm (--bank ID or --model "
+                                 "NAME, --device, --dtype, --name, --private)",
+                                 name);
+        if (!strcmp(name, "model"))
+            name_given = spec->options[i]->value;
+    }
+    struct melbo_gen_cmd_params p; /* device and dtype checked as melbo-rank gen would */
+    int ret = 0;
+    melbo_opts_init(&melbo_gen_cmd_table, &p);
+    for (size_t i = 0; i < spec->n_options && ret == 0; i++) {
+        const char *name = spec->options[i]->name ? spec->options[i]->name : "";
+        if (!strcmp(name, "device") || !strcmp(name, "dtype"))
+            ret = melbo_opts_parse_one(&melbo_gen_cmd_table, &p, name, spec->options[i]->value,
+                                       err);
+    }
+    melbo_opts_free(&melbo_gen_cmd_table, &p);
+    if (ret)
+        return ret;
+    if (option(spec, "bank") == NULL) { /* else the loop resolved the bank's model */
+        char root[PATH_MAX];
+        struct melbo_model_config cfg;
+        if (name_given == NULL)
+            return melbo_err_set(err, MELBO_EINVAL, "melbo warm needs --bank ID or --model NAME");
+        MELBO_TRY(melbo_models_resolve(state_dir, name_given, model, root, n, err));
+        return melbo_models_config(model, root, &cfg, err);
+    }
+    return 0;
+}
+
 
 int melbo_genjob_bank(const struct melbo_client *cl, const Melbo__JobSpec *spec, char *bank,
                       char *model, size_t n, struct melbo_err *err) {
@@ -126,6 +181,20 @@ int melbo_genjob_argv(const struct melbo_coord *co, const struct melbo_job *job,
                       struct melbo_err *err) {
     char bank[PATH_MAX], path[PATH_MAX + 32];
     const char *id = option(spec, "bank");
+    if (melbo_genjob_is_warm((struct melbo_job *)job)) { /* the model, loaded once */
+        melbo_argv_push(words, "--model");
+        melbo_argv_push(words, job->model);
+        melbo_argv_push(words, "--warm");
+        for (size_t i = 0; i < spec->n_options; i++) {
+            const char *name = spec->options[i]->name ? spec->options[i]->name : "";
+            if (!strcmp(name, "device") || !strcmp(name, "dtype")) {
+                snprintf(path, sizeof path, "--%s", name);
+                melbo_argv_push(words, path);
+                melbo_argv_push(words, spec->options[i]->value ? spec->options[i]->value : "");
+            }
+        }
+        return 0;
+    }
     if (id == NULL || melbo_bank_path(co->state_dir, id, bank, sizeof bank) != 0)
         return melbo_err_set(err, MELBO_EINVAL, "the gen job's bank id is missing or invalid");
     melbo_argv_push(words, "--model");

@@ -26,13 +26,25 @@ struct melbo_client;
 extern "C" {
 #endif
 
-#define MELBO_GENJOB_COMMAND "gen"
+/* What a spec's command asks for. */
+enum { MELBO_GENJOB_TRAIN = 0, MELBO_GENJOB_GEN = 1, MELBO_GENJOB_WARM = 2 };
 
-/* 1 when spec asks for a gen job, 0 for training; MELBO_EINVAL (err set) for an unknown
- * command. */
+/* MELBO_GENJOB_* of spec's command ("train" or absent, "gen", "warm"); MELBO_EINVAL (err set)
+ * for an unknown one. */
 int melbo_genjob_of_spec(const Melbo__JobSpec *spec, struct melbo_err *err);
-/* 1 when job (its stored spec, read once and kept in job->command) is a gen job. */
+/* 1 when job (its stored spec, read once and kept in job->command) is a gen job; a warm job
+ * (coord/warm.h). */
 int melbo_genjob_is(struct melbo_job *job);
+int melbo_genjob_is_warm(struct melbo_job *job);
+
+/*
+ * A warm job's spec: "bank" (its model is the warm job's) or "model" (a registered name or a
+ * path under a model root), plus device, dtype, name and private; nothing else. On the loop with
+ * a bank (melbo_genjob_bank), else off it: *model is set to the resolved model. Returns 0 or a
+ * negative code with err naming the option.
+ */
+int melbo_genjob_validate_warm(const Melbo__JobSpec *spec, const char *state_dir, char *model,
+                               size_t n, struct melbo_err *err);
 
 /*
  * On the loop: the bank spec's "bank" option names, visible to cl: its path in the bank store
@@ -53,7 +65,8 @@ int melbo_genjob_validate(const Melbo__JobSpec *spec, const char *model, const c
 
 /*
  * The words of `melbo-rank gen` for job (after "gen"): --model, --bank (the store's path for the
- * spec's bank id), every option of the spec, prompts written to dir/prompts.jsonl (0600).
+ * spec's bank id), every option of the spec, prompts written to dir/prompts.jsonl (0600). For a
+ * warm job: --model, --warm and its device options.
  * Returns 0 or a negative code with err set.
  */
 int melbo_genjob_argv(const struct melbo_coord *co, const struct melbo_job *job,

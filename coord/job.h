@@ -31,7 +31,12 @@ struct melbo_job {
     int visibility;                  // --private read off the spec: 0 not yet, 1 public, 2 private
     int vectors, steps, n_ranks;     // resolved at submit (coord/jobspec.h)
     int threads;                     // CPU threads of all its ranks (limits.threads_per_user)
-    int command;                     // read off the spec once: 0 not yet, 1 train, 2 gen
+    int command;                     // read off the spec once: 0 not yet, 1 train, 2 gen, 3 warm
+    /* warm jobs (coord/warm.h), not persisted */
+    uint64_t warm_host;              // a gen job: the warm job serving it, or 0
+    uint64_t warm_serving;           // a warm job: the gen job it serves now, or 0
+    double warm_idle_since;          // a warm job: idle since (melbo_coord_now), 0 unknown
+    int warm_released;               // a warm job: WarmRelease sent
     int adapter_rank;                // adapters: their rank r (vectors counts them); 0: vectors
     double created, finished;        // melbo_coord_now(); finished is 0 until a final state
     char error[1024];                // the FAILED / CANCELLED message, or ""

@@ -141,6 +141,6 @@ void melbo_jobs_summary(const struct melbo_job *job, Melbo__JobSummary *s) {
     s->steps = job->steps;
     if (job->adapter_rank > 0)
         s->has_adapter_rank = 1, s->adapter_rank = job->adapter_rank;
-    if (job->command == 2) /* known once read off the spec (melbo_genjob_is) */
-        s->command = "gen";
+    if (job->command == 2 || job->command == 3) /* known once read off the spec (genjob.h) */
+        s->command = job->command == 2 ? "gen" : "warm";
 }

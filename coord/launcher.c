@@ -235,7 +235,7 @@ int melbo_launcher_prepare(struct melbo_coord *co, struct melbo_job *job, const 
     if ((ret = melbo_launcher_write_secret(secret, secret_text, err)) != 0)
         return ret;
     snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
-    if (melbo_genjob_is(job)) { /* `melbo-rank gen` on the job's bank (coord/genjob.h) */
+    if (melbo_genjob_is(job) || melbo_genjob_is_warm(job)) { /* `melbo-rank gen` (genjob.h) */
         if ((ret = melbo_genjob_argv(co, job, spec, dir, &rank, err)) == 0) {
             melbo_path_join(args, sizeof args, dir, "rank.args");
             ret = write_args(args, rank.v, rank.n, err);

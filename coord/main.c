@@ -46,6 +46,7 @@
 #include "coord/coord.h"     // defines: struct melbo_coord
 #include "coord/db.h"        // defines: melbo_db_open, melbo_db_jobs_load
 #include "coord/jobs.h"      // defines: melbo_jobs_init, melbo_job_set_state
+#include "coord/warm.h"      // defines: melbo_warm_init, melbo_warm_tick
 #include "coord/launcher.h"  // defines: melbo_launcher_local, melbo_launchers_tick
 #include "coord/sched.h"     // defines: struct melbo_sched
 #include "coord/server.h"
@@ -292,6 +293,7 @@ struct melbo_service {
 static void on_tick(uv_timer_t *t) {
     struct melbo_service *svc = t->data;
     melbo_launchers_tick(&svc->co);
+    melbo_warm_tick(&svc->co);
     melbo_server_sweep(&svc->server);
     melbo_sched_request(&svc->sched);
 }
@@ -502,7 +504,7 @@ static int cmd_serve(int argc, char **argv) {
     if (melbo_coord_exports_init(co, &err) != 0)
         goto fail;
     if (melbo_fanout_init(&svc.fanout, &co->jobs) != 0 ||
-        melbo_sched_init(&svc.sched, co) != 0) {
+        melbo_sched_init(&svc.sched, co) != 0 || melbo_warm_init(co) != 0) {
         melbo_err_set(&err, MELBO_ENOMEM, "cannot start the scheduler");
         goto fail;
     }
@@ -511,6 +513,7 @@ static int cmd_serve(int argc, char **argv) {
     struct melbo_peer_handler h = melbo_clients_handler;
     h.ctx = &svc.clients;
     melbo_server_init(&svc.server, co->loop, client_cap, &h);
+    co->server = &svc.server;
     svc.server.limits = &co->limits;  // connections, authentication, output cap
     if (co->plaintext_loopback) {  // no TLS: only where nobody else can listen in
         char host[128];

@@ -210,9 +210,10 @@ void melbo_coord_on_rank_message(struct melbo_client *cl, const Melbo__Envelope 
         on_upload(cl, env->bank_upload);
         break;
     case MELBO__ENVELOPE__BODY_RANK_DONE:
-        if (melbo_genjob_is(job)) { /* a gen job has no bank: its completions are its events */
+        if (melbo_genjob_is(job) || melbo_genjob_is_warm(job)) { /* no bank: gen, warm */
             if (!melbo_job_state_terminal(job->state))
-                melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__DONE, "generated", NULL);
+                melbo_job_set_state(&co->jobs, job, MELBO__JOB_STATE__DONE,
+                                    melbo_genjob_is(job) ? "generated" : "released", NULL);
             send_ack(cl, 1);
             break;
         }

@@ -192,6 +192,17 @@ static int rank_threads(int given) {
 static void submit_work(uv_work_t *w) {
     struct submit *s = w->data;
     struct melbo_job_params jp;
+    if (s->gen == MELBO_GENJOB_WARM) { /* a model kept loaded (coord/warm.h) */
+        s->ret = melbo_genjob_validate_warm(s->spec, s->co->state_dir, s->model, sizeof s->model,
+                                            &s->err);
+        for (size_t i = 0; s->ret == 0 && i < s->spec->n_options; i++)
+            if (s->spec->options[i]->name && !strcmp(s->spec->options[i]->name, "name"))
+                snprintf(s->name, sizeof s->name, "%s",
+                         s->spec->options[i]->value ? s->spec->options[i]->value : "");
+        s->n_ranks = 1;
+        s->threads = rank_threads(0);
+        return;
+    }
     if (s->gen) { /* model and bank were resolved on the loop (melbo_genjob_bank) */
         int n_vec = 0;
         s->ret = melbo_genjob_validate(s->spec, s->model, s->bank, s->co->limits.max_new_tokens,
@@ -296,7 +307,7 @@ static void submit_done(uv_work_t *w, int status) {
     job->adapter_rank = s->adapter_rank;
     job->n_ranks = s->n_ranks;
     job->threads = s->threads;
-    job->command = s->gen ? 2 : 1;
+    job->command = s->gen + 1;
     job->spec_len = melbo__job_spec__get_packed_size(s->spec);
     job->spec = malloc(job->spec_len ? job->spec_len : 1);
     if (job->spec == NULL)
@@ -372,8 +383,12 @@ static void on_submit(struct melbo_client *cl, const Melbo__Envelope *env) {
     snprintf(s->user, sizeof s->user, "%s", cl->user);
     s->work.data = s->timer.data = s;
     uv_timer_init(co->loop, &s->timer);
+    int has_bank = 0;
+    for (size_t i = 0; i < spec->n_options; i++)
+        has_bank |= spec->options[i]->name && !strcmp(spec->options[i]->name, "bank");
     if ((s->gen = melbo_genjob_of_spec(spec, &err)) < 0 ||
-        (s->gen && melbo_genjob_bank(cl, spec, s->bank, s->model, sizeof s->bank, &err) != 0)) {
+        ((s->gen == MELBO_GENJOB_GEN || (s->gen == MELBO_GENJOB_WARM && has_bank)) &&
+         melbo_genjob_bank(cl, spec, s->bank, s->model, sizeof s->bank, &err) != 0)) {
         melbo_client_error(cl, env->id,
                            err.code == MELBO_ENOENT ? MELBO__ERROR_CODE__ERROR_NOT_FOUND
                                                     : MELBO__ERROR_CODE__ERROR_INVALID,

@@ -6,7 +6,9 @@
 
 #include <stddef.h>
 
+#include "coord/genjob.h"    // defines: melbo_genjob_is
 #include "coord/launcher.h"  // defines: struct melbo_launcher
+#include "coord/warm.h"      // defines: melbo_warm_dispatch
 #include "proto/wire.h"      // defines: melbo_job_state_terminal
 
 /* 1 when some launcher of co->launchers holds j. */
@@ -22,7 +24,7 @@ static int held(const struct melbo_coord *co, const struct melbo_job *j) {
  * launcher (a Slurm job pending in Slurm's queue).
  */
 static int takes_slot(const struct melbo_coord *co, const struct melbo_job *j) {
-    if (melbo_job_state_terminal(j->state))
+    if (melbo_job_state_terminal(j->state) || j->warm_host) /* a warm job's guest: no slot */
         return 0;
     return j->state != MELBO__JOB_STATE__QUEUED || held(co, j);
 }
@@ -43,6 +45,16 @@ static struct melbo_job *oldest_waiting(struct melbo_coord *co) {
 static void run_pass(struct melbo_coord *co) {
     const struct melbo_launcher *l = co->launcher;
     int running = 0;
+    /* gen jobs a warm job of their model can serve go there first (oldest first) */
+    for (int more = 1; more;) {
+        more = 0;
+        struct melbo_job *pick = NULL;
+        for (struct melbo_job *j = co->jobs.list; j; j = j->next)
+            if (j->state == MELBO__JOB_STATE__QUEUED && !held(co, j) && melbo_genjob_is(j))
+                pick = j;
+        if (pick && melbo_warm_dispatch(co, pick))
+            more = 1;
+    }
     for (struct melbo_job *j = co->jobs.list; j; j = j->next)
         running += takes_slot(co, j);
     while (l->queues_jobs || running < co->max_running) {

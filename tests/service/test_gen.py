@@ -2,8 +2,8 @@
 coordinator on loopback (TLS), ranks under mpirun, the CLI.
 
   1. a small bank is trained through the coordinator (the golden llama3 model, a text prompt);
-  2. `melbo gen --bank ID --vector 0 --vector -1*0 --vector none --prompt ... --prompt ...` runs as a
-     job: its standard output is exactly the six completions, one after another (each followed
+  2. `melbo gen --bank ID --vector 0 --vector -1*0 --vector none --prompt ... --prompt ...` runs
+     as a job: its standard output is exactly the six completions, one after another (each followed
      by a newline), equal to local `melbo-rank gen --json` with the same settings on the fetched
      bank; the job id and progress went to standard error;
   3. `--json` gives the stream as events: the "tokens" pieces of each sequence concatenate to its
@@ -15,6 +15,10 @@ coordinator on loopback (TLS), ranks under mpirun, the CLI.
   7. `melbo chat --script`: three turns (a /vector switch before the third) equal the same
      conversation generated locally turn by turn (--messages, the whole history each turn);
      /save writes the JSONL transcript with each reply's vector;
+  8. `melbo warm --bank ID`: a warm job (kind warm) loads the model once; two gen requests and
+     a 3-turn chat are served by it (the rank log shows one load and 5 requests), with the same
+     text, each faster than the cold gen; idle for limits.warm_idle_s (4 s here) it ends by
+     itself and gen runs cold again; warm with an unknown model or a gen option is refused;
   6. bad input is refused before anything is queued: an unknown bank, --model, --adapter on a
      vector bank, --source-layer past the model, --max-new-tokens over the limit, an unknown
      option, no --bank."""
@@ -24,7 +28,8 @@ import melbo_wire as mw
 
 build, repo, golden, tmp = sys.argv[1:5]
 pb = mw.load_pb2(repo, os.path.join(tmp, "py"))
-co = mw.Coord(build, os.path.join(tmp, "run"), conf=["limits.max_new_tokens=64"])
+co = mw.Coord(build, os.path.join(tmp, "run"),
+              conf=["limits.max_new_tokens=64", "limits.warm_idle_s=4"])
 melbo = os.path.join(build, "cli", "melbo")
 rank = os.path.join(build, "rank", "melbo-rank")
 model = os.path.abspath(os.path.join(golden, "models", "llama3"))
@@ -78,6 +83,7 @@ try:
            "--prompt", "Tell me a story", "--max-new-tokens", "12"]
     t0 = time.time()
     st, out, err = cli("gen", "--bank", bank, *sel)
+    cold_s = time.time() - t0
     want = local_gen(fetched, *sel)
     check(st == 0 and len(want) == 6, f"melbo gen exit {st} in {time.time() - t0:.1f} s; local "
           f"melbo-rank gen gave {len(want)} completions")
@@ -120,8 +126,10 @@ try:
     st, out, _ = cli("show", gen_job)
     shj = json.loads(cli("show", gen_job, "--json")[1])
     check(st == 0 and out.count("=== vector ") == 6 and "=== vector -1*0, prompt 1 ===" in out
-          and "\x1b" not in out and [x["text"] for x in shj.get("completions", [])] == [w["text"] for w in want]
-          and shj.get("kind") == "gen", "melbo show (and --json) lists the 6 completions (control bytes escaped)")
+          and "\x1b" not in out
+          and [x["text"] for x in shj.get("completions", [])] == [w["text"] for w in want]
+          and shj.get("kind") == "gen",
+          "melbo show (and --json) lists the 6 completions (control bytes escaped)")
     lsj = {j["job"]: j for j in json.loads(cli("ls", "--json")[1])}
     check(lsj.get(int(gen_job), {}).get("kind") == "gen", "melbo ls --json: kind gen")
     c.close()
@@ -170,9 +178,57 @@ try:
     check(st == 2 and "--prompt is not an option of melbo chat" in err, f"chat --prompt refused: "
           f"{err.strip()!r}")
 
+    # ---- 8. a warm job: one model load for many requests, faster, released when idle ------------
+    st, wjob, err = cli("warm", "--bank", bank, "--name", "warm-llama")
+    wjob = wjob.strip()
+    check(st == 0 and wjob.isdigit(), f"melbo warm: job {wjob} {err.strip()}")
+
+    def job_row(j):
+        return {x["job"]: x for x in json.loads(cli("ls", "--json")[1])}.get(int(j), {})
+    end = time.time() + 60
+    while time.time() < end and job_row(wjob).get("state") != "RUNNING":
+        time.sleep(0.1)
+    check(job_row(wjob).get("state") == "RUNNING" and job_row(wjob).get("kind") == "warm",
+          f"warm job {wjob} RUNNING (kind warm) once its model is loaded")
+    times, outs = [], []
+    for _ in range(2):
+        t0 = time.time()
+        st, out, err = cli("gen", "--bank", bank, *sel)
+        times.append(time.time() - t0)
+        outs.append(out)
+        served = f"on warm job {wjob}" in err
+    check(all(o == expect for o in outs) and served,
+          f"two gen requests served by the warm job "
+          f"({[l for l in err.splitlines() if 'warm job' in l][:1]}), "
+          "both equal to the cold one")
+    t0 = time.time()
+    st, out, err = cli("chat", "--bank", bank, "--vector", "0", "--max-new-tokens", "8",
+                       "--system", "You are terse.", "--script", script)
+    check(st == 0 and out.split("\n")[:3] == local, f"a scripted chat through the warm job: the "
+          f"same 3 replies ({time.time() - t0:.2f} s)")
+    log = open(os.path.join(co.state, "jobs", wjob, "ranks.log")).read()
+    check(log.count("gen: loading the model") == 1 and log.count("gen: warm: job") == 5,
+          f"the warm job's rank log: one model load, 5 requests served")
+    check(max(times) < cold_s, f"warm requests took {times[0]:.3f} s and {times[1]:.3f} s, the "
+          f"cold one {cold_s:.3f} s ({cold_s / max(times):.1f}x)")
+    end = time.time() + 30
+    while time.time() < end and job_row(wjob).get("state") != "DONE":
+        time.sleep(0.2)
+    wshow = json.loads(cli("show", wjob, "--json")[1])
+    check(job_row(wjob).get("state") == "DONE" and "released" in log + open(
+        os.path.join(co.state, "jobs", wjob, "ranks.log")).read(),
+          f"idle for limits.warm_idle_s = 4: the warm job ended by itself ({wshow.get('state')})")
+    st, out, err = cli("gen", "--bank", bank, *sel)
+    check(st == 0 and out == expect and "on warm job" not in err, "after it: gen runs cold again")
+    st, out, err = cli("warm", "--model", "nosuchmodel")
+    check(st != 0 and "not a registered model" in err, f"warm --model unknown: {err.strip()!r}")
+    st, out, err = cli("warm", "--bank", bank, "--vector", "0")
+    check(st == 2 and "unknown option" in err, f"warm --vector refused: {err.strip()!r}")
+
     # ---- 6. bad input: refused, nothing queued ---------------------------------------------
     before = n_jobs()
-    for args, needle in [(["--bank", "0123456789abcdef", "--vector", "0"], "no bank 0123456789abcdef"),
+    for args, needle in [(["--bank", "0123456789abcdef", "--vector", "0"],
+                          "no bank 0123456789abcdef"),
                          (["--bank", bank, "--model", model], "--model"),
                          (["--bank", bank, "--adapter", "0"], "--adapter needs an adapter bank"),
                          (["--bank", bank, "--source-layer", "99"], "outside the model's"),
