@@ -155,6 +155,41 @@ int melbo_cli_cmd_ls(struct melbo_cli *c, int argc, char **argv) {
     return 0;
 }
 
+/* A sweep's points (options/sweep.h) as a JSON array (new, the caller's). */
+static cJSON *sweep_json(const Melbo__ShowJobReply *r) {
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < r->n_sweep; i++) {
+        const Melbo__SweepPoint *p = r->sweep[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "point", p->point);
+        cJSON_AddStringToObject(o, "label", p->label ? p->label : "");
+        cJSON_AddStringToObject(o, "bank", p->bank_id ? p->bank_id : "");
+        if (p->has_radius)
+            cJSON_AddNumberToObject(o, "radius", p->radius);
+        if (p->has_median_z)
+            cJSON_AddNumberToObject(o, "median_z", p->median_z);
+        if (p->has_degenerate)
+            cJSON_AddNumberToObject(o, "degenerate", p->degenerate);
+        if (p->has_clusters)
+            cJSON_AddNumberToObject(o, "clusters", p->clusters);
+        cJSON_AddItemToArray(a, o);
+    }
+    return a;
+}
+
+/* A sweep's table: one line per point with its bank and triage summary, so that the R that
+ * gives diverse but fluent completions can be read off (high median z, few degenerate). */
+static void print_sweep(const Melbo__ShowJobReply *r) {
+    printf("sweep: %zu points\n  %-32s %-16s %8s %9s %10s %8s\n", r->n_sweep, "POINT", "BANK", "R",
+           "MEDIAN Z", "DEGENERATE", "CLUSTERS");
+    for (size_t i = 0; i < r->n_sweep; i++) {
+        const Melbo__SweepPoint *p = r->sweep[i];
+        printf("  %-32.32s %-16.16s %8.3g %9.3g %9.0f%% %8d\n", melbo_cli_safe(p->label, 0),
+               melbo_cli_safe(p->bank_id, 0), p->radius, p->median_z, 100 * p->degenerate,
+               p->clusters);
+    }
+}
+
 /* `melbo show` of a gen job (coord/genjob.h): its completions so far, in order. */
 static void show_gen(const struct melbo_cli *c, const Melbo__ShowJobReply *r) {
     const Melbo__JobSummary *j = r->job;
@@ -218,6 +253,8 @@ int melbo_cli_cmd_show(struct melbo_cli *c, int argc, char **argv) {
         }
         /* the rows replace the count job_json put under the same key */
         cJSON_DeleteItemFromObjectCaseSensitive(o, adapter ? "adapters" : "vectors");
+        if (r->n_sweep > 0)
+            cJSON_AddItemToObject(o, "sweep", sweep_json(r));
         cJSON *a = cJSON_AddArrayToObject(o, adapter ? "adapters" : "vectors");
         for (size_t i = 0; i < n_rows; i++) {
             cJSON *v = cJSON_CreateObject();
@@ -241,6 +278,8 @@ int melbo_cli_cmd_show(struct melbo_cli *c, int argc, char **argv) {
             printf("error: %s\n", melbo_cli_safe(j->error, 0));
         if (j->bank_id && *j->bank_id)
             printf("bank: %s\n", melbo_cli_safe(j->bank_id, 0));
+        if (r->n_sweep > 0)
+            print_sweep(r);
         if (n_rows) {
             printf("%-7s %-12s %s\n", adapter ? "ADAPTER" : "VECTOR", "OBJECTIVE",
                    "COMPLETION (first line)");

@@ -22,6 +22,8 @@ struct view {
     int state;
     char detail[256], error[512], reason[128], bank[72];
     int wave, n_waves, step, steps, first, n_vec;
+    int point, points;     // a sweep: the point of the last step (points 0: no sweep)
+    char point_label[128];
     double sps, eta, tflops;
     int n_hist; // objective history per vector of the current wave
     float hist[64][SPARK_LEN];
@@ -71,6 +73,11 @@ void melbo_cli_print_event_json(const Melbo__JobEvent *e) {
         cJSON_AddNumberToObject(o, "vector_steps_per_s", s->vector_steps_per_s);
         cJSON_AddNumberToObject(o, "eta_seconds", s->eta_seconds);
         cJSON_AddNumberToObject(o, "tflops", s->tflops);
+        if (s->has_points && s->points > 0) {
+            cJSON_AddNumberToObject(o, "point", s->point);
+            cJSON_AddNumberToObject(o, "points", s->points);
+            cJSON_AddStringToObject(o, "point_label", s->point_label ? s->point_label : "");
+        }
     }
     if (e->generate) {
         cJSON_AddNumberToObject(o, "generated", e->generate->done);
@@ -107,6 +114,13 @@ static void update_view(struct view *v, const Melbo__JobEvent *e) {
         v->wave = s->wave, v->n_waves = s->n_waves, v->step = s->step, v->steps = s->steps;
         v->first = s->first_vector, v->n_vec = (int)s->n_objective;
         v->sps = s->vector_steps_per_s, v->eta = s->eta_seconds, v->tflops = s->tflops;
+        if (s->has_points && s->points > 0) {
+            if (s->point != v->point)
+                memset(v->hist_len, 0, sizeof v->hist_len);
+            v->point = s->point, v->points = s->points;
+            snprintf(v->point_label, sizeof v->point_label, "%s",
+                     s->point_label ? s->point_label : "");
+        }
         for (int i = 0; i < v->n_vec && i < 64; i++) {
             if (v->hist_len[i] == SPARK_LEN) {
                 memmove(v->hist[i], v->hist[i] + 1, sizeof(float) * (SPARK_LEN - 1));
@@ -129,6 +143,9 @@ static void draw(const struct view *v, uint64_t job) {
     else if (v->detail[0])
         printf("  (%s)", melbo_cli_safe(v->detail, 0));
     printf("\n");
+    if (v->points > 0)
+        printf("sweep point %d/%d: %s\n", v->point + 1, v->points,
+               melbo_cli_safe(v->point_label, 0));
     if (v->n_waves > 0) {
         int width = 30, fill = v->steps ? v->step * width / v->steps : 0;
         printf("wave %d/%d [", v->wave + 1, v->n_waves);

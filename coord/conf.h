@@ -60,6 +60,8 @@ extern "C" {
     X(max_init_bytes, "limits.max_init_bytes", 1073741824, 1024, 68719476736,                      \
       "bytes of one job's uploaded --init file")                                                  \
     X(max_list, "limits.max_list", 10000, 1, 10000000, "rows of one ls / bank ls reply")        \
+    X(max_sweep_points, "limits.max_sweep_points", 64, 1, 100000,                                  \
+      "points of one sweep (--sweep grids; options/sweep.h)")                                      \
     /* warm jobs (coord/warm.h) */                                                                 \
     X(warm_idle_s, "limits.warm_idle_s", 600, 1, 604800,                                           \
       "seconds a warm job keeps its model loaded without a request before it is released")

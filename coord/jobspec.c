@@ -23,6 +23,7 @@
 #include "common/mem.h"
 #include "coord/models.h"  // defines: melbo_models_resolve, melbo_models_config
 #include "rank/model/config.h"
+#include "options/sweep.h"
 
 /* A spec's options, and the strings made for them (protocol 1). */
 struct spec_options {
@@ -256,6 +257,35 @@ int melbo_jobspec_parse(const Melbo__JobSpec *spec, struct melbo_job_params *jp,
     return ret;
 }
 
+/* A sweep's points (options/sweep.h), each resolved against the model as the ranks will: a
+ * point the ranks would refuse is refused now, naming it; at most max_points of them. */
+static int check_sweep(const struct melbo_train_params *p, const struct melbo_model_config *cfg,
+                       long long max_points, struct melbo_err *err) {
+    struct melbo_sweep sw;
+    int ret = melbo_sweep_parse(&sw, p, err);
+    if (ret == 0 && sw.n_points > max_points)
+        ret = melbo_err_set(err, MELBO_ERANGE,
+                            "the sweep has %lld points: more than %lld",
+                            sw.n_points, max_points);
+    for (long long k = 0; ret == 0 && k < (sw.n_axes ? sw.n_points : 0); k++) {
+        struct melbo_train_params q;
+        melbo_train_params_copy(&q, p);
+        ret = melbo_sweep_apply(&sw, k, &q, err);
+        if (ret == 0)
+            ret = melbo_train_params_check(&q, err);
+        if (ret == 0)
+            ret = melbo_train_params_resolve(&q, cfg->n_layers, cfg->d_model, cfg->d_ff, err);
+        if (ret) {
+            char label[256];
+            melbo_sweep_label(&sw, k, label, sizeof label);
+            melbo_err_prefix(err, "sweep point %lld (%s)", k, label);
+        }
+        melbo_train_params_free(&q);
+    }
+    melbo_sweep_free(&sw);
+    return ret;
+}
+
 int melbo_jobspec_validate(const Melbo__JobSpec *spec, const char *state_dir,
                            struct melbo_job_params *jp, char *model, size_t n,
                            struct melbo_err *err) {
@@ -266,6 +296,15 @@ int melbo_jobspec_validate(const Melbo__JobSpec *spec, const char *state_dir,
         n = sizeof root;
     MELBO_TRY(melbo_models_resolve(state_dir, jp->train.model, model, root, n, err));
     MELBO_TRY(melbo_models_config(model, root, &cfg, err));
+    MELBO_TRY(check_sweep(&jp->train, &cfg, MELBO_JOBSPEC_MAX_SWEEP, err));
+    if (jp->train.sweep.n > 0) { /* the base alone never runs: jp holds point 0 resolved */
+        struct melbo_sweep sw;
+        int ret = melbo_sweep_parse(&sw, &jp->train, err);
+        if (ret == 0)
+            ret = melbo_sweep_apply(&sw, 0, &jp->train, err);
+        melbo_sweep_free(&sw);
+        MELBO_TRY(ret);
+    }
     MELBO_TRY(melbo_train_params_resolve(&jp->train, cfg.n_layers, cfg.d_model, cfg.d_ff, err));
     MELBO_TRY(melbo_tp_check(&cfg, jp->train.tp, err));
     /* the layout must fill what is asked of Slurm: one rank per GPU, or per CPU task */

@@ -51,9 +51,12 @@ int melbo_jobspec_parse(const Melbo__JobSpec *spec, struct melbo_job_params *jp,
 /*
  * melbo_jobspec_parse, then the checks that need the model (see above): --model resolved
  * against STATE's roots and names into model (n bytes, a real path), its config read with caps
- * (coord/models.h). On success jp holds the resolved settings (layers, wave, q). Returns 0 or
+ * (coord/models.h), every point of a sweep resolved as the ranks will (at most
+ * MELBO_JOBSPEC_MAX_SWEEP points; the coordinator's limits.max_sweep_points is the caller's to
+ * check). On success jp holds the resolved settings (layers, wave, q). Returns 0 or
  * the ranks' error code and message. Opens files: run it off the loop (uv_queue_work).
  */
+#define MELBO_JOBSPEC_MAX_SWEEP 100000
 int melbo_jobspec_validate(const Melbo__JobSpec *spec, const char *state_dir,
                            struct melbo_job_params *jp, char *model, size_t n,
                            struct melbo_err *err);

@@ -16,6 +16,7 @@
 
 #include "common/file.h"
 #include "common/log.h"
+#include "coord/catalog.h" // defines: melbo_catalog_set_sweep
 #include "coord/genjob.h" // defines: melbo_genjob_is
 #include "coord/banks.h"   // defines: struct melbo_bank_upload, melbo_bank_store
 #include "coord/client.h"  // defines: struct melbo_client
@@ -181,6 +182,10 @@ static void on_upload(struct melbo_client *cl, const Melbo__BankUpload *u) {
     ev.kind = MELBO__JOB_EVENT__KIND__BANK;
     ev.state = cl->job->state;
     ev.bank_id = id;
+    if (u->sweep && *u->sweep) { /* a sweep's point: its row, in the catalog and the event */
+        ev.detail = u->sweep;
+        melbo_catalog_set_sweep(co->db, id, u->sweep);
+    }
     melbo_job_append(&co->jobs, cl->job, &ev);
 }
 

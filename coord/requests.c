@@ -10,6 +10,7 @@
  * the event and starts the job after the callback that recorded it returns. Submit reads the
  * model's config on a worker thread and never opens a file the user named (see on_submit).
  */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -30,7 +31,8 @@
 #include "coord/launcher.h"  // defines: melbo_launcher_cancel
 #include "coord/tokens.h"    // defines: melbo_tokens_check, melbo_random_hex
 #include "coord/uploads.h"   // defines: melbo_upload_chunk, melbo_upload_take
-#include "coord/watch.h"     // defines: melbo_watch_add
+#include "coord/watch.h"
+#include "options/sweep.h"    // defines: melbo_sweep_parse, melbo_sweep_apply     // defines: melbo_watch_add
 
 /* Sends env (built) as the reply to request id. */
 static void reply(struct melbo_client *cl, uint64_t id, Melbo__Envelope *env) {
@@ -102,6 +104,31 @@ static int check_bounds(const struct melbo_coord_limits *l, const struct melbo_j
  * The user's share (on the loop: reads the job table): jobs queued or running, and their ranks
  * with this job's n_ranks. Returns 0, or MELBO_ERANGE with err naming the limit.
  */
+/* A sweep (options/sweep.h): at most limits.max_sweep_points points, each within the bounds
+ * (a --sweep steps=10,1000000 is no way around limits.max_steps). */
+static int check_sweep_bounds(const struct melbo_coord_limits *l, const struct melbo_job_params *jp,
+                              struct melbo_err *err) {
+    struct melbo_sweep sw;
+    int ret = melbo_sweep_parse(&sw, &jp->train, err);
+    if (ret == 0 && sw.n_points > l->max_sweep_points)
+        ret = melbo_err_set(err, MELBO_ERANGE,
+                            "the sweep has %lld points: over %s = %lld (coord.conf)", sw.n_points,
+                            MELBO_COORD_LIMIT_KEY(max_sweep_points),
+                            (long long)l->max_sweep_points);
+    for (long long k = 0; ret == 0 && sw.n_axes > 0 && k < sw.n_points; k++) {
+        struct melbo_job_params q = *jp; /* the job settings shared; the training copied */
+        melbo_train_params_copy(&q.train, &jp->train);
+        ret = melbo_sweep_apply(&sw, k, &q.train, err);
+        if (ret == 0)
+            ret = check_bounds(l, &q, err);
+        melbo_train_params_free(&q.train);
+        if (ret)
+            melbo_err_prefix(err, "sweep point %lld", k);
+    }
+    melbo_sweep_free(&sw);
+    return ret;
+}
+
 static int check_user_share(const struct melbo_coord *co, const char *user, int n_ranks,
                             int threads, struct melbo_err *err) {
     const struct melbo_coord_limits *l = &co->limits;
@@ -220,6 +247,8 @@ static void submit_work(uv_work_t *w) {
     s->ret = melbo_jobspec_parse(s->spec, &jp, &s->err);
     if (s->ret == 0)
         s->ret = check_bounds(&s->co->limits, &jp, &s->err);
+    if (s->ret == 0)
+        s->ret = check_sweep_bounds(&s->co->limits, &jp, &s->err);
     melbo_job_params_free(&jp);
     if (s->ret == 0)
         s->ret = melbo_jobspec_validate(s->spec, s->co->state_dir, &jp, s->model,
@@ -570,6 +599,77 @@ static int collect_completion(void *ctx, uint64_t num, const uint8_t *blob, size
     return 0;
 }
 
+/* A sweep's points, collected from its BANK events (detail: the point's JSON row; owned). */
+struct sweep_rows {
+    Melbo__SweepPoint **items;
+    size_t n;
+};
+
+static int collect_sweep(void *ctx, uint64_t num, const uint8_t *blob, size_t len) {
+    struct sweep_rows *sr = ctx;
+    (void)num;
+    Melbo__JobEvent *ev = melbo__job_event__unpack(NULL, len, blob);
+    cJSON *o = ev && ev->kind == MELBO__JOB_EVENT__KIND__BANK && ev->detail && *ev->detail
+                   ? cJSON_Parse(ev->detail)
+                   : NULL;
+    const cJSON *pt = cJSON_GetObjectItem(o, "point");
+    if (cJSON_IsNumber(pt)) {
+        Melbo__SweepPoint *p = calloc(1, sizeof *p), **grown =
+            realloc(sr->items, sizeof *sr->items * (sr->n + 1));
+        if (grown)
+            sr->items = grown;
+        if (p && grown) {
+            melbo__sweep_point__init(p);
+            p->has_point = 1;
+            p->point = (int32_t)pt->valuedouble;
+            const char *label = cJSON_GetStringValue(cJSON_GetObjectItem(o, "label"));
+            p->label = strdup(label ? label : "");
+            p->bank_id = strdup(ev->bank_id ? ev->bank_id : "");
+            const char *keys[3] = {"radius", "median_z", "degenerate"};
+            double *dst[3] = {&p->radius, &p->median_z, &p->degenerate};
+            protobuf_c_boolean *has[3] = {&p->has_radius, &p->has_median_z, &p->has_degenerate};
+            for (int k = 0; k < 3; k++) {
+                const cJSON *v = cJSON_GetObjectItem(o, keys[k]);
+                if (cJSON_IsNumber(v))
+                    *dst[k] = v->valuedouble, *has[k] = 1;
+            }
+            const cJSON *c = cJSON_GetObjectItem(o, "clusters");
+            if (cJSON_IsNumber(c))
+                p->has_clusters = 1, p->clusters = (int32_t)c->valuedouble;
+            /* a resend after a reconnect repeats a point: the last one stands */
+            size_t i = 0;
+            while (i < sr->n && sr->items[i]->point != p->point)
+                i++;
+            if (i < sr->n) {
+                free(sr->items[i]->label), free(sr->items[i]->bank_id), free(sr->items[i]);
+                sr->items[i] = p;
+            } else {
+                sr->items[sr->n++] = p;
+            }
+        } else {
+            free(p);
+        }
+    }
+    cJSON_Delete(o);
+    if (ev)
+        melbo__job_event__free_unpacked(ev, NULL);
+    return 0;
+}
+
+static int by_point(const void *a, const void *b) {
+    const Melbo__SweepPoint *x = *(Melbo__SweepPoint *const *)a, *y = *(Melbo__SweepPoint *const *)b;
+    return (x->point > y->point) - (x->point < y->point);
+}
+
+static void sweep_rows_free(struct sweep_rows *sr) {
+    for (size_t i = 0; i < sr->n; i++) {
+        free(sr->items[i]->label);
+        free(sr->items[i]->bank_id);
+        free(sr->items[i]);
+    }
+    free(sr->items);
+}
+
 static int by_sequence(const void *a, const void *b) {
     const Melbo__Completion *x = *(Melbo__Completion *const *)a, *y = *(Melbo__Completion *const *)b;
     return (x->sequence > y->sequence) - (x->sequence < y->sequence);
@@ -616,10 +716,18 @@ static void on_show_job(struct melbo_client *cl, const Melbo__Envelope *env) {
             qsort(cs.items, cs.n, sizeof *cs.items, by_sequence);
         sr.n_completions = cs.n, sr.completions = cs.items;
     }
+    struct sweep_rows sw = {0};
+    if (!gen && job->bank_id[0]) { /* a sweep's banks (none for a plain job) */
+        melbo_db_events_read(co->db, job->id, 1, INT_MAX, collect_sweep, &sw);
+        if (sw.n > 1)
+            qsort(sw.items, sw.n, sizeof *sw.items, by_point);
+        sr.n_sweep = sw.n, sr.sweep = sw.items;
+    }
     Melbo__Envelope r = MELBO__ENVELOPE__INIT;
     r.body_case = MELBO__ENVELOPE__BODY_JOB;
     r.job = &sr;
     reply(cl, env->id, &r);
+    sweep_rows_free(&sw);
     completions_free(&cs);
     melbo_bank_rows_free(&rows);
     bank_list_free(&bl);

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include "options/sweep.h"
 
 #define MELBO_OPT_STRUCT struct melbo_train_params
 static const struct melbo_opt train_rows[] = {
@@ -40,7 +41,13 @@ void melbo_train_usage(void) {
 }
 
 int melbo_train_params_check(const struct melbo_train_params *p, struct melbo_err *err) {
-    int given_radius = p->radius_auto || p->radius > 0;
+    struct melbo_sweep sw;
+    int ret = melbo_sweep_parse(&sw, p, err), given_radius = p->radius_auto || p->radius > 0;
+    for (int i = 0; ret == 0 && i < sw.n_axes; i++)
+        given_radius |= !strcmp(sw.axis[i].name, "radius");
+    melbo_sweep_free(&sw);
+    if (ret)
+        return ret;
     if (melbo_prompt_opts_count(&p->prompts) == 0)
         return melbo_err_set(err, MELBO_EINVAL,
                              "no prompt: give --prompt, --raw-prompt, --prompts or --prompt-ids");

@@ -111,7 +111,11 @@ enum melbo_device { MELBO_DEVICE_AUTO = 0, MELBO_DEVICE_CPU = 1, MELBO_DEVICE_CU
     X(FLAG, generate, "generate", "1", MELBO_OPT_ANY, 0, NULL,                                     \
       "generate every prompt's completion under every vector")                                     \
     X(INT, random_baselines, "random-baselines", "4", MELBO_OPT_GE(0), 0, "K",                     \
-      "random vectors of norm R, never trained, as controls")
+      "random vectors of norm R, never trained, as controls")                                      \
+    G("sweeps (options/sweep.h):")                                                                 \
+    X(LIST, sweep, "sweep", NULL, MELBO_OPT_ANY, 0, "NAME=V1,V2,...",                             \
+      "one run per combination of the values of every --sweep (numeric options; the model is "     \
+      "loaded once, one bank per point, out.pK.bank.safetensors); overrides a plain --NAME")
 
 struct melbo_train_params {
     MELBO_TRAIN_OPTIONS(MELBO_OPT_FIELD, MELBO_OPT_NO_HEADING)

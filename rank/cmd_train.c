@@ -146,6 +146,25 @@ int melbo_cmd_train(int argc, char **argv) {
         omp_set_num_threads(p.threads);
         openblas_set_num_threads(p.threads);
     }
+    if (p.sweep.n > 0) { /* a grid of runs on one load of the model (rank/cmd_sweep.c) */
+        int rank0 = comm == NULL || melbo_comm_rank(comm) == 0;
+        r = melbo_train_sweep(&p, comm, link, rank0, &err);
+        if (r == 0 && rank0)
+            link = NULL; /* ended by the upload of the banks */
+        if (r == MELBO_ESTATE) {
+            if (rank0)
+                fprintf(stderr, "train: %s\n", err.msg);
+            status = MELBO_EXIT_CHECKPOINTED;
+            melbo_link_state(link, "CHECKPOINTED", err.msg);
+            melbo_link_finish(link, NULL, NULL);
+            link = NULL;
+            goto out;
+        }
+        if (r != 0)
+            goto fail;
+        status = 0;
+        goto out;
+    }
     if (melbo_trainer_init(&tr, &p, comm, &err) != 0)
         goto fail;
     if (link)

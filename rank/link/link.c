@@ -214,7 +214,13 @@ static void obs_state(void *ctx, const char *state, const char *detail) {
 }
 
 static void obs_step(void *ctx, const struct melbo_step_event *e) {
+    struct melbo_link *l = ctx;
     Melbo__StepInfo s = MELBO__STEP_INFO__INIT;
+    if (l->points > 0) {
+        s.has_point = s.has_points = 1;
+        s.point = l->point, s.points = l->points;
+        s.point_label = l->point_label;
+    }
     s.has_wave = s.has_n_waves = s.has_step = s.has_steps = 1;
     s.has_first_vector = s.has_n_vectors = s.has_total_vectors = 1;
     s.has_step_seconds = s.has_vector_steps_per_s = s.has_eta_seconds = s.has_tflops = 1;
@@ -299,6 +305,30 @@ void melbo_link_completion(struct melbo_link *l, int seq, const char *label, con
     enqueue(l, &ev, 0);
 }
 
+void melbo_link_set_point(struct melbo_link *l, int k, int n, const char *label) {
+    if (l == NULL)
+        return;
+    l->point = k; /* only the training thread reads them (in obs_step) */
+    l->points = n;
+    snprintf(l->point_label, sizeof l->point_label, "%s", label ? label : "");
+}
+
+int melbo_link_finish_banks(struct melbo_link *l, const char *const *paths,
+                            const char *const *sweep_json, int n) {
+    if (l == NULL)
+        return 0;
+    pthread_mutex_lock(&l->mu);
+    l->banks = melbo_xcalloc((size_t)n + 1, sizeof *l->banks);
+    l->sweeps = melbo_xcalloc((size_t)n + 1, sizeof *l->sweeps);
+    for (int i = 0; i < n; i++) {
+        l->banks[i] = melbo_xstrdup(paths[i]);
+        l->sweeps[i] = melbo_xstrdup(sweep_json[i] ? sweep_json[i] : "");
+    }
+    l->n_banks = n;
+    pthread_mutex_unlock(&l->mu);
+    return melbo_link_finish(l, paths[n - 1], NULL);
+}
+
 int melbo_link_done(struct melbo_link *l) {
     if (l == NULL)
         return 0;
@@ -337,6 +367,10 @@ int melbo_link_finish(struct melbo_link *l, const char *bank_path, const char *e
     melbo__link_drop_acked(l, UINT64_MAX);
     for (int i = 0; i < l->n_work; i++)
         melbo__warm_work__free_unpacked(l->work[i], NULL);
+    for (int i = 0; i < l->n_banks; i++)
+        free(l->banks[i]), free(l->sweeps[i]);
+    free(l->banks);
+    free(l->sweeps);
     free(l->bank_path);
     free(l->error);
     pthread_mutex_destroy(&l->mu);

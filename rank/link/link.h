@@ -66,6 +66,14 @@ void melbo_link_completion(struct melbo_link *l, int seq, const char *label, con
  * melbo_link_finish otherwise. */
 int melbo_link_done(struct melbo_link *l);
 
+/* A sweep: the step events that follow belong to point k of n ("radius=4 ..."). */
+void melbo_link_set_point(struct melbo_link *l, int k, int n, const char *label);
+
+/* A sweep's end: uploads the n banks (paths, each with its sweep JSON; BankUpload.sweep) in
+ * order, then reports done; as melbo_link_finish otherwise. */
+int melbo_link_finish_banks(struct melbo_link *l, const char *const *paths,
+                            const char *const *sweep_json, int n);
+
 /*
  * Ends the link: with bank_path, uploads that file and reports done; with bank_path NULL,
  * reports failed with error. Waits for the coordinator's acknowledgement (see above), then stops

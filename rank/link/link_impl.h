@@ -50,6 +50,11 @@ struct melbo_link {
     /* end of the job */
     int finishing;   // 1 once melbo_link_finish was called
     char *bank_path; // upload this (or NULL with error)
+    char **banks;    // melbo_link_finish_banks: upload these (n_banks), each with its sweep JSON
+    char **sweeps;
+    int n_banks;
+    int point, points; // the sweep point of the step events (points 0: no sweep)
+    char point_label[128];
     int no_bank;     // melbo_link_done: done without a bank
     char *error;
     int acked_done; // the coordinator acknowledged done / failed

@@ -119,7 +119,7 @@ static int handshake(struct melbo_link *l, struct melbo_conn *c) {
  * MELBO_CHUNK_MAX bytes; the last one carries the whole file's sha256. Returns 0, or -1 when a
  * send fails (or the chunk buffer cannot be allocated).
  */
-static int upload_bank(struct melbo_conn *c, FILE *fp) {
+static int upload_bank(struct melbo_conn *c, FILE *fp, const char *sweep) {
     struct melbo_err err = {0};
     Melbo__Envelope env = MELBO__ENVELOPE__INIT;
     fseek(fp, 0, SEEK_END);
@@ -141,6 +141,8 @@ static int upload_bank(struct melbo_conn *c, FILE *fp) {
         u.total_size = total;
         off += got;
         u.last = off >= total || got == 0;
+        if (sweep && *sweep)
+            u.sweep = (char *)sweep;
         char hex[65];
         if (u.last) {
             uint8_t d[32];
@@ -185,18 +187,23 @@ static int send_end(struct melbo_link *l, struct melbo_conn *c) {
         env.rank_failed = &f;
         return melbo_conn_send(c, &env, 10000, &err) == 0 ? 0 : -1;
     }
-    FILE *fp = fopen(l->bank_path, "rb");
-    if (fp == NULL) {
-        free(l->bank_path);
-        l->bank_path = NULL;
-        free(l->error);
-        l->error = strdup("the bank file cannot be read for upload");
-        return send_end(l, c);
+    /* one bank, or a sweep's (n_banks, in order; bank_path is the last of them) */
+    int n = l->n_banks > 0 ? l->n_banks : 1;
+    for (int i = 0; i < n; i++) {
+        const char *path = l->n_banks > 0 ? l->banks[i] : l->bank_path;
+        FILE *fp = fopen(path, "rb");
+        if (fp == NULL) {
+            free(l->bank_path);
+            l->bank_path = NULL;
+            free(l->error);
+            l->error = strdup("the bank file cannot be read for upload");
+            return send_end(l, c);
+        }
+        int ret = upload_bank(c, fp, l->n_banks > 0 ? l->sweeps[i] : NULL);
+        fclose(fp);
+        if (ret)
+            return ret;
     }
-    int ret = upload_bank(c, fp);
-    fclose(fp);
-    if (ret)
-        return ret;
     Melbo__RankDone d = MELBO__RANK_DONE__INIT;
     d.has_last_seq = 1;
     d.last_seq = l->next_seq;

@@ -204,8 +204,20 @@ static int setup_generation(struct melbo_trainer *tr, int gen, struct melbo_err 
     return 0;
 }
 
+int melbo_trainer_load_shared(struct melbo_model *m, const struct melbo_train_params *p,
+                              struct melbo_err *err) {
+    struct melbo_load_opts lo = {0, -1, 1, 1, p->tp_rank, p->tp};
+    return melbo_model_load(m, p->model, &lo, err);
+}
+
 int melbo_trainer_init(struct melbo_trainer *tr, const struct melbo_train_params *given,
                        struct melbo_comm *comm, struct melbo_err *err) {
+    return melbo_trainer_init_shared(tr, given, comm, NULL, err);
+}
+
+int melbo_trainer_init_shared(struct melbo_trainer *tr, const struct melbo_train_params *given,
+                              struct melbo_comm *comm, const struct melbo_model *shared,
+                              struct melbo_err *err) {
     memset(tr, 0, sizeof *tr);
     melbo_train_params_copy(&tr->set, given);
     struct melbo_train_params *p = &tr->set;
@@ -229,9 +241,12 @@ int melbo_trainer_init(struct melbo_trainer *tr, const struct melbo_train_params
     tr->W = tr->adapters ? (int)melbo_adapter_width(&tr->adapter) : tr->d;
     int gen = p->generate && p->gen.max_new_tokens > 0;
     struct melbo_load_opts lo = {0, gen ? -1 : tr->t, 1, gen, p->tp_rank, p->tp};
-    ret = melbo_model_load(&tr->model, p->model, &lo, err);
-    if (ret)
+    if (shared) {
+        tr->model = *shared;
+        tr->model_borrowed = 1;
+    } else if ((ret = melbo_model_load(&tr->model, p->model, &lo, err)) != 0) {
         return ret;
+    }
     if (p->tp > 1) {
         tr->model.reduce.fn = tp_reduce;
         tr->model.reduce.ctx = comm;
@@ -256,7 +271,8 @@ void melbo_trainer_free(struct melbo_trainer *tr) {
     melbo_backend_free(&tr->be);
     melbo_prompts_free(&tr->pr);
     melbo_seqs_free(&tr->pairs);
-    melbo_model_free(&tr->model);
+    if (!tr->model_borrowed)
+        melbo_model_free(&tr->model);
     free(tr->pre.X);
     free(tr->pre.Y);
     free(tr->init_draws);

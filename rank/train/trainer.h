@@ -43,6 +43,7 @@ struct melbo_trainer {
     struct melbo_comm *comm;      // borrowed; NULL standalone (one process)
     int rank0;                    // 1 on the rank that prints and writes files
     struct melbo_model model;     // host: blocks [0, t) (all with completions), the embedding
+    int model_borrowed;           // 1: model is the caller's (melbo_trainer_init_shared)
     struct melbo_backend be;      // where the prefix, the steps, the update and decoding run
     char fingerprint[65];         // DESIGN §4 model_fingerprint
     char model_name[256];
@@ -83,6 +84,15 @@ struct melbo_trainer {
  * process). On failure, melbo_trainer_free what was built. */
 int melbo_trainer_init(struct melbo_trainer *tr, const struct melbo_train_params *p,
                        struct melbo_comm *comm, struct melbo_err *err);
+/* As melbo_trainer_init, but on a model loaded by the caller (all of this rank's blocks, the
+ * embedding and the head: melbo_trainer_load_shared), borrowed until melbo_trainer_free: a sweep
+ * (options/sweep.h) trains every point on one load. */
+int melbo_trainer_init_shared(struct melbo_trainer *tr, const struct melbo_train_params *p,
+                              struct melbo_comm *comm, const struct melbo_model *shared,
+                              struct melbo_err *err);
+/* Loads the model a sweep's points share (this rank's tensor-parallel slice of every block). */
+int melbo_trainer_load_shared(struct melbo_model *m, const struct melbo_train_params *p,
+                              struct melbo_err *err);
 void melbo_trainer_free(struct melbo_trainer *tr);
 
 /* Restores a checkpoint written by the same settings; refuses any other. */
