@@ -20,6 +20,7 @@
 #include "coord/coord.h"         // defines: struct melbo_coord
 #include "coord/db.h"            // defines: melbo_db_job_update
 #include "coord/jobspec.h"
+#include "coord/genjob.h"        // defines: melbo_genjob_is, melbo_genjob_is_warm
 #include "coord/launcher.h"      // defines: struct melbo_launcher, melbo_launcher_prepare
 #include "coord/slurm_script.h"  // defines: struct melbo_slurm_script, melbo_slurm_script_fill
 #include "proto/wire.h"          // defines: melbo_job_state_terminal
@@ -181,12 +182,22 @@ int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melb
     if ((ret = melbo_launcher_prepare(co, job, spec, dir, &av, err)) != 0)
         goto out;
     melbo_path_join(script, sizeof script, dir, "job.sbatch");
-    args = melbo_slurm_script_args(av.v + 1, av.n - 1); /* av[0] is "train", in the template */
+    args = melbo_slurm_script_args(av.v + 1, av.n - 1); /* av[0]: the command, RANK_COMMAND */
     if ((ret = melbo_file_read(sc->template_path, &text, NULL, err)) != 0) {
         melbo_err_prefix(err, "the Slurm template");
         goto out;
     }
-    if ((ret = melbo_jobspec_parse(spec, &jp, err)) != 0)
+    int gen = melbo_genjob_is(job) || melbo_genjob_is_warm(job);
+    if (gen && strstr(text, "@RANK_COMMAND@") == NULL) {
+        ret = melbo_err_set(err, MELBO_EINVAL,
+                            "the Slurm template %s runs only `melbo-rank train`: write "
+                            "@RANK_COMMAND@ where it says train to run gen and warm jobs",
+                            sc->template_path);
+        goto out;
+    }
+    if (gen) /* one rank, the site's defaults (a gen spec holds no Slurm settings) */
+        melbo_job_params_init(&jp);
+    else if ((ret = melbo_jobspec_parse(spec, &jp, err)) != 0)
         goto out;
     int ranks = melbo_job_ranks(&jp), nodes = jp.job.nodes, gpus = jp.job.gpus;
     const char *time = jp.job.time ? jp.job.time : sc->time;
@@ -208,6 +219,7 @@ int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melb
         .coord_addr = co->address,
         .rank_binary = co->rank_binary,
         .rank_args = args,
+        .rank_command = av.v[0],
     };
     melbo_slurm_script_fill(&text, &s);
     if ((ret = melbo_file_write_atomic(script, text, strlen(text), err)) != 0)

@@ -189,7 +189,8 @@ void melbo_slurm_script_fill(char **text, const struct melbo_slurm_script *s) {
                                    {"COORD_ADDR", s->coord_addr},
                                    {"JOB_ID", id},
                                    {"RANK_BINARY", s->rank_binary},
-                                   {"RANK_ARGS", s->rank_args}};
+                                   {"RANK_ARGS", s->rank_args},
+                                   {"RANK_COMMAND", s->rank_command ? s->rank_command : "train"}};
     /* one pass over the template: a value is copied, never scanned for @FIELD@s itself (a
      * prompt or a path that contains "@RANK_ARGS@" stays as it is) */
     const char *t = *text;

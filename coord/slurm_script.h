@@ -41,6 +41,7 @@ struct melbo_slurm_script {
     const char *rank_binary;  // RANK_BINARY
     const char *rank_args;    // RANK_ARGS: `melbo-rank train`'s arguments, sh-quoted
                               //   (melbo_slurm_script_args): only --args-file FILE
+    const char *rank_command; // RANK_COMMAND: train (NULL), or gen for gen and warm jobs
 };
 
 /* sbatch's options for s, "--key=value" each (a malloc'd NULL-terminated array of malloc'd

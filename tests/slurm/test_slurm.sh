@@ -4,6 +4,7 @@
 # auth/none, loopback), started here and stopped at the end:
 #   1. tp=2 and dp=2 jobs run under srun with 2 ranks, events reach `melbo watch`, DONE, and the
 #      fetched bank is the same as the one the same ranks write under mpirun (local launcher)
+#   1b. a gen job (issue 19) runs `melbo-rank gen` under srun (the template's @RANK_COMMAND@)
 #   2. with the node busy, a job shows QUEUED with Slurm's reason in `melbo watch --json`
 #   3. `melbo cancel` -> scancel -> CANCELLED, no ranks left
 #   4. a rank that exits non-zero makes the job FAILED with the rank's error text in its events
@@ -47,6 +48,18 @@ for layout in "--tp 2" "--dp 2"; do
     "$bin/rank/melbo-rank" bank "$tmp/slurm$job.bank.safetensors" --same-as "$tmp/local$job.bank.safetensors" >/dev/null \
         && ok "job $job: the bank from Slurm is the same bank as mpirun's" || bad "job $job: banks differ"
 done
+
+# ---- 1b. a gen job (issue 19) runs `melbo-rank gen` under srun: the text equals a local gen ----
+bank_id=$(melbo show "$job" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['bank'])")
+gen_out=$(timeout 120 melbo gen --bank "$bank_id" --vector 0 --prompt-ids 492,403,287 --max-new-tokens 4 --json 2>"$tmp/gen.err")
+want=$("$bin/rank/melbo-rank" gen --model "$model" --bank "$tmp/slurm$job.bank.safetensors" --vector 0 \
+       --prompt-ids 492,403,287 --max-new-tokens 4 --json 2>/dev/null | python3 -c "import json,sys; print([json.loads(l)['text'] for l in sys.stdin])")
+got=$(python3 -c "import json,sys; print([e['text'] for e in map(json.loads, sys.stdin.read().splitlines()) if e['kind'] == 'completion'])" <<<"$gen_out")
+if grep -q '"state":"DONE"' <<<"$gen_out" && [ "$got" = "$want" ] && grep -q "Slurm" <<<"$gen_out"; then
+    ok "gen job under Slurm: its completion equals local melbo-rank gen's, DONE ($(grep -o 'submitted to Slurm as job [0-9]*' <<<"$gen_out" | head -1))"
+else
+    bad "gen job under Slurm: $(tail -3 "$tmp/gen.err") $(tail -2 <<<"$gen_out")"
+fi
 
 # ---- 2. busy node: QUEUED with Slurm's reason; 3. cancel ----
 blocker=$(sbatch --parsable --exclusive -o /dev/null --wrap "sleep 600")

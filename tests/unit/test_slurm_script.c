@@ -41,9 +41,11 @@ int main(int argc, char **argv) {
                                    NULL,
                                    "10.0.0.1:7878",
                                    "/opt/melbo-rank",
-                                   args};
+                                   args,
+                                   NULL};
     melbo_slurm_script_fill(&text, &s);
-    ASSERT(strstr(text, "job_dir=@JOB_DIR@") == NULL && strstr(text, "train @RANK_ARGS@") == NULL &&
+    ASSERT(strstr(text, "job_dir=@JOB_DIR@") == NULL && strstr(text, "@RANK_COMMAND@") == NULL &&
+           strstr(text, "/opt/melbo-rank train '") != NULL &&
            strstr(text, "@COORD_ADDR@") == NULL && strstr(text, "@JOB_ID@") == NULL);
     /* no Slurm setting is script text: they are sbatch options (argv) */
     ASSERT(strstr(text, "#SBATCH") == NULL && strstr(text, "gpu@x") == NULL);
@@ -57,6 +59,12 @@ int main(int argc, char **argv) {
     for (int i = 0; want[i] || o[i]; i++)
         ASSERT(want[i] && o[i] && !strcmp(want[i], o[i]));
     melbo_slurm_sbatch_options_free(o);
+    free(text);
+    /* a gen or warm job (coord/genjob.h): the same template runs `melbo-rank gen` */
+    ASSERT_OK(melbo_file_read(argv[1], &text, NULL, &err));
+    s.rank_command = "gen";
+    melbo_slurm_script_fill(&text, &s);
+    ASSERT_STR_CONTAINS(text, "/opt/melbo-rank gen '");
     free(text);
     free(args);
     ASSERT_OK(melbo_slurm_script_check_time("02:00:00", 120, &err));
