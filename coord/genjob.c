@@ -29,6 +29,15 @@ static int job_option(const char *name) {
     return !strcmp(name, "name") || !strcmp(name, "private") || !strcmp(name, "no-private");
 }
 
+/* --tp N of a gen or warm job: within limits.max_tp, dividing the model's heads. */
+static int check_tp(int tp, const struct melbo_model_config *cfg,
+                    const struct melbo_coord_limits *lim, struct melbo_err *err) {
+    if (tp > lim->max_tp)
+        return melbo_err_set(err, MELBO_ERANGE, "--tp %d is over limits.max_tp = %lld (coord.conf)",
+                             tp, (long long)lim->max_tp);
+    return melbo_tp_check(cfg, tp, err);
+}
+
 /* The value of spec's last option name ("" for a flag), or NULL when it is not given. */
 static const char *option(const Melbo__JobSpec *spec, const char *name) {
     const char *v = NULL;
@@ -71,9 +80,10 @@ int melbo_genjob_is_warm(struct melbo_job *job) {
 }
 
 int melbo_genjob_validate_warm(const Melbo__JobSpec *spec, const char *state_dir, char *model,
-                               size_t n, struct melbo_err *err) {
-    static const char *const allowed[] = {"bank", "model", "device", "dtype", "name", "private",
-                                          "no-private"};
+                               size_t n, const struct melbo_coord_limits *lim, int *tp,
+                               struct melbo_err *err) {
+    static const char *const allowed[] = {"bank", "model", "tp",      "device",
+                                          "dtype", "name", "private", "no-private"};
     const char *name_given = NULL;
     for (size_t i = 0; i < spec->n_options; i++) {
         const char *name = spec->options[i]->name ? spec->options[i]->name : "";
@@ -83,7 +93,7 @@ int melbo_genjob_validate_warm(const Melbo__JobSpec *spec, const char *state_dir
         if (k == sizeof allowed / sizeof allowed[0])
             return melbo_err_set(err, MELBO_EINVAL,
                                  "--%.60s is not an option of melbo warm (--bank ID or --model "
-                                 "NAME, --device, --dtype, --name, --private)",
+                                 "NAME, --tp, --device, --dtype, --name, --private)",
                                  name);
         if (!strcmp(name, "model"))
             name_given = spec->options[i]->value;
@@ -93,22 +103,25 @@ int melbo_genjob_validate_warm(const Melbo__JobSpec *spec, const char *state_dir
     melbo_opts_init(&melbo_gen_cmd_table, &p);
     for (size_t i = 0; i < spec->n_options && ret == 0; i++) {
         const char *name = spec->options[i]->name ? spec->options[i]->name : "";
-        if (!strcmp(name, "device") || !strcmp(name, "dtype"))
+        if (!strcmp(name, "device") || !strcmp(name, "dtype") || !strcmp(name, "tp"))
             ret = melbo_opts_parse_one(&melbo_gen_cmd_table, &p, name, spec->options[i]->value,
                                        err);
     }
+    *tp = p.tp;
     melbo_opts_free(&melbo_gen_cmd_table, &p);
     if (ret)
         return ret;
+    char root[PATH_MAX];
+    struct melbo_model_config cfg;
     if (option(spec, "bank") == NULL) { /* else the loop resolved the bank's model */
-        char root[PATH_MAX];
-        struct melbo_model_config cfg;
         if (name_given == NULL)
             return melbo_err_set(err, MELBO_EINVAL, "melbo warm needs --bank ID or --model NAME");
         MELBO_TRY(melbo_models_resolve(state_dir, name_given, model, root, n, err));
-        return melbo_models_config(model, root, &cfg, err);
+    } else {
+        snprintf(root, sizeof root, "%s", model);
     }
-    return 0;
+    MELBO_TRY(melbo_models_config(model, root, &cfg, err));
+    return check_tp(*tp, &cfg, lim, err);
 }
 
 
@@ -131,7 +144,9 @@ int melbo_genjob_bank(const struct melbo_client *cl, const Melbo__JobSpec *spec,
 }
 
 int melbo_genjob_validate(const Melbo__JobSpec *spec, const char *model, const char *bank,
-                          long long max_new_tokens, int *n_vec, struct melbo_err *err) {
+                          const struct melbo_coord_limits *lim, int *n_vec, int *tp,
+                          struct melbo_err *err) {
+    long long max_new_tokens = lim->max_new_tokens;
     struct melbo_gen_cmd_params p;
     struct melbo_st_file f;
     struct melbo_model_config cfg;
@@ -166,6 +181,9 @@ int melbo_genjob_validate(const Melbo__JobSpec *spec, const char *model, const c
         p.source_layer >= cfg.n_layers)
         ret = melbo_err_set(err, MELBO_ERANGE, "--source-layer %d is outside the model's %d layers",
                             p.source_layer, cfg.n_layers);
+    if (ret == 0)
+        ret = check_tp(p.tp, &cfg, lim, err);
+    *tp = p.tp;
     if (ret == 0) {
         int n = p.vectors.n + p.adapters.n;
         *n_vec = n > 0 ? n : 1;
@@ -187,7 +205,7 @@ int melbo_genjob_argv(const struct melbo_coord *co, const struct melbo_job *job,
         melbo_argv_push(words, "--warm");
         for (size_t i = 0; i < spec->n_options; i++) {
             const char *name = spec->options[i]->name ? spec->options[i]->name : "";
-            if (!strcmp(name, "device") || !strcmp(name, "dtype")) {
+            if (!strcmp(name, "device") || !strcmp(name, "dtype") || !strcmp(name, "tp")) {
                 snprintf(path, sizeof path, "--%s", name);
                 melbo_argv_push(words, path);
                 melbo_argv_push(words, spec->options[i]->value ? spec->options[i]->value : "");

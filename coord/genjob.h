@@ -39,12 +39,14 @@ int melbo_genjob_is_warm(struct melbo_job *job);
 
 /*
  * A warm job's spec: "bank" (its model is the warm job's) or "model" (a registered name or a
- * path under a model root), plus device, dtype, name and private; nothing else. On the loop with
+ * path under a model root), plus tp (its layout: it serves gen jobs of the same --tp), device,
+ * dtype, name and private; nothing else. On the loop with
  * a bank (melbo_genjob_bank), else off it: *model is set to the resolved model. Returns 0 or a
  * negative code with err naming the option.
  */
 int melbo_genjob_validate_warm(const Melbo__JobSpec *spec, const char *state_dir, char *model,
-                               size_t n, struct melbo_err *err);
+                               size_t n, const struct melbo_coord_limits *lim, int *tp,
+                               struct melbo_err *err);
 
 /*
  * On the loop: the bank spec's "bank" option names, visible to cl: its path in the bank store
@@ -57,11 +59,13 @@ int melbo_genjob_bank(const struct melbo_client *cl, const Melbo__JobSpec *spec,
 /*
  * Off the loop: every option of spec checked as `melbo-rank gen` would (values, ranges, the
  * vector or adapter choices against the bank's kind), the source layer against the model's
- * config, --max-new-tokens against max_new_tokens (limits.max_new_tokens). *n_vec is set to the number of --vector / --adapter choices (1 for the default none).
+ * config, --tp against the heads and limits.max_tp, --max-new-tokens against
+ * limits.max_new_tokens. *tp is set to its ranks, *n_vec to the number of --vector / --adapter choices (1 for the default none).
  * Returns 0 or a negative code with err naming the option.
  */
 int melbo_genjob_validate(const Melbo__JobSpec *spec, const char *model, const char *bank,
-                          long long max_new_tokens, int *n_vec, struct melbo_err *err);
+                          const struct melbo_coord_limits *lim, int *n_vec, int *tp,
+                          struct melbo_err *err);
 
 /*
  * The words of `melbo-rank gen` for job (after "gen"): --model, --bank (the store's path for the

@@ -220,27 +220,28 @@ static void submit_work(uv_work_t *w) {
     struct submit *s = w->data;
     struct melbo_job_params jp;
     if (s->gen == MELBO_GENJOB_WARM) { /* a model kept loaded (coord/warm.h) */
+        int tp = 1;
         s->ret = melbo_genjob_validate_warm(s->spec, s->co->state_dir, s->model, sizeof s->model,
-                                            &s->err);
+                                            &s->co->limits, &tp, &s->err);
         for (size_t i = 0; s->ret == 0 && i < s->spec->n_options; i++)
             if (s->spec->options[i]->name && !strcmp(s->spec->options[i]->name, "name"))
                 snprintf(s->name, sizeof s->name, "%s",
                          s->spec->options[i]->value ? s->spec->options[i]->value : "");
-        s->n_ranks = 1;
-        s->threads = rank_threads(0);
+        s->n_ranks = tp;
+        s->threads = tp * rank_threads(0);
         return;
     }
     if (s->gen) { /* model and bank were resolved on the loop (melbo_genjob_bank) */
-        int n_vec = 0;
-        s->ret = melbo_genjob_validate(s->spec, s->model, s->bank, s->co->limits.max_new_tokens,
-                                       &n_vec, &s->err);
+        int n_vec = 0, tp = 1;
+        s->ret = melbo_genjob_validate(s->spec, s->model, s->bank, &s->co->limits, &n_vec, &tp,
+                                       &s->err);
         for (size_t i = 0; s->ret == 0 && i < s->spec->n_options; i++)
             if (s->spec->options[i]->name && !strcmp(s->spec->options[i]->name, "name"))
                 snprintf(s->name, sizeof s->name, "%s",
                          s->spec->options[i]->value ? s->spec->options[i]->value : "");
         s->vectors = n_vec;
-        s->n_ranks = 1;
-        s->threads = rank_threads(0);
+        s->n_ranks = tp;
+        s->threads = tp * rank_threads(0);
         return;
     }
     /* the bounds first, on the values as given (no model read), again once resolved (--wave) */

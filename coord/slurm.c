@@ -195,11 +195,12 @@ int melbo_slurm_start(struct melbo_coord *co, struct melbo_job *job, struct melb
                             sc->template_path);
         goto out;
     }
-    if (gen) /* one rank, the site's defaults (a gen spec holds no Slurm settings) */
+    if (gen) /* --tp ranks on one node, the site's defaults (a gen spec has no Slurm settings) */
         melbo_job_params_init(&jp);
     else if ((ret = melbo_jobspec_parse(spec, &jp, err)) != 0)
         goto out;
-    int ranks = melbo_job_ranks(&jp), nodes = jp.job.nodes, gpus = jp.job.gpus;
+    int ranks = gen ? (job->n_ranks > 0 ? job->n_ranks : 1) : melbo_job_ranks(&jp);
+    int nodes = jp.job.nodes, gpus = jp.job.gpus;
     const char *time = jp.job.time ? jp.job.time : sc->time;
     if ((ret = melbo_slurm_script_check_time(time, sc->signal_lead, err)) != 0)
         goto out;

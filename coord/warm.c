@@ -28,9 +28,9 @@ static int ready(struct melbo_coord *co, struct melbo_job *w) {
 }
 
 int melbo_warm_dispatch(struct melbo_coord *co, struct melbo_job *gen) {
-    struct melbo_job *w = NULL;
+    struct melbo_job *w = NULL; /* the same model and layout (--tp) */
     for (struct melbo_job *j = co->jobs.list; j && w == NULL; j = j->next)
-        if (ready(co, j) && !strcmp(j->model, gen->model))
+        if (ready(co, j) && !strcmp(j->model, gen->model) && j->n_ranks == gen->n_ranks)
             w = j;
     if (w == NULL)
         return 0;

@@ -75,6 +75,9 @@ extern const struct melbo_opt_table melbo_gen_table;
     X(STR, messages, "messages", NULL, MELBO_OPT_ANY, 0, "JSON",                                   \
       "a conversation to continue, [{\"role\": ..., \"content\": ...}, ...], rendered whole with "   \
       "the chat template (--chat-format or the model's) as the first prompt (melbo chat)")         \
+    X(INT, tp, "tp", "1", MELBO_OPT_IN(1, 4096), 0, "N",                                          \
+      "tensor-parallel ranks: start with mpirun -np N (a gen job: its ranks); N divides the "      \
+      "heads")                                                                                     \
     X(FLAG, warm, "warm", "0", MELBO_OPT_ANY, 0, NULL,                                             \
       "under the coordinator: keep the model loaded and serve the gen jobs it hands over "         \
       "(melbo warm)")                                                                              \

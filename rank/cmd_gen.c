@@ -14,7 +14,9 @@
  * the coordinator as for train, rank/link/link.h) the text streams to it as it is decoded (TOKENS
  * events), each whole completion follows (COMPLETION), and the job ends done without a bank.
  */
+#define OMPI_SKIP_MPICXX 1
 #include <cjson/cJSON.h>
+#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #include "rank/args_file.h"
 #include "rank/backend.h"
 #include "rank/commands.h"
+#include "nccl/comm.h"
 #include "rank/generate/completions.h"
 #include "rank/bank/vexpr.h"
 #include "rank/model/model.h"
@@ -150,6 +153,8 @@ struct gen_run {
     int *plens;                     // (n_p)
     struct melbo_backend be;
     struct melbo_completions c;
+    struct melbo_comm *comm;        // --tp N under mpirun, else NULL (one process)
+    int rank0;                      // 1 on the rank that prints, streams and talks to the link
 };
 
 /* An adapter bank's factors: lora_A [K, r, ff] and lora_B [K, d, r] (and the random ones, when
@@ -387,6 +392,8 @@ static int make_prompts(struct gen_args *a, struct gen_run *r, struct melbo_err 
 }
 
 static void print_results(const struct gen_args *a, const struct gen_run *r) {
+    if (!r->rank0) /* rank 0 holds the results */
+        return;
     const char *kind = r->adapter_bank ? "adapter" : "vector";
     const struct melbo_str_list *names = r->adapter_bank ? &a->o.adapters : &a->o.vectors;
     for (int v = 0; v < r->n_vec; v++)
@@ -488,13 +495,22 @@ static int check_args(struct gen_args *a, struct melbo_err *err) {
 
 /* What stays loaded between requests: the model (all of it, on the host), its tokenizer (when it
  * has one; r->tok_err says why not) and the backend. */
+static void tp_reduce(void *ctx, float *buf, size_t n) {
+    melbo_comm_allreduce(ctx, MELBO_COMM_TP, buf, n, MELBO_COMM_F32);
+}
+
 static int setup(struct gen_args *a, struct gen_run *r, struct melbo_err *err) {
-    struct melbo_load_opts all = melbo_load_opts_all();
-    MELBO_TRY(melbo_model_load(&r->m, a->o.model, &all, err));
+    int tp = r->comm ? melbo_comm_tp_size(r->comm) : 1;
+    struct melbo_load_opts lo = {0, -1, 1, 1, r->comm ? melbo_comm_tp_rank(r->comm) : 0, tp};
+    MELBO_TRY(melbo_model_load(&r->m, a->o.model, &lo, err));
+    if (tp > 1) { /* this rank's slice of every block; partial sums added over the TP group */
+        r->m.reduce.fn = tp_reduce;
+        r->m.reduce.ctx = r->comm;
+    }
     r->d = r->m.cfg.d_model;
     if (melbo_tokenizer_load(a->o.model, &r->tok, &r->tok_err) != 0)
         r->tok = NULL;
-    return melbo_backend_open(&r->be, a->o.device, a->o.gpu_bf16, &r->m, NULL, err);
+    return melbo_backend_open(&r->be, a->o.device, a->o.gpu_bf16, &r->m, r->comm, err);
 }
 
 /* One request on a set-up run: its bank, vectors and prompts, then the completions (streamed to
@@ -512,7 +528,8 @@ static int request(struct gen_args *a, struct gen_run *r, struct melbo_link *lin
     return melbo_completions_run(&r->be, a->o.source_layer, &a->o.gen, r->tok,
                                  r->adapter_bank ? NULL : r->vptr,
                                  r->adapter_bank ? r->vptr : NULL, &r->shape, r->n_vec, r->pids,
-                                 r->plens, r->n_p, "gen", NULL, link ? &stream : NULL, &r->c, err);
+                                 r->plens, r->n_p, "gen", r->comm, link ? &stream : NULL, &r->c,
+                                 err);
 }
 
 /*
@@ -549,36 +566,90 @@ static void serve_one(const struct gen_args *warm, struct gen_run *r, struct mel
     free(argv);
 }
 
+/*
+ * The next piece of warm work on every rank: rank 0 takes it from the link and broadcasts it
+ * (packed) to the tensor-parallel peers. Returns as melbo_link_next_work.
+ */
+static int next_work(struct gen_run *r, struct melbo_link *link, Melbo__WarmWork **w) {
+    int k = r->rank0 ? melbo_link_next_work(link, w) : -1;
+    if (r->comm == NULL || melbo_comm_size(r->comm) == 1)
+        return k;
+    int64_t head[2] = {k, k == 0 ? (int64_t)melbo__warm_work__get_packed_size(*w) : 0};
+    melbo_comm_bcast(r->comm, MELBO_COMM_TP, head, sizeof head, 0);
+    if (head[0] != 0)
+        return (int)head[0];
+    uint8_t *buf = melbo_xmalloc((size_t)head[1] + 1);
+    if (r->rank0)
+        melbo__warm_work__pack(*w, buf);
+    melbo_comm_bcast(r->comm, MELBO_COMM_TP, buf, (size_t)head[1], 0);
+    if (!r->rank0)
+        *w = melbo__warm_work__unpack(NULL, (size_t)head[1], buf);
+    free(buf);
+    return *w ? 0 : -1;
+}
+
 /* --warm: load once, then serve the gen jobs the coordinator hands over until it releases us. */
 static int serve_warm(struct gen_args *a, struct gen_run *r) {
     struct melbo_err err = {0};
-    struct melbo_link *link = melbo_link_start_from_env();
-    if (link == NULL) {
+    struct melbo_link *link = melbo_link_start_from_env(); /* rank 0's; NULL on its peers */
+    if (link == NULL && r->rank0) {
         fprintf(stderr, "melbo-rank gen: --warm runs under the coordinator (melbo warm)\n");
         return 2;
     }
     melbo_link_state(link, "STARTING", "loading the model");
-    fprintf(stderr, "gen: loading the model %s\n", a->o.model);
+    if (r->rank0)
+        fprintf(stderr, "gen: loading the model %s\n", a->o.model);
     if (setup(a, r, &err) != 0) {
         fprintf(stderr, "melbo-rank gen: %s\n", err.msg);
         melbo_link_finish(link, NULL, err.msg);
+        if (r->comm && melbo_comm_size(r->comm) > 1)
+            melbo_comm_abort(r->comm, err.msg);
         return 1;
     }
     melbo_link_state(link, "RUNNING", "warm: the model is loaded");
     int served = 0, k;
     Melbo__WarmWork *w = NULL;
-    while ((k = melbo_link_next_work(link, &w)) == 0) {
+    while ((k = next_work(r, link, &w)) == 0) {
         serve_one(a, r, link, w);
         melbo__warm_work__free_unpacked(w, NULL);
         served++;
     }
-    fprintf(stderr, "gen: warm: %s after %d requests\n", k == 1 ? "released" : "link lost",
-            served);
+    if (r->rank0)
+        fprintf(stderr, "gen: warm: %s after %d requests\n", k == 1 ? "released" : "link lost",
+                served);
     if (k == 1)
         melbo_link_done(link);
     else
         melbo_link_finish(link, NULL, "the warm job's link was lost");
     return k == 1 ? 0 : 1;
+}
+
+/* 1 when started by an MPI launcher (mpirun, or srun with PMIx/PMI). */
+static int under_mpi(void) {
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") ||
+           getenv("PMI_SIZE");
+}
+
+/* --tp N: joins the MPI world (N ranks, each a slice of every block) when started by a launcher;
+ * one process otherwise. Returns 0 or a negative code with err set (MPI finalised then). */
+static int join_world(const struct gen_args *a, struct gen_run *r, int *mpi,
+                      struct melbo_err *err) {
+    r->rank0 = 1;
+    if (!under_mpi())
+        return a->o.tp == 1 ? 0
+                            : melbo_err_set(err, MELBO_EINVAL,
+                                            "--tp %d needs %d ranks: start it with mpirun -np %d "
+                                            "melbo-rank gen ...",
+                                            a->o.tp, a->o.tp, a->o.tp);
+    MPI_Init(NULL, NULL);
+    int ret = melbo_comm_init(&r->comm, a->o.tp, 1, MELBO_COMM_MPI, err);
+    if (ret) {
+        MPI_Finalize();
+        return ret;
+    }
+    *mpi = 1;
+    r->rank0 = melbo_comm_rank(r->comm) == 0;
+    return 0;
 }
 
 int melbo_cmd_gen(int argc, char **argv) {
@@ -599,13 +670,15 @@ int melbo_cmd_gen(int argc, char **argv) {
     struct gen_run r;
     struct melbo_err err = {0};
     struct melbo_link *link = NULL; // the coordinator's link in a gen job, NULL standalone
-    int status = 1;
+    int status = 1, mpi = 0;
     memset(&a, 0, sizeof a);
     memset(&r, 0, sizeof r);
     melbo_opts_init(&melbo_gen_cmd_table, &a.o);
     int ret = parse_args(&a, argc, argv, &err);
     if (ret == 0 && !a.o.warm)
         ret = check_args(&a, &err);
+    if (ret == 0)
+        ret = join_world(&a, &r, &mpi, &err);
     if (ret != 0) {
         if (ret < 0)
             fprintf(stderr, "melbo-rank gen: %s\n", err.msg);
@@ -616,7 +689,7 @@ int melbo_cmd_gen(int argc, char **argv) {
         status = serve_warm(&a, &r);
         goto out;
     }
-    link = melbo_link_start_from_env();
+    link = melbo_link_start_from_env(); /* rank 0 only */
     melbo_link_state(link, "STARTING", "loading the model");
     if (setup(&a, &r, &err) != 0 || request(&a, &r, link, &err) != 0)
         goto fail;
@@ -630,8 +703,14 @@ fail:
     fprintf(stderr, "melbo-rank gen: %s\n", err.msg);
     melbo_link_finish(link, NULL, err.msg);
     link = NULL;
+    if (r.comm && melbo_comm_size(r.comm) > 1) /* a peer must not wait in a collective */
+        melbo_comm_abort(r.comm, err.msg);
 out:
     run_free(&r);
     args_free(&a);
+    if (mpi) {
+        melbo_comm_free(r.comm);
+        MPI_Finalize();
+    }
     return status;
 }

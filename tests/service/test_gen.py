@@ -3,7 +3,7 @@ coordinator on loopback (TLS), ranks under mpirun, the CLI.
 
   1. a small bank is trained through the coordinator (the golden llama3 model, a text prompt);
   2. `melbo gen --bank ID --vector 0 --vector -1*0 --vector none --prompt ... --prompt ...` runs
-     as a job: its standard output is exactly the six completions, one after another (each followed
+     as a job (also with --tp 2: two ranks, the same text): its standard output is exactly the six completions, one after another (each followed
      by a newline), equal to local `melbo-rank gen --json` with the same settings on the fetched
      bank; the job id and progress went to standard error;
   3. `--json` gives the stream as events: the "tokens" pieces of each sequence concatenate to its
@@ -94,6 +94,10 @@ try:
                     and l.split()[-1].isdigit()), "")
     check(gen_job.isdigit() and "DONE" in err and gen_job not in out,
           f"job id ({gen_job}) and progress on stderr only: {err.strip().splitlines()[-1]!r}")
+
+    st, out2, err2 = cli("gen", "--bank", bank, "--tp", "2", *sel)
+    check(st == 0 and out2 == expect, f"gen --tp 2 (2 ranks, each a slice of every block): the same "
+          f"text ({err2.strip().splitlines()[-1]!r})")
 
     # ---- 3. --json: the stream as events ----------------------------------------------------
     st, out, err = cli("gen", "--bank", bank, "--json", *sel)
@@ -234,6 +238,7 @@ try:
                          (["--bank", bank, "--source-layer", "99"], "outside the model's"),
                          (["--bank", bank, "--max-new-tokens", "65"], "limits.max_new_tokens"),
                          (["--bank", bank, "--frobnicate"], "frobnicate"),
+                         (["--bank", bank, "--tp", "3"], "--tp 3"),
                          (["--vector", "0"], "--bank ID is required")]:
         st, out, err = cli("gen", *args, "--prompt", "Hi")
         check(st != 0 and needle in err and out == "", f"gen {' '.join(args)}: refused "
