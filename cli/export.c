@@ -164,7 +164,7 @@ static int rx_chunk(struct rx *r, const Melbo__ExportChunk *xc, int *done) {
                 f->name[0] ? f->name : r->out);
         return MELBO_CLI_UNREACHABLE;
     }
-    if (fwrite(xc->data.data, 1, xc->data.len, r->f) != xc->data.len) {
+    if (xc->data.len && fwrite(xc->data.data, 1, xc->data.len, r->f) != xc->data.len) {
         fprintf(stderr, "melbo: cannot write %s: %s\n", f->tmp, strerror(errno));
         return MELBO_CLI_REFUSED;
     }

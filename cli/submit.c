@@ -13,9 +13,18 @@
  * an --init / --calibration-init file is uploaded in chunks (InputUpload) before the submit,
  * which names it "upload:init". --model is a name the coordinator's admin registered, or a path
  * (made absolute) under one of its model roots.
+ *
+ * Exactly once (issue 22): the submit carries a request id (random, or --request-id RID) that
+ * the coordinator keeps with the job. When the reply is lost (the connection drops, the
+ * coordinator restarts), the CLI connects again and sends the same request (uploads included)
+ * up to SUBMIT_TRIES times; the coordinator answers a request id it has seen with that job, so
+ * there is one job whatever happened. Interrupted (Ctrl-C, SIGTERM) once it started talking to
+ * the coordinator, it prints the request id and how to find the job: the same command with
+ * --request-id RID prints it, never a second.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +39,31 @@
 /* The most a --prompts file may hold: what one request frame carries, less room for the rest. */
 #define PROMPTS_CAP (15u * 1024u * 1024u)
 #define UPLOAD_CHUNK (1u << 20)
+#define SUBMIT_TRIES 4
+
+/* What Ctrl-C prints once the request may have reached the coordinator (async-signal-safe:
+ * composed before the handler is installed). */
+static char interrupted_msg[320];
+static volatile sig_atomic_t interrupted_len;
+
+static void on_interrupt(int sig) {
+    (void)sig;
+    if (interrupted_len > 0 && write(STDERR_FILENO, interrupted_msg, (size_t)interrupted_len) < 0)
+        _exit(130);
+    _exit(130);
+}
+
+/* rid: 24 random hex digits (/dev/urandom), or "" when it cannot be read. */
+static void new_request_id(char *rid, size_t n) {
+    unsigned char r[12];
+    FILE *f = fopen("/dev/urandom", "rb");
+    size_t got = f ? fread(r, 1, sizeof r, f) : 0;
+    if (f)
+        fclose(f);
+    rid[0] = '\0';
+    for (size_t i = 0; got == sizeof r && i < sizeof r && 2 * i + 2 < n; i++)
+        snprintf(rid + 2 * i, 3, "%02x", r[i]);
+}
 
 static void submit_usage(void) {
     printf("usage: melbo submit --model DIR --radius R [prompts] [options]\n"
@@ -185,9 +219,17 @@ int melbo_cli_cmd_submit(struct melbo_cli *c, int argc, char **argv) {
     struct melbo_opts_parse_cfg cfg = {"melbo submit", MELBO_OPT_LOCAL, MELBO_OPT_LOCAL,
                                        add_option, &b};
     Melbo__Envelope *rep = NULL;
+    char rid[72] = "";
+    int n_rest = 0;
+    char **rest = melbo_xcalloc((size_t)argc + 1, sizeof *rest);
+    for (int i = 0; i < argc; i++) /* --request-id RID: the CLI's own, not a job option */
+        if (i > 0 && !strcmp(argv[i], "--request-id") && i + 1 < argc)
+            snprintf(rid, sizeof rid, "%s", argv[++i]);
+        else
+            rest[n_rest++] = argv[i];
     melbo_job_params_init(&jp);
     melbo_prompts_file_cap = PROMPTS_CAP; /* read as the user, at most what a request carries */
-    int status = melbo_opts_parse(&melbo_job_table, &jp, argc, argv, &cfg, &err);
+    int status = melbo_opts_parse(&melbo_job_table, &jp, n_rest, rest, &cfg, &err);
     if (status == 0 && melbo_train_params_check(&jp.train, &err) != 0)
         status = -1;
     melbo_job_params_free(&jp);
@@ -201,29 +243,55 @@ int melbo_cli_cmd_submit(struct melbo_cli *c, int argc, char **argv) {
         status = MELBO_CLI_USAGE;
         goto out;
     }
-    if ((status = melbo_cli_connect(c)) != 0)
-        goto out;
-    for (int k = 0; k < 2; k++)
-        if (b.upload[k] && (status = upload_file(c, upload_names[k], b.upload[k])) != 0)
-            goto out;
+    if (rid[0] == '\0')
+        new_request_id(rid, sizeof rid);
     Melbo__JobSpec spec = MELBO__JOB_SPEC__INIT;
     spec.n_options = b.n;
     spec.options = b.opts;
     Melbo__SubmitRequest sr = MELBO__SUBMIT_REQUEST__INIT;
     sr.spec = &spec;
-    Melbo__Envelope env = MELBO__ENVELOPE__INIT;
-    env.body_case = MELBO__ENVELOPE__BODY_SUBMIT;
-    env.submit = &sr;
-    if ((status = melbo_cli_call(c, &env, &rep)) != 0)
+    sr.request_id = rid[0] ? rid : NULL;
+    interrupted_len = snprintf(interrupted_msg, sizeof interrupted_msg,
+                               "\nmelbo submit: interrupted; request %s may have reached the "
+                               "coordinator: the same command with --request-id %s prints its "
+                               "job's id (and never makes a second job)\n",
+                               rid, rid);
+    signal(SIGINT, on_interrupt); /* from the first byte sent until the reply */
+    signal(SIGTERM, on_interrupt);
+    for (int attempt = 1;; attempt++) {
+        if ((status = melbo_cli_connect(c)) == 0)
+            for (int k = 0; k < 2 && status == 0; k++)
+                if (b.upload[k])
+                    status = upload_file(c, upload_names[k], b.upload[k]);
+        if (status == 0) {
+            Melbo__Envelope env = MELBO__ENVELOPE__INIT;
+            env.body_case = MELBO__ENVELOPE__BODY_SUBMIT;
+            env.submit = &sr;
+            status = melbo_cli_call(c, &env, &rep);
+        }
+        if (status != MELBO_CLI_UNREACHABLE || attempt == SUBMIT_TRIES || rid[0] == '\0')
+            break;
+        melbo_conn_close(&c->conn); /* the reply was lost: send the same request again */
+        fprintf(stderr, "melbo submit: no reply; sending request %s again (%d of %d)\n", rid,
+                attempt + 1, SUBMIT_TRIES);
+        sleep((unsigned)attempt);
+    }
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    if (status != 0)
         goto out;
     if (rep->body_case != MELBO__ENVELOPE__BODY_SUBMITTED) {
         fprintf(stderr, "melbo: unexpected reply to submit\n");
         status = MELBO_CLI_UNREACHABLE;
     } else {
+        if (rep->submitted->existing)
+            fprintf(stderr, "melbo submit: request %s was submitted before: its job is %llu\n",
+                    rid, (unsigned long long)rep->submitted->job_id);
         printf("%llu\n", (unsigned long long)rep->submitted->job_id);
     }
 out:
     melbo__envelope__free_unpacked(rep, NULL);
     spec_build_free(&b);
+    free(rest);
     return status;
 }

@@ -20,7 +20,7 @@ static const char *const schema =
     "  steps INTEGER, n_ranks INTEGER, created REAL, finished REAL, error TEXT,"
     "  failed_rank INTEGER, bank_id TEXT, pid INTEGER, cancel_requested INTEGER DEFAULT 0,"
     "  last_step BLOB, slurm_id TEXT, resubmits INTEGER DEFAULT 0, adapter_rank INTEGER DEFAULT 0,"
-    "  threads INTEGER DEFAULT 0);"
+    "  threads INTEGER DEFAULT 0, request_id TEXT);"
     "CREATE TABLE IF NOT EXISTS events("
     "  job_id INTEGER NOT NULL, num INTEGER NOT NULL, rank_seq INTEGER NOT NULL,"
     "  body BLOB NOT NULL, PRIMARY KEY(job_id, num)) WITHOUT ROWID;"
@@ -50,6 +50,7 @@ int melbo_db_open(const char *path, sqlite3 **db, struct melbo_err *err) {
         "ALTER TABLE jobs ADD COLUMN resubmits INTEGER DEFAULT 0",
         "ALTER TABLE jobs ADD COLUMN adapter_rank INTEGER DEFAULT 0",
         "ALTER TABLE jobs ADD COLUMN threads INTEGER DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN request_id TEXT",
         "ALTER TABLE banks ADD COLUMN kind TEXT",
         "ALTER TABLE banks ADD COLUMN adapter_rank INTEGER",
         "ALTER TABLE banks ADD COLUMN adapter_alpha REAL",
@@ -89,7 +90,8 @@ int melbo_db_job_insert(sqlite3 *db, struct melbo_job *job, struct melbo_err *er
     int ret = 0;
     if (sqlite3_prepare_v2(db,
                            "INSERT INTO jobs(user, state, spec, secret, model, name, vectors, "
-                           "steps, n_ranks, created, adapter_rank, threads) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                           "steps, n_ranks, created, adapter_rank, threads, request_id) "
+                           "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &st, NULL) != SQLITE_OK) {
         ret = MELBO_EIO;
         goto out;
@@ -106,6 +108,7 @@ int melbo_db_job_insert(sqlite3 *db, struct melbo_job *job, struct melbo_err *er
     sqlite3_bind_double(st, 10, job->created);
     sqlite3_bind_int(st, 11, job->adapter_rank);
     sqlite3_bind_int(st, 12, job->threads);
+    bind_text(st, 13, job->request_id);
     if (sqlite3_step(st) != SQLITE_DONE) {
         ret = MELBO_EIO;
         goto out;
@@ -167,7 +170,8 @@ int melbo_db_jobs_load(sqlite3 *db, struct melbo_job **list, struct melbo_err *e
         "COALESCE(slurm_id, ''), COALESCE(resubmits, 0), "
         "(SELECT COALESCE(MAX(num), 0) FROM events e WHERE e.job_id = jobs.id), "
         "(SELECT COALESCE(MAX(rank_seq), 0) FROM events e WHERE e.job_id = jobs.id), "
-        "COALESCE(adapter_rank, 0), COALESCE(threads, 0) FROM jobs ORDER BY id ASC";
+        "COALESCE(adapter_rank, 0), COALESCE(threads, 0), COALESCE(request_id, '') FROM jobs "
+        "ORDER BY id ASC";
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         ret = melbo_err_set(err, MELBO_EIO, "cannot read the job table: %s", sqlite3_errmsg(db));
         goto out;
@@ -220,6 +224,7 @@ int melbo_db_jobs_load(sqlite3 *db, struct melbo_job **list, struct melbo_err *e
         j->rank_seq = (uint64_t)sqlite3_column_int64(st, 21);
         j->adapter_rank = sqlite3_column_int(st, 22);
         j->threads = sqlite3_column_int(st, 23);
+        copy_col(st, 24, j->request_id, sizeof j->request_id);
     }
     if (rc != SQLITE_DONE)
         ret = melbo_err_set(err, MELBO_EIO, "cannot read the job table: %s", sqlite3_errmsg(db));

@@ -28,6 +28,7 @@ struct melbo_job {
     char secret[65];                 // rank 0 authenticates with it (64 hex digits)
     char model[512];
     char name[128];
+    char request_id[72];             // the client's SubmitRequest.request_id, or ""
     int visibility;                  // --private read off the spec: 0 not yet, 1 public, 2 private
     int vectors, steps, n_ranks;     // resolved at submit (coord/jobspec.h)
     int threads;                     // CPU threads of all its ranks (limits.threads_per_user)

@@ -192,6 +192,7 @@ struct submit {
     int vectors, steps, adapter_rank, n_ranks, threads;
     int gen;             // a gen job (coord/genjob.h): bank is its bank's path in the store
     char bank[PATH_MAX];
+    char request_id[72]; // SubmitRequest.request_id, or "" (exactly-once submit)
 };
 
 static const char *const upload_names[2] = {"init", "calibration-init"};
@@ -302,6 +303,27 @@ static void submit_move_uploads(struct submit *s, const struct melbo_job *job) {
     }
 }
 
+/* The job user submitted earlier with request_id (exactly-once submit), or NULL. */
+static struct melbo_job *by_request(struct melbo_coord *co, const char *user, const char *rid) {
+    for (struct melbo_job *j = co->jobs.list; rid[0] && j; j = j->next)
+        if (!strcmp(j->request_id, rid) && !strcmp(j->user, user))
+            return j;
+    return NULL;
+}
+
+/* Answers req with job's id (existing: an earlier submit with the same request id). */
+static void reply_submitted(struct melbo_client *cl, uint64_t req, uint64_t job, int existing) {
+    Melbo__SubmitReply sr = MELBO__SUBMIT_REPLY__INIT;
+    sr.has_job_id = 1;
+    sr.job_id = job;
+    sr.has_existing = existing;
+    sr.existing = existing;
+    Melbo__Envelope r = MELBO__ENVELOPE__INIT;
+    r.body_case = MELBO__ENVELOPE__BODY_SUBMITTED;
+    r.submitted = &sr;
+    reply(cl, req, &r);
+}
+
 static void submit_done(uv_work_t *w, int status) {
     struct submit *s = w->data;
     struct melbo_coord *co = s->co;
@@ -309,12 +331,21 @@ static void submit_done(uv_work_t *w, int status) {
     struct melbo_err err = {0};
     struct melbo_job *job = NULL;
     uv_timer_stop(&s->timer);
-    if (s->answered || cl == NULL || status != 0)
+    /* a client gone before the check ended: its job is made only when it may ask again (a request
+     * id: exactly-once submit), and nobody is answered */
+    if (s->answered || status != 0 || (cl == NULL && s->request_id[0] == '\0'))
         goto out;
+    struct melbo_job *earlier = by_request(co, s->user, s->request_id);
+    if (earlier) { /* the same submit arrived twice while it was checked: one job */
+        if (cl)
+            reply_submitted(cl, s->req, earlier->id, 1);
+        goto out;
+    }
     if (s->ret == 0)
         s->ret = check_user_share(co, s->user, s->n_ranks, s->threads, &s->err);
     if (s->ret != 0) {
-        melbo_client_error(cl, s->req, MELBO__ERROR_CODE__ERROR_INVALID, 0, "%s", s->err.msg);
+        if (cl)
+            melbo_client_error(cl, s->req, MELBO__ERROR_CODE__ERROR_INVALID, 0, "%s", s->err.msg);
         goto out;
     }
     /* the stored spec names the resolved model, never the path the user gave */
@@ -332,6 +363,7 @@ static void submit_done(uv_work_t *w, int status) {
         goto fail_mem;
     snprintf(job->model, sizeof job->model, "%s", s->model);
     snprintf(job->name, sizeof job->name, "%s", s->name);
+    snprintf(job->request_id, sizeof job->request_id, "%s", s->request_id);
     job->vectors = s->vectors;
     job->steps = s->steps;
     job->adapter_rank = s->adapter_rank;
@@ -347,8 +379,9 @@ static void submit_done(uv_work_t *w, int status) {
     job->created = melbo_coord_now();
     job->state = MELBO__JOB_STATE__QUEUED;
     if (melbo_random_hex(job->secret, 32) != 0 || melbo_db_job_insert(co->db, job, &err) != 0) {
-        melbo_client_error(cl, s->req, MELBO__ERROR_CODE__ERROR_INTERNAL, 0,
-                           "cannot record the job: %s", err.msg);
+        if (cl)
+            melbo_client_error(cl, s->req, MELBO__ERROR_CODE__ERROR_INTERNAL, 0,
+                               "cannot record the job: %s", err.msg);
         goto fail;
     }
     submit_move_uploads(s, job);
@@ -361,16 +394,12 @@ static void submit_done(uv_work_t *w, int status) {
     melbo_job_append(&co->jobs, job, &ev);  // the scheduler starts it after this callback
     melbo_log(MELBO_LOG_INFO, "coord: job %llu submitted by %s (%s)", (unsigned long long)job->id,
               s->user, job->model);
-    Melbo__SubmitReply sr = MELBO__SUBMIT_REPLY__INIT;
-    sr.has_job_id = 1;
-    sr.job_id = job->id;
-    Melbo__Envelope r = MELBO__ENVELOPE__INIT;
-    r.body_case = MELBO__ENVELOPE__BODY_SUBMITTED;
-    r.submitted = &sr;
-    reply(cl, s->req, &r);
+    if (cl)
+        reply_submitted(cl, s->req, job->id, 0);
     goto out;
 fail_mem:
-    melbo_client_error(cl, s->req, MELBO__ERROR_CODE__ERROR_INTERNAL, 0, "out of memory");
+    if (cl)
+        melbo_client_error(cl, s->req, MELBO__ERROR_CODE__ERROR_INTERNAL, 0, "out of memory");
 fail:
     if (job)
         free(job->spec);
@@ -386,6 +415,21 @@ static void on_submit(struct melbo_client *cl, const Melbo__Envelope *env) {
     const Melbo__JobSpec *spec = env->submit->spec;
     if (spec == NULL) {
         melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INVALID, 0, "submit without spec");
+        return;
+    }
+    const char *rid = env->submit->request_id ? env->submit->request_id : "";
+    size_t rid_len = strlen(rid);
+    if (rid_len && (rid_len < 16 || rid_len > 64 || strspn(rid, "0123456789abcdefghijklmnopqrstuv"
+                                                                "wxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-") != rid_len)) {
+        melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INVALID, 0,
+                           "request_id must be 16 to 64 characters of [0-9a-zA-Z_-]");
+        return;
+    }
+    struct melbo_job *earlier = by_request(co, cl->user, rid);
+    if (earlier) { /* a retry of a submit that made its job: that job, not a second one */
+        melbo_log(MELBO_LOG_INFO, "coord: job %llu: submit retried by %s (request %s)",
+                  (unsigned long long)earlier->id, cl->user, rid);
+        reply_submitted(cl, env->id, earlier->id, 1);
         return;
     }
     if (melbo_jobspec_check_inputs(spec, &co->limits, &err) != 0) {
@@ -411,6 +455,7 @@ static void on_submit(struct melbo_client *cl, const Melbo__Envelope *env) {
     s->conn = cl->conn.id;
     s->req = env->id;
     snprintf(s->user, sizeof s->user, "%s", cl->user);
+    snprintf(s->request_id, sizeof s->request_id, "%s", rid);
     s->work.data = s->timer.data = s;
     uv_timer_init(co->loop, &s->timer);
     int has_bank = 0;

@@ -17,6 +17,8 @@ void melbo_frame_reader_free(struct melbo_frame_reader *r) {
 }
 
 int melbo_frame_reader_feed(struct melbo_frame_reader *r, const void *data, size_t n) {
+    if (n == 0) /* nothing to add (and buf may still be NULL) */
+        return 0;
     if (r->off > 0) {  // compact: drop consumed frames
         memmove(r->buf, r->buf + r->off, r->len - r->off);
         r->len -= r->off;

@@ -26,6 +26,7 @@ Without one the client speaks plaintext (a coordinator with plaintext_loopback=1
 
 import hashlib
 import os
+import secrets
 import socket
 import ssl
 import stat
@@ -321,12 +322,16 @@ class Client:
 
     # ------------------------------------------------------------------------- jobs
 
-    def submit(self, options=None, **kw):
+    def submit(self, options=None, request_id=None, **kw):
         """Submits a job; returns its id. Options by name as on `melbo submit`'s command line
         (see spec_options): submit(model=..., prompt="...", source_layer=7, target_layer=20,
         radius=4, vectors=32, steps=300, no_orthogonal=True, adapter_rank=4, ...). The
         coordinator checks them with melbo's option table and refuses a job the ranks would
-        refuse (ClientError "ERROR_INVALID" with the ranks' message)."""
+        refuse (ClientError "ERROR_INVALID" with the ranks' message). request_id (16-64 of
+        [0-9a-zA-Z_-], default a random one, kept in self.last_request_id): a submit that lost
+        its reply, sent again with the same request_id, returns the job it made, never a
+        second one."""
+        self.last_request_id = request_id or secrets.token_hex(12)
         spec = self.pb.JobSpec()
         uploads = []
         for name, value in spec_options(options, **kw):
@@ -342,7 +347,8 @@ class Client:
                 o.value = value
         for name, path in uploads:  # before the submit, which names them "upload:NAME"
             self._upload(name, path)
-        return int(self._call(submit=self.pb.SubmitRequest(spec=spec)).submitted.job_id)
+        return int(self._call(submit=self.pb.SubmitRequest(
+            spec=spec, request_id=self.last_request_id)).submitted.job_id)
 
     def _upload(self, name, path):
         """Uploads the regular file at path for option name (InputUpload chunks of at most

@@ -19,8 +19,9 @@
  * Depends only on common/ and rank/model/ (no BLAS, no tokenizer), so that whatever reads banks
  * (the coordinator included) can use it.
  *
- * Ownership: struct melbo_bank owns the open file; every pointer in it points into the mapping
- * and stays valid until melbo_bank_close().
+ * Ownership: struct melbo_bank owns the open file; every pointer in it points into the mapping,
+ * except F32 tensors that are not 4-byte aligned there (a header padded to an odd length), which
+ * are copied once at open into buffers the bank owns; all stay valid until melbo_bank_close().
  */
 #ifndef MELBO_RANK_BANK_BANK_H
 #define MELBO_RANK_BANK_BANK_H

@@ -81,7 +81,8 @@ static void grams_free(struct grams *gs) {
 /* Sorts gs and removes duplicates; returns how many there were before. */
 static int grams_unique(struct grams *gs) {
     int total = gs->n, m = 0;
-    qsort(gs->g, (size_t)gs->n, sizeof(char *), cmp_str);
+    if (gs->n > 1) /* none or one: nothing to sort (and g may be NULL) */
+        qsort(gs->g, (size_t)gs->n, sizeof(char *), cmp_str);
     for (int k = 0; k < gs->n; k++) {
         if (m > 0 && strcmp(gs->g[m - 1], gs->g[k]) == 0)
             free(gs->g[k]);

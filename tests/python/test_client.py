@@ -206,6 +206,16 @@ try:
         except melbo.ClientError as e:
             check(e.code == code, f"submit({list(kw)[0]}=bad path): {e}")
 
+    again = c.submit(model=model, prompts=prompts, init=init, source_layer=1, target_layer=4,
+                     radius=4, vectors=2, steps=2, random_baselines=0, no_generate=True)
+    same = c.submit(model=model, prompt_ids=ids, source_layer=1, target_layer=4, radius=4,
+                    vectors=2, steps=2, request_id="python-retry-000000000001")
+    same2 = c.submit(model=model, prompt_ids=ids, source_layer=1, target_layer=4, radius=4,
+                     vectors=2, steps=2, request_id="python-retry-000000000001")
+    check(same == same2 and again != fjob, f"the same options again: a new job ({again}); "
+          f"submit(request_id=...) twice: job {same} once (exactly-once submit)")
+    c.wait(again), c.wait(same)
+
     ajob = c.submit(model=model, prompt_ids=ids, source_layer=1, target_layer=4, adapter_rank=4,
                     vectors=2, steps=3, max_new_tokens=2)
     last = c.wait(ajob)
