@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/mem.h"
+
 const char *melbo_bank_kind_name(enum melbo_bank_kind kind) {
     return kind == MELBO_BANK_KIND_ADAPTER ? "adapter" : "vector";
 }
@@ -15,7 +17,16 @@ const char *melbo_bank_meta(const struct melbo_bank *b, const char *key) {
     return melbo_st_meta(&b->f, key);
 }
 
+/* 1 when p points into the file's mapping (else it is one of aligned_copy's copies). */
+static int in_mapping(const struct melbo_st_file *f, const void *p) {
+    const char *lo = f->map;
+    return lo && (const char *)p >= lo && (const char *)p < lo + f->size;
+}
+
 void melbo_bank_close(struct melbo_bank *b) {
+    for (int i = 0; i < b->f.n_tensors; i++)
+        if (b->f.tensors[i].data && !in_mapping(&b->f, b->f.tensors[i].data))
+            free((void *)b->f.tensors[i].data);
     melbo_st_close(&b->f);
     memset(b, 0, sizeof *b);
     b->source_layer = -1;
@@ -33,6 +44,20 @@ static const char *shape_str(const struct melbo_st_tensor *t, char *buf, size_t 
     if (o < n)
         snprintf(buf + o, n - o, "]");
     return buf;
+}
+
+/*
+ * Safetensors aligns nothing: a writer that pads its header to other than a multiple of 4 bytes
+ * (one space is enough) leaves the floats misaligned in the mapping, and every reader of
+ * b->vectors and the rest loads them as floats. Such a tensor is copied once into memory of its
+ * own (freed by melbo_bank_close: the copies are the data pointers outside the mapping).
+ */
+static void aligned_copy(const struct melbo_st_tensor *t) {
+    if (t->nbytes == 0 || (uintptr_t)t->data % _Alignof(float) == 0)
+        return;
+    void *copy = melbo_xmalloc(t->nbytes);
+    memcpy(copy, t->data, t->nbytes);
+    ((struct melbo_st_tensor *)t)->data = copy; /* f.tensors is the bank's own, not const */
 }
 
 /*
@@ -60,6 +85,7 @@ static int want_tensor(const struct melbo_bank *b, const char *name, int ndim, c
         return melbo_err_set(err, MELBO_ESHAPE, "%s: tensor '%s' is %s %s, expected F32 %s", path,
                              name, melbo_dtype_name((*t)->dtype), shape_str(*t, got, sizeof got),
                              what);
+    aligned_copy(*t);
     return 0;
 }
 

@@ -30,7 +30,7 @@ static int fail(struct parser *ps, const char *what) {
 /* atom with coefficient c, added into acc */
 static int atom(struct parser *ps, double c) {
     skip(ps);
-    const float *row = NULL;
+    const float *row = NULL; /* any alignment: `gen --bank` passes the file's mapping */
     if (isdigit((unsigned char)*ps->p)) {
         char *end;
         long k = strtol(ps->p, &end, 10);
@@ -60,8 +60,12 @@ static int atom(struct parser *ps, double c) {
     } else {
         return fail(ps, "expected a vector index, random, rK or none");
     }
-    for (int j = 0; j < ps->d; j++)
-        ps->acc[j] += c * row[j];
+    const unsigned char *bytes = (const unsigned char *)row;
+    for (int j = 0; j < ps->d; j++) {
+        float x;
+        memcpy(&x, bytes + sizeof(float) * (size_t)j, sizeof x); /* never a misaligned load */
+        ps->acc[j] += c * x;
+    }
     return 0;
 }
 

@@ -146,8 +146,9 @@ static void drain(struct melbo_detok_stream *s, int all) {
         i += k == 0 ? s->npend - i : (size_t)-k;
         done = i;
     }
-    emit(s, s->pend + done, i - done);
-    memmove(s->pend, s->pend + i, s->npend - i);
+    emit(s, s->pend ? s->pend + done : "", i - done); /* always: it makes the text "" */
+    if (s->npend > i) /* pend is NULL until the first byte is held back */
+        memmove(s->pend, s->pend + i, s->npend - i);
     s->npend -= i;
 }
 

@@ -391,6 +391,12 @@ static int parse_added(struct melbo_tokenizer *tok, const cJSON *added, const ch
 int tok_json_load(struct melbo_tokenizer *tok, const char *path, const char *text, size_t len,
                   struct melbo_err *err) {
     int ret = 0;
+    /* JSON is UTF-8, but cJSON passes any bytes through, and the split regexes and the text
+     * they match reach PCRE2 as trusted UTF-8 (PCRE2_NO_UTF_CHECK: tests/fuzz found
+     * pcre2_compile reading past the end of a pattern with a broken sequence) */
+    size_t bad = tok_utf8_check(text, len);
+    if (bad != len)
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: not UTF-8 (byte %zu)", path, bad);
     cJSON *root = cJSON_ParseWithLength(text, len);
     if (!root)
         return melbo_err_set(err, MELBO_EFORMAT, "%s: not valid JSON (near byte %zu)", path,
@@ -441,7 +447,7 @@ int tok_json_config_apply(struct melbo_tokenizer *tok, const char *path, struct 
     int ret = melbo_file_read(path, &text, &len, err);
     if (ret)
         return ret;
-    cJSON *cfg = cJSON_ParseWithLength(text, len);
+    cJSON *cfg = tok_utf8_check(text, len) == len ? cJSON_ParseWithLength(text, len) : NULL;
     if (!cfg) {
         ret = melbo_err_set(err, MELBO_EFORMAT, "%s: not valid JSON", path);
         goto out;

@@ -154,7 +154,8 @@ void tok_buf_put(char **buf, size_t *len, size_t *cap, const char *s, size_t n) 
         *buf = melbo_xrealloc(*buf, c);
         *cap = c;
     }
-    memcpy(*buf + *len, s, n);
+    if (n > 0) /* s may be NULL with n == 0 (an empty run): memcpy's arguments must not be */
+        memcpy(*buf + *len, s, n);
     *len += n;
     (*buf)[*len] = '\0';
 }
