@@ -3,12 +3,17 @@
  *
  * On a terminal (and without --json) it redraws a live view: state, wave i/n with a progress bar,
  * step, steps/s, ETA, TFLOP/s, a sparkline of each vector's objective, and the Slurm reason while
- * pending. Otherwise it prints one JSON object per event. If the connection drops it reconnects
- * and resumes from the last event number it printed (the coordinator sends exactly the missing
- * ones). Exit: 0 when the job is DONE, 4 FAILED, 5 CANCELLED (all codes: cli/cli.h).
+ * pending. Otherwise it prints one JSON object per event. If the connection drops, or nothing
+ * (not even the coordinator's keepalive, every limits.keepalive_s) arrives for --timeout seconds
+ * (MELBO_WATCH_TIMEOUT, default 30: a silent network partition, a frozen coordinator), it says so
+ * on stderr, reconnects with exponential back-off and jitter (1 s doubling to 30 s, for at most
+ * --give-up seconds, default 600) and resumes from the last event number it printed (the
+ * coordinator sends exactly the missing ones), so every event is printed once.
+ * Exit: 0 when the job is DONE, 4 FAILED, 5 CANCELLED (all codes: cli/cli.h).
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -196,36 +201,67 @@ static int rate_unit(struct melbo_cli *c, uint64_t job, const char **unit) {
     return st;
 }
 
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Sleeps the back-off of reconnection attempt k (1 s doubling to 30 s, +-25% jitter). */
+static void backoff(int k) {
+    double s = k < 5 ? (double)(1 << k) : 30.0;
+    s = s > 30 ? 30 : s;
+    s *= 0.75 + 0.5 * ((double)rand() / RAND_MAX);
+    struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
 int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
     uint64_t job = 0, from = 1;
     int st;
+    const char *env_timeout = getenv("MELBO_WATCH_TIMEOUT");
+    double timeout_s = env_timeout && atof(env_timeout) > 0 ? atof(env_timeout) : 30;
+    double give_up_s = 600;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--from") && i + 1 < argc) {
+        if (!strcmp(argv[i], "--timeout") && i + 1 < argc && atof(argv[i + 1]) > 0) {
+            timeout_s = atof(argv[++i]);
+        } else if (!strcmp(argv[i], "--give-up") && i + 1 < argc && atof(argv[i + 1]) > 0) {
+            give_up_s = atof(argv[++i]);
+        } else if (!strcmp(argv[i], "--from") && i + 1 < argc) {
             from = strtoull(argv[++i], NULL, 10);
         } else if (job == 0 && argv[i][0] != '-') {
             if ((st = melbo_cli_job_id(argv[i], &job)) != 0)
                 return st;
         } else {
-            fprintf(stderr, "usage: melbo watch JOB [--json] [--from EVENT]\n");
+            fprintf(stderr, "usage: melbo watch JOB [--json] [--from EVENT] [--timeout S] "
+                            "[--give-up S]\n");
             return MELBO_CLI_USAGE;
         }
     }
     if (job == 0) {
-        fprintf(stderr, "usage: melbo watch JOB [--json] [--from EVENT]\n");
+        fprintf(stderr, "usage: melbo watch JOB [--json] [--from EVENT] [--timeout S] "
+                        "[--give-up S]\n");
         return MELBO_CLI_USAGE;
     }
     int live = !c->json && isatty(STDOUT_FILENO);
     struct view *v = calloc(1, sizeof *v);
-    int tries = 0, status = MELBO_CLI_UNREACHABLE;
+    int tries = 0, status = MELBO_CLI_UNREACHABLE, reconnecting = 0;
+    double lost_at = 0;
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
     for (;;) {
         if ((st = melbo_cli_connect(c)) != 0) {
-            if (st == MELBO_CLI_UNREACHABLE && tries++ < 30 && from > 1) {
-                sleep(1); // the coordinator restarts: keep trying for a while
+            if (st == MELBO_CLI_UNREACHABLE && (from > 1 || reconnecting) &&
+                mono_s() - lost_at < give_up_s) {
+                backoff(tries++); /* the coordinator restarts, or the network heals */
                 continue;
             }
             status = st;
             break;
         }
+        if (reconnecting)
+            fprintf(stderr, "melbo: reconnected; resuming at event %llu\n",
+                    (unsigned long long)from);
+        reconnecting = 0;
         if (live && v->unit == NULL && (st = rate_unit(c, job, &v->unit)) != 0 &&
             st != MELBO_CLI_UNREACHABLE) {
             status = st;
@@ -243,11 +279,15 @@ int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
         env.body_case = MELBO__ENVELOPE__BODY_WATCH;
         env.watch = &wr;
         struct melbo_err err = {0};
-        int done = 0;
+        int done = 0, silent = 0;
         if (melbo_conn_send(&c->conn, &env, 10000, &err) == 0) {
             for (;;) {
                 Melbo__Envelope *e = NULL;
-                if (melbo_conn_recv(&c->conn, -1, &e, &err) != 0)
+                double t0 = mono_s();
+                int r = melbo_conn_recv(&c->conn, (int)(timeout_s * 1000), &e, &err);
+                if (r == MELBO_EMISSING || (r != 0 && mono_s() - t0 >= 0.9 * timeout_s))
+                    silent = 1; /* the time ran out (also in the middle of a frame) */
+                if (r != 0)
                     break; // reconnect
                 if (e->body_case == MELBO__ENVELOPE__BODY_ERROR) {
                     int slow = e->error->code == MELBO__ERROR_CODE__ERROR_SLOW_CONSUMER;
@@ -272,7 +312,7 @@ int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
                     v->state = e->event->state;
                 } else if (e->body_case == MELBO__ENVELOPE__BODY_WATCH_END) {
                     done = 1;
-                }
+                } /* a Keepalive only proves the coordinator is there */
                 melbo__envelope__free_unpacked(e, NULL);
                 if (done)
                     break;
@@ -287,11 +327,23 @@ int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
                                                                    : MELBO_CLI_REFUSED;
             break;
         }
-        if (tries++ >= 30) {
-            fprintf(stderr, "melbo: lost the coordinator\n");
+        if (!reconnecting) {
+            lost_at = mono_s();
+            if (silent)
+                fprintf(stderr, "melbo: no word from the coordinator for %.0f s; reconnecting "
+                                "(resuming at event %llu)\n",
+                        timeout_s, (unsigned long long)from);
+            else
+                fprintf(stderr, "melbo: lost the coordinator; reconnecting (resuming at event "
+                                "%llu)\n",
+                        (unsigned long long)from);
+        }
+        reconnecting = 1;
+        if (mono_s() - lost_at >= give_up_s) {
+            fprintf(stderr, "melbo: gave up after %.0f s without the coordinator\n", give_up_s);
             break;
         }
-        sleep(1);
+        backoff(tries++);
     }
     if (live && v->state == MELBO__JOB_STATE__FAILED)
         fprintf(stderr, "melbo: job %llu FAILED: %s\n", (unsigned long long)job,

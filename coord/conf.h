@@ -62,6 +62,8 @@ extern "C" {
     X(max_list, "limits.max_list", 10000, 1, 10000000, "rows of one ls / bank ls reply")        \
     X(max_sweep_points, "limits.max_sweep_points", 64, 1, 100000,                                  \
       "points of one sweep (--sweep grids; options/sweep.h)")                                      \
+    X(keepalive_s, "limits.keepalive_s", 10, 1, 3600,                                              \
+      "seconds between keepalives to watching clients (melbo watch notices silence)")              \
     /* warm jobs (coord/warm.h) */                                                                 \
     X(warm_idle_s, "limits.warm_idle_s", 600, 1, 604800,                                           \
       "seconds a warm job keeps its model loaded without a request before it is released")

@@ -46,6 +46,7 @@
 #include "coord/coord.h"     // defines: struct melbo_coord
 #include "coord/db.h"        // defines: melbo_db_open, melbo_db_jobs_load
 #include "coord/jobs.h"      // defines: melbo_jobs_init, melbo_job_set_state
+#include "coord/clock.h"     // defines: melbo_coord_now
 #include "coord/warm.h"      // defines: melbo_warm_init, melbo_warm_tick
 #include "coord/launcher.h"  // defines: melbo_launcher_local, melbo_launchers_tick
 #include "coord/sched.h"     // defines: struct melbo_sched
@@ -283,6 +284,7 @@ struct melbo_service {
     uv_timer_t tick;
     uv_signal_t sigterm, sigint;
     int tick_open, signals_open;     // handles initialised (closed at shutdown)
+    long ticks;                      // seconds served (the tick's count)
 };
 
 /*
@@ -294,6 +296,8 @@ static void on_tick(uv_timer_t *t) {
     struct melbo_service *svc = t->data;
     melbo_launchers_tick(&svc->co);
     melbo_warm_tick(&svc->co);
+    if (++svc->ticks % svc->co.limits.keepalive_s == 0) /* watchers hear from us in silence */
+        melbo_fanout_keepalive(&svc->fanout, melbo_coord_now());
     melbo_server_sweep(&svc->server);
     melbo_sched_request(&svc->sched);
 }

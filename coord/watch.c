@@ -272,6 +272,21 @@ static void on_event(void *ctx, struct melbo_job *job, const Melbo__JobEvent *ev
  * The API.
  */
 
+void melbo_fanout_keepalive(struct melbo_fanout *f, double now) {
+    Melbo__Keepalive k = MELBO__KEEPALIVE__INIT;
+    k.has_time = 1;
+    k.time = now;
+    Melbo__Envelope env = MELBO__ENVELOPE__INIT;
+    env.body_case = MELBO__ENVELOPE__BODY_KEEPALIVE;
+    env.keepalive = &k;
+    guard_begin(f);
+    for (struct melbo_watch_topic *t = f->topics; t; t = t->next)
+        for (struct melbo_watch *w = t->watchers; w; w = w->next_in_topic)
+            if (!w->dead && *w->conn_head == w) /* the first watch of its connection: once */
+                melbo_peer_send(w->conn, &env);
+    guard_end(f);
+}
+
 int melbo_fanout_init(struct melbo_fanout *f, struct melbo_jobs *jobs) {
     f->jobs = jobs;
     f->topics = NULL;

@@ -65,6 +65,10 @@ struct melbo_fanout {
  * melbo_jobs_subscribe returned. */
 int melbo_fanout_init(struct melbo_fanout *f, struct melbo_jobs *jobs);
 
+/* Sends a Keepalive to every connection that watches a job (once per connection), so that a
+ * watcher can tell a quiet job from a coordinator gone silent (coord/main.c's tick). */
+void melbo_fanout_keepalive(struct melbo_fanout *f, double now);
+
 /* Frees every watch and topic (after the connections are gone: shutdown). */
 void melbo_fanout_free(struct melbo_fanout *f);
 

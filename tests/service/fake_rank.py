@@ -2,7 +2,8 @@
 """tests/service/fake_rank.py train [options] - a stand-in for melbo-rank that trains nothing: the
 coordinator launches it (melbo-coord serve --rank-binary) as it would the ranks, and it plays
 rank 0's side of the protocol (DESIGN §4) with the official Python protobuf runtime: RankHello
-with the job's secret, a RUNNING state event, a LOG event with terminal escapes and one STEP event, then uploads the file given as
+with the job's secret, a RUNNING state event, a LOG event with terminal escapes and one STEP event
+(then, with FAKE_RANK_PAUSE=S in its environment, S silent seconds), then uploads the file given as
 --init verbatim as the job's bank, and RankDone. So a test decides byte for byte which bank the
 coordinator stores (an adapter bank, a vector bank, a bank from before `kind` existed) without
 depending on the trainer. Exits 0 once the coordinator acknowledged the end, 1 otherwise.
@@ -108,6 +109,8 @@ def main():
     for ev in events:
         seq += 1
         c.send(pb.Envelope(rank_event=pb.RankEvent(seq=seq, event=ev)))
+    # FAKE_RANK_PAUSE=S: a quiet job, silent for S seconds before its bank (keepalive tests)
+    time.sleep(float(os.environ.get("FAKE_RANK_PAUSE", "0")))
     chunk = 1 << 20
     for off in range(0, max(len(bank), 1), chunk):
         last = off + chunk >= len(bank)
