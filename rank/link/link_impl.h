@@ -25,6 +25,14 @@
 
 #include "rank/link/link.h"
 
+/* Reconnecting (issue 22): exponential back-off from the floor (MELBO_LINK_FLOOR seconds in the
+ * environment overrides it) doubling to the maximum, +-25% jitter, reset only once the
+ * coordinator acknowledges something; a refusal that repeats is logged once per
+ * MELBO_LINK_LOG_EVERY seconds with the count of repeats. */
+#define MELBO_LINK_FLOOR_S 0.1
+#define MELBO_LINK_BACKOFF_MAX_S 30.0
+#define MELBO_LINK_LOG_EVERY 60.0
+
 /* One queued event: owned by the queue from enqueue until acknowledged (or the link ends). */
 struct melbo__link_item {
     uint64_t seq;
@@ -64,6 +72,11 @@ struct melbo_link {
     struct Melbo__WarmWork *work[8];
     int n_work;
     int released;   // WarmRelease arrived
+    /* the sender thread's own (no lock): back-off reset and repeated-error logging */
+    int progress;            // an acknowledgement arrived since the last turn
+    char last_error[256];    // the last refusal logged
+    double last_error_at;    // when (mono_s)
+    long repeats;            // times it came again since
     int stop;
 };
 

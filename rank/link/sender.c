@@ -21,6 +21,29 @@
  * acknowledged events and noting an acknowledged end. Returns 0, or -1 when the connection broke
  * or the coordinator sent an Error (logged).
  */
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The coordinator's refusal, logged once per MELBO_LINK_LOG_EVERY seconds while it repeats (a
+ * coordinator that cannot store anything answers every reconnect the same way). */
+static void log_limited(struct melbo_link *l, const char *msg) {
+    double t = mono_s();
+    if (strcmp(l->last_error, msg ? msg : "") != 0 ||
+        t - l->last_error_at >= MELBO_LINK_LOG_EVERY) {
+        if (l->repeats > 0)
+            melbo_log(MELBO_LOG_WARN, "link: (the last error came %ld more times)", l->repeats);
+        melbo_log(MELBO_LOG_WARN, "link: coordinator: %s", msg ? msg : "");
+        snprintf(l->last_error, sizeof l->last_error, "%s", msg ? msg : "");
+        l->last_error_at = t;
+        l->repeats = 0;
+    } else {
+        l->repeats++;
+    }
+}
+
 static int read_acks(struct melbo_link *l, struct melbo_conn *c, int wait_ms) {
     for (;;) {
         Melbo__Envelope *e = NULL;
@@ -31,6 +54,7 @@ static int read_acks(struct melbo_link *l, struct melbo_conn *c, int wait_ms) {
         if (r != 0)
             return -1;
         if (e->body_case == MELBO__ENVELOPE__BODY_RANK_ACK) {
+            l->progress = 1; /* the coordinator stores what we send: the back-off starts over */
             pthread_mutex_lock(&l->mu);
             melbo__link_drop_acked(l, e->rank_ack->last_seq);
             if (e->rank_ack->done) {
@@ -56,7 +80,7 @@ static int read_acks(struct melbo_link *l, struct melbo_conn *c, int wait_ms) {
             pthread_cond_broadcast(&l->cv);
             pthread_mutex_unlock(&l->mu);
         } else if (e->body_case == MELBO__ENVELOPE__BODY_ERROR) {
-            melbo_log(MELBO_LOG_WARN, "link: coordinator: %s", e->error->message);
+            log_limited(l, e->error->message);
             melbo__envelope__free_unpacked(e, NULL);
             return -1;
         }
@@ -217,10 +241,20 @@ static int send_end(struct melbo_link *l, struct melbo_conn *c) {
  * the queue is empty after melbo_link_finish (or, for a flush without an end, mark it done),
  * read acknowledgements, then wait up to 20 ms for more work.
  */
+/* Sleeps the back-off: base seconds, +-25% jitter, never under the floor (MELBO_LINK_FLOOR). */
+static void sleep_backoff(double base) {
+    const char *f = getenv("MELBO_LINK_FLOOR");
+    double floor_s = f && atof(f) > 0 ? atof(f) : MELBO_LINK_FLOOR_S;
+    double s = base * (0.75 + 0.5 * ((double)rand() / RAND_MAX));
+    s = s < floor_s ? floor_s : s;
+    struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
 void *melbo__link_thread(void *arg) {
     struct melbo_link *l = arg;
     struct melbo_conn c = {.fd = -1};
-    double backoff = 0.1;
+    double backoff = MELBO_LINK_FLOOR_S;
     int end_sent = 0;
     for (;;) {
         pthread_mutex_lock(&l->mu);
@@ -230,12 +264,11 @@ void *melbo__link_thread(void *arg) {
             break;
         if (c.fd < 0) {
             if (handshake(l, &c) != 0) {
-                struct timespec ts = {(time_t)backoff, (long)((backoff - (time_t)backoff) * 1e9)};
-                nanosleep(&ts, NULL);
-                backoff = backoff * 2 > 5 ? 5 : backoff * 2;
+                sleep_backoff(backoff);
+                backoff = backoff * 2 > MELBO_LINK_BACKOFF_MAX_S ? MELBO_LINK_BACKOFF_MAX_S
+                                                                : backoff * 2;
                 continue;
             }
-            backoff = 0.1;
             end_sent = 0;
         }
         /* Send what is queued, without holding the lock during I/O. */
@@ -282,8 +315,15 @@ void *melbo__link_thread(void *arg) {
         }
         if (!broken && read_acks(l, &c, 0) != 0)
             broken = 1;
-        if (broken) {
+        if (l->progress) { /* acknowledged: the next trouble starts from the floor again */
+            l->progress = 0;
+            backoff = MELBO_LINK_FLOOR_S;
+        }
+        if (broken) { /* a connection the coordinator broke (or refused to store on) waits too */
             melbo_conn_close(&c);
+            sleep_backoff(backoff);
+            backoff = backoff * 2 > MELBO_LINK_BACKOFF_MAX_S ? MELBO_LINK_BACKOFF_MAX_S
+                                                            : backoff * 2;
             continue;
         }
         /* Idle: wait for new items (acks are read on the next turn). */
