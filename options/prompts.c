@@ -16,7 +16,7 @@
 #include "common/mem.h"  // defines: melbo_xmalloc, melbo_xcalloc, melbo_xstrdup
 
 const char *const melbo_chat_format_names[MELBO_CHAT_N_FORMATS] = {
-    "raw", "chatml", "qwen2.5", "qwen3", "llama3", "llama2", "mistral"};
+    "raw", "chatml", "qwen2.5", "qwen3", "llama3", "llama2", "mistral", "gemma", "phi3", "phi4"};
 
 const struct melbo_prompt_opt_name melbo_prompt_opt_names[] = {
     {"prompt", "TEXT", "a user message rendered with the model's chat template", 0},
@@ -25,7 +25,8 @@ const struct melbo_prompt_opt_name melbo_prompt_opt_names[] = {
     {"prompts", "FILE",
      "JSONL: {\"messages\": [...]}, {\"prompt\": ...} or {\"text\": ...} per line", 1},
     {"chat-format", "NAME",
-     "raw|chatml|qwen2.5|qwen3|llama3|llama2|mistral (default: detected from the model)", 0},
+     "raw|chatml|qwen2.5|qwen3|llama3|llama2|mistral|gemma|phi3|phi4 (default: detected from the "
+     "model)", 0},
     {"prompt-ids", "1,2,3", "a prompt given as token ids", 0},
     /* the lines of a --prompts file, as `melbo submit` sends them (no metavar: not listed) */
     {"prompts-jsonl", NULL, "JSONL text, as in a --prompts file", 0},
@@ -297,7 +298,7 @@ int melbo_chat_format_index(const char *name, struct melbo_err *err) {
         return 2;
     return melbo_err_set(err, MELBO_EINVAL,
                          "unknown --chat-format \"%s\" (use one of chatml, qwen2.5, qwen3, "
-                         "llama3, llama2, mistral, raw)",
+                         "llama3, llama2, mistral, gemma, phi3, phi4, raw)",
                          name);
 }
 

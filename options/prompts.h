@@ -68,7 +68,7 @@ struct melbo_prompt_opts {
 };
 
 /* The --chat-format spellings, in the order of enum melbo_chat_format (rank/tokenizer/chat.h). */
-#define MELBO_CHAT_N_FORMATS 7
+#define MELBO_CHAT_N_FORMATS 10
 extern const char *const melbo_chat_format_names[MELBO_CHAT_N_FORMATS];
 
 /* The index in melbo_chat_format_names of a --chat-format spelling (aliases: qwen2, qwen25 for

@@ -2,6 +2,8 @@
  * rank/cmd_inspect.c - `melbo-rank inspect --model DIR [--json]`: what a user checks before
  * submitting a job. Reads config.json and the safetensors headers only (no weights), checks that
  * every tensor the config implies is present with the right shape, and prints the architecture.
+ * `inspect --config FILE` reads a lone config.json (no checkpoint): the architecture, the
+ * parameter count computed from the config, and whether melbo runs it.
  */
 #include <cjson/cJSON.h>
 #include <getopt.h>
@@ -9,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "rank/commands.h"
 #include "rank/model/checkpoint.h"
 #include "rank/model/model.h"
@@ -26,6 +29,30 @@ static void rope_text(const struct melbo_model_config *c, char *buf, size_t n) {
         size_t l = strlen(buf);
         snprintf(buf + l, n - l, ", rotating %d of %d dims", c->rope_dim, c->head_dim);
     }
+}
+
+/* The issue-21 family features, one line each where present. */
+static void family_text(const struct melbo_model_config *c) {
+    if (c->norm_plus_one || c->post_norms || c->no_pre_norms)
+        printf("norms           %s%s%s\n", c->no_pre_norms ? "post-norms only" : "pre-norms",
+               c->post_norms && !c->no_pre_norms ? " and post-norms" : "",
+               c->norm_plus_one ? ", scaled by (1 + w)" : "");
+    if (c->embed_scale != 0.0f)
+        printf("embed scale     %g (sqrt(d))\n", c->embed_scale);
+    if (c->attn_scale != 0.0f)
+        printf("attn scale      %g (query_pre_attn_scalar^-0.5)\n", c->attn_scale);
+    if (c->attn_softcap != 0.0f || c->final_softcap != 0.0f)
+        printf("soft-capping    attention %g, final logits %g (0 = none)\n", c->attn_softcap,
+               c->final_softcap);
+    if (c->window > 0) {
+        int n = 0;
+        for (int l = 0; l < c->n_layers; l++)
+            n += c->layer_sliding[l];
+        printf("sliding window  %d on %d of %d layers (computed exactly)%s\n", c->window, n,
+               c->n_layers, c->local_rope ? "; those use the local RoPE base" : "");
+    }
+    if (c->local_rope)
+        printf("local rope      theta %g\n", c->rope_theta_local);
 }
 
 static void print_json(const char *dir, const struct melbo_model_config *c, long long params,
@@ -59,7 +86,16 @@ static void print_json(const char *dir, const struct melbo_model_config *c, long
     cJSON_AddBoolToObject(o, "qkv_bias", c->qkv_bias);
     cJSON_AddBoolToObject(o, "qk_norm", c->qk_norm);
     cJSON_AddNumberToObject(o, "max_positions", c->max_positions);
-    cJSON_AddNumberToObject(o, "sliding_window", c->sliding_window);
+    cJSON_AddNumberToObject(o, "sliding_window", c->sliding_window ? c->sliding_window : c->window);
+    cJSON_AddStringToObject(o, "activation", c->act == MELBO_ACT_GELU_TANH ? "gelu_pytorch_tanh"
+                                                                           : "silu");
+    if (c->n_experts > 0) {
+        cJSON *moe = cJSON_AddObjectToObject(o, "experts");
+        cJSON_AddNumberToObject(moe, "n", c->n_experts);
+        cJSON_AddNumberToObject(moe, "top_k", c->top_k);
+        cJSON_AddNumberToObject(moe, "width", c->d_ff_expert);
+        cJSON_AddBoolToObject(moe, "renormalised", c->norm_topk);
+    }
     cJSON_AddNumberToObject(o, "safetensors_files", n_files);
     cJSON_AddStringToObject(o, "fingerprint", fp);
     cJSON *def = cJSON_AddObjectToObject(o, "defaults");
@@ -83,9 +119,19 @@ static void print_text(const char *dir, const struct melbo_model_config *c, long
     printf("d_model         %d\n", c->d_model);
     printf("heads           %d query, %d key/value%s, head_dim %d\n", c->n_heads, c->n_kv_heads,
            c->n_kv_heads < c->n_heads ? " (GQA)" : "", c->head_dim);
-    printf("mlp             %d (SwiGLU)\n", c->d_ff);
+    if (c->n_experts > 0)
+        printf("mlp             %d experts of width %d, top %d%s (%s)\n", c->n_experts,
+               c->d_ff_expert, c->top_k, c->norm_topk ? " renormalised" : "",
+               c->act == MELBO_ACT_GELU_TANH ? "GeGLU" : "SwiGLU");
+    else
+        printf("mlp             %d (%s)\n", c->d_ff,
+               c->act == MELBO_ACT_GELU_TANH ? "GeGLU, gelu_pytorch_tanh" : "SwiGLU");
+    family_text(c);
     printf("vocab           %d\n", c->vocab);
-    if (n_files == 0) /* a GGUF file: dtype is the main quantisation */
+    if (n_files < 0) /* inspect --config: no checkpoint */
+        printf("dtype           %s (config.json only; parameters counted from the config)\n",
+               dtype);
+    else if (n_files == 0) /* a GGUF file: dtype is the main quantisation */
         printf("dtype           %s (GGUF, dequantised to fp32 at load)\n", dtype);
     else
         printf("dtype           %s (%d safetensors file%s)\n", dtype, n_files,
@@ -100,36 +146,93 @@ static void print_text(const char *dir, const struct melbo_model_config *c, long
         printf("max positions   %d\n", c->max_positions);
     if (c->sliding_window)
         printf("sliding window  %d (longer sequences are refused)\n", c->sliding_window);
+    if (fp == NULL)
+        return;
     printf("fingerprint     %s\n", fp);
     printf("layers valid    0 <= source, source + 2 <= target <= %d; defaults 7 and %d%s\n",
            c->n_layers - 1, c->n_layers - 8,
            c->n_layers - 8 >= 9 ? "" : " (too shallow: pass --source-layer/--target-layer)");
 }
 
+/* inspect --config FILE: a config.json alone. Exit 0 when melbo runs it, 1 when it is read but
+ * not run (MoE) or refused. */
+static int inspect_config(const char *path, int json) {
+    struct melbo_err err = {0};
+    struct melbo_model_config cfg;
+    char *text = NULL;
+    size_t len = 0;
+    if (melbo_file_read(path, &text, &len, &err) != 0) {
+        fprintf(stderr, "melbo-rank inspect: %s\n", err.msg);
+        return 1;
+    }
+    int ret = melbo_config_read(&cfg, text, len, path, &err);
+    free(text);
+    if (ret) {
+        fprintf(stderr, "melbo-rank inspect: %s\n", err.msg);
+        return 1;
+    }
+    struct melbo_err why = {0};
+    int runnable = melbo_config_check_runnable(&cfg, &why) == 0;
+    long long params = melbo_config_param_count(&cfg);
+    const char *dtype = cfg.dtype[0] ? cfg.dtype : "?";
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "config", path);
+        cJSON_AddStringToObject(o, "architecture", cfg.architecture);
+        cJSON_AddStringToObject(o, "model_type", cfg.model_type);
+        cJSON_AddNumberToObject(o, "n_layers", cfg.n_layers);
+        cJSON_AddNumberToObject(o, "d_model", cfg.d_model);
+        cJSON_AddNumberToObject(o, "n_heads", cfg.n_heads);
+        cJSON_AddNumberToObject(o, "n_kv_heads", cfg.n_kv_heads);
+        cJSON_AddNumberToObject(o, "head_dim", cfg.head_dim);
+        cJSON_AddNumberToObject(o, "d_ff", cfg.d_ff);
+        cJSON_AddNumberToObject(o, "vocab_size", cfg.vocab);
+        cJSON_AddStringToObject(o, "dtype", dtype);
+        cJSON_AddNumberToObject(o, "parameters", (double)params);
+        cJSON_AddBoolToObject(o, "runnable", runnable);
+        if (!runnable)
+            cJSON_AddStringToObject(o, "not_runnable_because", why.msg);
+        char *t = cJSON_Print(o);
+        printf("%s\n", t);
+        free(t);
+        cJSON_Delete(o);
+    } else {
+        print_text(path, &cfg, params, dtype, NULL, -1);
+        printf("runnable        %s\n", runnable ? "yes (CPU backend)" : why.msg);
+    }
+    return runnable ? 0 : 1;
+}
+
 int melbo_cmd_inspect(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'},
+        {"config", required_argument, NULL, 'c'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *dir = NULL;
+    const char *dir = NULL, *config = NULL;
     int json = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'm': dir = optarg; break;
+        case 'c': config = optarg; break;
         case 'j': json = 1; break;
         case 'h':
             printf("usage: melbo-rank inspect --model DIR [--json]\n"
+                   "       melbo-rank inspect --config FILE [--json]\n"
                    "Shows a Hugging Face checkpoint's architecture and checks that its tensors "
-                   "match config.json.\n");
+                   "match config.json; with --config, reads a lone config.json and prints the "
+                   "architecture and its parameter count.\n");
             return 0;
         default: return 2;
         }
     }
+    if (config && dir == NULL && optind == argc)
+        return inspect_config(config, json);
     if (dir == NULL || optind != argc) {
-        fprintf(stderr, "usage: melbo-rank inspect --model DIR [--json]\n");
+        fprintf(stderr, "usage: melbo-rank inspect --model DIR | --config FILE [--json]\n");
         return 2;
     }
     struct melbo_err err = {0};

@@ -44,25 +44,32 @@ static void mm_tn(const float *a, int lda, const float *b, int ldb, float *c, in
                 ldc);
 }
 
-void melbo_cpu_attend_head(const float *Q, int ldq, const float *K, const float *V, int ldk,
-                           float *O, int ldo, float *lse, int lse_stride, int m, int p0, int hd,
-                           float scale, float *S) {
+void melbo_cpu_attend_head_ex(const float *Q, int ldq, const float *K, const float *V, int ldk,
+                              float *O, int ldo, float *lse, int lse_stride, int m, int p0, int hd,
+                              const struct melbo_attn_opts *o, float *S) {
+    float cap = o->softcap;
     for (int i0 = 0; i0 < m; i0 += ATTN_TILE) {
         int rows = m - i0 < ATTN_TILE ? m - i0 : ATTN_TILE, n = p0 + i0 + rows;
-        mm_nt(Q + (size_t)i0 * ldq, ldq, K, ldk, S, n, rows, n, hd, scale, 0.0f);
+        mm_nt(Q + (size_t)i0 * ldq, ldq, K, ldk, S, n, rows, n, hd, o->scale, 0.0f);
         for (int r = 0; r < rows; r++) {
             float *p = S + (size_t)r * n;
-            int last = p0 + i0 + r; /* causal: keys 0..last */
+            int last = p0 + i0 + r; /* causal: keys lo..last */
+            int lo = o->window > 0 && last - o->window + 1 > 0 ? last - o->window + 1 : 0;
             float mx = -INFINITY, l = 0.0f;
-            for (int j = 0; j <= last; j++)
+            if (cap != 0.0f)
+                for (int j = lo; j <= last; j++)
+                    p[j] = tanhf(p[j] / cap) * cap;
+            for (int j = lo; j <= last; j++)
                 mx = p[j] > mx ? p[j] : mx;
-            for (int j = 0; j <= last; j++) {
+            for (int j = lo; j <= last; j++) {
                 p[j] = expf(p[j] - mx);
                 l += p[j];
             }
             float inv = 1.0f / l;
-            for (int j = 0; j <= last; j++)
+            for (int j = lo; j <= last; j++)
                 p[j] *= inv;
+            for (int j = 0; j < lo; j++)
+                p[j] = 0.0f;
             for (int j = last + 1; j < n; j++)
                 p[j] = 0.0f;
             if (lse)
@@ -72,11 +79,30 @@ void melbo_cpu_attend_head(const float *Q, int ldq, const float *K, const float 
     }
 }
 
+void melbo_cpu_attend_head(const float *Q, int ldq, const float *K, const float *V, int ldk,
+                           float *O, int ldo, float *lse, int lse_stride, int m, int p0, int hd,
+                           float scale, float *S) {
+    struct melbo_attn_opts o = {scale, 0.0f, 0};
+    melbo_cpu_attend_head_ex(Q, ldq, K, V, ldk, O, ldo, lse, lse_stride, m, p0, hd, &o, S);
+}
+
 void melbo_cpu_attention(const float *qkv, int ld, float *out, float *lse, int nq, int nkv, int hd,
                          const struct melbo_seqs *seqs) {
+    struct melbo_attn_opts o = melbo_cpu_attn_default(hd);
+    melbo_cpu_attention_ex(qkv, ld, out, lse, nq, nkv, hd, seqs, &o);
+}
+
+void melbo_cpu_attention_dx(const float *qkv, int ld, const float *out, const float *lse,
+                            const float *dout, float *dqkv, int nq, int nkv, int hd,
+                            const struct melbo_seqs *seqs) {
+    struct melbo_attn_opts o = melbo_cpu_attn_default(hd);
+    melbo_cpu_attention_dx_ex(qkv, ld, out, lse, dout, dqkv, nq, nkv, hd, seqs, &o);
+}
+
+void melbo_cpu_attention_ex(const float *qkv, int ld, float *out, float *lse, int nq, int nkv,
+                            int hd, const struct melbo_seqs *seqs, const struct melbo_attn_opts *o) {
     int group = nq / nkv, od = nq * hd;
     size_t kcol = (size_t)nq * hd, vcol = (size_t)(nq + nkv) * hd;
-    float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel if ((size_t)seqs->n_tok * nq >= ATTN_PAR_MIN)
     {
         float *S = melbo_xalloc_f32((size_t)ATTN_TILE * seqs->max_len);
@@ -85,22 +111,22 @@ void melbo_cpu_attention(const float *qkv, int ld, float *out, float *lse, int n
             for (int h = 0; h < nq; h++) {
                 int t0 = seqs->start[s], T = seqs->start[s + 1] - t0, g = h / group;
                 const float *base = qkv + (size_t)t0 * ld;
-                melbo_cpu_attend_head(base + (size_t)h * hd, ld, base + kcol + (size_t)g * hd,
-                                      base + vcol + (size_t)g * hd, ld,
-                                      out + (size_t)t0 * od + (size_t)h * hd, od,
-                                      lse + (size_t)t0 * nq + h, nq, T, 0, hd, scale, S);
+                melbo_cpu_attend_head_ex(base + (size_t)h * hd, ld, base + kcol + (size_t)g * hd,
+                                         base + vcol + (size_t)g * hd, ld,
+                                         out + (size_t)t0 * od + (size_t)h * hd, od,
+                                         lse + (size_t)t0 * nq + h, nq, T, 0, hd, o, S);
             }
         }
         free(S);
     }
 }
 
-void melbo_cpu_attention_dx(const float *qkv, int ld, const float *out, const float *lse,
-                            const float *dout, float *dqkv, int nq, int nkv, int hd,
-                            const struct melbo_seqs *seqs) {
+void melbo_cpu_attention_dx_ex(const float *qkv, int ld, const float *out, const float *lse,
+                               const float *dout, float *dqkv, int nq, int nkv, int hd,
+                               const struct melbo_seqs *seqs, const struct melbo_attn_opts *o) {
     int group = nq / nkv, od = nq * hd;
     size_t kcol = (size_t)nq * hd, vcol = (size_t)(nq + nkv) * hd;
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = o->scale, cap = o->softcap;
 #pragma omp parallel if ((size_t)seqs->n_tok * nq >= ATTN_PAR_MIN)
     {
         float *P = melbo_xalloc_f32((size_t)ATTN_TILE * seqs->max_len);
@@ -129,14 +155,28 @@ void melbo_cpu_attention_dx(const float *qkv, int ld, const float *out, const fl
                         mm_nt(dOi, od, V, ld, dP, n, rows, n, hd, 1.0f, 0.0f);
                         for (int r = 0; r < rows; r++) {
                             int last = i0 + r;
+                            int lo = o->window > 0 && last - o->window + 1 > 0
+                                         ? last - o->window + 1 : 0;
                             float L = lse[(size_t)(t0 + last) * nq + h], D = 0.0f;
-                            const float *o = O + (size_t)last * od, *dor = dO + (size_t)last * od;
+                            const float *orow = O + (size_t)last * od;
+                            const float *dor = dO + (size_t)last * od;
                             for (int k = 0; k < hd; k++)
-                                D += dor[k] * o[k];
+                                D += dor[k] * orow[k];
                             float *p = P + (size_t)r * n, *dp = dP + (size_t)r * n;
-                            for (int j = 0; j <= last; j++) {
-                                p[j] = expf(p[j] - L);
-                                dp[j] = p[j] * (dp[j] - D) * scale; /* dS */
+                            for (int j = 0; j < lo; j++)
+                                p[j] = dp[j] = 0.0f;
+                            if (cap != 0.0f) {
+                                for (int j = lo; j <= last; j++) {
+                                    float th = tanhf(p[j] / cap);
+                                    p[j] = expf(th * cap - L);
+                                    /* dS through the cap: d(c tanh(s / c))/ds = 1 - tanh^2 */
+                                    dp[j] = p[j] * (dp[j] - D) * (1.0f - th * th) * scale;
+                                }
+                            } else {
+                                for (int j = lo; j <= last; j++) {
+                                    p[j] = expf(p[j] - L);
+                                    dp[j] = p[j] * (dp[j] - D) * scale; /* dS */
+                                }
                             }
                             for (int j = last + 1; j < n; j++)
                                 p[j] = dp[j] = 0.0f;

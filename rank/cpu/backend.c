@@ -25,7 +25,13 @@ static const char *cpu_describe(void *ctx) {
 static int cpu_prefix(void *ctx, const struct melbo_train_task *task, float *X, float *Y,
                       struct melbo_err *err) {
     struct cpu_backend *c = ctx;
-    (void)err;
+    if (task->adapter && (c->m->cfg.post_norms || c->m->cfg.n_experts))
+        return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                             "adapters (--adapter-rank) on model_type \"%s\" are not supported: "
+                             "its MLP output passes through a post-norm or a mixture of experts, "
+                             "so a down-projection LoRA is not one additive term of the block "
+                             "output",
+                             c->m->cfg.model_type);
     if (task->adapter)
         c->U = melbo_xalloc_f32((size_t)task->prompts->seqs.n_tok * c->m->cfg.d_ff);
     melbo_cpu_prefix(c->m, task->prompts, task->source, task->target, X, Y, c->U);
@@ -63,7 +69,11 @@ static int cpu_decoder_init(void *ctx, int n_slots, int cap, int cap_tok, int so
                             const struct melbo_adapter_shape *adapter, void **dec,
                             struct melbo_err *err) {
     struct cpu_backend *c = ctx;
-    (void)err;
+    if (adapter && (c->m->cfg.post_norms || c->m->cfg.n_experts))
+        return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                             "adapters on model_type \"%s\" are not supported (post-norm or "
+                             "mixture-of-experts MLP)",
+                             c->m->cfg.model_type);
     struct melbo_cpu_decoder *d = melbo_xcalloc(1, sizeof *d);
     melbo_cpu_decoder_init(d, c->m, n_slots, cap, cap_tok, source_layer, adapter);
     *dec = d;

@@ -51,9 +51,17 @@ void melbo_cpu_decoder_init(struct melbo_cpu_decoder *dec, const struct melbo_mo
     layout(dec, NULL, &used);
     dec->arena = melbo_xalloc_f32(used);
     layout(dec, dec->arena, &used);
+    if (m->cfg.n_experts) {
+        dec->moe = melbo_xcalloc(1, sizeof *dec->moe);
+        melbo_cpu_moe_init(dec->moe, &m->cfg, cap_tok);
+    }
 }
 
 void melbo_cpu_decoder_free(struct melbo_cpu_decoder *dec) {
+    if (dec->moe) {
+        melbo_cpu_moe_free(dec->moe);
+        free(dec->moe);
+    }
     free(dec->arena);
     free(dec->len);
     memset(dec, 0, sizeof *dec);
@@ -77,15 +85,23 @@ static void block_cached(struct melbo_cpu_decoder *dec, int l, const struct melb
     int nq = c->n_heads, nkv = c->n_kv_heads, rows = melbo_model_qkv_rows(c), qd = nq * hd;
     int kvd = nkv * hd, group = nq / nkv;
 
-    melbo_cpu_rmsnorm(dec->x, w->attn_norm, dec->x1, NULL, n, d, d, c->norm_eps);
-    melbo_cpu_linear(dec->x1, w->w_qkv, dec->qkv, n, d, rows, 0.0f);
+    struct melbo_attn_opts ao = melbo_cpu_layer_attn(m, l);
+    const float *xin = dec->x;
+    if (!c->no_pre_norms) {
+        melbo_cpu_rmsnorm(dec->x, w->attn_norm, dec->x1, NULL, n, d, d, c->norm_eps);
+        xin = dec->x1;
+    }
+    melbo_cpu_linear(xin, w->w_qkv, dec->qkv, n, d, rows, 0.0f);
     if (w->b_qkv)
         melbo_cpu_add_bias(dec->qkv, w->b_qkv, n, rows);
-    if (c->qk_norm)
+    if (c->qk_norm == 2)
+        melbo_cpu_qk_norm_whole(m, w, dec->qkv, n, NULL);
+    else if (c->qk_norm)
         for (int h = 0; h < nq + nkv; h++)
             melbo_cpu_rmsnorm(dec->qkv + (size_t)h * hd, h < nq ? w->q_norm : w->k_norm,
                               dec->qkv + (size_t)h * hd, NULL, n, hd, rows, c->norm_eps);
-    melbo_cpu_rope(dec->qkv, rows, 0, nq + nkv, hd, c->rope_dim, m->rope_inv_freq, runs, 0);
+    melbo_cpu_rope(dec->qkv, rows, 0, nq + nkv, hd, c->rope_dim, melbo_cpu_layer_inv_freq(m, l),
+                   runs, 0);
     /* append this call's keys and values to each run's slot */
     for (int r = 0; r < runs->n_seq; r++) {
         float *kc = cache_at(dec, dec->k, l, slot[r]), *vc = cache_at(dec, dec->v, l, slot[r]);
@@ -95,7 +111,6 @@ static void block_cached(struct melbo_cpu_decoder *dec, int l, const struct melb
             memcpy(vc + (size_t)pos * kvd, dec->qkv + (size_t)t * rows + qd + kvd, sizeof(float) * kvd);
         }
     }
-    float scale = 1.0f / sqrtf((float)hd);
     int max_keys = 0;
     for (int r = 0; r < runs->n_seq; r++) {
         int e = p0[r] + runs->start[r + 1] - runs->start[r];
@@ -110,17 +125,46 @@ static void block_cached(struct melbo_cpu_decoder *dec, int l, const struct melb
                 int t0 = runs->start[r], mq = runs->start[r + 1] - t0, g = h / group;
                 const float *kc = cache_at(dec, dec->k, l, slot[r]) + (size_t)g * hd;
                 const float *vc = cache_at(dec, dec->v, l, slot[r]) + (size_t)g * hd;
-                melbo_cpu_attend_head(dec->qkv + (size_t)t0 * rows + (size_t)h * hd, rows, kc, vc,
-                                      kvd, dec->attn + (size_t)t0 * qd + (size_t)h * hd, qd, NULL,
-                                      0, mq, p0[r], hd, scale, S);
+                melbo_cpu_attend_head_ex(dec->qkv + (size_t)t0 * rows + (size_t)h * hd, rows, kc,
+                                         vc, kvd, dec->attn + (size_t)t0 * qd + (size_t)h * hd, qd,
+                                         NULL, 0, mq, p0[r], hd, &ao, S);
             }
         free(S);
     }
-    melbo_cpu_row_parallel(m, dec->attn, w->w_o, w->b_o, dec->x, dec->x, dec->y, n, qd);
-    melbo_cpu_rmsnorm(dec->x, w->mlp_norm, dec->x1, NULL, n, d, d, c->norm_eps);
-    melbo_cpu_linear(dec->x1, w->w_gu, dec->gu, n, d, 2 * ff, 0.0f);
-    melbo_cpu_swiglu(dec->gu, dec->act, n, ff);
-    melbo_cpu_row_parallel(m, dec->act, w->w_down, NULL, dec->x, dec->x, dec->y, n, ff);
+    size_t nd = (size_t)n * d;
+    if (c->post_norms) { /* x += post_norm(sum over the group of attn W_o^T (+ b_o)) */
+        melbo_cpu_linear(dec->attn, w->w_o, dec->y, n, qd, d, 0.0f);
+        melbo_cpu_tp_reduce(m, dec->y, nd);
+        if (w->b_o)
+            melbo_cpu_add_bias(dec->y, w->b_o, n, d);
+        melbo_cpu_rmsnorm(dec->y, w->post_attn_norm, dec->x1, NULL, n, d, d, c->norm_eps);
+        for (size_t i = 0; i < nd; i++)
+            dec->x[i] += dec->x1[i];
+    } else {
+        melbo_cpu_row_parallel(m, dec->attn, w->w_o, w->b_o, dec->x, dec->x, dec->y, n, qd);
+    }
+    xin = dec->x;
+    if (!c->no_pre_norms) {
+        melbo_cpu_rmsnorm(dec->x, w->mlp_norm, dec->x1, NULL, n, d, d, c->norm_eps);
+        xin = dec->x1;
+    }
+    if (c->n_experts) { /* x += moe(x2) */
+        melbo_cpu_moe_forward(m, w, dec->moe, xin, n, dec->y);
+        for (size_t i = 0; i < nd; i++)
+            dec->x[i] += dec->y[i];
+        return;
+    }
+    melbo_cpu_linear(xin, w->w_gu, dec->gu, n, d, 2 * ff, 0.0f);
+    melbo_cpu_glu((int)c->act, dec->gu, dec->act, n, ff);
+    if (c->post_norms) {
+        melbo_cpu_linear(dec->act, w->w_down, dec->y, n, ff, d, 0.0f);
+        melbo_cpu_tp_reduce(m, dec->y, nd);
+        melbo_cpu_rmsnorm(dec->y, w->post_mlp_norm, dec->x1, NULL, n, d, d, c->norm_eps);
+        for (size_t i = 0; i < nd; i++)
+            dec->x[i] += dec->x1[i];
+    } else {
+        melbo_cpu_row_parallel(m, dec->act, w->w_down, NULL, dec->x, dec->x, dec->y, n, ff);
+    }
 }
 
 /* After the source block: each run's adapter term (alpha/r) B (A u) on its tokens, u = the

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "rank/cpu/moe.h"
 #include "rank/method/adapter.h"
 #include "rank/model/model.h"
 
@@ -38,6 +39,7 @@ struct melbo_cpu_decoder {
     float *x, *x1, *qkv, *attn, *gu, *act, *y; // scratch for cap_tok tokens
     const struct melbo_adapter_shape *adapter; // adapters' shape (borrowed), or NULL
     float *z;                                  // (cap_tok, r) scratch with adapters
+    struct melbo_cpu_moe *moe;                 // MoE scratch, or NULL
     float *arena;
 };
 

@@ -108,3 +108,59 @@ void melbo_cpu_swiglu_dx(const float *gu, const float *dact, float *dgu, int n, 
         }
     }
 }
+
+/* PyTorch's gelu(approximate="tanh"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+#define GELU_K 0.7978845608028654f
+#define GELU_C 0.044715f
+
+static inline float gelu_tanh(float x) {
+    return 0.5f * x * (1.0f + tanhf(GELU_K * (x + GELU_C * x * x * x)));
+}
+
+void melbo_cpu_geglu(const float *gu, float *act, int n, int ff) {
+#pragma omp parallel for schedule(static) if ((size_t)n * ff >= PAR_MIN)
+    for (int t = 0; t < n; t++) {
+        const float *g = gu + (size_t)t * 2 * ff, *u = g + ff;
+        float *a = act + (size_t)t * ff;
+        for (int i = 0; i < ff; i++)
+            a[i] = gelu_tanh(g[i]) * u[i];
+    }
+}
+
+void melbo_cpu_geglu_dx(const float *gu, const float *dact, float *dgu, int n, int ff) {
+#pragma omp parallel for schedule(static) if ((size_t)n * ff >= PAR_MIN)
+    for (int t = 0; t < n; t++) {
+        const float *g = gu + (size_t)t * 2 * ff, *u = g + ff, *da = dact + (size_t)t * ff;
+        float *dg = dgu + (size_t)t * 2 * ff, *du = dg + ff;
+        for (int i = 0; i < ff; i++) {
+            float x = g[i], th = tanhf(GELU_K * (x + GELU_C * x * x * x));
+            float dgelu = 0.5f * (1.0f + th) +
+                          0.5f * x * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_C * x * x);
+            du[i] = da[i] * 0.5f * x * (1.0f + th);
+            dg[i] = da[i] * u[i] * dgelu;
+        }
+    }
+}
+
+void melbo_cpu_glu(int act_kind, const float *gu, float *act, int n, int ff) {
+    if (act_kind == 1)
+        melbo_cpu_geglu(gu, act, n, ff);
+    else
+        melbo_cpu_swiglu(gu, act, n, ff);
+}
+
+void melbo_cpu_glu_dx(int act_kind, const float *gu, const float *dact, float *dgu, int n,
+                      int ff) {
+    if (act_kind == 1)
+        melbo_cpu_geglu_dx(gu, dact, dgu, n, ff);
+    else
+        melbo_cpu_swiglu_dx(gu, dact, dgu, n, ff);
+}
+
+void melbo_cpu_softcap(float *y, size_t n, float c) {
+    if (c == 0.0f)
+        return;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        y[i] = tanhf(y[i] / c) * c; /* transformers: logits / c, tanh, * c */
+}

@@ -9,6 +9,9 @@
 #ifndef MELBO_RANK_CPU_OPS_H
 #define MELBO_RANK_CPU_OPS_H
 
+#include <math.h>
+#include <stddef.h>
+
 #include "rank/model/seqs.h"
 
 #ifdef __cplusplus
@@ -48,6 +51,34 @@ void melbo_cpu_swiglu(const float *gu, float *act, int n, int ff);
 /* dgu(n, 2ff) from dact(n, ff) and the saved gu. */
 void melbo_cpu_swiglu_dx(const float *gu, const float *dact, float *dgu, int n, int ff);
 
+/* act(n, ff) = gelu_tanh(gu[:, :ff]) * gu[:, ff:] (GeGLU, PyTorch's tanh approximation). */
+void melbo_cpu_geglu(const float *gu, float *act, int n, int ff);
+/* dgu(n, 2ff) from dact(n, ff) and the saved gu. */
+void melbo_cpu_geglu_dx(const float *gu, const float *dact, float *dgu, int n, int ff);
+
+/* The gated MLP activation act_kind (enum melbo_act: 0 silu, 1 gelu_tanh), forward and backward. */
+void melbo_cpu_glu(int act_kind, const float *gu, float *act, int n, int ff);
+void melbo_cpu_glu_dx(int act_kind, const float *gu, const float *dact, float *dgu, int n, int ff);
+
+/* y(n) = c tanh(y / c) in place (soft-capping), nothing when c == 0. */
+void melbo_cpu_softcap(float *y, size_t n, float c);
+
+/*
+ * How scores are formed and masked (Gemma 2/3, Phi-3): scores = scale q.k; with softcap > 0,
+ * scores = softcap tanh(scores / softcap); with window > 0, query position i sees keys
+ * i - window < j <= i only. melbo_cpu_attn_default(hd) is plain causal attention.
+ */
+struct melbo_attn_opts {
+    float scale;
+    float softcap; // 0 = none
+    int window;    // 0 = none
+};
+
+static inline struct melbo_attn_opts melbo_cpu_attn_default(int hd) {
+    struct melbo_attn_opts o = {1.0f / sqrtf((float)hd), 0.0f, 0};
+    return o;
+}
+
 /*
  * Causal grouped-query attention for each sequence of seqs. qkv (n, ld) holds per token the
  * q heads (nq * hd) at column 0, the k heads at column nq*hd, the v heads at (nq+nkv)*hd, after
@@ -74,6 +105,17 @@ void melbo_cpu_attend_head(const float *Q, int ldq, const float *K, const float 
 void melbo_cpu_attention_dx(const float *qkv, int ld, const float *out, const float *lse,
                             const float *dout, float *dqkv, int nq, int nkv, int hd,
                             const struct melbo_seqs *seqs);
+
+/* The three functions above with scores formed and masked as o says (the plain ones use
+ * melbo_cpu_attn_default). */
+void melbo_cpu_attention_ex(const float *qkv, int ld, float *out, float *lse, int nq, int nkv,
+                            int hd, const struct melbo_seqs *seqs, const struct melbo_attn_opts *o);
+void melbo_cpu_attend_head_ex(const float *Q, int ldq, const float *K, const float *V, int ldk,
+                              float *O, int ldo, float *lse, int lse_stride, int m, int p0, int hd,
+                              const struct melbo_attn_opts *o, float *S);
+void melbo_cpu_attention_dx_ex(const float *qkv, int ld, const float *out, const float *lse,
+                               const float *dout, float *dqkv, int nq, int nkv, int hd,
+                               const struct melbo_seqs *seqs, const struct melbo_attn_opts *o);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,8 @@
 #ifndef MELBO_RANK_CPU_SPAN_H
 #define MELBO_RANK_CPU_SPAN_H
 
+#include "rank/cpu/moe.h"
+#include "rank/cpu/ops.h"
 #include "rank/model/model.h"
 #include "rank/model/seqs.h"
 
@@ -31,6 +33,10 @@ struct melbo_cpu_block_acts {
     float *h;        // (n, d) residual after attention
     float *rstd2;    // (n) MLP-norm 1/rms
     float *gu;       // (n, 2*ff) gate and up projections
+    float *o;        // (n, d) attention output before the post-norm (post_norms), else NULL
+    float *rstd_o;   // (n) its 1/rms
+    float *mo;       // (n, d) MLP output before the post-norm (post_norms), else NULL
+    float *rstd_mo;  // (n)
 };
 
 struct melbo_cpu_span {
@@ -44,6 +50,8 @@ struct melbo_cpu_span {
     float *dgu;                       // (cap, 2*ff) scratch
     float *dattn;                     // (cap, nq*hd) scratch
     float *dqkv;                      // (cap, qkv_rows) scratch
+    float *tmp;                       // (cap, d) scratch: post-norm outputs and gradients
+    struct melbo_cpu_moe *moe;        // MoE models: one per block of acts, else NULL
     float *arena;                     // owns everything above
 };
 
@@ -67,6 +75,21 @@ void melbo_cpu_span_backward(struct melbo_cpu_span *s, const struct melbo_seqs *
 void melbo_cpu_row_parallel(const struct melbo_model *m, const float *in, const float *w,
                             const float *bias, const float *res, float *out, float *tmp, int n,
                             int k);
+/* The attention of block l: softmax scale, soft-cap, and the window when the block slides. */
+struct melbo_attn_opts melbo_cpu_layer_attn(const struct melbo_model *m, int l);
+/* The RoPE inverse frequencies of block l (Gemma 3's sliding blocks have their own). */
+static inline const float *melbo_cpu_layer_inv_freq(const struct melbo_model *m, int l) {
+    return m->cfg.local_rope && m->cfg.layer_sliding[l] ? m->rope_inv_freq_local
+                                                         : m->rope_inv_freq;
+}
+/*
+ * OLMo 2's q/k RMSNorm over the whole projection, in place on qkv (n, rows): the sums of squares
+ * run over every head of the tensor-parallel group (one all-reduce of 2n values; replicated KV
+ * heads counted once). rstd (2, n): the q and k 1/rms, or NULL.
+ */
+void melbo_cpu_qk_norm_whole(const struct melbo_model *m, const struct melbo_layer_weights *w,
+                             float *qkv, int n, float *rstd);
+
 /* Sums buf(n) over the tensor-parallel group (nothing when tp = 1). */
 void melbo_cpu_tp_reduce(const struct melbo_model *m, float *buf, size_t n);
 

@@ -26,7 +26,7 @@ void melbo_cpu_prefix(const struct melbo_model *m, const struct melbo_prompts *p
         melbo_cpu_span_free(&sp);
         melbo_cpu_span_init(&sp, m, s, s + 1, n, 1);
         melbo_cpu_span_forward(&sp, &pr->seqs, X);
-        melbo_cpu_swiglu(sp.acts[0].gu, U, n, m->cfg.d_ff);
+        melbo_cpu_glu((int)m->cfg.act, sp.acts[0].gu, U, n, m->cfg.d_ff);
         melbo_cpu_span_free(&sp);
     }
     memcpy(Y, X, sizeof(float) * (size_t)n * d);

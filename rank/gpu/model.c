@@ -112,9 +112,25 @@ static int put_f32(float *dst, const float *src, size_t n) {
     return (int)cudaMemcpy(dst, src, n * 4, cudaMemcpyHostToDevice);
 }
 
+/*
+ * The CUDA kernels implement the Llama family (Llama, Mistral, Qwen2/3, Qwen-1). Issue 21's
+ * families (Gemma 2/3, OLMo 2, Phi-3/4) run on the CPU backend only for now.
+ */
+static int gpu_supports(const struct melbo_model_config *c, struct melbo_err *err) {
+    if (c->arch <= MELBO_ARCH_QWEN && c->act == MELBO_ACT_SILU && !c->post_norms &&
+        !c->no_pre_norms && c->qk_norm <= 1 && c->embed_scale == 0.0f && c->attn_scale == 0.0f &&
+        c->attn_softcap == 0.0f && c->final_softcap == 0.0f && c->window == 0 && !c->local_rope)
+        return 0;
+    return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                         "the CUDA backend does not run model_type \"%s\" yet: use --device cpu",
+                         c->model_type);
+}
+
 int melbo_gpu_model_upload(struct melbo_gpu_model *g, const struct melbo_model *m,
                            enum melbo_gpu_dtype dtype, struct melbo_err *err) {
     memset(g, 0, sizeof *g);
+    if (gpu_supports(&m->cfg, err))
+        return MELBO_EUNSUPPORTED;
     g->cfg = m->cfg;
     g->dtype = dtype;
     g->tp_rank = m->tp_rank;
@@ -177,6 +193,8 @@ int melbo_gpu_model_init_random(struct melbo_gpu_model *g, const struct melbo_mo
                                 const struct melbo_load_opts *opts, enum melbo_gpu_dtype dtype,
                                 uint64_t seed, struct melbo_err *err) {
     memset(g, 0, sizeof *g);
+    if (gpu_supports(cfg, err))
+        return MELBO_EUNSUPPORTED;
     g->cfg = *cfg;
     g->dtype = dtype;
     g->tp_size = 1;

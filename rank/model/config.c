@@ -12,7 +12,8 @@
 #include "rank/model/gguf_model.h"
 
 const char *melbo_arch_name(enum melbo_arch a) {
-    static const char *names[] = {"llama", "mistral", "qwen2", "qwen3", "qwen"};
+    static const char *names[] = {"llama",  "mistral", "qwen2", "qwen3",   "qwen",     "gemma2",
+                                  "gemma3", "olmo2",   "phi3",  "mixtral", "qwen3_moe", "qwen2_moe"};
     return names[a];
 }
 
@@ -126,6 +127,33 @@ static int parse_rope_object(struct melbo_model_config *cfg, const cJSON *rs, co
                          src, t, key);
 }
 
+/*
+ * rope_parameters: one RoPE object, or (transformers v5, Gemma 3) one per attention type,
+ * {"full_attention": {...}, "sliding_attention": {...}}; the sliding one must be unscaled.
+ */
+static int parse_rope_params(struct melbo_model_config *cfg, const cJSON *rp, const char *src,
+                             struct melbo_err *err) {
+    const cJSON *full = cJSON_GetObjectItemCaseSensitive(rp, "full_attention");
+    const cJSON *slide = cJSON_GetObjectItemCaseSensitive(rp, "sliding_attention");
+    if (full == NULL && slide == NULL)
+        return parse_rope_object(cfg, rp, "rope_parameters", src, err);
+    if (full)
+        MELBO_TRY(parse_rope_object(cfg, full, "rope_parameters.full_attention", src, err));
+    if (slide) {
+        struct melbo_model_config local = *cfg;
+        local.rope_type = MELBO_ROPE_DEFAULT;
+        MELBO_TRY(parse_rope_object(&local, slide, "rope_parameters.sliding_attention", src, err));
+        if (local.rope_type != MELBO_ROPE_DEFAULT)
+            return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                                 "%s: rope_parameters.sliding_attention must be the default RoPE "
+                                 "(got %s)",
+                                 src, melbo_rope_type_name(local.rope_type));
+        cfg->local_rope = 1;
+        cfg->rope_theta_local = local.rope_theta;
+    }
+    return 0;
+}
+
 static int parse_eos(struct melbo_model_config *cfg, const cJSON *root) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
     if (cJSON_IsNumber(v)) {
@@ -185,6 +213,9 @@ static int parse_hf(struct melbo_model_config *cfg, const cJSON *root, const cha
     MELBO_TRY(need_pos_int(root, "hidden_size", &cfg->d_model, src, err));
     MELBO_TRY(need_pos_int(root, "num_attention_heads", &cfg->n_heads, src, err));
     MELBO_TRY(need_pos_int(root, "num_hidden_layers", &cfg->n_layers, src, err));
+    if (cfg->n_layers > MELBO_MAX_LAYERS)
+        return melbo_err_set(err, MELBO_EUNSUPPORTED, "%s: num_hidden_layers %d exceeds melbo's %d",
+                             src, cfg->n_layers, MELBO_MAX_LAYERS);
     MELBO_TRY(need_pos_int(root, "intermediate_size", &cfg->d_ff, src, err));
     MELBO_TRY(need_pos_int(root, "vocab_size", &cfg->vocab, src, err));
     cfg->n_kv_heads = cfg->n_heads;
@@ -204,56 +235,238 @@ static int parse_hf(struct melbo_model_config *cfg, const cJSON *root, const cha
     MELBO_TRY(get_float(root, "rope_theta", &cfg->rope_theta, src, err));
     MELBO_TRY(get_int(root, "max_position_embeddings", &cfg->max_positions, src, err));
     MELBO_TRY(get_bool(root, "tie_word_embeddings", &cfg->tied_embeddings, src, err));
-    MELBO_TRY(parse_rope_object(cfg, cJSON_GetObjectItemCaseSensitive(root, "rope_parameters"),
-                                "rope_parameters", src, err));
+    MELBO_TRY(parse_rope_params(cfg, cJSON_GetObjectItemCaseSensitive(root, "rope_parameters"),
+                                src, err));
     MELBO_TRY(parse_rope_object(cfg, cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"),
                                 "rope_scaling", src, err));
     float prf = 1.0f;
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
     MELBO_TRY(get_float(root, "partial_rotary_factor", &prf, src, err));
-    if (prf != 1.0f)
+    if (cJSON_IsObject(rp))
+        MELBO_TRY(get_float(rp, "partial_rotary_factor", &prf, src, err));
+    if (prf != 1.0f && cfg->arch != MELBO_ARCH_PHI3)
         return melbo_err_set(err, MELBO_EUNSUPPORTED,
                              "%s: partial_rotary_factor %g is not supported", src, prf);
+    if (!(prf > 0 && prf <= 1))
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: partial_rotary_factor %g must be in (0, 1]",
+                             src, prf);
+    cfg->rope_dim = (int)((float)cfg->head_dim * prf); /* transformers: int(head_dim * factor) */
+    cfg->rope_dim -= cfg->rope_dim % 2;
 
+    /* Gemma names the activation hidden_activation (and may repeat it as hidden_act). */
     char act[32] = "silu";
+    if (cfg->arch == MELBO_ARCH_GEMMA2 || cfg->arch == MELBO_ARCH_GEMMA3)
+        snprintf(act, sizeof act, "gelu_pytorch_tanh"); /* Gemma's default hidden_activation */
+    const char *act_key = "hidden_act";
     get_str(root, "hidden_act", act, sizeof act);
-    if (strcmp(act, "silu") != 0)
+    if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(root, "hidden_activation"))) {
+        act_key = "hidden_activation";
+        get_str(root, "hidden_activation", act, sizeof act);
+    }
+    if (strcmp(act, "silu") == 0)
+        cfg->act = MELBO_ACT_SILU;
+    else if (strcmp(act, "gelu_pytorch_tanh") == 0)
+        cfg->act = MELBO_ACT_GELU_TANH;
+    else
         return melbo_err_set(err, MELBO_EUNSUPPORTED,
-                             "%s: hidden_act \"%s\" is not supported (melbo runs SwiGLU with silu)",
-                             src, act);
+                             "%s: %s \"%s\" is not supported (melbo runs SwiGLU with silu and "
+                             "GeGLU with gelu_pytorch_tanh)",
+                             src, act_key, act);
     int mlp_bias = 0, attn_bias = 0;
     MELBO_TRY(get_bool(root, "mlp_bias", &mlp_bias, src, err));
     if (mlp_bias)
         return melbo_err_set(err, MELBO_EUNSUPPORTED, "%s: \"mlp_bias\": true is not supported",
                              src);
     MELBO_TRY(get_bool(root, "attention_bias", &attn_bias, src, err));
-    if (cfg->arch == MELBO_ARCH_QWEN2) {
+    if (cfg->arch == MELBO_ARCH_QWEN2_MOE) {
+        cfg->qkv_bias = 1; /* Qwen2MoeAttention: bias=config.qkv_bias, default true */
+        MELBO_TRY(get_bool(root, "qkv_bias", &cfg->qkv_bias, src, err));
+    } else if (cfg->arch == MELBO_ARCH_QWEN2) {
         cfg->qkv_bias = 1; /* hard-coded in transformers' Qwen2Attention; o_proj has none */
     } else if (attn_bias) {
         cfg->qkv_bias = 1;
         cfg->o_bias = 1;
     }
-    cfg->qk_norm = cfg->arch == MELBO_ARCH_QWEN3;
+    cfg->qk_norm = cfg->arch == MELBO_ARCH_QWEN3 || cfg->arch == MELBO_ARCH_QWEN3_MOE;
 
     int experts = 0;
     MELBO_TRY(get_int(root, "num_experts", &experts, src, err));
     MELBO_TRY(get_int(root, "num_local_experts", &experts, src, err));
-    if (experts > 0)
+    if (experts > 0 && cfg->arch != MELBO_ARCH_MIXTRAL && cfg->arch != MELBO_ARCH_QWEN3_MOE &&
+        cfg->arch != MELBO_ARCH_QWEN2_MOE)
         return melbo_err_set(err, MELBO_EUNSUPPORTED,
-                             "%s: mixture-of-experts models (%d experts) are not supported", src,
-                             experts);
+                             "%s: model_type \"%s\" with %d experts: melbo reads mixture-of-"
+                             "experts configs only for mixtral, qwen3_moe and qwen2_moe",
+                             src, cfg->model_type, experts);
 
     /* Sliding windows: Mistral's is on when set; Qwen2/3 only with use_sliding_window. */
     int window = 0, use_window = cfg->arch == MELBO_ARCH_MISTRAL;
     MELBO_TRY(get_bool(root, "use_sliding_window", &use_window, src, err));
     MELBO_TRY(get_int(root, "sliding_window", &window, src, err));
-    if (use_window && window > 0)
+    if (cfg->arch == MELBO_ARCH_PHI3 || cfg->arch == MELBO_ARCH_MIXTRAL) {
+        /* every layer slides (transformers' create_sliding_window_causal_mask): exact */
+        if (window > 0) {
+            cfg->window = window;
+            memset(cfg->layer_sliding, 1, (size_t)cfg->n_layers);
+        }
+    } else if (use_window && window > 0) {
         cfg->sliding_window = window;
+    }
+    return 0;
+}
+
+/* A float that may be absent (*out = dflt), null (*out = 0) or a number. */
+static int get_float_or_null(const cJSON *o, const char *key, float dflt, float *out,
+                             const char *src, struct melbo_err *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    *out = v == NULL ? dflt : 0.0f;
+    return get_float(o, key, out, src, err);
+}
+
+/*
+ * Which layers slide: transformers v5's layer_types ("sliding_attention" / "full_attention"), or
+ * v4's rule, every pattern-th layer global: layer i slides when (i + 1) % pattern != 0.
+ */
+static int parse_layer_types(struct melbo_model_config *cfg, const cJSON *root, int pattern,
+                             const char *src, struct melbo_err *err) {
+    const cJSON *lt = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+    int any = 0;
+    if (lt != NULL && !cJSON_IsNull(lt)) {
+        if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != cfg->n_layers)
+            return melbo_err_set(err, MELBO_EFORMAT,
+                                 "%s: \"layer_types\" must be a list of num_hidden_layers (%d) "
+                                 "strings",
+                                 src, cfg->n_layers);
+        int i = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, lt) {
+            const char *t = cJSON_IsString(e) ? e->valuestring : "";
+            if (strcmp(t, "sliding_attention") == 0)
+                cfg->layer_sliding[i] = 1;
+            else if (strcmp(t, "full_attention") == 0)
+                cfg->layer_sliding[i] = 0;
+            else
+                return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                                     "%s: layer_types[%d] \"%s\" is not supported (melbo "
+                                     "supports sliding_attention and full_attention)",
+                                     src, i, t);
+            any |= cfg->layer_sliding[i++];
+        }
+    } else {
+        for (int i = 0; i < cfg->n_layers; i++)
+            any |= cfg->layer_sliding[i] = (unsigned char)((i + 1) % pattern != 0);
+    }
+    if (!any)
+        return 0;
+    int window = 4096; /* Gemma 2 and 3's default */
+    MELBO_TRY(get_int(root, "sliding_window", &window, src, err));
+    if (window <= 0)
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: \"sliding_window\" must be positive", src);
+    cfg->window = window;
+    return 0;
+}
+
+/* Gemma 2 and Gemma 3 text, after parse_hf has read the common keys. */
+static int parse_gemma(struct melbo_model_config *cfg, const cJSON *root, const char *src,
+                       struct melbo_err *err) {
+    int g3 = cfg->arch == MELBO_ARCH_GEMMA3;
+    cfg->norm_plus_one = 1;
+    cfg->post_norms = 1;
+    cfg->qk_norm = g3;
+    /* torch.tensor(hidden_size ** 0.5): the Python double rounded to fp32 */
+    cfg->embed_scale = (float)sqrt((double)cfg->d_model);
+    float qpas = 256.0f;
+    MELBO_TRY(get_float(root, "query_pre_attn_scalar", &qpas, src, err));
+    if (!(qpas > 0))
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: \"query_pre_attn_scalar\" must be positive",
+                             src);
+    cfg->attn_scale = (float)pow((double)qpas, -0.5);
+    MELBO_TRY(get_float_or_null(root, "attn_logit_softcapping", g3 ? 0.0f : 50.0f,
+                                &cfg->attn_softcap, src, err));
+    MELBO_TRY(get_float_or_null(root, "final_logit_softcapping", g3 ? 0.0f : 30.0f,
+                                &cfg->final_softcap, src, err));
+    if (cfg->attn_softcap < 0 || cfg->final_softcap < 0)
+        return melbo_err_set(err, MELBO_EFORMAT, "%s: soft-capping values must be positive or null",
+                             src);
+    int pattern = 2;
+    if (g3) {
+        pattern = 6;
+        MELBO_TRY(get_int(root, "_sliding_window_pattern", &pattern, src, err));
+        MELBO_TRY(get_int(root, "sliding_window_pattern", &pattern, src, err));
+        if (pattern <= 0)
+            return melbo_err_set(err, MELBO_EFORMAT,
+                                 "%s: \"sliding_window_pattern\" must be positive", src);
+        if (!cfg->local_rope) { /* v4: rope_local_base_freq, unscaled */
+            cfg->local_rope = 1;
+            cfg->rope_theta_local = 10000.0f;
+            MELBO_TRY(get_float(root, "rope_local_base_freq", &cfg->rope_theta_local, src, err));
+        }
+        if (!(cfg->rope_theta_local > 0))
+            return melbo_err_set(err, MELBO_EFORMAT, "%s: the local RoPE base must be positive",
+                                 src);
+    }
+    return parse_layer_types(cfg, root, pattern, src, err);
+}
+
+/* Mixtral and Qwen3-MoE: the router and the experts' shape. */
+static int parse_moe(struct melbo_model_config *cfg, const cJSON *root, const char *src,
+                     struct melbo_err *err) {
+    const char *ne = cJSON_GetObjectItemCaseSensitive(root, "num_local_experts") ? "num_local_experts"
+                                                                                 : "num_experts";
+    MELBO_TRY(need_pos_int(root, ne, &cfg->n_experts, src, err));
+    MELBO_TRY(need_pos_int(root, "num_experts_per_tok", &cfg->top_k, src, err));
+    if (cfg->top_k > cfg->n_experts)
+        return melbo_err_set(err, MELBO_EFORMAT,
+                             "%s: num_experts_per_tok %d exceeds the %d experts", src, cfg->top_k,
+                             cfg->n_experts);
+    if (cfg->arch == MELBO_ARCH_MIXTRAL) {
+        cfg->d_ff_expert = cfg->d_ff; /* softmax, top-k, renormalised: always */
+        cfg->norm_topk = 1;
+        return 0;
+    }
+    MELBO_TRY(need_pos_int(root, "moe_intermediate_size", &cfg->d_ff_expert, src, err));
+    MELBO_TRY(get_bool(root, "norm_topk_prob", &cfg->norm_topk, src, err));
+    int step = 1;
+    MELBO_TRY(get_int(root, "decoder_sparse_step", &step, src, err));
+    if (step != 1)
+        return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                             "%s: \"decoder_sparse_step\" %d is not supported (every block must "
+                             "be a mixture of experts)",
+                             src, step);
+    const cJSON *dense = cJSON_GetObjectItemCaseSensitive(root, "mlp_only_layers");
+    if (cJSON_IsArray(dense) && cJSON_GetArraySize(dense) > 0)
+        return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                             "%s: \"mlp_only_layers\" (dense blocks among the experts) is not "
+                             "supported",
+                             src);
+    const cJSON *shared = cJSON_GetObjectItemCaseSensitive(root, "shared_expert_intermediate_size");
+    if (cfg->arch == MELBO_ARCH_QWEN2_MOE) {
+        MELBO_TRY(need_pos_int(root, "shared_expert_intermediate_size", &cfg->d_ff_shared, src,
+                               err));
+    } else if (cJSON_IsNumber(shared) && shared->valuedouble > 0)
+        return melbo_err_set(err, MELBO_EUNSUPPORTED,
+                             "%s: \"shared_expert_intermediate_size\" (a shared expert) is not "
+                             "supported",
+                             src);
+    cfg->d_ff = cfg->d_ff_expert;
     return 0;
 }
 
 int melbo_config_parse(struct melbo_model_config *cfg, const char *json, size_t len,
                        const char *src, struct melbo_err *err) {
+    int ret = melbo_config_read(cfg, json, len, src, err);
+    if (ret == 0 && (ret = melbo_config_check_runnable(cfg, err)) != 0 && err) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        ret = melbo_err_set(err, ret, "%s: %s", src, why);
+    }
+    return ret;
+}
+
+int melbo_config_read(struct melbo_model_config *cfg, const char *json, size_t len,
+                      const char *src, struct melbo_err *err) {
     int ret = 0;
+    cJSON *gemma3_defaults = NULL; /* text_config with transformers' defaults filled in */
     memset(cfg, 0, sizeof *cfg);
     cfg->rope_theta = 10000.0f;
     cfg->rope_factor = 1.0f;
@@ -279,7 +492,15 @@ int melbo_config_parse(struct melbo_model_config *cfg, const char *json, size_t 
                  {"mistral", MELBO_ARCH_MISTRAL},
                  {"qwen2", MELBO_ARCH_QWEN2},
                  {"qwen3", MELBO_ARCH_QWEN3},
-                 {"qwen", MELBO_ARCH_QWEN}};
+                 {"qwen", MELBO_ARCH_QWEN},
+                 {"gemma2", MELBO_ARCH_GEMMA2},
+                 {"gemma3_text", MELBO_ARCH_GEMMA3},
+                 {"gemma3", MELBO_ARCH_GEMMA3},
+                 {"olmo2", MELBO_ARCH_OLMO2},
+                 {"phi3", MELBO_ARCH_PHI3},
+                 {"mixtral", MELBO_ARCH_MIXTRAL},
+                 {"qwen3_moe", MELBO_ARCH_QWEN3_MOE},
+                 {"qwen2_moe", MELBO_ARCH_QWEN2_MOE}};
     size_t k;
     for (k = 0; k < sizeof known / sizeof known[0]; k++)
         if (strcmp(cfg->model_type, known[k].type) == 0)
@@ -287,16 +508,63 @@ int melbo_config_parse(struct melbo_model_config *cfg, const char *json, size_t 
     if (k == sizeof known / sizeof known[0]) {
         ret = melbo_err_set(err, MELBO_EUNSUPPORTED,
                             "%s: unsupported model_type \"%s\" (melbo supports llama, mistral, "
-                            "qwen2, qwen3 and qwen)",
+                            "qwen2, qwen3, qwen, gemma2, gemma3, gemma3_text, olmo2, phi3, "
+                            "mixtral, qwen3_moe and qwen2_moe)",
                             src, cfg->model_type[0] ? cfg->model_type : "(missing)");
         goto out;
     }
     cfg->arch = known[k].arch;
-    ret = cfg->arch == MELBO_ARCH_QWEN ? parse_qwen1(cfg, root, src, err)
-                                       : parse_hf(cfg, root, src, err);
+    /* gemma3 (Gemma3ForConditionalGeneration): the language model's config is text_config */
+    const cJSON *body = root;
+    if (strcmp(cfg->model_type, "gemma3") == 0) {
+        body = cJSON_GetObjectItemCaseSensitive(root, "text_config");
+        if (!cJSON_IsObject(body)) {
+            ret = melbo_err_set(err, MELBO_EMISSING,
+                                "%s: model_type \"gemma3\" without a \"text_config\" object: "
+                                "melbo runs the language model of Gemma 3 and needs its config",
+                                src);
+            goto out;
+        }
+        cfg->lm_in_multimodal = 1;
+    }
+    /* Gemma 3's published configs leave most text_config keys at transformers' defaults */
+    if (cfg->arch == MELBO_ARCH_GEMMA3) {
+        static const struct {
+            const char *key;
+            double value;
+        } dflt[] = {{"vocab_size", 262208},          {"hidden_size", 2304},
+                    {"intermediate_size", 9216},     {"num_hidden_layers", 26},
+                    {"num_attention_heads", 8},      {"num_key_value_heads", 4},
+                    {"head_dim", 256},               {"query_pre_attn_scalar", 256},
+                    {"rms_norm_eps", 1e-6},          {"max_position_embeddings", 131072}};
+        cJSON *copy = cJSON_Duplicate(body, 1);
+        for (size_t i = 0; i < sizeof dflt / sizeof dflt[0]; i++)
+            if (!cJSON_HasObjectItem(copy, dflt[i].key))
+                cJSON_AddNumberToObject(copy, dflt[i].key, dflt[i].value);
+        if (!cJSON_HasObjectItem(copy, "rope_parameters") && !cJSON_HasObjectItem(copy, "rope_theta"))
+            cJSON_AddNumberToObject(copy, "rope_theta", 1000000.0);
+        gemma3_defaults = copy;
+        body = copy;
+    }
+    if (cfg->arch == MELBO_ARCH_GEMMA2 || cfg->arch == MELBO_ARCH_GEMMA3)
+        cfg->tied_embeddings = 1; /* Gemma's default when tie_word_embeddings is absent */
+    ret = cfg->arch == MELBO_ARCH_QWEN ? parse_qwen1(cfg, body, src, err)
+                                       : parse_hf(cfg, body, src, err);
+    if (ret == 0 && (cfg->arch == MELBO_ARCH_GEMMA2 || cfg->arch == MELBO_ARCH_GEMMA3))
+        ret = parse_gemma(cfg, body, src, err);
+    if (ret == 0 && cfg->arch == MELBO_ARCH_OLMO2) {
+        cfg->no_pre_norms = 1;
+        cfg->post_norms = 1;
+        cfg->qk_norm = 2;
+    }
+    if (ret == 0 && (cfg->arch == MELBO_ARCH_MIXTRAL || cfg->arch == MELBO_ARCH_QWEN3_MOE ||
+                     cfg->arch == MELBO_ARCH_QWEN2_MOE))
+        ret = parse_moe(cfg, body, src, err);
     if (ret)
         goto out;
-    parse_eos(cfg, root);
+    parse_eos(cfg, body);
+    if (body != root && cfg->n_eos == 0)
+        parse_eos(cfg, root);
     if (cfg->n_kv_heads <= 0 || cfg->n_heads % cfg->n_kv_heads != 0) {
         ret =
             melbo_err_set(err, MELBO_EFORMAT,
@@ -315,6 +583,7 @@ int melbo_config_parse(struct melbo_model_config *cfg, const char *json, size_t 
         goto out;
     }
 out:
+    cJSON_Delete(gemma3_defaults);
     cJSON_Delete(root);
     return ret;
 }
@@ -356,6 +625,41 @@ int melbo_tp_check(const struct melbo_model_config *c, int tp, struct melbo_err 
     if (c->d_ff % tp != 0)
         return melbo_err_set(err, MELBO_EINVAL, "--tp %d does not divide the MLP width %d", tp,
                              c->d_ff);
+    if (c->d_ff_shared % tp != 0)
+        return melbo_err_set(err, MELBO_EINVAL,
+                             "--tp %d does not divide the shared expert's width %d", tp,
+                             c->d_ff_shared);
+    return 0;
+}
+
+long long melbo_config_param_count(const struct melbo_model_config *c) {
+    long long d = c->d_model, hd = c->head_dim, qd = (long long)c->n_heads * hd;
+    long long kd = (long long)c->n_kv_heads * hd, V = c->vocab;
+    long long attn = d * (qd + 2 * kd) + qd * d;
+    if (c->qkv_bias)
+        attn += qd + 2 * kd;
+    if (c->o_bias)
+        attn += d;
+    if (c->qk_norm == 1)
+        attn += 2 * hd;
+    else if (c->qk_norm == 2)
+        attn += qd + kd;
+    long long mlp = c->n_experts > 0
+                        ? (long long)c->n_experts * (3 * d * c->d_ff_expert + d) /* + router */
+                        : 3 * d * c->d_ff;
+    if (c->d_ff_shared)
+        mlp += 3 * d * c->d_ff_shared + d; /* shared expert and its gate */
+    long long norms = (c->no_pre_norms ? 0 : 2 * d) + (c->post_norms ? 2 * d : 0);
+    long long total = (long long)c->n_layers * (attn + mlp + norms);
+    total += V * d + d; /* embedding, final norm */
+    if (!c->tied_embeddings)
+        total += V * d;
+    return total;
+}
+
+int melbo_config_check_runnable(const struct melbo_model_config *c, struct melbo_err *err) {
+    (void)c;
+    (void)err;
     return 0;
 }
 
@@ -373,6 +677,13 @@ int melbo_config_check_seq_len(const struct melbo_model_config *cfg, int n_token
                              "of %d (sliding-window attention is not supported)",
                              n_tokens, cfg->sliding_window);
     return 0;
+}
+
+void melbo_config_rope_inv_freq_local(const struct melbo_model_config *cfg, float *inv_freq) {
+    struct melbo_model_config local = *cfg;
+    local.rope_type = MELBO_ROPE_DEFAULT;
+    local.rope_theta = cfg->rope_theta_local;
+    melbo_config_rope_inv_freq(&local, inv_freq);
 }
 
 void melbo_config_rope_inv_freq(const struct melbo_model_config *cfg, float *inv_freq) {

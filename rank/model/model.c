@@ -25,6 +25,7 @@ void melbo_tp_local_config(const struct melbo_model_config *full, int tp_rank, i
     *local = *full;
     local->n_heads = full->n_heads / tp;
     local->d_ff = full->d_ff / tp;
+    local->d_ff_shared = full->d_ff_shared / tp;
     *q_head0 = tp_rank * local->n_heads;
     if (full->n_kv_heads % tp == 0) {
         local->n_kv_heads = full->n_kv_heads / tp;
@@ -38,7 +39,12 @@ void melbo_tp_local_config(const struct melbo_model_config *full, int tp_rank, i
 /* Where this rank's slice of a block starts: first query head, first KV head, MLP rows. */
 struct slice {
     int q0, kv0, ff0;
+    int tp_rank;
 };
+
+static int m_tp_rank(const struct slice *sl) {
+    return sl->tp_rank;
+}
 
 /* ---------------------------------------------------------------------------------------------
  * Arena layout: one pass computes the size, a second hands out pointers.
@@ -60,31 +66,46 @@ static void layout(struct melbo_model *m, const struct melbo_load_opts *o, struc
     const struct melbo_model_config *c = &m->cfg;
     size_t d = (size_t)c->d_model, hd = (size_t)c->head_dim, ff = (size_t)c->d_ff;
     size_t rows = (size_t)melbo_model_qkv_rows(c), qdim = (size_t)c->n_heads * hd;
+    size_t qn = c->qk_norm == 2 ? qdim : hd, kn = c->qk_norm == 2 ? (size_t)c->n_kv_heads * hd : hd;
     for (int l = m->layer_begin; l < m->layer_end; l++) {
         struct melbo_layer_weights *w = &m->layers[l];
-        w->attn_norm = take(a, d);
+        w->attn_norm = c->no_pre_norms ? NULL : take(a, d);
         w->w_qkv = take(a, rows * d);
         w->b_qkv = c->qkv_bias ? take(a, rows) : NULL;
-        w->q_norm = c->qk_norm ? take(a, hd) : NULL;
-        w->k_norm = c->qk_norm ? take(a, hd) : NULL;
+        w->q_norm = c->qk_norm ? take(a, qn) : NULL;
+        w->k_norm = c->qk_norm ? take(a, kn) : NULL;
         w->w_o = take(a, d * qdim);
         w->b_o = c->o_bias ? take(a, d) : NULL;
-        w->mlp_norm = take(a, d);
-        w->w_gu = take(a, 2 * ff * d);
-        w->w_down = take(a, d * ff);
+        w->post_attn_norm = c->post_norms ? take(a, d) : NULL;
+        w->mlp_norm = c->no_pre_norms ? NULL : take(a, d);
+        size_t E = (size_t)c->n_experts;
+        w->w_gu = E ? NULL : take(a, 2 * ff * d);
+        w->w_down = E ? NULL : take(a, d * ff);
+        w->w_router = E ? take(a, E * d) : NULL;
+        w->w_gu_e = E ? take(a, E * 2 * ff * d) : NULL;
+        w->w_down_e = E ? take(a, E * d * ff) : NULL;
+        size_t sff = (size_t)c->d_ff_shared;
+        w->w_sh_gu = sff ? take(a, 2 * sff * d) : NULL;
+        w->w_sh_down = sff ? take(a, d * sff) : NULL;
+        w->w_sh_gate = sff ? take(a, d) : NULL;
+        w->post_mlp_norm = c->post_norms ? take(a, d) : NULL;
     }
     size_t vd = (size_t)c->vocab * d;
     m->embed = o->embed || (o->head && c->tied_embeddings) ? take(a, vd) : NULL;
     m->final_norm = o->head ? take(a, d) : NULL;
     m->lm_head = o->head ? (c->tied_embeddings ? m->embed : take(a, vd)) : NULL;
     m->rope_inv_freq = take(a, (size_t)(c->rope_dim / 2));
+    m->rope_inv_freq_local = c->local_rope ? take(a, (size_t)(c->rope_dim / 2)) : m->rope_inv_freq;
 }
 
 /* m->full holds the config; sets m->cfg to this rank's share and lays out the arena. */
 static int resolve_opts(struct melbo_model *m, const struct melbo_load_opts *o,
                         struct melbo_err *err, struct slice *sl) {
     int L = m->full.n_layers, tp = o->tp_size > 0 ? o->tp_size : 1;
-    int ret = melbo_tp_check(&m->full, tp, err);
+    int ret = melbo_config_check_runnable(&m->full, err);
+    if (ret)
+        return ret;
+    ret = melbo_tp_check(&m->full, tp, err);
     if (ret)
         return ret;
     if (o->tp_rank < 0 || o->tp_rank >= tp)
@@ -93,6 +114,7 @@ static int resolve_opts(struct melbo_model *m, const struct melbo_load_opts *o,
     m->tp_size = tp;
     melbo_tp_local_config(&m->full, o->tp_rank, tp, &m->cfg, &sl->q0, &sl->kv0);
     sl->ff0 = o->tp_rank * m->cfg.d_ff;
+    sl->tp_rank = o->tp_rank;
     m->layer_begin = o->layer_begin;
     m->layer_end = o->layer_end < 0 ? L : o->layer_end;
     if (m->layer_begin < 0 || m->layer_begin > m->layer_end || m->layer_end > L)
@@ -107,6 +129,8 @@ static int resolve_opts(struct melbo_model *m, const struct melbo_load_opts *o,
     struct arena real = {m->arena, 0};
     layout(m, o, &real);
     melbo_config_rope_inv_freq(&m->cfg, m->rope_inv_freq);
+    if (m->cfg.local_rope)
+        melbo_config_rope_inv_freq_local(&m->cfg, m->rope_inv_freq_local);
     return 0;
 }
 
@@ -235,6 +259,58 @@ static float *at(float *base, size_t off) {
     return base ? base + off : NULL;
 }
 
+/* The router (replicated) and this rank's columns of every expert of block l. */
+static int load_experts(const struct melbo_checkpoint *ck, const struct melbo_model_config *full,
+                        const struct melbo_model_config *c, const struct slice *sl, int l,
+                        const struct melbo_layer_weights *w, struct melbo_err *err) {
+    char name[256];
+    int64_t d = c->d_model, ff = c->d_ff, E = c->n_experts, fff = full->d_ff;
+    int64_t router[2] = {E, d}, gate[2] = {fff, d}, down[2] = {d, fff};
+    melbo_expert_weight_name(full, 0, l, 0, name, sizeof name);
+    int ret = copy_block(ck, name, router, 2, 0, -1, 0, -1, 0, w->w_router, err);
+    for (int64_t e = 0; e < E && ret == 0; e++) {
+        float *gu = at(w->w_gu_e, (size_t)(e * 2 * ff * d));
+        melbo_expert_weight_name(full, 1, l, (int)e, name, sizeof name);
+        ret = copy_block(ck, name, gate, 2, sl->ff0, ff, 0, -1, 0, gu, err);
+        if (ret == 0) {
+            melbo_expert_weight_name(full, 2, l, (int)e, name, sizeof name);
+            ret = copy_block(ck, name, gate, 2, sl->ff0, ff, 0, -1, 0, at(gu, (size_t)(ff * d)),
+                             err);
+        }
+        if (ret == 0) {
+            melbo_expert_weight_name(full, 3, l, (int)e, name, sizeof name);
+            ret = copy_block(ck, name, down, 2, 0, -1, sl->ff0, ff, 0,
+                             at(w->w_down_e, (size_t)(e * d * ff)), err);
+        }
+    }
+    if (c->d_ff_shared && ret == 0) { /* Qwen2-MoE's shared expert, split like a dense MLP */
+        int64_t sff = c->d_ff_shared, s0 = (int64_t)m_tp_rank(sl) * sff;
+        int64_t sg[2] = {full->d_ff_shared, d}, sd[2] = {d, full->d_ff_shared}, gate[2] = {1, d};
+        melbo_expert_weight_name(full, 4, l, 0, name, sizeof name);
+        ret = copy_block(ck, name, sg, 2, s0, sff, 0, -1, 0, w->w_sh_gu, err);
+        if (ret == 0) {
+            melbo_expert_weight_name(full, 5, l, 0, name, sizeof name);
+            ret = copy_block(ck, name, sg, 2, s0, sff, 0, -1, 0, at(w->w_sh_gu, (size_t)(sff * d)),
+                             err);
+        }
+        if (ret == 0) {
+            melbo_expert_weight_name(full, 6, l, 0, name, sizeof name);
+            ret = copy_block(ck, name, sd, 2, 0, -1, s0, sff, 0, w->w_sh_down, err);
+        }
+        if (ret == 0) {
+            melbo_expert_weight_name(full, 7, l, 0, name, sizeof name);
+            ret = copy_block(ck, name, gate, 2, 0, -1, 0, -1, 0, w->w_sh_gate, err);
+        }
+    }
+    return ret;
+}
+
+/* w[i] = 1 + w[i] (nothing when w is NULL). */
+static void plus_one(float *w, size_t n) {
+    for (size_t i = 0; w && i < n; i++)
+        w[i] = 1.0f + w[i];
+}
+
 /*
  * Loads this rank's part of block l into w (shapes of the local config c; the checkpoint has the
  * full config's); with w all NULL it only checks names, shapes and dtypes.
@@ -252,7 +328,8 @@ static int load_layer(const struct melbo_checkpoint *ck, const struct melbo_mode
         if (ret)                                                                                   \
             return ret;                                                                            \
     } while (0)
-    PIECE(MELBO_WEIGHT_ATTN_NORM, 0, -1, 0, -1, w->attn_norm);
+    if (!c->no_pre_norms)
+        PIECE(MELBO_WEIGHT_ATTN_NORM, 0, -1, 0, -1, w->attn_norm);
     PIECE(MELBO_WEIGHT_Q, q_off, (int64_t)qd, 0, -1, w->w_qkv);
     PIECE(MELBO_WEIGHT_K, kv_off, (int64_t)kd, 0, -1, at(w->w_qkv, qd * d));
     PIECE(MELBO_WEIGHT_V, kv_off, (int64_t)kd, 0, -1, at(w->w_qkv, (qd + kd) * d));
@@ -261,18 +338,40 @@ static int load_layer(const struct melbo_checkpoint *ck, const struct melbo_mode
         PIECE(MELBO_WEIGHT_KB, kv_off, (int64_t)kd, 0, -1, at(w->b_qkv, qd));
         PIECE(MELBO_WEIGHT_VB, kv_off, (int64_t)kd, 0, -1, at(w->b_qkv, qd + kd));
     }
-    if (c->qk_norm) {
+    if (c->qk_norm == 1) {
         PIECE(MELBO_WEIGHT_QN, 0, -1, 0, -1, w->q_norm);
         PIECE(MELBO_WEIGHT_KN, 0, -1, 0, -1, w->k_norm);
+    } else if (c->qk_norm == 2) { /* over the whole projection: this rank's heads */
+        PIECE(MELBO_WEIGHT_QN, q_off, (int64_t)qd, 0, -1, w->q_norm);
+        PIECE(MELBO_WEIGHT_KN, kv_off, (int64_t)kd, 0, -1, w->k_norm);
     }
     PIECE(MELBO_WEIGHT_O, 0, -1, q_off, (int64_t)qd, w->w_o);
     if (c->o_bias)
         PIECE(MELBO_WEIGHT_OB, 0, -1, 0, -1, w->b_o);
-    PIECE(MELBO_WEIGHT_MLP_NORM, 0, -1, 0, -1, w->mlp_norm);
-    PIECE(MELBO_WEIGHT_GATE, sl->ff0, (int64_t)ff, 0, -1, w->w_gu);
-    PIECE(MELBO_WEIGHT_UP, sl->ff0, (int64_t)ff, 0, -1, at(w->w_gu, ff * d));
-    PIECE(MELBO_WEIGHT_DOWN, 0, -1, sl->ff0, (int64_t)ff, w->w_down);
+    if (!c->no_pre_norms)
+        PIECE(MELBO_WEIGHT_MLP_NORM, 0, -1, 0, -1, w->mlp_norm);
+    if (c->n_experts > 0) {
+        ret = load_experts(ck, full, c, sl, l, w, err);
+        if (ret)
+            return ret;
+    } else {
+        PIECE(MELBO_WEIGHT_GATE, sl->ff0, (int64_t)ff, 0, -1, w->w_gu);
+        PIECE(MELBO_WEIGHT_UP, sl->ff0, (int64_t)ff, 0, -1, at(w->w_gu, ff * d));
+        PIECE(MELBO_WEIGHT_DOWN, 0, -1, sl->ff0, (int64_t)ff, w->w_down);
+    }
+    if (c->post_norms) {
+        PIECE(MELBO_WEIGHT_POST_ATTN_NORM, 0, -1, 0, -1, w->post_attn_norm);
+        PIECE(MELBO_WEIGHT_POST_MLP_NORM, 0, -1, 0, -1, w->post_mlp_norm);
+    }
 #undef PIECE
+    if (c->norm_plus_one) { /* Gemma: (1 + w), rounded to fp32 as transformers does */
+        plus_one(w->attn_norm, d);
+        plus_one(w->mlp_norm, d);
+        plus_one(w->post_attn_norm, d);
+        plus_one(w->post_mlp_norm, d);
+        plus_one(w->q_norm, hd);
+        plus_one(w->k_norm, hd);
+    }
     return 0;
 }
 
@@ -283,12 +382,16 @@ static int load_outer(const struct melbo_checkpoint *ck, const struct melbo_mode
     int dry = m->arena == NULL;
     int qwen1 = c->arch == MELBO_ARCH_QWEN, gguf = ck->gguf != NULL, ret;
     int64_t vd[2] = {c->vocab, c->d_model}, dn[1] = {c->d_model};
+    char hf_embed[64], hf_norm[64];
+    const char *pre = c->lm_prefix[0] ? c->lm_prefix : "model.";
+    snprintf(hf_embed, sizeof hf_embed, "%sembed_tokens.weight", pre);
+    snprintf(hf_norm, sizeof hf_norm, "%snorm.weight", pre);
     const char *embed = gguf    ? "token_embd.weight"
                         : qwen1 ? "transformer.wte.weight"
-                                : "model.embed_tokens.weight";
+                                : hf_embed;
     const char *norm = gguf    ? "output_norm.weight"
                        : qwen1 ? "transformer.ln_f.weight"
-                               : "model.norm.weight";
+                               : hf_norm;
     if (m->embed || dry) {
         ret = copy_rows(ck, embed, vd, 2, 0, -1, m->embed, err);
         if (ret)
@@ -298,6 +401,8 @@ static int load_outer(const struct melbo_checkpoint *ck, const struct melbo_mode
         ret = copy_rows(ck, norm, dn, 1, 0, -1, m->final_norm, err);
         if (ret)
             return ret;
+        if (c->norm_plus_one)
+            plus_one(m->final_norm, (size_t)c->d_model);
     }
     if ((m->lm_head && m->lm_head != m->embed) || (dry && !c->tied_embeddings)) {
         ret =
@@ -308,6 +413,30 @@ static int load_outer(const struct melbo_checkpoint *ck, const struct melbo_mode
     return 0;
 }
 
+/*
+ * Gemma 3 image-text checkpoints keep the language model under "language_model.model."
+ * (transformers v4) or "model.language_model." (v5): finds which, or says that neither is there.
+ */
+static int find_lm_prefix(const struct melbo_checkpoint *ck, struct melbo_model_config *cfg,
+                          struct melbo_err *err) {
+    if (!cfg->lm_in_multimodal || ck->gguf)
+        return 0;
+    static const char *const prefixes[] = {"language_model.model.", "model.language_model."};
+    for (int i = 0; i < 2; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "%sembed_tokens.weight", prefixes[i]);
+        if (melbo_checkpoint_find(ck, name)) {
+            snprintf(cfg->lm_prefix, sizeof cfg->lm_prefix, "%s", prefixes[i]);
+            return 0;
+        }
+    }
+    return melbo_err_set(err, MELBO_EMISSING,
+                         "checkpoint %s (model_type gemma3) has no language model: neither "
+                         "'language_model.model.embed_tokens.weight' nor "
+                         "'model.language_model.embed_tokens.weight' is present",
+                         ck->dir);
+}
+
 int melbo_model_load(struct melbo_model *m, const char *dir, const struct melbo_load_opts *opts,
                      struct melbo_err *err) {
     struct melbo_checkpoint ck;
@@ -316,9 +445,15 @@ int melbo_model_load(struct melbo_model *m, const char *dir, const struct melbo_
     int ret = melbo_config_load(&m->full, dir, err);
     if (ret)
         return ret;
+    ret = melbo_config_check_runnable(&m->full, err);
+    if (ret)
+        return ret;
     ret = melbo_checkpoint_open(&ck, dir, err);
     if (ret)
         return ret;
+    ret = find_lm_prefix(&ck, &m->full, err);
+    if (ret)
+        goto out;
     ret = resolve_opts(m, opts, err, &sl);
     if (ret)
         goto out;
@@ -338,11 +473,19 @@ int melbo_model_check(const char *dir, struct melbo_model_config *cfg, struct me
     int ret = melbo_config_load(cfg, dir, err);
     if (ret)
         return ret;
+    ret = melbo_config_check_runnable(cfg, err);
+    if (ret)
+        return ret;
     ret = melbo_checkpoint_open(&ck, dir, err);
     if (ret)
         return ret;
+    ret = find_lm_prefix(&ck, cfg, err);
+    if (ret) {
+        melbo_checkpoint_close(&ck);
+        return ret;
+    }
     struct melbo_layer_weights none;
-    struct slice all = {0, 0, 0};
+    struct slice all = {0, 0, 0, 0};
     memset(&none, 0, sizeof none);
     for (int l = 0; l < cfg->n_layers && ret == 0; l++)
         ret = load_layer(&ck, cfg, cfg, &all, l, &none, err);
@@ -383,20 +526,41 @@ void melbo_model_init_random(struct melbo_model *m, const struct melbo_model_con
     for (int l = m->layer_begin; l < m->layer_end; l++) {
         struct melbo_layer_weights *w = &m->layers[l];
         s = (uint64_t)l << 8;
-        fill_normal(w->attn_norm, d, 1.0f, 0.1f, seed, &s);
+        if (w->attn_norm)
+            fill_normal(w->attn_norm, d, 1.0f, 0.1f, seed, &s);
         fill_normal(w->w_qkv, rows * d, 0.0f, 1.0f / sqrtf((float)d), seed, &s);
         if (w->b_qkv)
             fill_normal(w->b_qkv, rows, 0.0f, 0.1f, seed, &s);
         if (w->q_norm) {
-            fill_normal(w->q_norm, hd, 1.0f, 0.1f, seed, &s);
-            fill_normal(w->k_norm, hd, 1.0f, 0.1f, seed, &s);
+            size_t qn = c->qk_norm == 2 ? qd : hd;
+            size_t kn = c->qk_norm == 2 ? (size_t)c->n_kv_heads * hd : hd;
+            fill_normal(w->q_norm, qn, 1.0f, 0.1f, seed, &s);
+            fill_normal(w->k_norm, kn, 1.0f, 0.1f, seed, &s);
         }
         fill_normal(w->w_o, d * qd, 0.0f, 1.0f / sqrtf((float)qd), seed, &s);
         if (w->b_o)
             fill_normal(w->b_o, d, 0.0f, 0.1f, seed, &s);
-        fill_normal(w->mlp_norm, d, 1.0f, 0.1f, seed, &s);
-        fill_normal(w->w_gu, 2 * ff * d, 0.0f, 1.0f / sqrtf((float)d), seed, &s);
-        fill_normal(w->w_down, d * ff, 0.0f, 1.0f / sqrtf((float)ff), seed, &s);
+        if (w->mlp_norm)
+            fill_normal(w->mlp_norm, d, 1.0f, 0.1f, seed, &s);
+        size_t E = (size_t)c->n_experts;
+        if (E) {
+            fill_normal(w->w_router, E * d, 0.0f, 1.0f / sqrtf((float)d), seed, &s);
+            fill_normal(w->w_gu_e, E * 2 * ff * d, 0.0f, 1.0f / sqrtf((float)d), seed, &s);
+            fill_normal(w->w_down_e, E * d * ff, 0.0f, 1.0f / sqrtf((float)ff), seed, &s);
+            size_t sff = (size_t)c->d_ff_shared;
+            if (sff) {
+                fill_normal(w->w_sh_gu, 2 * sff * d, 0.0f, 1.0f / sqrtf((float)d), seed, &s);
+                fill_normal(w->w_sh_down, d * sff, 0.0f, 1.0f / sqrtf((float)sff), seed, &s);
+                fill_normal(w->w_sh_gate, d, 0.0f, 1.0f / sqrtf((float)d), seed, &s);
+            }
+        } else {
+            fill_normal(w->w_gu, 2 * ff * d, 0.0f, 1.0f / sqrtf((float)d), seed, &s);
+            fill_normal(w->w_down, d * ff, 0.0f, 1.0f / sqrtf((float)ff), seed, &s);
+        }
+        if (w->post_attn_norm) {
+            fill_normal(w->post_attn_norm, d, 1.0f, 0.1f, seed, &s);
+            fill_normal(w->post_mlp_norm, d, 1.0f, 0.1f, seed, &s);
+        }
     }
     s = (uint64_t)1 << 40;
     if (m->embed)

@@ -1,10 +1,13 @@
 /*
  * rank/model/model.h - a decoder's weights in fp32, in melbo's own fused layout.
  *
- * Whatever the checkpoint's names (HF Llama family or Qwen-1), a block is held as:
- *   x1 = rmsnorm(x) * attn_norm;  [q | k | v] = x1 W_qkv^T (+ b_qkv);  q, k: per-head q/k norm
- *   (Qwen3), then RoPE;  a = attention(q, k, v);  h = x + a W_o^T (+ b_o)
- *   x2 = rmsnorm(h) * mlp_norm;   [g | u] = x2 W_gu^T;  out = h + (silu(g) * u) W_down^T
+ * Whatever the checkpoint's names (HF Llama family, Qwen-1, Phi-3's fused ones), a block is held as:
+ *   x1 = rmsnorm(x) * attn_norm;  [q | k | v] = x1 W_qkv^T (+ b_qkv);  q, k: q/k norm
+ *   (per head: Qwen3, Gemma 3; whole projection: OLMo 2), then RoPE;  a = attention(q, k, v);
+ *   h = x + post_attn_norm(a W_o^T (+ b_o))
+ *   x2 = rmsnorm(h) * mlp_norm;   [g | u] = x2 W_gu^T;  out = h + post_mlp_norm((act(g) * u) W_down^T)
+ * post_* norms only where the config has them (Gemma 2/3, OLMo 2); OLMo 2 has no attn_norm or
+ * mlp_norm (x1 = x, x2 = h). Gemma's (1 + w) norms are stored as 1 + w.
  * Loading converts F32/F16/BF16 to fp32 and checks every tensor's shape against config.json.
  * A `dir` that is a GGUF file is read through rank/model/gguf_model.h instead: its config comes
  * from the metadata, its tensors (F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q4_K/Q6_K) are dequantised to fp32
@@ -33,13 +36,22 @@ struct melbo_layer_weights {
     float *attn_norm;  // (d)
     float *w_qkv;      // (nq*hd + 2*nkv*hd, d): rows Q heads, then K heads, then V heads
     float *b_qkv;      // (nq*hd + 2*nkv*hd) or NULL
-    float *q_norm;     // (hd) or NULL (Qwen3)
-    float *k_norm;     // (hd) or NULL (Qwen3)
+    float *q_norm;     // (hd) or NULL (Qwen3, Gemma 3); OLMo 2: (nq*hd) over this rank's heads
+    float *k_norm;     // (hd) or NULL; OLMo 2: (nkv*hd)
     float *w_o;        // (d, nq*hd)
     float *b_o;        // (d) or NULL
     float *mlp_norm;   // (d)
     float *w_gu;       // (2*ff, d): rows gate, then up
     float *w_down;     // (d, ff)
+    float *post_attn_norm; // (d) or NULL: RMSNorm of the attention output (Gemma, OLMo 2)
+    float *post_mlp_norm;  // (d) or NULL: RMSNorm of the MLP output
+    /* Mixture of experts (n_experts E > 0; then w_gu and w_down are NULL): */
+    float *w_router;   // (E, d), replicated on every tensor-parallel rank
+    float *w_gu_e;     // (E, 2*ff, d): expert e's gate rows then up rows (this rank's ff slice)
+    float *w_down_e;   // (E, d, ff)
+    float *w_sh_gu;    // (2*sff, d) Qwen2-MoE shared expert gate rows then up rows, or NULL
+    float *w_sh_down;  // (d, sff)
+    float *w_sh_gate;  // (d): the shared expert's output is scaled by sigmoid(x . w_sh_gate)
 };
 
 /* Sum of a partial result over the tensor-parallel group (in place); NULL when tp = 1. */
@@ -60,6 +72,7 @@ struct melbo_model {
     float *final_norm;                   // (d) or NULL
     float *lm_head;                      // (V, d) or NULL; == embed when tied
     float *rope_inv_freq;                // (rope_dim/2), scaled as config.json says
+    float *rope_inv_freq_local;          // sliding layers' (Gemma 3), else == rope_inv_freq
     float *arena;                        // owns every weight above
     size_t arena_floats;
 };

@@ -16,7 +16,7 @@
 #include "rank/tokenizer/tok_impl.h"   // defines: tok_buf_put, tok_utf8_next
 
 /* The --chat-format spellings are the option table's (options/prompts.h), in enum order. */
-_Static_assert(MELBO_CHAT_MISTRAL + 1 == MELBO_CHAT_N_FORMATS, "one spelling per chat format");
+_Static_assert(MELBO_CHAT_PHI4 + 1 == MELBO_CHAT_N_FORMATS, "one spelling per chat format");
 _Static_assert(MELBO_CHAT_QWEN25 == 2, "melbo_chat_format_index's qwen2.5 aliases");
 
 #define QWEN25_DEFAULT_SYSTEM "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
@@ -77,6 +77,18 @@ int melbo_chat_detect(const struct melbo_tokenizer *tok, enum melbo_chat_format 
                              "chat_template); pass --chat-format (e.g. chatml for Qwen-1 chat, "
                              "with --system \"You are a helpful assistant.\") or use "
                              "--raw-prompt");
+    if (strstr(t, "<|im_sep|>") && strstr(t, "<|im_start|>")) { /* Phi-4 */
+        *fmt = MELBO_CHAT_PHI4;
+        return 0;
+    }
+    if (strstr(t, "<start_of_turn>") && strstr(t, "<end_of_turn>")) { /* Gemma 2 and 3 */
+        *fmt = MELBO_CHAT_GEMMA;
+        return 0;
+    }
+    if (strstr(t, "<|user|>") && strstr(t, "<|end|>") && strstr(t, "<|assistant|>")) { /* Phi-3 */
+        *fmt = MELBO_CHAT_PHI3;
+        return 0;
+    }
     if (strstr(t, "<|im_start|>")) {
         if (strstr(t, "<think>") || strstr(t, "enable_thinking"))
             *fmt = MELBO_CHAT_QWEN3;
@@ -102,7 +114,8 @@ int melbo_chat_detect(const struct melbo_tokenizer *tok, enum melbo_chat_format 
     }
     return melbo_err_set(err, MELBO_EUNSUPPORTED,
                          "the model's chat template is not one melbo recognises; pass "
-                         "--chat-format chatml|qwen2.5|qwen3|llama3|llama2|mistral|raw "
+                         "--chat-format chatml|qwen2.5|qwen3|llama3|llama2|mistral|gemma|phi3|"
+                         "phi4|raw "
                          "(template starts: \"%.60s\")", t);
 }
 
@@ -334,6 +347,73 @@ static int render_inst(struct sbuf *b, const struct melbo_tokenizer *tok,
     return 0;
 }
 
+/*
+ * Gemma 3 (Gemma 2 without the system branch):
+ *   {{ bos_token }} system: first_user_prefix = messages[0]['content'] + '\n\n', rest of messages;
+ *   roles must alternate user/assistant; role = 'model' for assistant;
+ *   '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first) + content | trim +
+ *   '<end_of_turn>\n'; generation prompt '<start_of_turn>model\n'.
+ * Gemma 2's template raises 'System role not supported' instead of merging.
+ */
+static int render_gemma(struct sbuf *b, const struct melbo_tokenizer *tok,
+                        const struct melbo_chat_msg *m, size_t n, struct melbo_err *err) {
+    const char *prefix = NULL;
+    if (n > 0 && is_role(&m[0], "system")) {
+        const char *t = melbo_tokenizer_chat_template(tok);
+        if (t && strstr(t, "System role not supported"))
+            return melbo_err_set(err, MELBO_EINVAL,
+                                 "gemma chat format: this model's template (Gemma 2) does not "
+                                 "support a system message (\"System role not supported\"); put "
+                                 "it into the user message");
+        prefix = m[0].content;
+        m++;
+        n--;
+    }
+    put(b, melbo_tokenizer_bos_token(tok));
+    for (size_t i = 0; i < n; i++) {
+        int user = is_role(&m[i], "user");
+        if (user != (i % 2 == 0))
+            return melbo_err_set(err, MELBO_EINVAL,
+                                 "gemma chat format: conversation roles must alternate "
+                                 "user/assistant/user/assistant/... (message %zu is \"%s\")",
+                                 i + (prefix ? 1 : 0), m[i].role);
+        put(b, "<start_of_turn>");
+        put(b, is_role(&m[i], "assistant") ? "model" : m[i].role);
+        put(b, "\n");
+        if (i == 0 && prefix) {
+            put(b, prefix);
+            put(b, "\n\n");
+        }
+        put_stripped(b, m[i].content, 3, NULL);
+        put(b, "<end_of_turn>\n");
+    }
+    put(b, "<start_of_turn>model\n");
+    return 0;
+}
+
+/*
+ * Phi-3 / Phi-3.5: '<|' + role + '|>\n' + content + '<|end|>\n' for system, user and assistant
+ * (other roles are skipped), then '<|assistant|>\n'; templates that start with {{ bos_token }}
+ * (early Phi-3 revisions) get it first. Phi-4: '<|im_start|>' + role + '<|im_sep|>' + content +
+ * '<|im_end|>', then '<|im_start|>assistant<|im_sep|>'.
+ */
+static void render_phi(struct sbuf *b, const struct melbo_tokenizer *tok,
+                       const struct melbo_chat_msg *m, size_t n, int phi4) {
+    const char *t = melbo_tokenizer_chat_template(tok);
+    if (!phi4 && t && !strncmp(t, "{{ bos_token }}", 15))
+        put(b, melbo_tokenizer_bos_token(tok));
+    for (size_t i = 0; i < n; i++) {
+        if (!is_role(&m[i], "system") && !is_role(&m[i], "user") && !is_role(&m[i], "assistant"))
+            continue;
+        put(b, phi4 ? "<|im_start|>" : "<|");
+        put(b, m[i].role);
+        put(b, phi4 ? "<|im_sep|>" : "|>\n");
+        put(b, m[i].content);
+        put(b, phi4 ? "<|im_end|>" : "<|end|>\n");
+    }
+    put(b, phi4 ? "<|im_start|>assistant<|im_sep|>" : "<|assistant|>\n");
+}
+
 int melbo_chat_render(const struct melbo_tokenizer *tok, enum melbo_chat_format fmt,
                       const struct melbo_chat_msg *msgs, size_t n, char **out,
                       struct melbo_err *err) {
@@ -376,6 +456,13 @@ int melbo_chat_render(const struct melbo_tokenizer *tok, enum melbo_chat_format 
     case MELBO_CHAT_MISTRAL:
         ret = render_inst(&b, tok, msgs, n, fmt == MELBO_CHAT_LLAMA2, err);
         break;
+    case MELBO_CHAT_GEMMA:
+        ret = render_gemma(&b, tok, msgs, n, err);
+        break;
+    case MELBO_CHAT_PHI3:
+    case MELBO_CHAT_PHI4:
+        render_phi(&b, tok, msgs, n, fmt == MELBO_CHAT_PHI4);
+        break;
     default:
         ret = melbo_err_set(err, MELBO_EINVAL, "unknown chat format %d", (int)fmt);
     }
@@ -397,6 +484,12 @@ int32_t melbo_chat_end_of_turn(const struct melbo_tokenizer *tok, enum melbo_cha
         return melbo_tokenizer_token_id(tok, "<|im_end|>");
     case MELBO_CHAT_LLAMA3:
         return melbo_tokenizer_token_id(tok, "<|eot_id|>");
+    case MELBO_CHAT_GEMMA:
+        return melbo_tokenizer_token_id(tok, "<end_of_turn>");
+    case MELBO_CHAT_PHI3:
+        return melbo_tokenizer_token_id(tok, "<|end|>");
+    case MELBO_CHAT_PHI4:
+        return melbo_tokenizer_token_id(tok, "<|im_end|>");
     default:
         return melbo_tokenizer_eos_id(tok);
     }

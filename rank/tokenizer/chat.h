@@ -16,6 +16,12 @@
  *            with contents trimmed (the Llama-3 / Llama-3.1 fixture template)
  *   llama2   <s>[INST] <<SYS>>\nsys\n<</SYS>>\n\nuser [/INST] answer </s><s>[INST] ...
  *   mistral  <s>[INST] user [/INST]answer</s>[INST] ... ; a system message is an error
+ *   gemma    <bos><start_of_turn>user\ncontent<end_of_turn>\n ... <start_of_turn>model\n
+ *            (assistant is "model", contents trimmed, roles alternate); a system message is
+ *            merged into the first user turn as Gemma 3's template does ("sys\n\n" + user),
+ *            an error under Gemma 2's template, which raises on it
+ *   phi3     <|system|>\n...<|end|>\n<|user|>\n...<|end|>\n ... <|assistant|>\n (Phi-3/3.5)
+ *   phi4     <|im_start|>user<|im_sep|>...<|im_end|> ... <|im_start|>assistant<|im_sep|>
  *   raw      the user text as it is (single user message only)
  * A template that is none of these is an error telling the user to pass --chat-format.
  */
@@ -40,6 +46,9 @@ enum melbo_chat_format {
     MELBO_CHAT_LLAMA3,
     MELBO_CHAT_LLAMA2,
     MELBO_CHAT_MISTRAL,
+    MELBO_CHAT_GEMMA,
+    MELBO_CHAT_PHI3,
+    MELBO_CHAT_PHI4,
 };
 
 /* One message of a conversation; both strings are borrowed (UTF-8, NUL-terminated). Roles:
@@ -54,7 +63,7 @@ const char *melbo_chat_format_name(enum melbo_chat_format fmt);
 
 /*
  * Parses a --chat-format name (chatml, qwen2.5 (also qwen2), qwen3, llama3, llama2, mistral,
- * raw). Unknown names are MELBO_EINVAL with a message listing the valid ones.
+ * gemma, phi3, phi4, raw). Unknown names are MELBO_EINVAL with a message listing the valid ones.
  */
 int melbo_chat_format_parse(const char *name, enum melbo_chat_format *fmt,
                             struct melbo_err *err);
@@ -79,8 +88,8 @@ int melbo_chat_render(const struct melbo_tokenizer *tok, enum melbo_chat_format 
                       struct melbo_err *err);
 
 /*
- * The token that ends an assistant turn in this format (<|im_end|>, <|eot_id|>, </s>; the
- * tokenizer's eos for raw), or -1 if the vocabulary lacks it. Generation stops on it.
+ * The token that ends an assistant turn in this format (<|im_end|>, <|eot_id|>, </s>,
+ * <end_of_turn>, <|end|>; the tokenizer's eos for raw), or -1 if the vocabulary lacks it. Generation stops on it.
  */
 int32_t melbo_chat_end_of_turn(const struct melbo_tokenizer *tok, enum melbo_chat_format fmt);
 

@@ -8,6 +8,7 @@
  */
 #include <assert.h>
 
+#include "options/prompts.h" // defines: MELBO_CHAT_N_FORMATS
 #include "rank/tokenizer/chat.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -119,7 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         out = NULL;
         melbo_ids_free(&ids);
     }
-    for (int f = MELBO_CHAT_RAW; f <= MELBO_CHAT_MISTRAL; f++) {
+    for (int f = MELBO_CHAT_RAW; f < MELBO_CHAT_N_FORMATS; f++) {
         enum melbo_chat_format g;
         assert(melbo_chat_format_parse(melbo_chat_format_name((enum melbo_chat_format)f), &g,
                                        &err) == 0 &&

@@ -42,8 +42,8 @@ grep -q '^dtype           BF16' <<<"$("$rank" inspect --model "$golden/models/ll
 
 expect_fail "no config.json" 1 "has no config.json" "$rank" inspect --model "$tmp"
 expect_fail "missing dir" 1 "does not exist" "$rank" inspect --model "$tmp/nope"
-mkdir -p "$tmp/gemma" && echo '{"model_type": "gemma2", "hidden_size": 8}' > "$tmp/gemma/config.json"
-expect_fail "unsupported model_type" 1 'unsupported model_type "gemma2"' "$rank" inspect --model "$tmp/gemma"
+mkdir -p "$tmp/gemma" && echo '{"model_type": "gpt_neox", "hidden_size": 8}' > "$tmp/gemma/config.json"
+expect_fail "unsupported model_type" 1 'unsupported model_type "gpt_neox"' "$rank" inspect --model "$tmp/gemma"
 mkdir -p "$tmp/trunc" && cp "$golden/models/llama3/config.json" "$tmp/trunc/"
 head -c 100000 "$golden/models/llama3/model.safetensors" > "$tmp/trunc/model.safetensors"
 expect_fail "truncated weights" 1 "past the end of the data" "$rank" inspect --model "$tmp/trunc"
