@@ -231,3 +231,36 @@ void melbo_bank_rows_free(struct melbo_bank_rows *r) {
     free(r->lines);
     memset(r, 0, sizeof *r);
 }
+
+int melbo_bank_adopt(const char *state_dir, sqlite3 *db, const struct melbo_job *job,
+                     const char *file, char *bank_id, size_t n, struct melbo_err *err) {
+    struct melbo_bank_upload up;
+    char hex[65];
+    uint8_t d[32], buf[1 << 16];
+    memset(&up, 0, sizeof up);
+    FILE *in = fopen(file, "rb");
+    if (in == NULL)
+        return melbo_err_set(err, MELBO_EIO, "cannot read %s", file);
+    snprintf(up.path, sizeof up.path, "%s/banks/.adopt-%llu.tmp", state_dir,
+             (unsigned long long)job->id);
+    up.f = fopen(up.path, "wb");
+    struct melbo_sha256 whole;
+    melbo_sha256_init(&up.sha);
+    melbo_sha256_init(&whole);
+    size_t got;
+    int ok = up.f != NULL;
+    while (ok && (got = fread(buf, 1, sizeof buf, in)) > 0) {
+        melbo_sha256_update(&up.sha, buf, got);
+        melbo_sha256_update(&whole, buf, got);
+        ok = fwrite(buf, 1, got, up.f) == got;
+    }
+    ok = ok && !ferror(in);
+    fclose(in);
+    if (!ok) {
+        melbo_bank_upload_abort(&up);
+        return melbo_err_set(err, MELBO_EIO, "cannot copy %s into the bank store", file);
+    }
+    melbo_sha256_final(&whole, d);
+    melbo_sha256_hex(d, hex);
+    return melbo_bank_store(state_dir, db, &up, job, hex, bank_id, n, err);
+}

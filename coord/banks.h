@@ -46,6 +46,14 @@ int melbo_bank_store(const char *state_dir, sqlite3 *db, struct melbo_bank_uploa
                      const struct melbo_job *job, const char *sha256_hex, char *bank_id, size_t n,
                      struct melbo_err *err);
 
+/*
+ * Stores the finished bank at file (a job's out.bank.safetensors that was never uploaded: rank
+ * 0 gave up waiting) as job's, exactly as an upload would (copied into the store, checked,
+ * catalogued); bank_id as melbo_bank_store. The file itself is left in place.
+ */
+int melbo_bank_adopt(const char *state_dir, sqlite3 *db, const struct melbo_job *job,
+                     const char *file, char *bank_id, size_t n, struct melbo_err *err);
+
 /* 1 if id is a well-formed bank id (lowercase hex, 1..64 chars), else 0. */
 int melbo_bank_id_valid(const char *id);
 

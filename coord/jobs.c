@@ -96,6 +96,15 @@ int melbo_job_append_ranked(struct melbo_jobs *jt, struct melbo_job *job, Melbo_
     return 0;
 }
 
+int melbo_job_rescue(struct melbo_jobs *jt, struct melbo_job *job, const char *detail) {
+    if (job->state != MELBO__JOB_STATE__FAILED || job->bank_id[0] == '\0')
+        return MELBO_ESTATE;
+    job->state = MELBO__JOB_STATE__RUNNING; /* the one way out of FAILED: its bank turned up */
+    job->error[0] = '\0';
+    job->failed_rank = 0;
+    return melbo_job_set_state(jt, job, MELBO__JOB_STATE__DONE, detail, NULL);
+}
+
 int melbo_job_set_state(struct melbo_jobs *jt, struct melbo_job *job, int state,
                         const char *detail, const char *error) {
     if (melbo_job_state_terminal(job->state))

@@ -76,6 +76,11 @@ int melbo_job_append(struct melbo_jobs *jt, struct melbo_job *job, Melbo__JobEve
 int melbo_job_append_ranked(struct melbo_jobs *jt, struct melbo_job *job, Melbo__JobEvent *ev,
                             uint64_t rank_seq);
 
+/* A FAILED job whose bank arrived after all (adopted from its directory, issue 22): DONE with
+ * detail; its bank_id must be set. The only move out of a final state. Returns as
+ * melbo_job_set_state, MELBO_ESTATE for any other job. */
+int melbo_job_rescue(struct melbo_jobs *jt, struct melbo_job *job, const char *detail);
+
 /*
  * Moves job to state with a STATE event (detail and error may be NULL; error is recorded as
  * job->error, and a FAILED event carries job->failed_rank, a DONE one job->bank_id). Records the

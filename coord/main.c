@@ -46,6 +46,7 @@
 #include "coord/coord.h"     // defines: struct melbo_coord
 #include "coord/db.h"        // defines: melbo_db_open, melbo_db_jobs_load
 #include "coord/jobs.h"      // defines: melbo_jobs_init, melbo_job_set_state
+#include "coord/genjob.h"    // defines: melbo_genjob_is
 #include "coord/clock.h"     // defines: melbo_coord_now
 #include "coord/warm.h"      // defines: melbo_warm_init, melbo_warm_tick
 #include "coord/launcher.h"  // defines: melbo_launcher_local, melbo_launchers_tick
@@ -360,6 +361,65 @@ static void default_rank_binary(char *buf, size_t n) {
     snprintf(buf, n, "%s/melbo-rank", self);
 }
 
+/* The banks of job (out.bank.safetensors, or a sweep's out.pK.bank.safetensors) waiting in its
+ * directory, stored as an upload would; the job is then DONE. Returns how many. */
+static int adopt_banks_of(struct melbo_coord *co, struct melbo_job *j) {
+    char dir[PATH_MAX], file[PATH_MAX + 64], id[72];
+    struct melbo_err err = {0};
+    int n = 0;
+    if (melbo_job_dir(co, j->id, dir, sizeof dir) != 0)
+        return 0;
+    for (int k = -1; k < 100000; k++) {
+        if (k < 0)
+            snprintf(file, sizeof file, "%s/out.bank.safetensors", dir);
+        else
+            snprintf(file, sizeof file, "%s/out.p%d.bank.safetensors", dir, k);
+        if (access(file, R_OK) != 0) {
+            if (k >= 0)
+                break;
+            continue;
+        }
+        if (melbo_bank_adopt(co->state_dir, co->db, j, file, id, sizeof id, &err) != 0) {
+            melbo_log(MELBO_LOG_WARN, "coord: job %llu: cannot adopt %s: %s",
+                      (unsigned long long)j->id, file, err.msg);
+            continue;
+        }
+        snprintf(j->bank_id, sizeof j->bank_id, "%s", id);
+        melbo_db_job_update(co->db, j);
+        Melbo__JobEvent ev = MELBO__JOB_EVENT__INIT;
+        ev.has_kind = ev.has_state = 1;
+        ev.kind = MELBO__JOB_EVENT__KIND__BANK;
+        ev.state = j->state;
+        ev.bank_id = id;
+        melbo_job_append(&co->jobs, j, &ev);
+        melbo_log(MELBO_LOG_INFO, "coord: job %llu: adopted bank %s from %s",
+                  (unsigned long long)j->id, id, file);
+        n++;
+    }
+    if (n > 0) {
+        const char *why = "bank adopted from the job's directory (its upload never completed)";
+        if (j->state == MELBO__JOB_STATE__FAILED)
+            melbo_job_rescue(&co->jobs, j, why);
+        else
+            melbo_job_set_state(&co->jobs, j, MELBO__JOB_STATE__DONE, why, NULL);
+    }
+    return n;
+}
+
+/* Banks no upload brought (issue 22): a job without a bank whose ranks are gone (never started
+ * since, or a pid that no longer runs) and that left a finished bank in its directory. */
+static void adopt_banks(struct melbo_coord *co) {
+    for (struct melbo_job *j = co->jobs.list; j; j = j->next) {
+        if (j->bank_id[0] || j->state == MELBO__JOB_STATE__DONE ||
+            j->state == MELBO__JOB_STATE__CANCELLED || j->state == MELBO__JOB_STATE__QUEUED ||
+            j->slurm_id[0] || melbo_genjob_is(j) || melbo_genjob_is_warm(j))
+            continue;
+        if (j->pid > 0 && !melbo_job_state_terminal(j->state) && kill(j->pid, 0) == 0)
+            continue; /* its rank 0 may still upload it */
+        adopt_banks_of(co, j);
+    }
+}
+
 /* Jobs that were running when the coordinator stopped: their ranks may still be there. */
 static void adopt_jobs(struct melbo_coord *co) {
     for (struct melbo_job *j = co->jobs.list; j; j = j->next) {
@@ -548,6 +608,7 @@ static int cmd_serve(int argc, char **argv) {
         goto fail;
     melbo_log(MELBO_LOG_INFO, "coord: serving %s on %s (ranks: %s, launcher %s)", co->state_dir,
               co->address, co->rank_binary, co->launcher->name);
+    adopt_banks(co);
     adopt_jobs(co);
     uv_timer_init(co->loop, &svc.tick);
     svc.tick.data = &svc;

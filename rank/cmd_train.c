@@ -120,6 +120,7 @@ int melbo_cmd_train(int argc, char **argv) {
     struct melbo_trainer tr;
     struct melbo_comm *comm = NULL;
     struct melbo_link *link = NULL;  // rank 0's coordinator link, NULL standalone (rank/link/)
+    struct melbo_link *upload = NULL; // the link that uploads the bank once the run is torn down
     struct melbo_err err = {0};
     int status = 1, mpi = 0;
     melbo_train_install_signal(); /* the only place: before anything slow */
@@ -194,10 +195,9 @@ int melbo_cmd_train(int argc, char **argv) {
         if (melbo_bank_write(&tr, p.out, &err) != 0)
             goto fail;
         fprintf(stderr, "train: bank written to %s\n", p.out);
-        if (link && melbo_link_finish(link, p.out, NULL) != 0)
-            fprintf(stderr, "train: the coordinator did not confirm the bank upload\n");
-        link = NULL;
         fprintf(stderr, "train: peak RSS of rank 0: %.1f MiB\n", peak_rss_mib());
+        upload = link; /* after the peers and the devices are released (out:) */
+        link = NULL;
     }
     status = 0;
     goto out;
@@ -216,6 +216,12 @@ out:
         melbo_comm_free(comm);
         MPI_Finalize();
     }
+    /* the bank is on disk in the job's directory; rank 0 alone keeps it for the coordinator (up to
+     * link.keep_bank) while the other ranks, the model and the device memory are gone */
+    if (upload && melbo_link_finish(upload, p.out, NULL) != 0)
+        fprintf(stderr, "train: the coordinator did not confirm the bank upload; the bank stays "
+                        "in %s (the coordinator adopts it when it starts)\n",
+                p.out);
 out_params:
     melbo_train_params_free(&p);
     return status;

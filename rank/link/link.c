@@ -341,8 +341,10 @@ int melbo_link_done(struct melbo_link *l) {
 int melbo_link_finish(struct melbo_link *l, const char *bank_path, const char *error) {
     if (l == NULL)
         return 0;
-    const char *to = getenv("MELBO_LINK_FINISH_TIMEOUT");
-    double limit = to ? atof(to) : 600, t0 = mono_s();
+    /* a bank is kept for the coordinator a long time (link.keep_bank: MELBO_LINK_KEEP_BANK
+     * seconds, a day by default); anything else waits MELBO_LINK_FINISH_TIMEOUT (600 s) */
+    const char *to = getenv(bank_path ? "MELBO_LINK_KEEP_BANK" : "MELBO_LINK_FINISH_TIMEOUT");
+    double limit = to && atof(to) > 0 ? atof(to) : bank_path ? 86400 : 600, t0 = mono_s();
     pthread_mutex_lock(&l->mu);
     l->bank_path = bank_path ? strdup(bank_path) : NULL;
     l->error = error ? strdup(error) : NULL;

@@ -12,8 +12,10 @@
  * 5 s), sends, and drops what the coordinator acknowledges. After a reconnect it resends
  * everything after the last number the coordinator says it stored. At the end the thread
  * uploads the bank in 1 MiB chunks with its sha256 and sends done (or failed with the error);
- * melbo_link_finish waits for the acknowledgement, up to MELBO_LINK_FINISH_TIMEOUT seconds
- * (default 600), so a coordinator restarting in the meantime still receives the bank.
+ * melbo_link_finish waits for the acknowledgement, with a bank up to MELBO_LINK_KEEP_BANK seconds
+ * (link.keep_bank, default a day; the caller has released its peers and devices by then), else
+ * MELBO_LINK_FINISH_TIMEOUT (default 600), so a coordinator down for a long time still receives
+ * the bank; one that never comes back adopts it from the job's directory when it starts.
  */
 #ifndef MELBO_RANK_LINK_LINK_H
 #define MELBO_RANK_LINK_LINK_H
