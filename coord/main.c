@@ -50,6 +50,7 @@
 #include "coord/clock.h"     // defines: melbo_coord_now
 #include "coord/warm.h"      // defines: melbo_warm_init, melbo_warm_tick
 #include "coord/launcher.h"  // defines: melbo_launcher_local, melbo_launchers_tick
+#include "coord/maint.h"     // defines: melbo_coord_cmd_fsck, _backup, _restore
 #include "coord/sched.h"     // defines: struct melbo_sched
 #include "coord/server.h"
 #include "coord/tls.h"       // defines: melbo_tls_ensure, melbo_tls_server_ctx
@@ -90,7 +91,15 @@ static void usage(FILE *f) {
             "  model add NAME PATH --state DIR\n"
             "        register a model (a directory or .gguf file) as `melbo submit --model NAME`;\n"
             "        works while the coordinator is stopped. Jobs may name only registered models\n"
-            "        and paths under the model_root=PATH lines of STATE/coord.conf\n");
+            "        and paths under the model_root=PATH lines of STATE/coord.conf\n"
+            "  fsck --state DIR [--repair]\n"
+            "        check the database, the bank store and the job directories against each\n"
+            "        other; --repair (coordinator stopped) adopts waiting banks and removes\n"
+            "        temporary uploads\n"
+            "  backup OUT --state DIR\n"
+            "        a consistent copy while serving (SQLite's online backup, then the banks)\n"
+            "  restore BACKUP --state NEWDIR\n"
+            "        a state directory from a backup\n");
 }
 
 static const char *arg_value(int argc, char **argv, const char *name) {
@@ -662,6 +671,12 @@ int main(int argc, char **argv) {
         return cmd_token(argc - 1, argv + 1);
     if (!strcmp(argv[1], "model"))
         return cmd_model(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "fsck"))
+        return melbo_coord_cmd_fsck(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "backup"))
+        return melbo_coord_cmd_backup(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "restore"))
+        return melbo_coord_cmd_restore(argc - 1, argv + 1);
     fprintf(stderr, "melbo-coord: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
