@@ -16,6 +16,7 @@
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
+#include <sys/statvfs.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -263,4 +264,23 @@ int melbo_bank_adopt(const char *state_dir, sqlite3 *db, const struct melbo_job 
     melbo_sha256_final(&whole, d);
     melbo_sha256_hex(d, hex);
     return melbo_bank_store(state_dir, db, &up, job, hex, bank_id, n, err);
+}
+
+int melbo_disk_check(const char *state_dir, long long reserve_mb, unsigned long long need,
+                     struct melbo_err *err) {
+    struct statvfs v;
+    if (reserve_mb <= 0 || statvfs(state_dir, &v) != 0)
+        return 0; /* no reserve, or nothing to measure with: the writes themselves will tell */
+    unsigned long long avail = (unsigned long long)v.f_bavail * v.f_frsize;
+    if (avail >= need + (unsigned long long)reserve_mb * 1048576ull)
+        return 0;
+    if (need == 0)
+        return melbo_err_set(err, MELBO_ERANGE,
+                             "the coordinator's disk has %llu MB free, under limits.disk_reserve_mb "
+                             "= %lld (coord.conf): nothing is accepted until room is made",
+                             avail >> 20, reserve_mb);
+    return melbo_err_set(err, MELBO_ERANGE,
+                         "the coordinator's disk has %llu MB free; %llu MB more would leave less "
+                         "than limits.disk_reserve_mb = %lld (coord.conf)",
+                         avail >> 20, (need + 1048575ull) >> 20, reserve_mb);
 }

@@ -54,6 +54,11 @@ int melbo_bank_store(const char *state_dir, sqlite3 *db, struct melbo_bank_uploa
 int melbo_bank_adopt(const char *state_dir, sqlite3 *db, const struct melbo_job *job,
                      const char *file, char *bank_id, size_t n, struct melbo_err *err);
 
+/* 0 when the disk of state_dir keeps at least reserve_mb MB free after need more bytes, else
+ * MELBO_ERANGE with err saying how much is free and naming limits.disk_reserve_mb. */
+int melbo_disk_check(const char *state_dir, long long reserve_mb, unsigned long long need,
+                     struct melbo_err *err);
+
 /* 1 if id is a well-formed bank id (lowercase hex, 1..64 chars), else 0. */
 int melbo_bank_id_valid(const char *id);
 

@@ -62,6 +62,9 @@ extern "C" {
     X(max_list, "limits.max_list", 10000, 1, 10000000, "rows of one ls / bank ls reply")        \
     X(max_sweep_points, "limits.max_sweep_points", 64, 1, 100000,                                  \
       "points of one sweep (--sweep grids; options/sweep.h)")                                      \
+    X(disk_reserve_mb, "limits.disk_reserve_mb", 256, 0, 1099511627776LL,                          \
+      "MB kept free on the state directory's disk: a submit or a bank that would leave less is "   \
+      "refused (the rank keeps its bank and retries)")                                             \
     X(keepalive_s, "limits.keepalive_s", 10, 1, 3600,                                              \
       "seconds between keepalives to watching clients (melbo watch notices silence)")              \
     /* warm jobs (coord/warm.h) */                                                                 \

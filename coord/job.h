@@ -38,6 +38,12 @@ struct melbo_job {
     uint64_t warm_serving;           // a warm job: the gen job it serves now, or 0
     double warm_idle_since;          // a warm job: idle since (melbo_coord_now), 0 unknown
     int warm_released;               // a warm job: WarmRelease sent
+    /* storage failures (issue 22): a state change the database refused, retried with back-off
+     * by melbo_jobs_retry (the job keeps its stored state meanwhile), and what users see */
+    int pending_state;               // 0: none
+    char pending_detail[256], pending_error[512];
+    double pending_retry_at, pending_backoff;
+    char storage_error[256];         // "" when the last write of this job's events succeeded
     int adapter_rank;                // adapters: their rank r (vectors counts them); 0: vectors
     double created, finished;        // melbo_coord_now(); finished is 0 until a final state
     char error[1024];                // the FAILED / CANCELLED message, or ""

@@ -82,8 +82,13 @@ int melbo_job_append_ranked(struct melbo_jobs *jt, struct melbo_job *job, Melbo_
     melbo__job_event__pack(ev, blob);
     int r = melbo_db_event_insert(jt->db, job->id, ev->number, rank_seq, blob, len);
     free(blob);
-    if (r != 0)
+    if (r != 0) { /* nothing changes: the caller (the rank, a retry) sends it again later */
+        snprintf(job->storage_error, sizeof job->storage_error,
+                 "the coordinator cannot store this job's events (%s); retrying",
+                 melbo_err_name(r));
         return r;
+    }
+    job->storage_error[0] = '\0';
     job->last_event = ev->number;
     if (ev->has_state && (int)ev->state != job->state && !melbo_job_state_terminal(job->state)) {
         job->state = (int)ev->state;
@@ -116,20 +121,54 @@ int melbo_job_set_state(struct melbo_jobs *jt, struct melbo_job *job, int state,
     ev.detail = (char *)(detail ? detail : "");
     if (error) {
         ev.error = (char *)error;
-        snprintf(job->error, sizeof job->error, "%s", error);
         if (state == MELBO__JOB_STATE__FAILED)
             ev.has_failed_rank = 1, ev.failed_rank = job->failed_rank;
     }
-    if (melbo_job_state_terminal(state))
-        job->finished = melbo_coord_now();
     if (state == MELBO__JOB_STATE__DONE && job->bank_id[0])
         ev.bank_id = job->bank_id;
+    /* the job's row is written with the state (melbo_job_append): its error and end first */
+    char old_error[sizeof job->error];
+    double old_finished = job->finished;
+    snprintf(old_error, sizeof old_error, "%s", job->error);
+    if (error)
+        snprintf(job->error, sizeof job->error, "%s", error);
+    if (melbo_job_state_terminal(state))
+        job->finished = melbo_coord_now();
     int r = melbo_job_append(jt, job, &ev);
+    if (r != 0) {
+        snprintf(job->error, sizeof job->error, "%s", old_error);
+        job->finished = old_finished;
+    }
+    if (r != 0) { /* the database refused: the job keeps its state; melbo_jobs_retry tries again */
+        if (job->pending_state == 0 || job->pending_state != state) {
+            job->pending_state = state;
+            snprintf(job->pending_detail, sizeof job->pending_detail, "%s", detail ? detail : "");
+            snprintf(job->pending_error, sizeof job->pending_error, "%s", error ? error : "");
+            job->pending_backoff = 0.5;
+            melbo_log(MELBO_LOG_WARN, "coord: job %llu: cannot store its state %s (%s); retrying "
+                      "with back-off", (unsigned long long)job->id, melbo_job_state_name(state),
+                      melbo_err_name(r));
+        }
+        job->pending_retry_at = melbo_coord_now() + job->pending_backoff;
+        job->pending_backoff = job->pending_backoff * 2 > 30 ? 30 : job->pending_backoff * 2;
+        return r;
+    }
+    job->pending_state = 0;
     job->state = state;
     melbo_db_job_update(jt->db, job);
     melbo_log(MELBO_LOG_INFO, "coord: job %llu %s%s%s", (unsigned long long)job->id,
               melbo_job_state_name(state), error ? ": " : "", error ? error : "");
     return r;
+}
+
+void melbo_jobs_retry(struct melbo_jobs *jt, double now) {
+    for (struct melbo_job *j = jt->list; j; j = j->next)
+        if (j->pending_state && now >= j->pending_retry_at) {
+            char detail[256], error[512];
+            snprintf(detail, sizeof detail, "%s", j->pending_detail);
+            snprintf(error, sizeof error, "%s", j->pending_error);
+            melbo_job_set_state(jt, j, j->pending_state, detail, error[0] ? error : NULL);
+        }
 }
 
 void melbo_jobs_summary(const struct melbo_job *job, Melbo__JobSummary *s) {
@@ -141,7 +180,8 @@ void melbo_jobs_summary(const struct melbo_job *job, Melbo__JobSummary *s) {
     s->created = job->created;
     if (job->finished > 0)
         s->has_finished = 1, s->finished = job->finished;
-    s->error = (char *)job->error;
+    s->error = (char *)(job->error[0] || !job->storage_error[0] ? job->error
+                                                                 : job->storage_error);
     s->bank_id = (char *)job->bank_id;
     s->last_event = job->last_event;
     s->name = (char *)job->name;

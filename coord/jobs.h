@@ -92,6 +92,10 @@ int melbo_job_rescue(struct melbo_jobs *jt, struct melbo_job *job, const char *d
 int melbo_job_set_state(struct melbo_jobs *jt, struct melbo_job *job, int state,
                         const char *detail, const char *error);
 
+/* Retries the state changes the database refused (job->pending_state) whose back-off has
+ * passed (main.c's tick). */
+void melbo_jobs_retry(struct melbo_jobs *jt, double now);
+
 /* Fills s (initialised by the caller) from job; its strings are borrowed from job. */
 void melbo_jobs_summary(const struct melbo_job *job, Melbo__JobSummary *s);
 

@@ -306,6 +306,7 @@ static void on_tick(uv_timer_t *t) {
     struct melbo_service *svc = t->data;
     melbo_launchers_tick(&svc->co);
     melbo_warm_tick(&svc->co);
+    melbo_jobs_retry(&svc->co.jobs, melbo_coord_now()); /* state changes the disk refused */
     if (++svc->ticks % svc->co.limits.keepalive_s == 0) /* watchers hear from us in silence */
         melbo_fanout_keepalive(&svc->fanout, melbo_coord_now());
     melbo_server_sweep(&svc->server);

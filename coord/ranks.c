@@ -134,6 +134,13 @@ static void on_upload(struct melbo_client *cl, const Melbo__BankUpload *u) {
     struct melbo_bank_upload *up = &cl->up;
     struct melbo_err err = {0};
     uint64_t off = u->has_offset ? u->offset : 0;
+    if (off == 0 &&
+        melbo_disk_check(co->state_dir, co->limits.disk_reserve_mb,
+                         u->has_total_size ? u->total_size : 0, &err) != 0) {
+        /* no room: the rank keeps its bank (link.keep_bank) and comes back with back-off */
+        melbo_client_error(cl, 0, MELBO__ERROR_CODE__ERROR_INTERNAL, 1, "%s", err.msg);
+        return;
+    }
     if (off == 0) {  // (re)start
         if (up->f)
             fclose(up->f);

@@ -381,7 +381,7 @@ static void submit_done(uv_work_t *w, int status) {
     if (melbo_random_hex(job->secret, 32) != 0 || melbo_db_job_insert(co->db, job, &err) != 0) {
         if (cl)
             melbo_client_error(cl, s->req, MELBO__ERROR_CODE__ERROR_INTERNAL, 0,
-                               "cannot record the job: %s", err.msg);
+                               "%s", err.msg); /* "cannot record the job: ..." */
         goto fail;
     }
     submit_move_uploads(s, job);
@@ -432,7 +432,8 @@ static void on_submit(struct melbo_client *cl, const Melbo__Envelope *env) {
         reply_submitted(cl, env->id, earlier->id, 1);
         return;
     }
-    if (melbo_jobspec_check_inputs(spec, &co->limits, &err) != 0) {
+    if (melbo_jobspec_check_inputs(spec, &co->limits, &err) != 0 ||
+        melbo_disk_check(co->state_dir, co->limits.disk_reserve_mb, 0, &err) != 0) {
         melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_INVALID, 0, "%s", err.msg);
         return;
     }
