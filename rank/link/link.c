@@ -265,6 +265,10 @@ static void obs_checkpoint(void *ctx, const char *path, int n_done, int wave_ste
     enqueue(ctx, &ev, 1);
 }
 
+static void obs_log(void *ctx, const char *line) {
+    melbo_link_log(ctx, "%s", line);
+}
+
 struct melbo_train_observer melbo_link_observer(struct melbo_link *l) {
     struct melbo_train_observer o;
     memset(&o, 0, sizeof o);
@@ -275,6 +279,7 @@ struct melbo_train_observer melbo_link_observer(struct melbo_link *l) {
     o.on_step = obs_step;
     o.on_generate = obs_generate;
     o.on_checkpoint = obs_checkpoint;
+    o.on_log = obs_log;
     return o;
 }
 

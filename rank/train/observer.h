@@ -35,6 +35,8 @@ struct melbo_train_observer {
     void (*on_generate)(void *ctx, int done, int total, long tokens, double tokens_per_s);
     /* a checkpoint was written at path */
     void (*on_checkpoint)(void *ctx, const char *path, int n_done, int wave_step);
+    /* a line for the job's log (a checkpoint that could not be written) */
+    void (*on_log)(void *ctx, const char *line);
 };
 
 #ifdef __cplusplus

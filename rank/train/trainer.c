@@ -412,6 +412,29 @@ static void emit_step(struct melbo_trainer *tr, const struct run_clock *c, int w
     tr->obs.on_step(tr->obs.ctx, &ev);
 }
 
+/*
+ * Writes a checkpoint (rank 0). A checkpoint only saves work for a resume, so one that cannot be
+ * written (a full disk, issue 22) does not end the run: the failure is printed and reported as
+ * a log event (once per failure streak), the previous checkpoint stays (writes are atomic) and
+ * training goes on. Returns 1 when written, 0 when not.
+ */
+static int checkpoint_soft(struct melbo_trainer *tr, const char *path) {
+    struct melbo_err err = {0};
+    if (melbo_trainer_checkpoint(tr, path, &err) == 0) {
+        if (tr->ckpt_failing)
+            fprintf(stderr, "train: the checkpoint %s is written again\n", path);
+        tr->ckpt_failing = 0;
+        return 1;
+    }
+    if (tr->ckpt_failing++ == 0) {
+        fprintf(stderr, "train: warning: %s; training goes on (a resume starts from the last "
+                        "checkpoint written)\n", err.msg);
+        if (tr->obs.on_log)
+            tr->obs.on_log(tr->obs.ctx, "cannot write the checkpoint: training goes on");
+    }
+    return 0;
+}
+
 /* At a step boundary: checkpoint every --checkpoint-every steps or on SIGUSR1 (the ranks agree
  * here), and stop after it with --stop-on-signal (MELBO_ESTATE). */
 static int step_boundary(struct melbo_trainer *tr, struct melbo_err *err) {
@@ -422,13 +445,9 @@ static int step_boundary(struct melbo_trainer *tr, struct melbo_err *err) {
         melbo_comm_allreduce(tr->comm, MELBO_COMM_WORLD, &requested, 1, MELBO_COMM_I32);
     melbo_train_checkpoint_requested = 0;
     int every = p->checkpoint_every > 0 && ws->wave_step % p->checkpoint_every == 0;
-    if (tr->rank0 && p->checkpoint && (every || requested) && ws->wave_step < tr->steps) {
-        int ret = melbo_trainer_checkpoint(tr, p->checkpoint, err);
-        if (ret)
-            return ret;
-        if (tr->obs.on_checkpoint)
-            tr->obs.on_checkpoint(tr->obs.ctx, p->checkpoint, ws->n_done, ws->wave_step);
-    }
+    if (tr->rank0 && p->checkpoint && (every || requested) && ws->wave_step < tr->steps &&
+        checkpoint_soft(tr, p->checkpoint) && tr->obs.on_checkpoint)
+        tr->obs.on_checkpoint(tr->obs.ctx, p->checkpoint, ws->n_done, ws->wave_step);
     if (!requested || !p->stop_on_signal)
         return 0;
     if (tr->rank0 && tr->obs.on_state)
@@ -468,7 +487,7 @@ static int run_wave(struct melbo_trainer *tr, struct run_clock *c, float *F,
     ws->wave_B = 0;
     melbo_progress_wave_done(&c->prog, wave_i, c->n_waves);
     if (tr->rank0 && tr->set.checkpoint)
-        return melbo_trainer_checkpoint(tr, tr->set.checkpoint, err);
+        checkpoint_soft(tr, tr->set.checkpoint);
     return 0;
 }
 

@@ -74,6 +74,7 @@ struct melbo_trainer {
                                  // without completions or random baselines)
 
     struct melbo_train_observer obs; // hooks (all NULL standalone); set before melbo_trainer_run
+    int ckpt_failing;                // checkpoints refused in a row (a full disk): warned once
     struct melbo_calibration cal;    // --radius auto's result (cal.samples = 0 otherwise)
 };
 
