@@ -159,7 +159,10 @@ static int turn(struct melbo_cli *c, struct chat *ch, const char *text) {
         cJSON_AddItemToArray(ch->history, a);
     } else { /* the turn did not happen: the user's line leaves the history again */
         cJSON_DeleteItemFromArray(ch->history, cJSON_GetArraySize(ch->history) - 1);
-        fprintf(stderr, "melbo chat: turn failed (job %llu)\n", (unsigned long long)job);
+        if (job)
+            fprintf(stderr, "melbo chat: turn failed (job %llu)\n", (unsigned long long)job);
+        else
+            fprintf(stderr, "melbo chat: the turn was refused (nothing was queued)\n");
     }
     free(ch->reply);
     ch->reply = NULL;

@@ -23,6 +23,10 @@ shim = os.path.join(build, "tests", "faults", "failwrite.so")
 if not os.path.exists(shim):
     print(f"skipped: {shim} is not built")
     sys.exit(77)
+coord_bin = os.path.join(build, "coord", "melbo-coord")
+if "libasan" in subprocess.run(["ldd", coord_bin], capture_output=True, text=True).stdout:
+    print("skipped: an ASan build (its runtime must come first; a preloaded shim cannot)")
+    sys.exit(77)
 full = os.path.join(tmp, "disk-full")
 if os.path.exists(full):
     os.remove(full)

@@ -21,15 +21,18 @@ coordinator on loopback (TLS), ranks under mpirun, the CLI.
      itself and gen runs cold again; warm with an unknown model or a gen option is refused;
   6. bad input is refused before anything is queued: an unknown bank, --model, --adapter on a
      vector bank, --source-layer past the model, --max-new-tokens over the limit, an unknown
-     option, no --bank."""
-import json, os, subprocess, sys, time
+     option, no --bank; a chat or gen on a bank whose model directory is gone."""
+import json, os, shutil, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import melbo_wire as mw
 
 build, repo, golden, tmp = sys.argv[1:5]
 pb = mw.load_pb2(repo, os.path.join(tmp, "py"))
+os.makedirs(os.path.join(tmp, "models"), exist_ok=True)
 co = mw.Coord(build, os.path.join(tmp, "run"),
-              conf=["limits.max_new_tokens=64", "limits.warm_idle_s=4"])
+              conf=["limits.max_new_tokens=64", "limits.warm_idle_s=4",
+                    "model_root=" + os.path.abspath(os.path.join(golden, "models")),
+                    "model_root=" + os.path.abspath(os.path.join(tmp, "models"))])
 melbo = os.path.join(build, "cli", "melbo")
 rank = os.path.join(build, "rank", "melbo-rank")
 model = os.path.abspath(os.path.join(golden, "models", "llama3"))
@@ -243,6 +246,23 @@ try:
         st, out, err = cli("gen", *args, "--prompt", "Hi")
         check(st != 0 and needle in err and out == "", f"gen {' '.join(args)}: refused "
               f"({err.strip()[-110:]!r})")
+    # a bank whose model is no longer available (its directory removed from the model root)
+    gone = os.path.join(tmp, "models", "gone")
+    shutil.rmtree(gone, ignore_errors=True)
+    shutil.copytree(model, gone)
+    st, gjob, err = cli("submit", "--model", gone, "--prompt", "Hi", "--source-layer", "1",
+                        "--target-layer", "4", "--radius", "4", "--vectors", "1", "--steps", "2",
+                        "--max-new-tokens", "2")
+    gjob = gjob.strip()
+    cli("watch", gjob, "--json")
+    gbank = json.loads(cli("show", gjob, "--json")[1]).get("bank", "")
+    shutil.rmtree(gone)
+    before = n_jobs()
+    st, out, err = cli("chat", "--bank", gbank, "--vector", "0", "--script", script)
+    check(st != 0 and gone in err and n_jobs() == before,
+          f"chat on a bank whose model is gone: refused, nothing queued ({err.strip()[-120:]!r})")
+    st, out, err = cli("gen", "--bank", gbank, "--prompt", "Hi")
+    check(st != 0 and n_jobs() == before, f"gen on it: refused ({err.strip()[-80:]!r})")
     check(n_jobs() == before, f"nothing was queued ({before} jobs before and after)")
 finally:
     co.stop()
