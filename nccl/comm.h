@@ -79,6 +79,14 @@ void melbo_comm_barrier(struct melbo_comm *c, enum melbo_comm_group g);
 void melbo_comm_gather_dp(struct melbo_comm *c, const void *buf, size_t bytes, void **out,
                           size_t *lens);
 
+/* The sum over the tensor-parallel group of ctx (a struct melbo_comm *) of n floats in place:
+ * the model's partial-sum reducer (struct melbo_model's reduce) on a TP rank. */
+void melbo_comm_tp_reduce(void *ctx, float *buf, size_t n);
+
+/* 1 when this process was started by an MPI launcher (mpirun, or srun with PMIx/PMI): it must
+ * join the world (MPI_Init) before making a communicator. */
+int melbo_comm_launched(void);
+
 /* Prints "melbo: rank R: msg" and aborts every rank of the job. Never returns. */
 void melbo_comm_abort(struct melbo_comm *c, const char *msg) __attribute__((noreturn));
 

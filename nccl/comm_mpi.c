@@ -102,6 +102,15 @@ static int group_size(const struct melbo_comm *c, enum melbo_comm_group g) {
     return g == MELBO_COMM_TP ? c->tp : g == MELBO_COMM_DP ? c->dp : c->size;
 }
 
+void melbo_comm_tp_reduce(void *ctx, float *buf, size_t n) {
+    melbo_comm_allreduce(ctx, MELBO_COMM_TP, buf, n, MELBO_COMM_F32);
+}
+
+int melbo_comm_launched(void) {
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") ||
+           getenv("PMI_SIZE");
+}
+
 void melbo_comm_allreduce(struct melbo_comm *c, enum melbo_comm_group g, void *buf, size_t count,
                           enum melbo_comm_dtype t) {
     if (group_size(c, g) == 1 || count == 0)

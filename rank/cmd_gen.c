@@ -495,16 +495,12 @@ static int check_args(struct gen_args *a, struct melbo_err *err) {
 
 /* What stays loaded between requests: the model (all of it, on the host), its tokenizer (when it
  * has one; r->tok_err says why not) and the backend. */
-static void tp_reduce(void *ctx, float *buf, size_t n) {
-    melbo_comm_allreduce(ctx, MELBO_COMM_TP, buf, n, MELBO_COMM_F32);
-}
-
 static int setup(struct gen_args *a, struct gen_run *r, struct melbo_err *err) {
     int tp = r->comm ? melbo_comm_tp_size(r->comm) : 1;
     struct melbo_load_opts lo = {0, -1, 1, 1, r->comm ? melbo_comm_tp_rank(r->comm) : 0, tp};
     MELBO_TRY(melbo_model_load(&r->m, a->o.model, &lo, err));
     if (tp > 1) { /* this rank's slice of every block; partial sums added over the TP group */
-        r->m.reduce.fn = tp_reduce;
+        r->m.reduce.fn = melbo_comm_tp_reduce;
         r->m.reduce.ctx = r->comm;
     }
     r->d = r->m.cfg.d_model;
@@ -624,18 +620,12 @@ static int serve_warm(struct gen_args *a, struct gen_run *r) {
     return k == 1 ? 0 : 1;
 }
 
-/* 1 when started by an MPI launcher (mpirun, or srun with PMIx/PMI). */
-static int under_mpi(void) {
-    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") ||
-           getenv("PMI_SIZE");
-}
-
 /* --tp N: joins the MPI world (N ranks, each a slice of every block) when started by a launcher;
  * one process otherwise. Returns 0 or a negative code with err set (MPI finalised then). */
 static int join_world(const struct gen_args *a, struct gen_run *r, int *mpi,
                       struct melbo_err *err) {
     r->rank0 = 1;
-    if (!under_mpi())
+    if (!melbo_comm_launched())
         return a->o.tp == 1 ? 0
                             : melbo_err_set(err, MELBO_EINVAL,
                                             "--tp %d needs %d ranks: start it with mpirun -np %d "

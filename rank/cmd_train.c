@@ -44,12 +44,6 @@ static double peak_rss_mib(void) {
     return kb / 1024.0;
 }
 
-/* 1 when started by an MPI launcher (mpirun, or srun with PMIx/PMI). */
-static int under_mpi(void) {
-    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") ||
-           getenv("PMI_SIZE");
-}
-
 /*
  * Joins the MPI world when started by a launcher (the layout is checked before anything is
  * loaded) and records this process's place in p. Returns 0, or the exit status of a job that
@@ -57,7 +51,7 @@ static int under_mpi(void) {
  */
 static int join_world(struct melbo_train_params *p, struct melbo_comm **comm, int *mpi) {
     struct melbo_err err = {0};
-    if (!under_mpi()) {
+    if (!melbo_comm_launched()) {
         if (p->tp * p->dp == 1)
             return 0;
         fprintf(stderr,

@@ -95,10 +95,6 @@ void melbo_trainer_raw_draw(const struct melbo_trainer *tr, int k, double *g) {
     }
 }
 
-static void tp_reduce(void *ctx, float *buf, size_t n) {
-    melbo_comm_allreduce(ctx, MELBO_COMM_TP, buf, n, MELBO_COMM_F32);
-}
-
 /* ---------------------------------------------------------------------------------------------
  * Setup.
  */
@@ -248,7 +244,7 @@ int melbo_trainer_init_shared(struct melbo_trainer *tr, const struct melbo_train
         return ret;
     }
     if (p->tp > 1) {
-        tr->model.reduce.fn = tp_reduce;
+        tr->model.reduce.fn = melbo_comm_tp_reduce;
         tr->model.reduce.ctx = comm;
     }
     ret = melbo_prompts_load(&tr->pr, p, &tr->model.cfg, &tr->tok, err);
