@@ -876,6 +876,14 @@ static void on_fetch(struct melbo_client *cl, const Melbo__Envelope *env) {
         struct melbo_job *job = need_job(cl, env->id, q->has_job_id, q->job_id);
         if (job == NULL)
             return;
+        if (job->bank_id[0] == '\0' && (melbo_genjob_is(job) || melbo_genjob_is_warm(job))) {
+            melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_STATE, 0,
+                               "job %llu is a %s job: it makes no bank (its completions: melbo "
+                               "show %llu --json)",
+                               (unsigned long long)job->id, melbo_genjob_is(job) ? "gen" : "warm",
+                               (unsigned long long)job->id);
+            return;
+        }
         if (job->bank_id[0] == '\0') {
             melbo_client_error(cl, env->id, MELBO__ERROR_CODE__ERROR_STATE, 0,
                                "job %llu has no bank (it is %s)", (unsigned long long)job->id,

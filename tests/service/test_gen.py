@@ -137,6 +137,9 @@ try:
           and [x["text"] for x in shj.get("completions", [])] == [w["text"] for w in want]
           and shj.get("kind") == "gen",
           "melbo show (and --json) lists the 6 completions (control bytes escaped)")
+    st, _, err = cli("fetch", gen_job, "-o", os.path.join(tmp, "none.safetensors"))
+    check(st != 0 and "gen job" in err and "melbo show" in err,
+          f"fetch of a gen job: {err.strip()!r}")
     lsj = {j["job"]: j for j in json.loads(cli("ls", "--json")[1])}
     check(lsj.get(int(gen_job), {}).get("kind") == "gen", "melbo ls --json: kind gen")
     c.close()
