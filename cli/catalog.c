@@ -16,19 +16,6 @@
 
 #include "cli/cli.h"
 
-/* Connects, sends env and receives its reply of body expect (as cmds.c's call). */
-static int call(struct melbo_cli *c, Melbo__Envelope *env, Melbo__Envelope **rep, int expect) {
-    int st = melbo_cli_connect(c);
-    if (st == 0)
-        st = melbo_cli_call(c, env, rep);
-    if (st == 0 && (int)(*rep)->body_case != expect) {
-        fprintf(stderr, "melbo: unexpected reply\n");
-        melbo__envelope__free_unpacked(*rep, NULL);
-        st = MELBO_CLI_UNREACHABLE;
-    }
-    return st;
-}
-
 static void print_json(cJSON *o) {
     char *s = cJSON_PrintUnformatted(o);
     printf("%s\n", s);
@@ -116,7 +103,7 @@ int melbo_cli_cmd_bank_label(struct melbo_cli *c, int argc, char **argv) {
     Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
     env.body_case = MELBO__ENVELOPE__BODY_LABEL;
     env.label = &q;
-    if ((st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_LABELLED)) != 0)
+    if ((st = melbo_cli_request(c, &env, &rep, MELBO__ENVELOPE__BODY_LABELLED)) != 0)
         return st;
     const Melbo__LabelReply *r = rep->labelled;
     if (c->json) {
@@ -179,7 +166,7 @@ int melbo_cli_cmd_bank_search(struct melbo_cli *c, int argc, char **argv) {
     Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
     env.body_case = MELBO__ENVELOPE__BODY_SEARCH;
     env.search = &q;
-    if ((st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_SEARCH_RESULTS)) != 0)
+    if ((st = melbo_cli_request(c, &env, &rep, MELBO__ENVELOPE__BODY_SEARCH_RESULTS)) != 0)
         return st;
     const Melbo__SearchReply *r = rep->search_results;
     if (c->json) {
@@ -253,7 +240,7 @@ int melbo_cli_cmd_bank_near(struct melbo_cli *c, int argc, char **argv) {
     Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
     env.body_case = MELBO__ENVELOPE__BODY_NEAR;
     env.near = &q;
-    if ((st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_NEAR_RESULTS)) != 0)
+    if ((st = melbo_cli_request(c, &env, &rep, MELBO__ENVELOPE__BODY_NEAR_RESULTS)) != 0)
         return st;
     const Melbo__NearReply *r = rep->near_results;
     if (c->json) {

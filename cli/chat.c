@@ -146,8 +146,9 @@ static int turn(struct melbo_cli *c, struct chat *ch, const char *text) {
         opts[3 + i] = ch->opts[i];
     uint64_t job = 0;
     int st = melbo_cli_gen_submit(c, opts, n, &job);
+    struct melbo_cli_follow_opts fo = melbo_cli_follow_defaults();
     if (st == 0)
-        st = melbo_cli_gen_stream(c, job, 1, on_turn_event, ch);
+        st = melbo_cli_follow(c, job, &fo, on_turn_event, ch);
     fputc('\n', stdout);
     fflush(stdout);
     if (st == 0) {

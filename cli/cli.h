@@ -76,6 +76,15 @@ int melbo_cli_connect(struct melbo_cli *c);
  */
 int melbo_cli_call(struct melbo_cli *c, Melbo__Envelope *req, Melbo__Envelope **out);
 
+/* melbo_cli_call on the open connection, for a reply of body `expect`: returns 0 with *out the
+ * reply (the caller frees it), or an exit code with *out not to be freed (that of
+ * melbo_cli_call, or MELBO_CLI_UNREACHABLE for a reply of another body, printed). */
+int melbo_cli_call_expect(struct melbo_cli *c, Melbo__Envelope *req, Melbo__Envelope **out,
+                          int expect);
+
+/* Connects (melbo_cli_connect), then melbo_cli_call_expect: one request of a command. */
+int melbo_cli_request(struct melbo_cli *c, Melbo__Envelope *req, Melbo__Envelope **out, int expect);
+
 /* melbo_cli_call waiting up to wait_ms (not 30 s) for the first frame of the reply: for
  * requests the coordinator answers only once it has run something (bank export, report). */
 int melbo_cli_call_wait(struct melbo_cli *c, Melbo__Envelope *req, Melbo__Envelope **out,
@@ -121,18 +130,28 @@ int melbo_cli_cmd_warm(struct melbo_cli *c, int argc, char **argv);
 /* `melbo chat` (cli/chat.c): a conversation with the steered model, a gen job per turn. */
 int melbo_cli_cmd_chat(struct melbo_cli *c, int argc, char **argv);
 
-/* Submits a gen job (JobSpec command "gen") of the n options (borrowed) on the open connection;
- * sets *job. Returns 0 or an exit code (printed). */
+/* Submits a gen job (JobSpec command "gen") of the n options (borrowed), on the open connection
+ * or a new one; sets *job. Returns 0 or an exit code (printed). */
 int melbo_cli_gen_submit(struct melbo_cli *c, Melbo__Option **opts, size_t n, uint64_t *job);
 
 /* Called with each event of a watched job (borrowed, valid during the call). */
 typedef void (*melbo_cli_event_fn)(void *ctx, const Melbo__JobEvent *e);
 
-/* Follows job's events from the first on the open connection (reconnecting and resuming when it
- * drops), calling on_event with each, until the job ends; state changes go to stderr unless
- * quiet. Returns 0 when DONE, else the exit code (4 FAILED, 5 CANCELLED, 3 unreachable, ...). */
-int melbo_cli_gen_stream(struct melbo_cli *c, uint64_t job, int quiet, melbo_cli_event_fn on_event,
-                         void *ctx);
+/* How melbo_cli_follow listens: from event `from` (0: the first), reconnecting when nothing
+ * (not even a keepalive) arrives for timeout_s, giving up after give_up_s without the
+ * coordinator. melbo_cli_follow_defaults: 1, MELBO_WATCH_TIMEOUT or 30 s, 600 s. */
+struct melbo_cli_follow_opts {
+    uint64_t from;
+    double timeout_s, give_up_s;
+};
+struct melbo_cli_follow_opts melbo_cli_follow_defaults(void);
+
+/* Follows job's events (cli/watch.c), on the open connection or a new one, calling on_event with
+ * each exactly once and in order until the job ends: a silent or lost coordinator is said on
+ * stderr, reconnected to with back-off and jitter, and resumed from the next event. Returns 0
+ * when the job is DONE, else the exit code (4 FAILED, 5 CANCELLED, 3 unreachable, ...). */
+int melbo_cli_follow(struct melbo_cli *c, uint64_t job, const struct melbo_cli_follow_opts *o,
+                     melbo_cli_event_fn on_event, void *ctx);
 
 /* Prints one event (borrowed) as one JSON line on stdout and flushes (cli/watch.c). */
 void melbo_cli_print_event_json(const Melbo__JobEvent *e);

@@ -15,23 +15,6 @@
 #include "cli/cli.h"
 #include "common/sha256.h"
 
-/*
- * Connects, sends env (built, borrowed) and receives its reply. Returns 0 with *rep the unpacked
- * reply of body `expect` (the caller frees it), or an exit code with *rep not to be freed: that of
- * melbo_cli_connect / melbo_cli_call, or MELBO_CLI_UNREACHABLE for a reply of another body.
- */
-static int call(struct melbo_cli *c, Melbo__Envelope *env, Melbo__Envelope **rep, int expect) {
-    int st = melbo_cli_connect(c);
-    if (st == 0)
-        st = melbo_cli_call(c, env, rep);
-    if (st == 0 && (int)(*rep)->body_case != expect) {
-        fprintf(stderr, "melbo: unexpected reply\n");
-        melbo__envelope__free_unpacked(*rep, NULL);
-        st = MELBO_CLI_UNREACHABLE;
-    }
-    return st;
-}
-
 /* Seconds since the epoch as local "YYYY-MM-DD HH:MM:SS" in buf (n bytes). */
 static void fmt_time(double t, char *buf, size_t n) {
     time_t s = (time_t)t;
@@ -123,7 +106,7 @@ int melbo_cli_cmd_ls(struct melbo_cli *c, int argc, char **argv) {
     Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
     env.body_case = MELBO__ENVELOPE__BODY_LIST_JOBS;
     env.list_jobs = &q;
-    int st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_JOBS);
+    int st = melbo_cli_request(c, &env, &rep, MELBO__ENVELOPE__BODY_JOBS);
     if (st)
         return st;
     if (c->json) {
@@ -197,10 +180,11 @@ static void show_gen(const struct melbo_cli *c, const Melbo__ShowJobReply *r) {
         cJSON *o = job_json(j);
         cJSON *a = cJSON_AddArrayToObject(o, "completions");
         for (size_t i = 0; i < r->n_completions; i++) {
+            const Melbo__Completion *k = r->completions[i];
             cJSON *v = cJSON_CreateObject();
-            cJSON_AddNumberToObject(v, "sequence", r->completions[i]->sequence);
-            cJSON_AddStringToObject(v, "label", r->completions[i]->label ? r->completions[i]->label : "");
-            cJSON_AddStringToObject(v, "text", r->completions[i]->text ? r->completions[i]->text : "");
+            cJSON_AddNumberToObject(v, "sequence", k->sequence);
+            cJSON_AddStringToObject(v, "label", k->label ? k->label : "");
+            cJSON_AddStringToObject(v, "text", k->text ? k->text : "");
             cJSON_AddItemToArray(a, v);
         }
         print_json(o);
@@ -230,7 +214,7 @@ int melbo_cli_cmd_show(struct melbo_cli *c, int argc, char **argv) {
     Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
     env.body_case = MELBO__ENVELOPE__BODY_SHOW_JOB;
     env.show_job = &q;
-    if ((st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_JOB)) != 0)
+    if ((st = melbo_cli_request(c, &env, &rep, MELBO__ENVELOPE__BODY_JOB)) != 0)
         return st;
     const Melbo__ShowJobReply *r = rep->job;
     const Melbo__JobSummary *j = r->job;
@@ -313,7 +297,7 @@ int melbo_cli_cmd_cancel(struct melbo_cli *c, int argc, char **argv) {
     Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
     env.body_case = MELBO__ENVELOPE__BODY_CANCEL;
     env.cancel = &q;
-    if ((st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_CANCELLED)) != 0)
+    if ((st = melbo_cli_request(c, &env, &rep, MELBO__ENVELOPE__BODY_CANCELLED)) != 0)
         return st;
     fprintf(stderr, "melbo: job %llu: cancel sent (%s)\n", (unsigned long long)id,
             melbo_job_state_name(rep->cancelled->state));
@@ -349,7 +333,7 @@ int melbo_cli_cmd_fetch(struct melbo_cli *c, int argc, char **argv) {
     Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
     env.body_case = MELBO__ENVELOPE__BODY_FETCH;
     env.fetch = &q;
-    if ((st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_BANK_CHUNK)) != 0)
+    if ((st = melbo_cli_request(c, &env, &rep, MELBO__ENVELOPE__BODY_BANK_CHUNK)) != 0)
         return st;
     /* Written to a temporary file next to out and renamed when complete and verified. Chunks
      * arrive in order as replies to the one request; each is checked to continue the file. */
@@ -496,7 +480,7 @@ int melbo_cli_cmd_bank(struct melbo_cli *c, int argc, char **argv) {
         }
         env.body_case = MELBO__ENVELOPE__BODY_LIST_BANKS;
         env.list_banks = &q;
-        if ((st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_BANKS)) != 0)
+        if ((st = melbo_cli_request(c, &env, &rep, MELBO__ENVELOPE__BODY_BANKS)) != 0)
             return st;
         if (c->json) {
             cJSON *a = cJSON_CreateArray();
@@ -529,7 +513,7 @@ int melbo_cli_cmd_bank(struct melbo_cli *c, int argc, char **argv) {
         q.bank_id = argv[2];
         env.body_case = MELBO__ENVELOPE__BODY_SHOW_BANK;
         env.show_bank = &q;
-        if ((st = call(c, &env, &rep, MELBO__ENVELOPE__BODY_BANK)) != 0)
+        if ((st = melbo_cli_request(c, &env, &rep, MELBO__ENVELOPE__BODY_BANK)) != 0)
             return st;
         const Melbo__BankInfo *b = rep->bank;
         cJSON *o = bank_json(b);

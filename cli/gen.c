@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "common/file.h"
@@ -144,69 +143,6 @@ static void out_free(struct gen_out *o) {
     free(o->done);
 }
 
-int melbo_cli_gen_stream(struct melbo_cli *c, uint64_t job, int quiet_progress,
-                         melbo_cli_event_fn on_event, void *ctx) {
-    struct melbo_err err = {0};
-    uint64_t from = 1;
-    int state = 0, tries = 0;
-    for (;;) {
-        Melbo__WatchRequest wr = MELBO__WATCH_REQUEST__INIT;
-        wr.has_job_id = wr.has_from_event = wr.has_follow = 1;
-        wr.job_id = job;
-        wr.from_event = from;
-        wr.follow = 1;
-        Melbo__Envelope env = MELBO__ENVELOPE__INIT;
-        env.has_id = 1;
-        env.id = ++c->next_id;
-        env.body_case = MELBO__ENVELOPE__BODY_WATCH;
-        env.watch = &wr;
-        int done = 0, status = MELBO_CLI_OK;
-        if (melbo_conn_send(&c->conn, &env, 10000, &err) == 0) {
-            for (;;) {
-                Melbo__Envelope *e = NULL;
-                if (melbo_conn_recv(&c->conn, -1, &e, &err) != 0)
-                    break; /* reconnect and resume */
-                if (e->body_case == MELBO__ENVELOPE__BODY_ERROR) {
-                    status = melbo_cli_error(e->error);
-                    done = 1;
-                } else if (e->body_case == MELBO__ENVELOPE__BODY_EVENT && e->event->job_id == job &&
-                           e->event->number == from) {
-                    from++;
-                    tries = 0;
-                    state = e->event->state;
-                    if (!quiet_progress && e->event->kind == MELBO__JOB_EVENT__KIND__STATE)
-                        fprintf(stderr, "melbo gen: job %llu %s%s%s\n", (unsigned long long)job,
-                                melbo_job_state_name(state),
-                                e->event->detail && *e->event->detail ? ": " : "",
-                                melbo_cli_safe(e->event->detail, 0));
-                    on_event(ctx, e->event);
-                } else if (e->body_case == MELBO__ENVELOPE__BODY_WATCH_END) {
-                    done = 1;
-                }
-                melbo__envelope__free_unpacked(e, NULL);
-                if (done)
-                    break;
-            }
-        }
-        if (done) {
-            if (status != MELBO_CLI_OK)
-                return status;
-            return state == MELBO__JOB_STATE__DONE        ? MELBO_CLI_OK
-                   : state == MELBO__JOB_STATE__CANCELLED ? MELBO_CLI_JOB_CANCELLED
-                                                          : MELBO_CLI_JOB_FAILED;
-        }
-        melbo_conn_close(&c->conn);
-        if (tries++ >= 30) {
-            fprintf(stderr, "melbo: lost the coordinator\n");
-            return MELBO_CLI_UNREACHABLE;
-        }
-        sleep(1);
-        int st = melbo_cli_connect(c);
-        if (st != 0 && st != MELBO_CLI_UNREACHABLE)
-            return st;
-    }
-}
-
 int melbo_cli_gen_submit(struct melbo_cli *c, Melbo__Option **opts, size_t n, uint64_t *job) {
     Melbo__JobSpec spec = MELBO__JOB_SPEC__INIT;
     spec.n_options = n;
@@ -217,25 +153,28 @@ int melbo_cli_gen_submit(struct melbo_cli *c, Melbo__Option **opts, size_t n, ui
     Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
     env.body_case = MELBO__ENVELOPE__BODY_SUBMIT;
     env.submit = &sr;
-    int status = melbo_cli_call(c, &env, &rep);
-    if (status == 0 && rep->body_case != MELBO__ENVELOPE__BODY_SUBMITTED) {
-        fprintf(stderr, "melbo: unexpected reply to submit\n");
-        status = MELBO_CLI_UNREACHABLE;
-    }
-    if (status == 0)
+    int want = MELBO__ENVELOPE__BODY_SUBMITTED;
+    int status = c->conn.fd >= 0 ? melbo_cli_call_expect(c, &env, &rep, want)
+                                 : melbo_cli_request(c, &env, &rep, want);
+    if (status == 0) {
         *job = rep->submitted->job_id;
-    if (rep)
         melbo__envelope__free_unpacked(rep, NULL);
+    }
     return status;
 }
 
 struct gen_cli_ctx {
     int json;
+    uint64_t job;
     struct gen_out out;
 };
 
 static void on_gen_event(void *vctx, const Melbo__JobEvent *e) {
     struct gen_cli_ctx *g = vctx;
+    if (!g->json && e->kind == MELBO__JOB_EVENT__KIND__STATE) /* progress: stderr */
+        fprintf(stderr, "melbo gen: job %llu %s%s%s\n", (unsigned long long)g->job,
+                melbo_job_state_name(e->state), e->detail && *e->detail ? ": " : "",
+                melbo_cli_safe(e->detail, 0));
     if (g->json)
         melbo_cli_print_event_json(e);
     else
@@ -246,7 +185,7 @@ int melbo_cli_cmd_gen(struct melbo_cli *c, int argc, char **argv) {
     struct gen_build b = {NULL, 0};
     struct melbo_gen_cmd_params p;
     struct melbo_err err = {0};
-    struct gen_cli_ctx g = {c->json, {0, 0, NULL, NULL, NULL}};
+    struct gen_cli_ctx g = {c->json, 0, {0, 0, NULL, NULL, NULL}};
     char **rest = melbo_xcalloc((size_t)argc + 1, sizeof *rest);
     int n_rest = 0, status;
     uint64_t job = 0;
@@ -283,7 +222,9 @@ int melbo_cli_cmd_gen(struct melbo_cli *c, int argc, char **argv) {
         (status = melbo_cli_gen_submit(c, b.opts, b.n, &job)) != 0)
         goto out;
     fprintf(stderr, "melbo gen: job %llu\n", (unsigned long long)job);
-    status = melbo_cli_gen_stream(c, job, g.json, on_gen_event, &g);
+    g.job = job;
+    struct melbo_cli_follow_opts fo = melbo_cli_follow_defaults();
+    status = melbo_cli_follow(c, job, &fo, on_gen_event, &g);
     if (!g.json)
         out_flush(&g.out);
 out:

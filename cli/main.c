@@ -232,6 +232,24 @@ int melbo_cli_call(struct melbo_cli *c, Melbo__Envelope *req, Melbo__Envelope **
     return melbo_cli_call_wait(c, req, out, MELBO_CLI_TIMEOUT_MS);
 }
 
+int melbo_cli_call_expect(struct melbo_cli *c, Melbo__Envelope *req, Melbo__Envelope **out,
+                          int expect) {
+    int st = melbo_cli_call(c, req, out);
+    if (st == 0 && (int)(*out)->body_case != expect) {
+        fprintf(stderr, "melbo: unexpected reply\n");
+        melbo__envelope__free_unpacked(*out, NULL);
+        *out = NULL;
+        st = MELBO_CLI_UNREACHABLE;
+    }
+    return st;
+}
+
+int melbo_cli_request(struct melbo_cli *c, Melbo__Envelope *req, Melbo__Envelope **out,
+                      int expect) {
+    int st = melbo_cli_connect(c);
+    return st ? st : melbo_cli_call_expect(c, req, out, expect);
+}
+
 int melbo_cli_call_wait(struct melbo_cli *c, Melbo__Envelope *req, Melbo__Envelope **out,
                         int wait_ms) {
     struct melbo_err err = {0};

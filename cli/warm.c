@@ -63,12 +63,9 @@ int melbo_cli_cmd_warm(struct melbo_cli *c, int argc, char **argv) {
     Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
     env.body_case = MELBO__ENVELOPE__BODY_SUBMIT;
     env.submit = &sr;
-    if ((status = melbo_cli_connect(c)) != 0 || (status = melbo_cli_call(c, &env, &rep)) != 0)
+    if ((status = melbo_cli_request(c, &env, &rep, MELBO__ENVELOPE__BODY_SUBMITTED)) != 0)
         goto out;
-    if (rep->body_case == MELBO__ENVELOPE__BODY_SUBMITTED)
-        printf("%llu\n", (unsigned long long)rep->submitted->job_id);
-    else
-        status = MELBO_CLI_UNREACHABLE;
+    printf("%llu\n", (unsigned long long)rep->submitted->job_id);
     melbo__envelope__free_unpacked(rep, NULL);
 out:
     free(opts);

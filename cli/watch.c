@@ -191,12 +191,12 @@ static int rate_unit(struct melbo_cli *c, uint64_t job, const char **unit) {
     Melbo__Envelope env = MELBO__ENVELOPE__INIT, *rep = NULL;
     env.body_case = MELBO__ENVELOPE__BODY_SHOW_JOB;
     env.show_job = &q;
-    int st = melbo_cli_call(c, &env, &rep);
+    int st = melbo_cli_call_expect(c, &env, &rep, MELBO__ENVELOPE__BODY_JOB);
     *unit = "vector-steps/s";
-    if (st == 0 && rep->body_case == MELBO__ENVELOPE__BODY_JOB && rep->job->job &&
-        rep->job->job->has_adapter_rank && rep->job->job->adapter_rank > 0)
+    if (st == 0 && rep->job->job && rep->job->job->has_adapter_rank &&
+        rep->job->job->adapter_rank > 0)
         *unit = "adapter-steps/s";
-    if (rep)
+    if (st == 0)
         melbo__envelope__free_unpacked(rep, NULL);
     return st;
 }
@@ -216,42 +216,22 @@ static void backoff(int k) {
     nanosleep(&ts, NULL);
 }
 
-int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
-    uint64_t job = 0, from = 1;
-    int st;
-    const char *env_timeout = getenv("MELBO_WATCH_TIMEOUT");
-    double timeout_s = env_timeout && atof(env_timeout) > 0 ? atof(env_timeout) : 30;
-    double give_up_s = 600;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--timeout") && i + 1 < argc && atof(argv[i + 1]) > 0) {
-            timeout_s = atof(argv[++i]);
-        } else if (!strcmp(argv[i], "--give-up") && i + 1 < argc && atof(argv[i + 1]) > 0) {
-            give_up_s = atof(argv[++i]);
-        } else if (!strcmp(argv[i], "--from") && i + 1 < argc) {
-            from = strtoull(argv[++i], NULL, 10);
-        } else if (job == 0 && argv[i][0] != '-') {
-            if ((st = melbo_cli_job_id(argv[i], &job)) != 0)
-                return st;
-        } else {
-            fprintf(stderr, "usage: melbo watch JOB [--json] [--from EVENT] [--timeout S] "
-                            "[--give-up S]\n");
-            return MELBO_CLI_USAGE;
-        }
-    }
-    if (job == 0) {
-        fprintf(stderr, "usage: melbo watch JOB [--json] [--from EVENT] [--timeout S] "
-                        "[--give-up S]\n");
-        return MELBO_CLI_USAGE;
-    }
-    int live = !c->json && isatty(STDOUT_FILENO);
-    struct view *v = calloc(1, sizeof *v);
-    int tries = 0, status = MELBO_CLI_UNREACHABLE, reconnecting = 0;
+struct melbo_cli_follow_opts melbo_cli_follow_defaults(void) {
+    const char *t = getenv("MELBO_WATCH_TIMEOUT");
+    struct melbo_cli_follow_opts o = {1, t && atof(t) > 0 ? atof(t) : 30, 600};
+    return o;
+}
+
+int melbo_cli_follow(struct melbo_cli *c, uint64_t job, const struct melbo_cli_follow_opts *o,
+                     melbo_cli_event_fn on_event, void *ctx) {
+    uint64_t from = o->from ? o->from : 1;
+    int tries = 0, status = MELBO_CLI_UNREACHABLE, reconnecting = 0, state = 0, st;
     double lost_at = 0;
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     for (;;) {
-        if ((st = melbo_cli_connect(c)) != 0) {
+        if (c->conn.fd < 0 && (st = melbo_cli_connect(c)) != 0) {
             if (st == MELBO_CLI_UNREACHABLE && (from > 1 || reconnecting) &&
-                mono_s() - lost_at < give_up_s) {
+                mono_s() - lost_at < o->give_up_s) {
                 backoff(tries++); /* the coordinator restarts, or the network heals */
                 continue;
             }
@@ -262,12 +242,6 @@ int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
             fprintf(stderr, "melbo: reconnected; resuming at event %llu\n",
                     (unsigned long long)from);
         reconnecting = 0;
-        if (live && v->unit == NULL && (st = rate_unit(c, job, &v->unit)) != 0 &&
-            st != MELBO_CLI_UNREACHABLE) {
-            status = st;
-            melbo_conn_close(&c->conn);
-            break;
-        }
         Melbo__WatchRequest wr = MELBO__WATCH_REQUEST__INIT;
         wr.has_job_id = wr.has_from_event = wr.has_follow = 1;
         wr.job_id = job;
@@ -284,8 +258,8 @@ int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
             for (;;) {
                 Melbo__Envelope *e = NULL;
                 double t0 = mono_s();
-                int r = melbo_conn_recv(&c->conn, (int)(timeout_s * 1000), &e, &err);
-                if (r == MELBO_EMISSING || (r != 0 && mono_s() - t0 >= 0.9 * timeout_s))
+                int r = melbo_conn_recv(&c->conn, (int)(o->timeout_s * 1000), &e, &err);
+                if (r == MELBO_EMISSING || (r != 0 && mono_s() - t0 >= 0.9 * o->timeout_s))
                     silent = 1; /* the time ran out (also in the middle of a frame) */
                 if (r != 0)
                     break; // reconnect
@@ -303,13 +277,8 @@ int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
                     e->event->number == from) {
                     from++;
                     tries = 0;
-                    if (live) {
-                        update_view(v, e->event);
-                        draw(v, job);
-                    } else {
-                        melbo_cli_print_event_json(e->event); // --json, or not a terminal
-                    }
-                    v->state = e->event->state;
+                    state = e->event->state;
+                    on_event(ctx, e->event);
                 } else if (e->body_case == MELBO__ENVELOPE__BODY_WATCH_END) {
                     done = 1;
                 } /* a Keepalive only proves the coordinator is there */
@@ -321,10 +290,10 @@ int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
         melbo_conn_close(&c->conn);
         if (done) {
             if (status == MELBO_CLI_UNREACHABLE || status == MELBO_CLI_OK)
-                status = v->state == MELBO__JOB_STATE__DONE        ? MELBO_CLI_OK
-                         : v->state == MELBO__JOB_STATE__CANCELLED ? MELBO_CLI_JOB_CANCELLED
-                         : v->state == MELBO__JOB_STATE__FAILED    ? MELBO_CLI_JOB_FAILED
-                                                                   : MELBO_CLI_REFUSED;
+                status = state == MELBO__JOB_STATE__DONE        ? MELBO_CLI_OK
+                         : state == MELBO__JOB_STATE__CANCELLED ? MELBO_CLI_JOB_CANCELLED
+                         : state == MELBO__JOB_STATE__FAILED    ? MELBO_CLI_JOB_FAILED
+                                                                : MELBO_CLI_REFUSED;
             break;
         }
         if (!reconnecting) {
@@ -332,20 +301,81 @@ int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
             if (silent)
                 fprintf(stderr, "melbo: no word from the coordinator for %.0f s; reconnecting "
                                 "(resuming at event %llu)\n",
-                        timeout_s, (unsigned long long)from);
+                        o->timeout_s, (unsigned long long)from);
             else
                 fprintf(stderr, "melbo: lost the coordinator; reconnecting (resuming at event "
                                 "%llu)\n",
                         (unsigned long long)from);
         }
         reconnecting = 1;
-        if (mono_s() - lost_at >= give_up_s) {
-            fprintf(stderr, "melbo: gave up after %.0f s without the coordinator\n", give_up_s);
+        if (mono_s() - lost_at >= o->give_up_s) {
+            fprintf(stderr, "melbo: gave up after %.0f s without the coordinator\n", o->give_up_s);
             break;
         }
         backoff(tries++);
     }
-    if (live && v->state == MELBO__JOB_STATE__FAILED)
+    return status;
+}
+
+/* melbo watch's side of the follow: the live view on a terminal, else one JSON line per event. */
+struct watch_ctx {
+    int live;
+    uint64_t job;
+    struct view *v;
+};
+
+static void on_watch_event(void *vctx, const Melbo__JobEvent *e) {
+    struct watch_ctx *w = vctx;
+    if (w->live) {
+        update_view(w->v, e);
+        draw(w->v, w->job);
+    } else {
+        melbo_cli_print_event_json(e); // --json, or not a terminal
+    }
+    w->v->state = e->state;
+}
+
+int melbo_cli_cmd_watch(struct melbo_cli *c, int argc, char **argv) {
+    uint64_t job = 0;
+    int st;
+    struct melbo_cli_follow_opts fo = melbo_cli_follow_defaults();
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--timeout") && i + 1 < argc && atof(argv[i + 1]) > 0) {
+            fo.timeout_s = atof(argv[++i]);
+        } else if (!strcmp(argv[i], "--give-up") && i + 1 < argc && atof(argv[i + 1]) > 0) {
+            fo.give_up_s = atof(argv[++i]);
+        } else if (!strcmp(argv[i], "--from") && i + 1 < argc) {
+            fo.from = strtoull(argv[++i], NULL, 10);
+        } else if (job == 0 && argv[i][0] != '-') {
+            if ((st = melbo_cli_job_id(argv[i], &job)) != 0)
+                return st;
+        } else {
+            fprintf(stderr, "usage: melbo watch JOB [--json] [--from EVENT] [--timeout S] "
+                            "[--give-up S]\n");
+            return MELBO_CLI_USAGE;
+        }
+    }
+    if (job == 0) {
+        fprintf(stderr, "usage: melbo watch JOB [--json] [--from EVENT] [--timeout S] "
+                        "[--give-up S]\n");
+        return MELBO_CLI_USAGE;
+    }
+    struct watch_ctx w = {!c->json && isatty(STDOUT_FILENO), job, calloc(1, sizeof(struct view))};
+    if (w.v == NULL)
+        return MELBO_CLI_UNREACHABLE;
+    if (w.live) { /* the rate's unit: one ShowJob first (it also refuses an unknown job) */
+        if ((st = melbo_cli_connect(c)) == 0) {
+            st = rate_unit(c, job, &w.v->unit);
+            melbo_conn_close(&c->conn);
+        }
+        if (st != 0 && st != MELBO_CLI_UNREACHABLE) {
+            free(w.v);
+            return st;
+        }
+    }
+    int status = melbo_cli_follow(c, job, &fo, on_watch_event, &w);
+    struct view *v = w.v;
+    if (w.live && v->state == MELBO__JOB_STATE__FAILED)
         fprintf(stderr, "melbo: job %llu FAILED: %s\n", (unsigned long long)job,
                 melbo_cli_safe(v->error, 0));
     free(v);

@@ -146,15 +146,8 @@ int melbo_cmd_train(int argc, char **argv) {
         r = melbo_train_sweep(&p, comm, link, rank0, &err);
         if (r == 0 && rank0)
             link = NULL; /* ended by the upload of the banks */
-        if (r == MELBO_ESTATE) {
-            if (rank0)
-                fprintf(stderr, "train: %s\n", err.msg);
-            status = MELBO_EXIT_CHECKPOINTED;
-            melbo_link_state(link, "CHECKPOINTED", err.msg);
-            melbo_link_finish(link, NULL, NULL);
-            link = NULL;
-            goto out;
-        }
+        if (r == MELBO_ESTATE)
+            goto checkpointed;
         if (r != 0)
             goto fail;
         status = 0;
@@ -174,15 +167,8 @@ int melbo_cmd_train(int argc, char **argv) {
                     tr.ws.n_done, tr.ws.wave_step);
     }
     r = melbo_trainer_run(&tr, &err);
-    if (r == MELBO_ESTATE) { /* checkpointed on SIGUSR1 and asked to stop */
-        if (tr.rank0)
-            fprintf(stderr, "train: %s\n", err.msg);
-        status = MELBO_EXIT_CHECKPOINTED;
-        melbo_link_state(link, "CHECKPOINTED", err.msg);
-        melbo_link_finish(link, NULL, NULL);
-        link = NULL;
-        goto out;
-    }
+    if (r == MELBO_ESTATE)
+        goto checkpointed;
     if (r != 0 || melbo_trainer_generate(&tr, &err) != 0)
         goto fail;
     if (tr.rank0) {
@@ -194,6 +180,14 @@ int melbo_cmd_train(int argc, char **argv) {
         link = NULL;
     }
     status = 0;
+    goto out;
+checkpointed: /* on SIGUSR1, asked to stop (--stop-on-signal): the launcher resubmits */
+    if (comm == NULL || melbo_comm_rank(comm) == 0)
+        fprintf(stderr, "train: %s\n", err.msg);
+    status = MELBO_EXIT_CHECKPOINTED;
+    melbo_link_state(link, "CHECKPOINTED", err.msg);
+    melbo_link_finish(link, NULL, NULL);
+    link = NULL;
     goto out;
 fail:
     melbo_link_finish(link, NULL, err.msg);

@@ -191,17 +191,23 @@ static int upload_bank(struct melbo_conn *c, FILE *fp, const char *sweep) {
  * l->bank_path and l->error are replaced), sends RankFailed with l->error. Returns 0, or -1 on a
  * broken connection (the caller reconnects and sends the end again).
  */
+/* Sends RankDone with the last event number. Returns 0, or -1 on a broken connection. */
+static int send_done(struct melbo_link *l, struct melbo_conn *c) {
+    struct melbo_err err = {0};
+    Melbo__RankDone d = MELBO__RANK_DONE__INIT;
+    d.has_last_seq = 1;
+    d.last_seq = l->next_seq;
+    Melbo__Envelope env = MELBO__ENVELOPE__INIT;
+    env.body_case = MELBO__ENVELOPE__BODY_RANK_DONE;
+    env.rank_done = &d;
+    return melbo_conn_send(c, &env, 10000, &err) == 0 ? 0 : -1;
+}
+
 static int send_end(struct melbo_link *l, struct melbo_conn *c) {
     struct melbo_err err = {0};
     Melbo__Envelope env = MELBO__ENVELOPE__INIT;
-    if (l->no_bank) { /* a job without a bank (gen): done once its events are stored */
-        Melbo__RankDone d = MELBO__RANK_DONE__INIT;
-        d.has_last_seq = 1;
-        d.last_seq = l->next_seq;
-        env.body_case = MELBO__ENVELOPE__BODY_RANK_DONE;
-        env.rank_done = &d;
-        return melbo_conn_send(c, &env, 10000, &err) == 0 ? 0 : -1;
-    }
+    if (l->no_bank) /* a job without a bank (gen): done once its events are stored */
+        return send_done(l, c);
     if (l->bank_path == NULL) {
         Melbo__RankFailed f = MELBO__RANK_FAILED__INIT;
         f.error = l->error ? l->error : "failed";
@@ -228,12 +234,7 @@ static int send_end(struct melbo_link *l, struct melbo_conn *c) {
         if (ret)
             return ret;
     }
-    Melbo__RankDone d = MELBO__RANK_DONE__INIT;
-    d.has_last_seq = 1;
-    d.last_seq = l->next_seq;
-    env.body_case = MELBO__ENVELOPE__BODY_RANK_DONE;
-    env.rank_done = &d;
-    return melbo_conn_send(c, &env, 10000, &err) == 0 ? 0 : -1;
+    return send_done(l, c);
 }
 
 /*

@@ -224,6 +224,14 @@ class Coord:
                 pass
         self.log.close()
 
+def free_port():
+    """A TCP port free on 127.0.0.1 now (a coordinator restarted on the same --listen address)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
 def job_spec(pb, golden, radius=4, **kw):
     """A JobSpec of options by name, as `melbo submit` sends it: each keyword is an option
     (max_new_tokens=2 is --max-new-tokens 2; True is a flag, False its --no- form). radius=None

@@ -10,16 +10,13 @@ client's request id makes a retried submit return the job it made, whatever was 
      the same address: the CLI sends the request again and prints the one job;
   5. Ctrl-C while `melbo submit` waits: it prints the request id and how to find the job; the
      same command with --request-id then gives exactly one job."""
-import json, os, signal, socket, subprocess, sys, threading, time
+import json, os, signal, subprocess, sys, threading, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import melbo_wire as mw
 
 build, repo, golden, tmp = sys.argv[1:5]
 pb = mw.load_pb2(repo, os.path.join(tmp, "py"))
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-port = s.getsockname()[1]
-s.close()
+port = mw.free_port()
 co = mw.Coord(build, os.path.join(tmp, "run"), extra=["--listen", f"127.0.0.1:{port}"])
 melbo = os.path.join(build, "cli", "melbo")
 model = os.path.abspath(os.path.join(golden, "models", "llama3"))

@@ -8,7 +8,7 @@ bank into the job's directory with nobody to take it, then killed (kill -9) and 
      directory, is in the catalog;
   2. rank 0 gives up first (MELBO_LINK_KEEP_BANK = 2 s): the coordinator started again finds the
      finished bank in the job's directory and adopts it: DONE, catalogued, the same bytes."""
-import hashlib, json, os, signal, socket, subprocess, sys, time
+import hashlib, json, os, signal, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import melbo_wire as mw
 
@@ -24,18 +24,10 @@ def check(cond, what):
     fail |= not cond
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def scenario(name, keep_s):
     os.environ["MELBO_LINK_KEEP_BANK"] = str(keep_s)
     os.environ["MELBO_LINK_FINISH_TIMEOUT"] = "5"
-    co = mw.Coord(build, os.path.join(tmp, name), extra=["--listen", f"127.0.0.1:{free_port()}"])
+    co = mw.Coord(build, os.path.join(tmp, name), extra=["--listen", f"127.0.0.1:{mw.free_port()}"])
     env = dict(os.environ, MELBO_COORD=co.addr, MELBO_TOKEN=co.token,
                MELBO_COORD_FINGERPRINT=co.fingerprint)
     cli = lambda *a: subprocess.run([melbo, *a], env=env, capture_output=True, text=True,

@@ -9,16 +9,13 @@ coordinator sends keepalives (limits.keepalive_s = 1 here) and `melbo watch` not
      coordinator is back and resumes; the coordinator then killed (kill -9) and started again on
      the same address: the watch reconnects again; at the end every event number appears
      exactly once, in order."""
-import json, os, signal, socket, subprocess, sys, threading, time
+import json, os, signal, subprocess, sys, threading, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import melbo_wire as mw
 
 build, repo, golden, tmp = sys.argv[1:5]
 os.makedirs(tmp, exist_ok=True)
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-port = s.getsockname()[1]
-s.close()
+port = mw.free_port()
 quiet = os.path.join(tmp, "quiet_rank.sh")
 with open(quiet, "w") as f:  # the fake rank, but silent for 6 s before it uploads its bank
     f.write("#!/bin/sh\nsleep 0.5\nexport FAKE_RANK_PAUSE=6\n"
