@@ -57,7 +57,10 @@ try:
     co.proc.send_signal(signal.SIGSTOP)
     time.sleep(8)
     co.proc.send_signal(signal.SIGCONT)
-    time.sleep(4)
+    end = time.time() + 60  # its back-off may be seconds long on a busy machine: wait for it
+    while time.time() < end and not any("reconnected" in l for l in errs):
+        time.sleep(0.1)
+    time.sleep(1)
     co.restart()  # kill -9, serve again on the same --listen address
     time.sleep(4)
     cli("cancel", job)
